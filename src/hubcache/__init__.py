@@ -1,0 +1,81 @@
+"""hubcache: TF Hub / Kaggle model handles -> local directories, downloaded at most once.
+
+The public surface is this module's ``__all__``; everything in ``hubcache._*`` is private.
+Importing is cheap on purpose: the HTTP client, fsspec, tqdm and TensorFlow are imported
+only when a call needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from ._config import load_config as _load_config
+from ._errors import (
+    ArchiveError,
+    CacheDirError,
+    ChecksumMismatchError,
+    ConfigurationError,
+    CorruptArchiveError,
+    DownloadError,
+    HTTPStatusError,
+    HubcacheError,
+    InvalidHandleError,
+    LockTimeoutError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotAnArchiveError,
+    OfflineError,
+    UnsafeArchiveError,
+)
+from ._handles import cache_key
+from ._load import load
+from ._resolve import resolve
+from ._version import __version__
+
+__all__ = [
+    "ArchiveError",
+    "CacheDirError",
+    "ChecksumMismatchError",
+    "ConfigurationError",
+    "CorruptArchiveError",
+    "DownloadError",
+    "HTTPStatusError",
+    "HubcacheError",
+    "InvalidHandleError",
+    "LockTimeoutError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "NotAnArchiveError",
+    "OfflineError",
+    "UnsafeArchiveError",
+    "__version__",
+    "cache_dir",
+    "cache_key",
+    "define_absl_flags",
+    "load",
+    "resolve",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def cache_dir(cache_dir: Optional[str] = None) -> str:
+    """The cache root the rules of DESIGN §2 select right now (default-root check included)."""
+    from ._root import choose_root
+
+    return choose_root(_load_config(cache_dir=cache_dir))
+
+
+def define_absl_flags() -> None:
+    """Define ``--tfhub_cache_dir`` for absl programs that do not import tensorflow_hub.
+
+    Never called implicitly: tensorflow_hub defines the same flag at import, and absl
+    refuses a second definition. Safe to call when the flag already exists.
+    """
+    from absl import flags
+
+    if "tfhub_cache_dir" not in flags.FLAGS:
+        flags.DEFINE_string(
+            "tfhub_cache_dir", None, "Cache directory for TF Hub models (hubcache/tensorflow_hub)."
+        )

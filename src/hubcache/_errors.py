@@ -1,0 +1,148 @@
+"""The exceptions hubcache raises, one hierarchy so callers can catch all of it.
+
+::
+
+    HubcacheError                      root; every error names the handle it concerns
+    ├── InvalidHandleError    (ValueError)      the handle cannot be understood        exit 2
+    ├── ConfigurationError    (ValueError)      a setting or variable has a bad value   exit 2
+    ├── ModelNotFoundError    (LookupError)     404/410, a missing path                 exit 3
+    ├── DownloadError         (OSError)         network, TLS or server error            exit 4
+    │   └── HTTPStatusError                     an HTTP status we cannot go on from
+    ├── ArchiveError          (ValueError)      the bytes are not a usable archive      exit 5
+    │   ├── NotAnArchiveError                   HTML, JSON or an empty body
+    │   ├── CorruptArchiveError                 CRC, length, truncation, bad headers
+    │   ├── UnsafeArchiveError                  links, devices, ``..``, limits exceeded
+    │   └── ChecksumMismatchError               the pinned sha256 does not match
+    ├── CacheDirError         (OSError)         the cache root is unusable or full       exit 6
+    ├── OfflineError          (LookupError)     offline and not cached                  exit 7
+    ├── LockTimeoutError      (TimeoutError)    another process held the lock too long  exit 8
+    └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 1
+
+The built-in mixins let callers that already catch ``OSError`` or ``ValueError`` keep
+working. Attributes carry the facts (``handle``, ``status``, ``url``); the message is for
+people. Every class pickles (errors cross process boundaries in ``prefetch`` and tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+__all__ = [
+    "ArchiveError",
+    "CacheDirError",
+    "ConfigurationError",
+    "ChecksumMismatchError",
+    "CorruptArchiveError",
+    "DownloadError",
+    "HTTPStatusError",
+    "HubcacheError",
+    "InvalidHandleError",
+    "LockTimeoutError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "NotAnArchiveError",
+    "OfflineError",
+    "UnsafeArchiveError",
+]
+
+
+class HubcacheError(Exception):
+    """Root of every error raised by hubcache."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, handle: Optional[str] = None, **facts: Any) -> None:
+        # Exception.__init__ with one argument keeps str() and pickling simple; the
+        # keyword facts go in attributes and are restored by __reduce__.
+        super().__init__(message)
+        self.message = message
+        self.handle = handle
+        self.facts = facts
+        for name, value in facts.items():
+            setattr(self, name, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.handle, self.facts))
+
+
+def _rebuild(
+    cls: type[HubcacheError], message: str, handle: Optional[str], facts: dict[str, Any]
+) -> HubcacheError:
+    return cls(message, handle=handle, **facts)
+
+
+class InvalidHandleError(HubcacheError, ValueError):
+    """The handle is not a URL, path or archive name that hubcache can resolve."""
+
+    exit_code = 2
+
+
+class ConfigurationError(HubcacheError, ValueError):
+    """An argument or environment variable has a value hubcache cannot use."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(HubcacheError, LookupError):
+    """The server said 404/410, or a local or remote path does not exist."""
+
+    exit_code = 3
+
+
+class DownloadError(HubcacheError, OSError):
+    """The network or the server failed, after retries where retrying made sense."""
+
+    exit_code = 4
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with a status we cannot go on from (``status`` attribute)."""
+
+
+class ArchiveError(HubcacheError, ValueError):
+    """The downloaded bytes are not an archive we can extract safely and completely."""
+
+    exit_code = 5
+
+
+class NotAnArchiveError(ArchiveError):
+    """An HTML page, JSON document or empty body came where an archive was expected."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """A checksum, length or structure check failed: the archive is damaged or truncated."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A member would escape the target, is not a plain file or directory, or a limit hit."""
+
+
+class ChecksumMismatchError(ArchiveError):
+    """The archive's sha256 differs from the one the caller pinned."""
+
+
+class CacheDirError(HubcacheError, OSError):
+    """The cache root cannot be used: permissions, unsafe ownership, a full disk."""
+
+    exit_code = 6
+
+
+class OfflineError(HubcacheError, LookupError):
+    """Offline mode is on and the handle is not in the cache."""
+
+    exit_code = 7
+
+
+class LockTimeoutError(HubcacheError, TimeoutError):
+    """Another process held the download lock longer than the configured timeout."""
+
+    exit_code = 8
+
+
+class MissingDependencyError(HubcacheError, ImportError):
+    """A feature needs an optional extra that is not installed; the message names it."""
+
+    exit_code = 1

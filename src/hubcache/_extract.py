@@ -1,0 +1,258 @@
+"""Extract: bytes of an archive in, a verified tree in a staging folder out.
+
+The archive is never held whole: chunks go from the source through the sha256 and the
+byte count (in a reader thread, so network waits and hashing overlap with inflating and
+writing on the other core), then through the decompressor into the tar parser, which
+writes files as their bytes arrive. Zip is the exception: its index sits at the end, so
+a remote zip is spooled to an unnamed temporary file first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ._config import Limits
+from ._decode import DecodeError, make_decoder, sniff
+from ._errors import CorruptArchiveError, NotAnArchiveError, UnsafeArchiveError
+from ._fetch import Source
+from ._progress import Progress
+from ._safetree import SafeTree
+from ._tarstream import TarReader
+
+_RATIO_GRACE = 16 * 1024 * 1024  # compression-ratio checks start after this much output
+_QUEUE_DEPTH = 16  # chunks (of ~1 MiB) buffered between the reader and the extractor
+
+
+@dataclass
+class Extracted:
+    format: str
+    engine: str
+    archive_bytes: int
+    archive_sha256: str
+    files: dict[str, list[Any]] = field(default_factory=dict)
+    dirs: list[str] = field(default_factory=list)
+
+
+class _Meter:
+    """Counts and hashes the archive's bytes as they pass."""
+
+    def __init__(self, progress: Optional[Progress]) -> None:
+        self.sha256 = hashlib.sha256()
+        self.count = 0
+        self._progress = progress
+
+    def wrap(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.sha256.update(chunk)
+            self.count += len(chunk)
+            if self._progress is not None:
+                self._progress.update(len(chunk))
+            yield chunk
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[bytes]:
+    """Run ``chunks`` in a thread, handing results over a bounded queue.
+
+    Exceptions raised by the producer are re-raised in the consumer; when the consumer
+    stops early (an error downstream) the producer is told to stop and is joined.
+    """
+    q: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            q.put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="hubcache-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def _describe_body(head: bytes, content_type: str) -> str:
+    shown = head[:80].decode("utf-8", "backslashreplace")
+    kind = f" (Content-Type {content_type})" if content_type else ""
+    return f"{kind}, starting with {shown!r}"
+
+
+def extract(
+    source: Source,
+    staging: str,
+    *,
+    limits: Limits,
+    fsync: bool,
+    progress: Optional[Progress],
+    threaded: bool = True,
+) -> Extracted:
+    """Stream ``source`` into ``staging`` (an empty directory that exists)."""
+    meter = _Meter(progress)
+    chunks = meter.wrap(source.chunks())
+    if threaded:
+        chunks = read_ahead(chunks)
+    try:
+        head = b""
+        first: list[bytes] = []
+        for chunk in chunks:
+            first.append(chunk)
+            head += chunk[: 512 - len(head)]
+            if len(head) >= 512:
+                break
+        fmt = sniff(head)
+        if fmt in ("empty", "html", "json", "unknown"):
+            what = {"empty": "an empty body", "html": "an HTML page", "json": "a JSON document"}
+            raise NotAnArchiveError(
+                f"{source.display} returned {what.get(fmt, 'something that is not an archive')} "
+                f"where a model archive was expected{_describe_body(head, source.content_type)}"
+                + ("; a proxy login page or an access-denied page often looks like this"
+                   if fmt == "html" else "")
+            )
+        tree = SafeTree(staging, limits, fsync=fsync)
+        try:
+            if fmt == "zip":
+                engine = "zip"
+                _extract_zip(source, first, chunks, tree)
+            else:
+                decoder = make_decoder(fmt)
+                engine = getattr(decoder, "engine", decoder.name)
+                _extract_tar(decoder, first, chunks, tree, meter, limits)
+            if source.total is not None and meter.count != source.total:
+                raise CorruptArchiveError(
+                    f"{source.display} sent {meter.count} bytes but announced {source.total}"
+                )
+            if not tree.files:
+                raise CorruptArchiveError(f"the archive at {source.display} contains no files")
+            tree.finalize()
+        finally:
+            tree.close()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return Extracted(
+        format=fmt,
+        engine=engine,
+        archive_bytes=meter.count,
+        archive_sha256=meter.sha256.hexdigest(),
+        files={rel: [size, digest] for rel, (size, digest) in tree.files.items()},
+        dirs=sorted(tree.dirs),
+    )
+
+
+def _extract_tar(
+    decoder: Any,
+    first: list[bytes],
+    rest: Iterator[bytes],
+    tree: SafeTree,
+    meter: _Meter,
+    limits: Limits,
+) -> None:
+    reader = TarReader(tree)
+    produced = 0
+    try:
+        for source_chunks in (first, rest):
+            for chunk in source_chunks:
+                for out in decoder.feed(chunk):
+                    produced += len(out)
+                    if produced > _RATIO_GRACE and produced > limits.max_ratio * meter.count:
+                        raise UnsafeArchiveError(
+                            f"the archive expands more than {limits.max_ratio:g} times "
+                            "(a decompression bomb?)"
+                        )
+                    reader.feed(out)
+        for out in decoder.finish():
+            reader.feed(out)
+        reader.finish()
+    except DecodeError as exc:
+        raise CorruptArchiveError(str(exc)) from None
+    finally:
+        reader.abort()
+
+
+def _extract_zip(source: Source, first: list[bytes], rest: Iterator[bytes], tree: SafeTree) -> None:
+    import zipfile
+
+    path = source.local_file()
+    if path is not None:
+        for _ in rest:  # the meter still counts and hashes the local file
+            pass
+        with zipfile.ZipFile(path) as archive:
+            _zip_members(archive, tree)
+        return
+    with tempfile.TemporaryFile(dir=os.path.dirname(tree.root)) as spool:
+        for chunk in first:
+            spool.write(chunk)
+        for chunk in rest:
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            with zipfile.ZipFile(spool) as archive:
+                _zip_members(archive, tree)
+        except zipfile.BadZipFile as exc:
+            raise CorruptArchiveError(f"the zip archive is corrupt: {exc}") from None
+
+
+def _zip_members(archive: Any, tree: SafeTree) -> None:
+    import stat
+    import zipfile
+
+    for info in archive.infolist():
+        unix_mode = info.external_attr >> 16
+        kind = stat.S_IFMT(unix_mode) if unix_mode else 0
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            what = "a symbolic link" if kind == stat.S_IFLNK else "not a regular file"
+            raise UnsafeArchiveError(f"zip member {info.filename!r} is {what}")
+        if info.is_dir():
+            tree.add_dir(info.filename)
+            continue
+        writer = tree.add_file(info.filename, info.file_size, unix_mode or 0o644)
+        try:
+            with archive.open(info) as member:
+                while True:
+                    data = member.read(1024 * 1024)
+                    if not data:
+                        break
+                    writer.write(data)
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            writer.abort()
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise
+            raise CorruptArchiveError(f"zip member {info.filename!r} is corrupt: {exc}") from None
+        writer.close()

@@ -1,0 +1,468 @@
+"""Fetch: turn a location into a stream of byte chunks, over HTTP, a local file or fsspec.
+
+Every source has the same shape: :meth:`Source.open` makes the request (raising our errors
+for 404, 403, HTML bodies...), then :meth:`Source.chunks` yields the body. HTTP sources
+resume a broken stream with ``Range`` + ``If-Range`` transparently, so the decompressor
+downstream never notices; when the server cannot resume safely (no validator, a 200 to a
+range request, a changed ETag) :class:`RestartDownload` tells the pipeline to start over.
+
+Network policy (DESIGN §5): connect and read timeouts; retries with exponential backoff and
+jitter on connection errors, 408, 429 and 5xx, honouring ``Retry-After`` (capped);
+redirects followed by hand so each hop is checked (http→https fine, https→http refused,
+non-HTTP schemes refused, at most 10 hops, ``Authorization`` dropped on another host);
+query strings redacted from everything we log or raise.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._config import Config
+from ._errors import (
+    DownloadError,
+    HTTPStatusError,
+    MissingDependencyError,
+    ModelNotFoundError,
+)
+
+if TYPE_CHECKING:
+    import urllib3
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+MAX_REDIRECTS = 10
+MAX_RETRY_AFTER = 60.0
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_REDIRECT_STATUS = {301, 302, 303, 307, 308}
+
+
+class RestartDownload(Exception):
+    """The stream broke and cannot be resumed in place: start the download over."""
+
+
+def redact(url: str) -> str:
+    """A URL safe to show: no user info, query values replaced (signed URLs carry keys)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(
+        f"{k}=..." if k != "tf-hub-format" else f"{k}={v}"
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class Source:
+    """Where the archive bytes come from. Subclasses fill the metadata in :meth:`open`."""
+
+    display: str = ""
+    total: Optional[int] = None  # bytes, when the server or filesystem says
+    content_type: str = ""
+    etag: str = ""
+    last_modified: str = ""
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def local_file(self) -> Optional[str]:
+        """A seekable local path holding the whole archive, if there is one (zip needs it)."""
+        return None
+
+
+class LocalFileSource(Source):
+    def __init__(self, path: str, handle: str) -> None:
+        self.path = path
+        self.handle = handle
+        self.display = path
+        self._file: Any = None
+
+    def open(self) -> None:
+        try:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"archive {self.path!r} does not exist", handle=self.handle
+            ) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
+        self.total = os.fstat(self._file.fileno()).st_size
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            data = self._file.read(CHUNK)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def local_file(self) -> Optional[str]:
+        return self.path
+
+
+class FsspecSource(Source):
+    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
+
+    def __init__(self, url: str, handle: str) -> None:
+        self.url = url
+        self.handle = handle
+        self.display = redact(url)
+        self._file: Any = None
+
+    def open(self) -> None:
+        fs, path = filesystem(self.url, self.handle)
+        try:
+            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
+            self.total = int(fs.size(path))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            try:
+                data = self._file.read(CHUNK)
+            except OSError as exc:
+                raise DownloadError(
+                    f"reading {self.display} failed: {exc}", handle=self.handle
+                ) from exc
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def filesystem(url: str, handle: Optional[str] = None) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url``, with an install hint when missing."""
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingDependencyError(
+            f"{url.split('://')[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            handle=handle,
+        ) from None
+    scheme = url.split("://", 1)[0]
+    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        hint = f"pip install 'hubcache[{extra}]'" if extra else str(exc)
+        raise MissingDependencyError(f"{scheme}:// needs an extra: {hint}", handle=handle) from None
+    return fs, path
+
+
+# -- HTTP --------------------------------------------------------------------------------
+
+_MANAGERS: dict[tuple[str, bool], urllib3.PoolManager] = {}
+_WARNED_INSECURE = False
+
+
+def _manager(url: str, verify: bool) -> urllib3.PoolManager:
+    """A pooled connection manager for ``url``, through the proxy the environment names."""
+    import urllib3
+
+    scheme = urllib.parse.urlsplit(url).scheme
+    host = urllib.parse.urlsplit(url).hostname or ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme, "")
+    if proxy and urllib.request.proxy_bypass(host):
+        proxy = ""
+    key = (proxy, verify)
+    manager = _MANAGERS.get(key)
+    if manager is None:
+        options: dict[str, Any] = {"num_pools": 16, "maxsize": 16, "block": False}
+        if verify:
+            options["ssl_context"] = _ssl_context()
+        else:
+            options["cert_reqs"] = "CERT_NONE"
+            _warn_insecure()
+        if proxy:
+            manager = urllib3.ProxyManager(proxy, **options)
+        else:
+            manager = urllib3.PoolManager(**options)
+        _MANAGERS[key] = manager
+    return manager
+
+
+def _ssl_context() -> Any:
+    import ssl
+
+    context = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        bundle = os.environ.get(variable)
+        if bundle:
+            context.load_verify_locations(cafile=bundle)
+    return context
+
+
+def _warn_insecure() -> None:
+    global _WARNED_INSECURE  # noqa: PLW0603 - once per process, as documented
+    if not _WARNED_INSECURE:
+        _WARNED_INSECURE = True
+        log.warning(
+            "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are NOT verified for "
+            "hubcache downloads in this process; anyone on the network path can swap the model"
+        )
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    when = email.utils.parsedate_to_datetime(value) if value else None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HTTPSource(Source):
+    """One archive over HTTP(S), resumable with Range + If-Range."""
+
+    def __init__(self, url: str, handle: str, config: Config) -> None:
+        self.url = url
+        self.handle = handle
+        self.config = config
+        self.display = redact(url)
+        self.final_url = url
+        self.attempts = 0
+        self._response: Any = None
+        self._offset = 0
+        self.accept_ranges = False
+
+    # request with redirects, retries and status handling
+    def open(self) -> None:
+        self._response = self._request({})
+        self._read_metadata(self._response)
+
+    def _read_metadata(self, response: Any) -> None:
+        headers = response.headers
+        length = headers.get("Content-Length")
+        self.total = int(length) if length and length.isdigit() else None
+        self.content_type = headers.get("Content-Type", "")
+        self.etag = headers.get("ETag", "")
+        self.last_modified = headers.get("Last-Modified", "")
+        self.accept_ranges = headers.get("Accept-Ranges", "").lower() == "bytes"
+
+    def _request(self, extra_headers: dict[str, str]) -> Any:
+        import urllib3
+
+        config = self.config
+        last: str = ""
+        delay = config.backoff
+        for attempt in range(config.retries + 1):
+            self.attempts += 1
+            try:
+                response = self._follow(extra_headers)
+            except (urllib3.exceptions.SSLError,) as exc:
+                raise DownloadError(
+                    f"TLS error talking to {self.display}: {exc.__class__.__name__}: "
+                    f"{_reason(exc)}; check the certificate, SSL_CERT_FILE, or (unsafe) "
+                    "TFHUB_DISABLE_CERT_VALIDATION=true",
+                    handle=self.handle,
+                ) from None
+            except urllib3.exceptions.HTTPError as exc:
+                last = f"{exc.__class__.__name__}: {_reason(exc)}"
+                wait: Optional[float] = None
+            else:
+                if response.status not in _RETRY_STATUS:
+                    return self._check_status(response)
+                last = f"HTTP {response.status} from {redact(self.final_url)}"
+                wait = _retry_after(response.headers.get("Retry-After"))
+                response.drain_conn()
+                response.release_conn()
+            if attempt == config.retries:
+                break
+            if wait is None:
+                wait = delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 30.0)
+            wait = min(wait, MAX_RETRY_AFTER)
+            log.info("retrying %s in %.1fs after %s", self.display, wait, last)
+            time.sleep(wait)
+        raise DownloadError(
+            f"downloading {self.display} failed after {self.attempts} attempts: {last}; "
+            "check the network or proxy settings and try again",
+            handle=self.handle,
+            attempts=self.attempts,
+        )
+
+    def _follow(self, extra_headers: dict[str, str]) -> Any:
+        import urllib3
+
+        url = self.url
+        origin = urllib.parse.urlsplit(url)
+        timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urllib.parse.urlsplit(url)
+            headers = {"Accept-Encoding": "identity", "User-Agent": _user_agent()}
+            headers.update(extra_headers)
+            if parts.hostname != origin.hostname:
+                headers.pop("Authorization", None)
+            response = _manager(url, self.config.verify_tls).request(
+                "GET",
+                url,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=timeout,
+            )
+            if response.status not in _REDIRECT_STATUS:
+                self.final_url = url
+                return response
+            location = response.headers.get("Location", "")
+            response.drain_conn()
+            response.release_conn()
+            target = urllib.parse.urljoin(url, location)
+            self._check_redirect(url, target)
+            url = target
+        raise DownloadError(
+            f"{self.display} redirected more than {MAX_REDIRECTS} times", handle=self.handle
+        )
+
+    def _check_redirect(self, source: str, target: str) -> None:
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(
+                f"{redact(source)} redirected to a {scheme or 'relative'}: URL, which is "
+                "refused (only http and https are followed)",
+                handle=self.handle,
+            )
+        if urllib.parse.urlsplit(source).scheme == "https" and scheme == "http":
+            raise DownloadError(
+                f"{redact(source)} redirected from https to plain http ({redact(target)}); "
+                "refused because it would drop transport security",
+                handle=self.handle,
+            )
+
+    def _check_status(self, response: Any) -> Any:
+        status = response.status
+        if status in (200, 206):
+            return response
+        where = redact(self.final_url)
+        body = response.read(512, decode_content=True) if status != 304 else b""
+        response.release_conn()
+        if status in (404, 410):
+            raise ModelNotFoundError(
+                f"{where} answered {status}: no model at this handle; check the URL for "
+                "typos and the model's version number",
+                handle=self.handle,
+                status=status,
+            )
+        if status in (401, 403):
+            raise HTTPStatusError(
+                f"{where} answered {status} {'Unauthorized' if status == 401 else 'Forbidden'}"
+                f" (final host {urllib.parse.urlsplit(self.final_url).hostname}): the model "
+                "needs credentials, or a signed download URL has expired; try again, or "
+                "check access to the model",
+                handle=self.handle,
+                status=status,
+                body=body[:200],
+            )
+        raise HTTPStatusError(
+            f"{where} answered HTTP {status}", handle=self.handle, status=status
+        )
+
+    # streaming with resume
+    def chunks(self) -> Iterator[bytes]:
+        import urllib3
+
+        response = self._response
+        resumes = 0
+        while True:
+            try:
+                while True:
+                    data = response.read(CHUNK)
+                    if not data:
+                        break
+                    self._offset += len(data)
+                    yield data
+                response.release_conn()
+                if self.total is not None and self._offset != self.total:
+                    raise urllib3.exceptions.ProtocolError(
+                        f"body ended after {self._offset} of {self.total} bytes"
+                    )
+                return
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                response.release_conn()
+                resumes += 1
+                if resumes > self.config.retries:
+                    raise DownloadError(
+                        f"the download of {self.display} kept breaking ({exc.__class__.__name__}"
+                        f" after {self._offset} bytes, {resumes} attempts)",
+                        handle=self.handle,
+                    ) from None
+                log.info(
+                    "download of %s broke after %d bytes (%s); resuming",
+                    self.display,
+                    self._offset,
+                    exc.__class__.__name__,
+                )
+                response = self._resume()
+                self._response = response
+
+    def _resume(self) -> Any:
+        validator = self.etag if self.etag and not self.etag.startswith("W/") else ""
+        validator = validator or self.last_modified
+        if not validator or self.total is None:
+            raise RestartDownload("the server gave no validator to resume safely")
+        response = self._request({"Range": f"bytes={self._offset}-", "If-Range": validator})
+        expected = f"bytes {self._offset}-{self.total - 1}/{self.total}"
+        if response.status != 206 or response.headers.get("Content-Range") != expected:
+            response.drain_conn()
+            response.release_conn()
+            raise RestartDownload(
+                f"the server answered the resume request with {response.status} "
+                f"{response.headers.get('Content-Range', '')!r}"
+            )
+        if self.etag and response.headers.get("ETag", self.etag) != self.etag:
+            response.drain_conn()
+            response.release_conn()
+            raise RestartDownload("the archive changed on the server while downloading")
+        return response
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.release_conn()
+            self._response = None
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)
+
+
+def _user_agent() -> str:
+    from ._version import __version__
+
+    return f"hubcache/{__version__}"

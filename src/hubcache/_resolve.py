@@ -1,0 +1,238 @@
+"""resolve(): one handle in, one local directory out, downloading at most once.
+
+::
+
+    handle -> config -> resolver (what to fetch) -> entry (key, paths, state)
+      complete?  -> return path                  (fast path: no lock, no network, no write)
+      lock       -> re-check -> fetch -> extract (streamed, safe)
+                 -> manifest + descriptor -> publish (one atomic rename) -> unlock -> path
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Callable, Optional
+
+from ._config import Config, load_config
+from ._entry import Entry, build_manifest
+from ._errors import (
+    ChecksumMismatchError,
+    HubcacheError,
+    ModelNotFoundError,
+    OfflineError,
+)
+from ._extract import Extracted, extract
+from ._fetch import FsspecSource, HTTPSource, LocalFileSource, RestartDownload, Source, filesystem
+from ._handles import Handle, parse_handle
+from ._lock import DownloadLock
+from ._progress import Progress
+from ._publish import adopt, discard, publish
+from ._root import choose_root, ensure_root, is_remote
+
+log = logging.getLogger(__name__)
+
+_HANDLES: dict[str, Handle] = {}  # parsed handles, so the warm path parses each once
+
+
+def resolve(
+    handle: str,
+    *,
+    cache_dir: Optional[str] = None,
+    offline: Optional[bool] = None,
+    sha256: Optional[str] = None,
+    progress: Optional[bool] = None,
+    on_wait: Optional[Callable[[str], None]] = None,
+) -> str:
+    """Return a local directory holding the model of ``handle``, downloading it at most once.
+
+    ``cache_dir`` overrides ``TFHUB_CACHE_DIR``; ``offline=True`` (or ``HUBCACHE_OFFLINE=1``)
+    never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
+    ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
+    """
+    parsed = _parse(handle)
+    config = load_config(cache_dir=cache_dir, offline=offline, progress=progress)
+    if parsed.kind == "directory":
+        return _existing_directory(parsed)
+    if is_remote(config.root):
+        raise HubcacheError(
+            f"remote cache roots ({config.root.split('://')[0]}://) are not supported yet",
+            handle=handle,
+        )
+    root = choose_root(config)
+    entry = Entry(root, parsed.key)
+    if sha256 is None and entry.is_complete():
+        return entry.path
+    return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+
+
+def _parse(handle: str) -> Handle:
+    parsed = _HANDLES.get(handle) if isinstance(handle, str) else None
+    if parsed is None:
+        parsed = parse_handle(handle)
+        if len(_HANDLES) < 4096:
+            _HANDLES[handle] = parsed
+    return parsed
+
+
+def _existing_directory(handle: Handle) -> str:
+    """A directory handle is returned as it is, after checking that it exists."""
+    if handle.scheme:
+        fs, path = filesystem(handle.location, handle.raw)
+        if not fs.isdir(path):
+            raise ModelNotFoundError(f"{handle.raw} is not an existing directory", handle=handle.raw)
+        return handle.raw
+    path = os.path.expanduser(handle.location)
+    if not os.path.isdir(path):
+        hint = "" if os.path.exists(path) else " (no such file or directory)"
+        raise ModelNotFoundError(
+            f"{handle.raw!r} is neither a URL nor an existing model directory{hint}; pass an "
+            "https:// model URL, an archive (.tar.gz, .zip) or a folder holding a model",
+            handle=handle.raw,
+        )
+    return path
+
+
+def _resolve_slow(
+    handle: Handle,
+    entry: Entry,
+    config: Config,
+    *,
+    sha256: Optional[str],
+    on_wait: Optional[Callable[[str], None]],
+) -> str:
+    if sha256 is not None and entry.is_complete():
+        _check_pinned(handle, entry, sha256)
+        return entry.path
+    state = entry.state()
+    if state.name == "legacy" and sha256 is None:
+        adopt(entry, handle.raw) if not config.offline else None
+        return entry.path
+    if config.offline:
+        raise OfflineError(
+            f"{handle.raw} is not in the cache at {entry.root} and offline mode is on "
+            "(HUBCACHE_OFFLINE / offline=True); run `hubcache prefetch` or `hubcache resolve` "
+            "for it on a machine with network access and copy the cache",
+            handle=handle.raw,
+        )
+    ensure_root(entry.root, private=config.root_is_default)
+    lock = DownloadLock(
+        entry.lock_path,
+        entry.staging,
+        handle=handle.raw,
+        lease=config.lock_lease,
+        timeout=config.lock_timeout,
+        on_wait=on_wait,
+    )
+    if not lock.wait_for_turn(entry.is_complete):
+        return entry.path  # another process finished it while we waited
+    try:
+        state = entry.state()  # re-check: the previous holder may have published
+        if state.name == "complete" and sha256 is None:
+            return entry.path
+        if state.name == "legacy" and sha256 is None:
+            adopt(entry, handle.raw)
+            return entry.path
+        if state.name in ("damaged", "complete", "legacy"):
+            if state.name == "damaged":
+                log.warning(
+                    "the cached copy of %s at %s is damaged (%s); downloading it again",
+                    handle.raw,
+                    entry.path,
+                    state.reason,
+                )
+            entry.move_aside(lock.uid)
+        _download(handle, entry, config, lock.uid, sha256)
+        return entry.path
+    finally:
+        lock.release()
+
+
+def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
+    manifest = entry.read_manifest() or {}
+    recorded = manifest.get("archive", {}).get("sha256", "")
+    if recorded and recorded != sha256.lower():
+        raise ChecksumMismatchError(
+            f"the cached archive of {handle.raw} has sha256 {recorded}, not the pinned "
+            f"{sha256}; remove it with `hubcache rm` if the pin is right",
+            handle=handle.raw,
+        )
+
+
+def _download(
+    handle: Handle, entry: Entry, config: Config, uid: str, sha256: Optional[str]
+) -> None:
+    """Fetch, extract, verify and publish one archive (under the lock)."""
+    staging = entry.staging(uid)
+    for attempt in range(config.retries + 1):
+        source = open_source(handle, config)
+        progress: Optional[Progress] = None
+        os.mkdir(staging, 0o755)
+        try:
+            source.open()
+            progress = Progress(config.progress, source.total, _label(handle))
+            result = extract(
+                source, staging, limits=config.limits, fsync=config.fsync, progress=progress
+            )
+            _verify_pin(handle, result, sha256)
+            manifest = build_manifest(
+                handle=handle.raw,
+                key=entry.key,
+                files=result.files,
+                dirs=result.dirs,
+                source=source.display,
+                etag=source.etag,
+                last_modified=source.last_modified,
+                archive={
+                    "format": result.format,
+                    "bytes": result.archive_bytes,
+                    "sha256": result.archive_sha256,
+                },
+            )
+            if not publish(entry, staging, manifest, fsync=config.fsync):
+                log.info("another process published %s first; using its copy", handle.raw)
+            return
+        except RestartDownload as exc:
+            if attempt == config.retries:
+                raise HubcacheError(
+                    f"the download of {handle.raw} could not be completed: {exc}",
+                    handle=handle.raw,
+                ) from None
+            log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
+        except HubcacheError as exc:
+            if exc.handle is None:
+                exc.handle = handle.raw
+                exc.message = f"cannot resolve {handle.raw}: {exc.message}"
+                exc.args = (exc.message,)
+            raise
+        finally:
+            source.close()
+            if progress is not None:
+                progress.close()
+            with contextlib.suppress(FileNotFoundError):
+                discard(staging)
+
+
+def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
+    if sha256 is not None and result.archive_sha256 != sha256.lower():
+        raise ChecksumMismatchError(
+            f"the archive of {handle.raw} has sha256 {result.archive_sha256}, not the pinned "
+            f"{sha256}; nothing was cached",
+            handle=handle.raw,
+            expected=sha256,
+            actual=result.archive_sha256,
+        )
+
+
+def open_source(handle: Handle, config: Config) -> Source:
+    if handle.scheme in ("http", "https"):
+        return HTTPSource(handle.location, handle.raw, config)
+    if handle.scheme:
+        return FsspecSource(handle.location, handle.raw)
+    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.raw)
+
+
+def _label(handle: Handle) -> str:
+    text = handle.raw.split("?", 1)[0]
+    return text if len(text) <= 60 else "..." + text[-57:]

@@ -11,8 +11,8 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from ._errors import HubcacheError
 
@@ -69,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--rate-limit", type=float, default=None, metavar="BYTES_PER_SEC",
-                   help="throttle each connection (for testing parallel downloads)")
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="BYTES_PER_SEC",
+        help="throttle each connection (for testing parallel downloads)",
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="serve the bundled sample model and resolve it cold, then warm")
@@ -80,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
-        min(args.verbose, 2)
-    ]
+    level = (
+        logging.ERROR
+        if args.quiet
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("hubcache: %(message)s"))
     root = logging.getLogger("hubcache")

@@ -97,7 +97,7 @@ def _absl_cache_dir() -> Optional[str]:
         if flags is None or "tfhub_cache_dir" not in flags:
             return None
         value = flags["tfhub_cache_dir"].value
-    except Exception:  # noqa: BLE001 - a misbehaving flags object must not break resolve
+    except Exception:
         return None
     return str(value) if value else None
 
@@ -109,9 +109,7 @@ def expand(path: str) -> str:
     return os.path.expanduser(os.path.expandvars(path))
 
 
-def select_root(
-    cache_dir: Optional[str], environ: Mapping[str, str]
-) -> tuple[str, str]:
+def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[str, str]:
     """Return (root, which rule chose it) without touching the disk."""
     if cache_dir:
         return expand(os.fspath(cache_dir)), "argument"

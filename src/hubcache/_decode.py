@@ -46,13 +46,13 @@ def _inflater_factory() -> tuple[str, Callable[[int], Any], tuple[type[BaseExcep
     try:
         from zlib_ng import zlib_ng
 
-        return "zlib-ng", zlib_ng.decompressobj, (zlib_ng.error,)
+        return "zlib-ng", zlib_ng.decompressobj, (zlib_ng.error,)  # type: ignore[return-value]
     except ImportError:
         pass
     try:
         from isal import isal_zlib
 
-        return "isal", isal_zlib.decompressobj, (isal_zlib.error, isal_zlib.IsalError)
+        return "isal", isal_zlib.decompressobj, (isal_zlib.error, isal_zlib.IsalError)  # type: ignore[return-value]
     except (ImportError, AttributeError):
         pass
     return "zlib", zlib.decompressobj, (zlib.error,)

@@ -124,8 +124,8 @@ class Entry:
             problem = self._walk(signature)
             return State("complete") if problem is None else State("damaged", problem)
         if not has_tree:
-            return State("damaged", "not a folder") if os.path.lexists(self.path) else State(
-                "missing"
+            return (
+                State("damaged", "not a folder") if os.path.lexists(self.path) else State("missing")
             )
         problem = legacy_problem(self.path)
         return State("damaged", problem) if problem else State("legacy")

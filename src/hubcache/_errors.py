@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Optional
 __all__ = [
     "ArchiveError",
     "CacheDirError",
-    "ConfigurationError",
     "ChecksumMismatchError",
+    "ConfigurationError",
     "CorruptArchiveError",
     "DownloadError",
     "HTTPStatusError",

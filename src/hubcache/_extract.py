@@ -81,7 +81,7 @@ def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[b
                 if stop.is_set():
                     return
             q.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+        except BaseException as exc:
             q.put(exc)
         finally:
             close = getattr(chunks, "close", None)
@@ -141,8 +141,11 @@ def extract(
             raise NotAnArchiveError(
                 f"{source.display} returned {what.get(fmt, 'something that is not an archive')} "
                 f"where a model archive was expected{_describe_body(head, source.content_type)}"
-                + ("; a proxy login page or an access-denied page often looks like this"
-                   if fmt == "html" else "")
+                + (
+                    "; a proxy login page or an access-denied page often looks like this"
+                    if fmt == "html"
+                    else ""
+                )
             )
         tree = SafeTree(staging, limits, fsync=fsync)
         try:
@@ -176,7 +179,7 @@ def extract(
     )
 
 
-def _extract_tar(
+def _extract_tar(  # noqa: PLR0917 - private helper, called once
     decoder: Any,
     first: list[bytes],
     rest: Iterator[bytes],

@@ -4,7 +4,7 @@ Every source has the same shape: :meth:`Source.open` makes the request (raising 
 for 404, 403, HTML bodies...), then :meth:`Source.chunks` yields the body. HTTP sources
 resume a broken stream with ``Range`` + ``If-Range`` transparently, so the decompressor
 downstream never notices; when the server cannot resume safely (no validator, a 200 to a
-range request, a changed ETag) :class:`RestartDownload` tells the pipeline to start over.
+range request, a changed ETag) :class:`RestartDownloadError` tells the pipeline to start over.
 
 Network policy (DESIGN §5): connect and read timeouts; retries with exponential backoff and
 jitter on connection errors, 408, 429 and 5xx, honouring ``Retry-After`` (capped);
@@ -45,7 +45,7 @@ _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _REDIRECT_STATUS = {301, 302, 303, 307, 308}
 
 
-class RestartDownload(Exception):
+class RestartDownloadError(Exception):
     """The stream broke and cannot be resumed in place: start the download over."""
 
 
@@ -165,7 +165,7 @@ def filesystem(url: str, handle: Optional[str] = None) -> tuple[Any, str]:
         import fsspec
     except ImportError:
         raise MissingDependencyError(
-            f"{url.split('://')[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            f"{url.split('://', maxsplit=1)[0]}:// needs fsspec: pip install 'hubcache[remote]'",
             handle=handle,
         ) from None
     scheme = url.split("://", 1)[0]
@@ -283,7 +283,7 @@ class HTTPSource(Source):
             self.attempts += 1
             try:
                 response = self._follow(extra_headers)
-            except (urllib3.exceptions.SSLError,) as exc:
+            except urllib3.exceptions.SSLError as exc:
                 raise DownloadError(
                     f"TLS error talking to {self.display}: {exc.__class__.__name__}: "
                     f"{_reason(exc)}; check the certificate, SSL_CERT_FILE, or (unsafe) "
@@ -320,7 +320,9 @@ class HTTPSource(Source):
 
         url = self.url
         origin = urllib.parse.urlsplit(url)
-        timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
+        timeout = urllib3.Timeout(
+            connect=self.config.connect_timeout, read=self.config.read_timeout
+        )
         for _ in range(MAX_REDIRECTS + 1):
             parts = urllib.parse.urlsplit(url)
             headers = {"Accept-Encoding": "identity", "User-Agent": _user_agent()}
@@ -389,9 +391,7 @@ class HTTPSource(Source):
                 status=status,
                 body=body[:200],
             )
-        raise HTTPStatusError(
-            f"{where} answered HTTP {status}", handle=self.handle, status=status
-        )
+        raise HTTPStatusError(f"{where} answered HTTP {status}", handle=self.handle, status=status)
 
     # streaming with resume
     def chunks(self) -> Iterator[bytes]:
@@ -435,20 +435,20 @@ class HTTPSource(Source):
         validator = self.etag if self.etag and not self.etag.startswith("W/") else ""
         validator = validator or self.last_modified
         if not validator or self.total is None:
-            raise RestartDownload("the server gave no validator to resume safely")
+            raise RestartDownloadError("the server gave no validator to resume safely")
         response = self._request({"Range": f"bytes={self._offset}-", "If-Range": validator})
         expected = f"bytes {self._offset}-{self.total - 1}/{self.total}"
         if response.status != 206 or response.headers.get("Content-Range") != expected:
             response.drain_conn()
             response.release_conn()
-            raise RestartDownload(
+            raise RestartDownloadError(
                 f"the server answered the resume request with {response.status} "
                 f"{response.headers.get('Content-Range', '')!r}"
             )
         if self.etag and response.headers.get("ETag", self.etag) != self.etag:
             response.drain_conn()
             response.release_conn()
-            raise RestartDownload("the archive changed on the server while downloading")
+            raise RestartDownloadError("the archive changed on the server while downloading")
         return response
 
     def close(self) -> None:

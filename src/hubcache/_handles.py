@@ -86,9 +86,7 @@ def parse_handle(handle: str) -> Handle:
             handle=handle,
         )
     if "\x00" in handle or "\n" in handle:
-        raise InvalidHandleError(
-            f"handle {handle!r} contains a control character", handle=handle
-        )
+        raise InvalidHandleError(f"handle {handle!r} contains a control character", handle=handle)
     if "://" not in handle:
         path = handle
         if is_archive_name(path):
@@ -110,9 +108,7 @@ def parse_handle(handle: str) -> Handle:
     if scheme in FSSPEC_SCHEMES:
         rest = handle.split("://", 1)[1]
         if not rest.strip("/"):
-            raise InvalidHandleError(
-                f"handle {handle!r} names no bucket or path", handle=handle
-            )
+            raise InvalidHandleError(f"handle {handle!r} names no bucket or path", handle=handle)
         if scheme == "file":
             local = urllib.parse.unquote(urllib.parse.urlsplit(handle).path)
             kind = "archive" if is_archive_name(local) else "directory"

@@ -27,8 +27,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 from ._errors import CacheDirError, LockTimeoutError
 

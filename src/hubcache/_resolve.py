@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from ._config import Config, load_config
 from ._entry import Entry, build_manifest
@@ -24,7 +25,14 @@ from ._errors import (
     OfflineError,
 )
 from ._extract import Extracted, extract
-from ._fetch import FsspecSource, HTTPSource, LocalFileSource, RestartDownload, Source, filesystem
+from ._fetch import (
+    FsspecSource,
+    HTTPSource,
+    LocalFileSource,
+    RestartDownloadError,
+    Source,
+    filesystem,
+)
 from ._handles import Handle, parse_handle
 from ._lock import DownloadLock
 from ._progress import Progress
@@ -81,7 +89,9 @@ def _existing_directory(handle: Handle) -> str:
     if handle.scheme:
         fs, path = filesystem(handle.location, handle.raw)
         if not fs.isdir(path):
-            raise ModelNotFoundError(f"{handle.raw} is not an existing directory", handle=handle.raw)
+            raise ModelNotFoundError(
+                f"{handle.raw} is not an existing directory", handle=handle.raw
+            )
         return handle.raw
     path = os.path.expanduser(handle.location)
     if not os.path.isdir(path):
@@ -193,7 +203,7 @@ def _download(
             if not publish(entry, staging, manifest, fsync=config.fsync):
                 log.info("another process published %s first; using its copy", handle.raw)
             return
-        except RestartDownload as exc:
+        except RestartDownloadError as exc:
             if attempt == config.retries:
                 raise HubcacheError(
                     f"the download of {handle.raw} could not be completed: {exc}",

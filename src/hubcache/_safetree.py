@@ -25,8 +25,12 @@ from typing import Optional
 from ._config import Limits
 from ._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
-    os, "O_CLOEXEC", 0
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
 )
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -127,8 +131,7 @@ class SafeTree:
         parts = [p for p in raw.lstrip("/").split("/") if p not in ("", ".")]
         if ".." in parts:
             raise UnsafeArchiveError(
-                f"archive member {raw!r} has a '..' component and would escape the model "
-                "directory"
+                f"archive member {raw!r} has a '..' component and would escape the model directory"
             )
         if len(parts) > self.limits.max_depth:
             raise UnsafeArchiveError(
@@ -170,9 +173,7 @@ class SafeTree:
     def _count(self, rel: str, size: int) -> None:
         self.members += 1
         if self.members > self.limits.max_members:
-            raise UnsafeArchiveError(
-                f"the archive has more than {self.limits.max_members} members"
-            )
+            raise UnsafeArchiveError(f"the archive has more than {self.limits.max_members} members")
         self.declared_bytes += size
         if self.declared_bytes > self.limits.max_total_bytes:
             raise UnsafeArchiveError(

@@ -78,9 +78,7 @@ def _parse_pax(data: bytes) -> dict[str, str]:
         if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
             raise CorruptArchiveError("malformed pax header record")
         key, value = record[:-1].split(b"=", 1)
-        records[key.decode("utf-8", "surrogateescape")] = value.decode(
-            "utf-8", "surrogateescape"
-        )
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return records
 
@@ -107,10 +105,9 @@ class TarReader:
         pos, end = 0, len(view)
         while pos < end:
             state = self._state
-            if state == _DATA or state == _META:
+            if state in (_DATA, _META):
                 take = min(self._remaining, end - pos)
-                if state == _DATA:
-                    assert self._writer is not None
+                if self._writer is not None:  # _DATA
                     self._writer.write(view[pos : pos + take])
                 else:
                     self._meta += view[pos : pos + take]
@@ -214,9 +211,7 @@ class TarReader:
             self._writer = self.tree.add_file(name, size, mode)
             self._begin(size, _DATA)
         else:
-            raise UnsafeArchiveError(
-                f"archive member {name!r} has the unsupported type {kind!r}"
-            )
+            raise UnsafeArchiveError(f"archive member {name!r} has the unsupported type {kind!r}")
 
     def _name(self, block: bytes) -> str:
         if "path" in self._pax:

@@ -145,8 +145,8 @@ def load_config(
     lock_timeout: Optional[float] = None
     if env.get("HUBCACHE_LOCK_TIMEOUT", "").strip():
         lock_timeout = _number(env, "HUBCACHE_LOCK_TIMEOUT", 0.0)
-    # tensorflow_hub's exact semantics: only the string "true" (any case) disables checks.
-    verify_tls = env.get("TFHUB_DISABLE_CERT_VALIDATION", "").strip().lower() != "true"
+    # tensorflow_hub's exact semantics: only the exact string "true" disables checks.
+    verify_tls = env.get("TFHUB_DISABLE_CERT_VALIDATION", "") != "true"
     return Config(
         root=root,
         root_source=source,

@@ -14,12 +14,17 @@ from tests.support.httpserver import ModelServer
 from tests.support.proxy import ProxyServer
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+_KEEP = {"HUBCACHE_TF_PYTHON"}  # configures the interop tests, not hubcache
 
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clear TFHUB_*, HUBCACHE_* and proxy variables; disable the progress bar."""
+    """Clear TFHUB_*, HUBCACHE_* (but HUBCACHE_TF_PYTHON) and proxy variables; disable the
+    progress bar. Proxies go too: hubcache may honour them, and loopback tests must not
+    depend on the developer's NO_PROXY."""
     for name in list(os.environ):
+        if name in _KEEP:
+            continue
         if name.startswith(("TFHUB_", "HUBCACHE_")) or name.lower() in _PROXY_VARS:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TFHUB_DOWNLOAD_PROGRESS", "0")

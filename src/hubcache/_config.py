@@ -156,7 +156,7 @@ def load_config(
         verify_tls=verify_tls,
         offline=offline,
         lock_timeout=lock_timeout,
-        lock_lease=lock_timeout if lock_timeout is not None else Config.lock_lease,
+        lock_lease=_number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease),
         connect_timeout=_number(env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout),
         read_timeout=_number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout),
         retries=int(_number(env, "HUBCACHE_RETRIES", Config.retries)),

@@ -245,7 +245,8 @@ class _ModelHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, ssl.SSLError):
             self.close_connection = True
 
-    do_HEAD = do_GET  # _reply and _send_resource leave the body out for HEAD
+    def do_HEAD(self) -> None:  # _reply and _send_resource leave the body out
+        self.do_GET()
 
     def _reply(self, status: int, body: bytes, ctype: str, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -1,9 +1,10 @@
 """Extract: bytes of an archive in, a verified tree in a staging folder out.
 
-The archive is never held whole: chunks go from the source through the sha256 and the
-byte count (in a reader thread, so network waits and hashing overlap with inflating and
-writing on the other core), then through the decompressor into the tar parser, which
-writes files as their bytes arrive. Zip is the exception: its index sits at the end, so
+The archive is never held whole. Two stages run on the machine's two cores, joined by a
+bounded queue: a reader thread does the socket reads, the archive's sha256 and byte count,
+and the inflating (all C calls that release the GIL); this thread parses tar headers,
+hashes each file and writes it as its bytes arrive (profiled: these halves weigh about the
+same, so neither core waits long for the other). Zip is the exception: its index sits at the end, so
 a remote zip is spooled to an unnamed temporary file first.
 """
 
@@ -14,13 +15,14 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._config import Limits
 from ._decode import DecodeError, make_decoder, sniff
 from ._errors import CorruptArchiveError, NotAnArchiveError, UnsafeArchiveError
+from ._faults import checkpoint
 from ._fetch import Source
 from ._progress import Progress
 from ._safetree import SafeTree
@@ -41,17 +43,18 @@ class Extracted:
 
 
 class _Meter:
-    """Counts and hashes the archive's bytes as they pass."""
+    """Counts and hashes the archive's bytes as they pass (in the reader thread)."""
 
     def __init__(self, progress: Optional[Progress]) -> None:
         self.sha256 = hashlib.sha256()
         self.count = 0
         self._progress = progress
 
-    def wrap(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def wrap(self, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
         for chunk in chunks:
             self.sha256.update(chunk)
             self.count += len(chunk)
+            checkpoint("mid-download")
             if self._progress is not None:
                 self._progress.update(len(chunk))
             yield chunk
@@ -124,13 +127,11 @@ def extract(
 ) -> Extracted:
     """Stream ``source`` into ``staging`` (an empty directory that exists)."""
     meter = _Meter(progress)
-    chunks = meter.wrap(source.chunks())
-    if threaded:
-        chunks = read_ahead(chunks)
+    raw = meter.wrap(source.chunks())
     try:
         head = b""
         first: list[bytes] = []
-        for chunk in chunks:
+        for chunk in raw:
             first.append(chunk)
             head += chunk[: 512 - len(head)]
             if len(head) >= 512:
@@ -151,11 +152,14 @@ def extract(
         try:
             if fmt == "zip":
                 engine = "zip"
-                _extract_zip(source, first, chunks, tree)
+                _extract_zip(source, first, raw, tree)
             else:
                 decoder = make_decoder(fmt)
                 engine = getattr(decoder, "engine", decoder.name)
-                _extract_tar(decoder, first, chunks, tree, meter, limits)
+                # Two stages on two cores: socket reads, the archive hash and inflating in
+                # the reader thread; tar parsing, file hashes and writes in this one.
+                stream = _inflate(decoder, first, raw, meter, limits)
+                _extract_tar(read_ahead(stream) if threaded else stream, tree)
             if source.total is not None and meter.count != source.total:
                 raise CorruptArchiveError(
                     f"{source.display} sent {meter.count} bytes but announced {source.total}"
@@ -166,9 +170,7 @@ def extract(
         finally:
             tree.close()
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        raw.close()
     return Extracted(
         format=fmt,
         engine=engine,
@@ -179,15 +181,10 @@ def extract(
     )
 
 
-def _extract_tar(  # noqa: PLR0917 - private helper, called once
-    decoder: Any,
-    first: list[bytes],
-    rest: Iterator[bytes],
-    tree: SafeTree,
-    meter: _Meter,
-    limits: Limits,
-) -> None:
-    reader = TarReader(tree)
+def _inflate(
+    decoder: Any, first: list[bytes], rest: Iterator[bytes], meter: _Meter, limits: Limits
+) -> Iterator[bytes]:
+    """Decompressed output of the whole stream, bounded per chunk, with the ratio limit."""
     produced = 0
     try:
         for source_chunks in (first, rest):
@@ -199,14 +196,23 @@ def _extract_tar(  # noqa: PLR0917 - private helper, called once
                             f"the archive expands more than {limits.max_ratio:g} times "
                             "(a decompression bomb?)"
                         )
-                    reader.feed(out)
-        for out in decoder.finish():
-            reader.feed(out)
-        reader.finish()
+                    yield out
+        yield from decoder.finish()
     except DecodeError as exc:
         raise CorruptArchiveError(str(exc)) from None
+
+
+def _extract_tar(stream: Iterator[bytes], tree: SafeTree) -> None:
+    reader = TarReader(tree)
+    try:
+        for out in stream:
+            reader.feed(out)
+        reader.finish()
     finally:
         reader.abort()
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _extract_zip(source: Source, first: list[bytes], rest: Iterator[bytes], tree: SafeTree) -> None:
@@ -216,8 +222,11 @@ def _extract_zip(source: Source, first: list[bytes], rest: Iterator[bytes], tree
     if path is not None:
         for _ in rest:  # the meter still counts and hashes the local file
             pass
-        with zipfile.ZipFile(path) as archive:
-            _zip_members(archive, tree)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                _zip_members(archive, tree)
+        except zipfile.BadZipFile as exc:
+            raise CorruptArchiveError(f"the zip archive is corrupt: {exc}") from None
         return
     with tempfile.TemporaryFile(dir=os.path.dirname(tree.root)) as spool:
         for chunk in first:
@@ -245,6 +254,12 @@ def _zip_members(archive: Any, tree: SafeTree) -> None:
         if info.is_dir():
             tree.add_dir(info.filename)
             continue
+        limit = tree.limits.max_ratio
+        if info.file_size > _RATIO_GRACE and info.file_size > limit * max(info.compress_size, 1):
+            raise UnsafeArchiveError(
+                f"zip member {info.filename!r} expands more than {limit:g} times "
+                "(a decompression bomb?)"
+            )
         writer = tree.add_file(info.filename, info.file_size, unix_mode or 0o644)
         try:
             with archive.open(info) as member:
@@ -253,8 +268,8 @@ def _zip_members(archive: Any, tree: SafeTree) -> None:
                     if not data:
                         break
                     writer.write(data)
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            writer.abort()
+        except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            writer.abort()  # RuntimeError: encrypted; NotImplementedError: unknown method
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise
             raise CorruptArchiveError(f"zip member {info.filename!r} is corrupt: {exc}") from None

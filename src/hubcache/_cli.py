@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="serve the bundled sample model and resolve it cold, then warm")
     _common(p)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("gc", help="remove debris: stale locks, orphan staging, trash")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="age after which unowned debris goes (default 3600)",
+    )
+    p.set_defaults(func=_cmd_gc)
     return parser
 
 
@@ -143,6 +155,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host.serve_forever()
     finally:
         host.stop()
+    return 0
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from ._config import load_config
+    from ._gc import GRACE, execute, plan
+    from ._root import choose_root
+
+    root = choose_root(load_config(cache_dir=args.cache_dir))
+    the_plan = plan(root, grace=GRACE if args.grace is None else args.grace)
+    items = the_plan.items if args.dry_run else tuple(execute(the_plan))
+    verb = "would remove" if args.dry_run else "removed"
+    for item in items:
+        print(f"{verb} {item.path}  ({item.kind}: {item.reason}, {item.size} bytes)")
+    if not args.quiet:
+        total = sum(item.size for item in items)
+        print(f"hubcache: {verb} {len(items)} item(s), {total} bytes", file=sys.stderr)
     return 0
 
 

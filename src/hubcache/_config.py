@@ -15,11 +15,12 @@ Cache root, first match wins (DESIGN §2):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Union
 
 from ._errors import ConfigurationError
 
@@ -38,6 +39,17 @@ class Limits:
     max_name_length: int = 4096  # bytes of a member's path, PATH_MAX on Linux
     max_depth: int = 64  # path components
     max_ratio: float = 2000.0  # extracted bytes per compressed byte, past 16 MiB of output
+    max_component_length: int = 255  # bytes of one path component, NAME_MAX on Linux
+
+
+# environment variable -> (Limits field, type): every limit can be tightened or loosened
+_LIMIT_VARS = {
+    "HUBCACHE_MAX_BYTES": ("max_total_bytes", int),
+    "HUBCACHE_MAX_MEMBERS": ("max_members", int),
+    "HUBCACHE_MAX_NAME_LENGTH": ("max_name_length", int),
+    "HUBCACHE_MAX_DEPTH": ("max_depth", int),
+    "HUBCACHE_MAX_RATIO": ("max_ratio", float),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +66,22 @@ class Config:
     lock_timeout: Optional[float] = None  # None: wait while the holder makes progress
     lock_lease: float = 120.0  # a holder on another host silent this long is taken over
     connect_timeout: float = 30.0
-    read_timeout: float = 60.0
+    read_timeout: float = 60.0  # seconds of silence on the socket (each read)
+    # Stall detector: a server can drip one byte per second forever and never trip the read
+    # timeout, so over every window of ``stall_timeout`` seconds at least ``min_speed``
+    # bytes per second must arrive on average, or the stream counts as broken.
+    stall_timeout: float = 60.0
+    min_speed: float = 1024.0
     retries: int = 5
+    connections: Optional[int] = None  # parallel ranged connections; None: adaptive
     backoff: float = 0.5  # first retry delay in seconds, doubled each time, with jitter
     fsync: bool = True
+    headers: tuple[tuple[str, str], ...] = ()  # HUBCACHE_HTTP_HEADERS, for the origin host only
     limits: Limits = dataclasses.field(default_factory=Limits)
+    mirrors: tuple[tuple[str, str], ...] = ()  # (URL prefix, replacement), tried in order
+    no_origin: bool = False  # with mirrors: never fall back to the handle's own URL
+    max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
+    shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
 
 
 def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
@@ -83,6 +106,41 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _limits(environ: Mapping[str, str]) -> Limits:
+    values: dict[str, Any] = {}
+    for name, (attr, kind) in _LIMIT_VARS.items():
+        if environ.get(name, "").strip():
+            value = _number(environ, name, 0.0)
+            if value <= 0:
+                raise ConfigurationError(f"{name}={environ[name]!r} must be positive")
+            values[attr] = kind(value)
+    return Limits(**values)
+
+
+def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``HUBCACHE_HTTP_HEADERS``: a JSON object of extra request headers (e.g. a token).
+
+    JSON because header values contain ``;``, ``,`` and ``=``. They are sent to the host of
+    the handle only, never after a redirect to another host (DESIGN §5: credentials never
+    travel to another host)."""
+    raw = environ.get("HUBCACHE_HTTP_HEADERS", "").strip()
+    if not raw:
+        return ()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and "\r" not in k + v
+        for k, v in parsed.items()
+    ):
+        raise ConfigurationError(
+            "HUBCACHE_HTTP_HEADERS must be a JSON object of header names to string values, "
+            'e.g. {"Authorization": "Bearer ..."}'
+        )
+    return tuple(parsed.items())
+
+
 def _absl_cache_dir() -> Optional[str]:
     """The value of ``--tfhub_cache_dir`` if some program defined the absl flag.
 
@@ -104,7 +162,7 @@ def _absl_cache_dir() -> Optional[str]:
 
 def expand(path: str) -> str:
     """Expand ``~`` and ``$VARS`` in a local path; URLs are returned unchanged."""
-    if "://" in path:
+    if "://" in path or ("~" not in path and "$" not in path):
         return path
     return os.path.expanduser(os.path.expandvars(path))
 
@@ -122,12 +180,34 @@ def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[s
     return os.path.join(tempfile.gettempdir(), "tfhub_modules"), "default"
 
 
+def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str], ...]:
+    """``"https://tfhub.dev/=https://m.example/tfhub/,..."`` (or a list of such pairs) ->
+    ((prefix, replacement), ...), order kept: the order is the order they are tried."""
+    if not spec:
+        return ()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    pairs = []
+    for item in items:
+        if not item.strip():
+            continue
+        prefix, sep, replacement = item.strip().partition("=")
+        if not sep or "://" not in prefix or "://" not in replacement:
+            raise ConfigurationError(
+                f"mirror {item.strip()!r} is not PREFIX=REPLACEMENT with two URLs, e.g. "
+                "https://tfhub.dev/=https://mirror.example/tfhub/"
+            )
+        pairs.append((prefix, replacement))
+    return tuple(pairs)
+
+
 def load_config(
     *,
     cache_dir: Optional[str] = None,
     offline: Optional[bool] = None,
     progress: Optional[bool] = None,
     environ: Optional[Mapping[str, str]] = None,
+    mirrors: Union[str, Sequence[str], None] = None,
+    no_origin: Optional[bool] = None,
 ) -> Config:
     """Read the settings of one call: explicit arguments win over the environment."""
     env = os.environ if environ is None else environ
@@ -160,6 +240,24 @@ def load_config(
         connect_timeout=_number(env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout),
         read_timeout=_number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout),
         retries=int(_number(env, "HUBCACHE_RETRIES", Config.retries)),
+        connections=int(_number(env, "HUBCACHE_CONNECTIONS", 0)) or None,
         backoff=_number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff),
+        stall_timeout=_number(env, "HUBCACHE_STALL_TIMEOUT", Config.stall_timeout),
+        min_speed=_number(env, "HUBCACHE_MIN_SPEED", Config.min_speed),
         fsync=_flag(env, "HUBCACHE_FSYNC") is not False,
+        headers=_headers(env),
+        limits=_limits(env),
+        mirrors=parse_mirrors(env.get("HUBCACHE_MIRRORS", "") if mirrors is None else mirrors),
+        no_origin=bool(_flag(env, "HUBCACHE_NO_ORIGIN")) if no_origin is None else no_origin,
+        max_size=_max_size(env),
+        shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
     )
+
+
+def _max_size(environ: Mapping[str, str]) -> Optional[int]:
+    raw = environ.get("HUBCACHE_MAX_SIZE", "").strip()
+    if not raw:
+        return None
+    from ._units import parse_size
+
+    return parse_size(raw)

@@ -20,6 +20,10 @@ full stat walk runs once per process per manifest; after that we re-stat only th
 and the entry's directories. Deleting or adding a file changes its directory's mtime, which
 is exactly what temp-folder cleaners do; a file truncated in place is caught by the next
 full walk (a new process, ``hubcache verify``), not by this shortcut.
+
+Last use is the manifest's atime, set by a hit at most once per USE_RECORD_INTERVAL from the
+stat the fast path already made (no extra syscall on the common path), and otherwise never
+changed: we read manifests with O_NOATIME, so listing a cache does not make it look used.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ from typing import Any, Optional
 from ._version import __version__
 
 MANIFEST_VERSION = 1
+
+# The manifest's atime is the entry's last-used time, refreshed at most this often (seconds).
+USE_RECORD_INTERVAL = 3600.0
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+_UNRECORDABLE: set[str] = set()  # manifests we failed to touch (read-only cache): not retried
 
 # manifest path -> (manifest stat signature, ((directory, mtime_ns), ...))
 _VERIFIED: dict[str, tuple[tuple[int, int, int], tuple[tuple[str, int], ...]]] = {}
@@ -78,10 +87,16 @@ class Entry:
                     if os.stat(directory).st_mtime_ns != mtime:
                         break
                 else:
+                    if st.st_atime < time.time() - USE_RECORD_INTERVAL:
+                        record_use(self.manifest_path, st)
                     return True
             except OSError:
                 pass
-        return self._walk(signature) is None
+        if self._walk(signature) is not None:
+            return False
+        if st.st_atime < time.time() - USE_RECORD_INTERVAL:
+            record_use(self.manifest_path, st)
+        return True
 
     def _walk(self, signature: tuple[int, int, int]) -> Optional[str]:
         """Full check against the manifest; returns why it failed, or None and memoises."""
@@ -132,8 +147,7 @@ class Entry:
 
     def read_manifest(self) -> Optional[dict[str, Any]]:
         try:
-            with open(self.manifest_path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(read_quietly(self.manifest_path))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
@@ -157,6 +171,41 @@ class Entry:
             os.unlink(self.path)
             return
         shutil.rmtree(trash, ignore_errors=True)  # leftovers are removed by `hubcache gc`
+
+
+def record_use(manifest_path: str, st: os.stat_result) -> None:
+    """Set the manifest's atime to now, keeping its mtime (so the memo above stays valid).
+
+    The atime is the entry's last-used time (``hubcache ls``, ``prune``). Callers only come
+    here when the record is over USE_RECORD_INTERVAL old, so a busy entry costs one utime
+    per hour, not one per hit. A read-only cache fails once per process and is left alone.
+    (A manifest replaced between the caller's stat and this call gets the old mtime: harmless,
+    the replacement's inode differs, so the memo is re-checked anyway.)
+    """
+    if manifest_path in _UNRECORDABLE:
+        return
+    try:
+        os.utime(manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
+    except OSError:
+        _UNRECORDABLE.add(manifest_path)
+
+
+def read_quietly(path: str) -> bytes:
+    """Read a small file without updating its atime, which records last use, not reads:
+    ``hubcache ls`` and backup tools must not make stale entries look used."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # O_NOATIME needs ownership
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:

@@ -16,6 +16,7 @@
     ├── CacheDirError         (OSError)         the cache root is unusable or full       exit 6
     ├── OfflineError          (LookupError)     offline and not cached                  exit 7
     ├── LockTimeoutError      (TimeoutError)    another process held the lock too long  exit 8
+    ├── EntryInUseError                         rm/prune/import: a live process holds it exit 8
     └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 1
 
 The built-in mixins let callers that already catch ``OSError`` or ``ValueError`` keep
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptArchiveError",
     "DownloadError",
+    "EntryInUseError",
     "HTTPStatusError",
     "HubcacheError",
     "InvalidHandleError",
@@ -138,6 +140,12 @@ class OfflineError(HubcacheError, LookupError):
 
 class LockTimeoutError(HubcacheError, TimeoutError):
     """Another process held the download lock longer than the configured timeout."""
+
+    exit_code = 8
+
+
+class EntryInUseError(HubcacheError):
+    """A cache entry cannot be removed or replaced now: a live process holds its lock."""
 
     exit_code = 8
 

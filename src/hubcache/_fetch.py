@@ -21,9 +21,8 @@ import os
 import random
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ._config import Config
 from ._errors import (
@@ -32,9 +31,7 @@ from ._errors import (
     MissingDependencyError,
     ModelNotFoundError,
 )
-
-if TYPE_CHECKING:
-    import urllib3
+from ._http import StallError, manager, read_body
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +156,9 @@ class FsspecSource(Source):
             self._file = None
 
 
-def filesystem(url: str, handle: Optional[str] = None) -> tuple[Any, str]:
-    """The fsspec filesystem and path of ``url``, with an install hint when missing."""
+def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url``, with an install hint when missing.
+    ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
     try:
         import fsspec
     except ImportError:
@@ -171,7 +169,7 @@ def filesystem(url: str, handle: Optional[str] = None) -> tuple[Any, str]:
     scheme = url.split("://", 1)[0]
     extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         hint = f"pip install 'hubcache[{extra}]'" if extra else str(exc)
         raise MissingDependencyError(f"{scheme}:// needs an extra: {hint}", handle=handle) from None
@@ -179,58 +177,6 @@ def filesystem(url: str, handle: Optional[str] = None) -> tuple[Any, str]:
 
 
 # -- HTTP --------------------------------------------------------------------------------
-
-_MANAGERS: dict[tuple[str, bool], urllib3.PoolManager] = {}
-_WARNED_INSECURE = False
-
-
-def _manager(url: str, verify: bool) -> urllib3.PoolManager:
-    """A pooled connection manager for ``url``, through the proxy the environment names."""
-    import urllib3
-
-    scheme = urllib.parse.urlsplit(url).scheme
-    host = urllib.parse.urlsplit(url).hostname or ""
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(scheme, "")
-    if proxy and urllib.request.proxy_bypass(host):
-        proxy = ""
-    key = (proxy, verify)
-    manager = _MANAGERS.get(key)
-    if manager is None:
-        options: dict[str, Any] = {"num_pools": 16, "maxsize": 16, "block": False}
-        if verify:
-            options["ssl_context"] = _ssl_context()
-        else:
-            options["cert_reqs"] = "CERT_NONE"
-            _warn_insecure()
-        if proxy:
-            manager = urllib3.ProxyManager(proxy, **options)
-        else:
-            manager = urllib3.PoolManager(**options)
-        _MANAGERS[key] = manager
-    return manager
-
-
-def _ssl_context() -> Any:
-    import ssl
-
-    context = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        bundle = os.environ.get(variable)
-        if bundle:
-            context.load_verify_locations(cafile=bundle)
-    return context
-
-
-def _warn_insecure() -> None:
-    global _WARNED_INSECURE  # noqa: PLW0603 - once per process, as documented
-    if not _WARNED_INSECURE:
-        _WARNED_INSECURE = True
-        log.warning(
-            "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are NOT verified for "
-            "hubcache downloads in this process; anyone on the network path can swap the model"
-        )
-
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
     if not value:
@@ -284,16 +230,20 @@ class HTTPSource(Source):
             try:
                 response = self._follow(extra_headers)
             except urllib3.exceptions.SSLError as exc:
+                # Not retried: a certificate does not become valid by asking again.
                 raise DownloadError(
-                    f"TLS error talking to {self.display}: {exc.__class__.__name__}: "
-                    f"{_reason(exc)}; check the certificate, SSL_CERT_FILE, or (unsafe) "
-                    "TFHUB_DISABLE_CERT_VALIDATION=true",
+                    f"TLS error talking to {redact(self.final_url)} (attempt {self.attempts}, "
+                    f"not retried): {_reason(exc)}; check the certificate, SSL_CERT_FILE, or "
+                    "(unsafe) TFHUB_DISABLE_CERT_VALIDATION=true",
                     handle=self.handle,
+                    attempts=self.attempts,
                 ) from None
             except urllib3.exceptions.HTTPError as exc:
                 last = f"{exc.__class__.__name__}: {_reason(exc)}"
                 wait: Optional[float] = None
             else:
+                if response.status == 416 and "Range" in extra_headers:
+                    return response  # the caller turns it into a restart from zero
                 if response.status not in _RETRY_STATUS:
                     return self._check_status(response)
                 last = f"HTTP {response.status} from {redact(self.final_url)}"
@@ -319,17 +269,18 @@ class HTTPSource(Source):
         import urllib3
 
         url = self.url
-        origin = urllib.parse.urlsplit(url)
+        self.final_url = url
+        origin = _host(url)
+        on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout
         )
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urllib.parse.urlsplit(url)
-            headers = {"Accept-Encoding": "identity", "User-Agent": _user_agent()}
+            on_origin = on_origin and _host(url) == origin
+            headers = dict(self.config.headers) if on_origin else {}
+            headers.update({"Accept-Encoding": "identity", "User-Agent": _user_agent()})
             headers.update(extra_headers)
-            if parts.hostname != origin.hostname:
-                headers.pop("Authorization", None)
-            response = _manager(url, self.config.verify_tls).request(
+            response = manager(url, self.config.verify_tls).request(
                 "GET",
                 url,
                 headers=headers,
@@ -347,7 +298,7 @@ class HTTPSource(Source):
             response.release_conn()
             target = urllib.parse.urljoin(url, location)
             self._check_redirect(url, target)
-            url = target
+            url = self.final_url = target
         raise DownloadError(
             f"{self.display} redirected more than {MAX_REDIRECTS} times", handle=self.handle
         )
@@ -397,14 +348,20 @@ class HTTPSource(Source):
     def chunks(self) -> Iterator[bytes]:
         import urllib3
 
+        from . import _ranges
+
         response = self._response
+        if self._offset == 0 and _ranges.usable(self, self.config.connections):
+            self._response = None
+            ranged = _ranges.RangedStream(self, response, self.config.connections)
+            for data in ranged.chunks():
+                self._offset += len(data)
+                yield data
+            return
         resumes = 0
         while True:
             try:
-                while True:
-                    data = response.read(CHUNK)
-                    if not data:
-                        break
+                for data in read_body(response, self.config, CHUNK):
                     self._offset += len(data)
                     yield data
                 response.release_conn()
@@ -414,41 +371,56 @@ class HTTPSource(Source):
                     )
                 return
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(exc, StallError):
+                    response.close()  # a dripping connection must not go back to the pool
                 response.release_conn()
                 resumes += 1
+                cause = f"{exc.__class__.__name__}: {_reason(exc)}"
                 if resumes > self.config.retries:
                     raise DownloadError(
-                        f"the download of {self.display} kept breaking ({exc.__class__.__name__}"
-                        f" after {self._offset} bytes, {resumes} attempts)",
+                        f"the download of {self.display} kept breaking: {cause}, after "
+                        f"{self._offset} of {self.total or '?'} bytes and {resumes} attempts; "
+                        "check the network and try again",
                         handle=self.handle,
+                        attempts=resumes,
                     ) from None
                 log.info(
                     "download of %s broke after %d bytes (%s); resuming",
                     self.display,
                     self._offset,
-                    exc.__class__.__name__,
+                    cause,
                 )
                 response = self._resume()
                 self._response = response
 
     def _resume(self) -> Any:
+        return self.range_request(self._offset)
+
+    def range_request(self, start: int, end: Optional[int] = None) -> Any:
+        """GET ``bytes=start-end`` of the same object, or raise RestartDownloadError.
+
+        ``If-Range`` makes a changed object come back whole (200) instead of a mix of two
+        versions; that, a wrong ``Content-Range`` or a new ETag all mean: start over.
+        """
         validator = self.etag if self.etag and not self.etag.startswith("W/") else ""
         validator = validator or self.last_modified
         if not validator or self.total is None:
             raise RestartDownloadError("the server gave no validator to resume safely")
-        response = self._request({"Range": f"bytes={self._offset}-", "If-Range": validator})
-        expected = f"bytes {self._offset}-{self.total - 1}/{self.total}"
+        last = self.total - 1 if end is None else end
+        response = self._request({"Range": f"bytes={start}-{last}", "If-Range": validator})
+        expected = f"bytes {start}-{last}/{self.total}"
+        problem = ""
         if response.status != 206 or response.headers.get("Content-Range") != expected:
-            response.drain_conn()
-            response.release_conn()
-            raise RestartDownloadError(
-                f"the server answered the resume request with {response.status} "
+            problem = (
+                f"the server answered a range request with {response.status} "
                 f"{response.headers.get('Content-Range', '')!r}"
             )
-        if self.etag and response.headers.get("ETag", self.etag) != self.etag:
-            response.drain_conn()
+        elif self.etag and response.headers.get("ETag", self.etag) != self.etag:
+            problem = "the archive changed on the server while downloading"
+        if problem:
+            response.close()  # never drain: a 200 here would be the whole archive again
             response.release_conn()
-            raise RestartDownloadError("the archive changed on the server while downloading")
+            raise RestartDownloadError(problem)
         return response
 
     def close(self) -> None:
@@ -460,6 +432,17 @@ class HTTPSource(Source):
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     return str(reason or exc)
+
+
+def _host(url: str) -> tuple[str, int]:
+    """(host, port) with default ports filled in: what "the same host" means for headers."""
+    parts = urllib.parse.urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = -1
+    return (parts.hostname or "").lower(), port
 
 
 def _user_agent() -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
+from . import _faults
 from ._errors import CacheDirError, LockTimeoutError
 
 log = logging.getLogger(__name__)
@@ -144,23 +146,35 @@ class DownloadLock:
 
     # -- acquire -------------------------------------------------------------------------
     def try_acquire(self) -> bool:
+        if _faults.NO_LOCK:  # tests: a filesystem whose locks silently do nothing
+            return True
+        fs = _faults.fs
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = fs.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             return False
         except OSError as exc:
-            raise CacheDirError(
-                f"cannot create the lock file {self.path}: {exc.strerror}; check that the "
-                "cache directory is writable",
-                handle=self._handle,
-                errno=exc.errno,
-            ) from exc
+            raise self._unusable(exc) from exc
         try:
-            os.write(fd, self.contents.encode())
-        finally:
-            os.close(fd)
+            try:
+                fs.write(fd, self.contents.encode())
+            finally:
+                fs.close(fd)
+        except OSError as exc:
+            # An empty lock names no holder, so nobody could judge it dead: never leave one.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise self._unusable(exc) from exc
         self._start_heartbeat()
         return True
+
+    def _unusable(self, exc: OSError) -> CacheDirError:
+        return CacheDirError(
+            f"cannot create the lock file {self.path}: {exc.strerror}; check that the "
+            "cache directory is writable and not full",
+            handle=self._handle,
+            errno=exc.errno,
+        )
 
     def wait_for_turn(self, done: Callable[[], bool]) -> bool:
         """Block until we hold the lock (True) or ``done()`` says the work is done (False)."""
@@ -191,6 +205,8 @@ class DownloadLock:
                     holder.pid,
                 )
                 self._break(contents)
+                # Its staging folder can never be published now: remove it at once.
+                shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
                 continue
             mark = self._progress_mark(holder)
             if mark != progress_mark:
@@ -230,19 +246,7 @@ class DownloadLock:
         return (mtime, size)
 
     def _break(self, judged: str) -> None:
-        """Remove a lock judged stale, without removing a fresh one taken meanwhile."""
-        aside = f"{self.path}.{self.uid}.broken"
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        if read_text(aside) != judged:
-            # Someone replaced the stale lock between our read and rename: put theirs back
-            # (link never overwrites, so a third process's newer lock is kept instead).
-            with contextlib.suppress(OSError):
-                os.link(aside, self.path)
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
+        break_lock(self.path, judged, self.uid)
 
     # -- hold ----------------------------------------------------------------------------
     def _start_heartbeat(self) -> None:
@@ -260,13 +264,43 @@ class DownloadLock:
                 os.utime(self.path)
 
     def release(self) -> None:
+        """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
+        lock left behind names a dead holder, which the next process breaks at once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if read_text(self.path) == self.contents:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        if _faults.NO_LOCK:
+            return
+        try:
+            if read_text(self.path) == self.contents:
+                _faults.fs.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove the lock %s: %s", self.path, exc)
+
+
+def break_lock(path: str, judged: str, uid: str) -> bool:
+    """Remove a lock judged stale, without removing a fresh one taken meanwhile.
+
+    True when the lock we judged is gone. ``uid`` names the aside file, so two
+    processes breaking the same lock never move each other's copies.
+    """
+    aside = f"{path}.{uid}.broken"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    ours = read_text(aside) == judged
+    if not ours:
+        # Someone replaced the stale lock between our read and rename: put theirs back
+        # (link never overwrites, so a third process's newer lock is kept instead).
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        os.unlink(aside)
+    return ours
 
 
 def _describe(holder: Optional[Holder], contents: str, size: int) -> str:

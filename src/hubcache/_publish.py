@@ -18,13 +18,17 @@ import contextlib
 import datetime
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
 from typing import Any
 
 from ._entry import Entry, build_manifest, scan_tree
+from ._faults import checkpoint, fs
 from ._root import fsync_dir, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def descriptor_text(handle: str) -> str:
@@ -39,18 +43,26 @@ def descriptor_text(handle: str) -> str:
 def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool) -> bool:
     """Move ``staging`` into place; True if ours is the published tree."""
     write_atomic(entry.descriptor_path, descriptor_text(manifest["handle"]), fsync=fsync)
+    checkpoint("before-rename")
     try:
-        os.rename(staging, entry.path)
+        fs.rename(staging, entry.path)
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
             return False
         raise
-    if fsync:
-        fsync_dir(entry.root)
+    checkpoint("after-rename")
     entry.forget()
-    write_atomic(entry.manifest_path, json.dumps(manifest, indent=1), fsync=fsync)
-    if fsync:
-        fsync_dir(entry.root)
+    try:
+        if fsync:
+            fsync_dir(entry.root)
+        write_atomic(entry.manifest_path, json.dumps(manifest, indent=1), fsync=fsync)
+        if fsync:
+            fsync_dir(entry.root)
+    except OSError as exc:
+        # The tree is already whole and synced; without its manifest the next resolve
+        # adopts it as a legacy entry, so failing this call would only hide a good model.
+        log.warning("could not record the manifest of %s: %s", entry.path, exc)
+    checkpoint("after-manifest")
     return True
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from typing import Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
 
-from ._config import Config, load_config
+from . import _faults
+from ._config import Config, load_config, select_root
 from ._entry import Entry, build_manifest
 from ._errors import (
     ChecksumMismatchError,
+    DownloadError,
     HubcacheError,
     ModelNotFoundError,
     OfflineError,
@@ -33,15 +35,18 @@ from ._fetch import (
     Source,
     filesystem,
 )
+from ._gc import remove_debris
 from ._handles import Handle, parse_handle
 from ._lock import DownloadLock
 from ._progress import Progress
 from ._publish import adopt, discard, publish
-from ._root import choose_root, ensure_root, is_remote
+from ._root import choose_root, ensure_root, is_remote, unsafe_reason
+from ._safetree import disk_error
 
 log = logging.getLogger(__name__)
 
 _HANDLES: dict[str, Handle] = {}  # parsed handles, so the warm path parses each once
+_ENTRIES: dict[tuple[str, str], Entry] = {}  # (root, handle) -> Entry, for the warm path
 
 
 def resolve(
@@ -52,27 +57,69 @@ def resolve(
     sha256: Optional[str] = None,
     progress: Optional[bool] = None,
     on_wait: Optional[Callable[[str], None]] = None,
+    mirrors: Union[str, Sequence[str], None] = None,
+    no_origin: Optional[bool] = None,
 ) -> str:
     """Return a local directory holding the model of ``handle``, downloading it at most once.
+
+    ``mirrors`` (default ``HUBCACHE_MIRRORS``): ``"PREFIX=REPLACEMENT,..."`` URL rewrites
+    tried in order before the origin, the cache key staying the handle; ``no_origin=True``
+    never falls back to the handle's own URL.
 
     ``cache_dir`` overrides ``TFHUB_CACHE_DIR``; ``offline=True`` (or ``HUBCACHE_OFFLINE=1``)
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
     parsed = _parse(handle)
-    config = load_config(cache_dir=cache_dir, offline=offline, progress=progress)
+    if sha256 is None and parsed.kind != "directory":
+        warm = _warm_entry(parsed, cache_dir)
+        if warm is not None and warm.is_complete():
+            return warm.path
+    config = load_config(
+        cache_dir=cache_dir,
+        offline=offline,
+        progress=progress,
+        mirrors=mirrors,
+        no_origin=no_origin,
+    )
     if parsed.kind == "directory":
         return _existing_directory(parsed)
+    if config.load_format == "UNCOMPRESSED" and parsed.kind == "model":
+        from ._uncompressed import uncompressed_location
+
+        location = uncompressed_location(parsed, config)
+        if location is not None:  # None: the server sent an archive, resolve it as one
+            return location
     if is_remote(config.root):
-        raise HubcacheError(
-            f"remote cache roots ({config.root.split('://')[0]}://) are not supported yet",
-            handle=handle,
-        )
+        from ._remote import resolve_remote
+
+        return resolve_remote(parsed, config, sha256=sha256, on_wait=on_wait, stage=stage)
     root = choose_root(config)
     entry = Entry(root, parsed.key)
     if sha256 is None and entry.is_complete():
         return entry.path
     return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+
+
+def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
+    """The entry a hit would be served from, found with only the reads a hit needs.
+
+    This is the hot path (a few microseconds): it applies the cache-root rules and the
+    default-root safety check but builds no ``Config``. None means "let the full rules
+    decide" (remote roots, an unsafe default root, the UNCOMPRESSED protocol).
+    """
+    environ = os.environ
+    if environ.get("TFHUB_MODEL_LOAD_FORMAT", "").strip().upper() == "UNCOMPRESSED":
+        return None
+    root, source = select_root(cache_dir, environ)
+    if "://" in root or (source == "default" and unsafe_reason(root) is not None):
+        return None
+    entry = _ENTRIES.get((root, handle.raw))
+    if entry is None:
+        entry = Entry(root, handle.key)
+        if len(_ENTRIES) < 4096:
+            _ENTRIES[root, handle.raw] = entry
+    return entry
 
 
 def _parse(handle: str) -> Handle:
@@ -122,8 +169,9 @@ def _resolve_slow(
     if config.offline:
         raise OfflineError(
             f"{handle.raw} is not in the cache at {entry.root} and offline mode is on "
-            "(HUBCACHE_OFFLINE / offline=True); run `hubcache prefetch` or `hubcache resolve` "
-            "for it on a machine with network access and copy the cache",
+            "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
+            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.raw}`), then "
+            "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here",
             handle=handle.raw,
         )
     ensure_root(entry.root, private=config.root_is_default)
@@ -138,6 +186,8 @@ def _resolve_slow(
     if not lock.wait_for_turn(entry.is_complete):
         return entry.path  # another process finished it while we waited
     try:
+        _faults.checkpoint("after-lock")
+        remove_debris(entry.root, entry.key, keep=lock.uid)
         state = entry.state()  # re-check: the previous holder may have published
         if state.name == "complete" and sha256 is None:
             return entry.path
@@ -153,7 +203,21 @@ def _resolve_slow(
                     state.reason,
                 )
             entry.move_aside(lock.uid)
-        _download(handle, entry, config, lock.uid, sha256)
+        try:
+            if config.shared_cache:
+                from ._tiered import download_via_tier
+
+                download_via_tier(handle, entry, config, lock.uid, sha256, _download)
+            else:
+                _download(handle, entry, config, lock.uid, sha256)
+        except HubcacheError:
+            raise
+        except OSError as exc:  # creating or publishing the staging folder failed
+            raise disk_error(exc, entry.root, 0, None) from exc
+        if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
+            from ._cache import evict_beyond
+
+            evict_beyond(entry.root, config.max_size, keep=entry.key)
         return entry.path
     finally:
         lock.release()
@@ -175,10 +239,25 @@ def _download(
 ) -> None:
     """Fetch, extract, verify and publish one archive (under the lock)."""
     staging = entry.staging(uid)
+    try:
+        manifest = stage(handle, entry.key, staging, config, sha256)
+        if not publish(entry, staging, manifest, fsync=config.fsync):
+            log.info("another process published %s first; using its copy", handle.raw)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            discard(staging)
+
+
+def stage(
+    handle: Handle, key: str, staging: str, config: Config, sha256: Optional[str]
+) -> dict[str, Any]:
+    """Fetch and extract into ``staging`` (created here); return the entry's manifest.
+    Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
     for attempt in range(config.retries + 1):
         source = open_source(handle, config)
         progress: Optional[Progress] = None
-        os.mkdir(staging, 0o755)
+        _faults.fs.mkdir(staging, 0o755)
+        done = False
         try:
             source.open()
             progress = Progress(config.progress, source.total, _label(handle))
@@ -186,9 +265,10 @@ def _download(
                 source, staging, limits=config.limits, fsync=config.fsync, progress=progress
             )
             _verify_pin(handle, result, sha256)
-            manifest = build_manifest(
+            done = True
+            return build_manifest(
                 handle=handle.raw,
-                key=entry.key,
+                key=key,
                 files=result.files,
                 dirs=result.dirs,
                 source=source.display,
@@ -200,14 +280,13 @@ def _download(
                     "sha256": result.archive_sha256,
                 },
             )
-            if not publish(entry, staging, manifest, fsync=config.fsync):
-                log.info("another process published %s first; using its copy", handle.raw)
-            return
         except RestartDownloadError as exc:
             if attempt == config.retries:
-                raise HubcacheError(
-                    f"the download of {handle.raw} could not be completed: {exc}",
+                raise DownloadError(
+                    f"the download of {handle.raw} could not be completed after "
+                    f"{attempt + 1} attempts from the start: {exc}",
                     handle=handle.raw,
+                    attempts=attempt + 1,
                 ) from None
             log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
         except HubcacheError as exc:
@@ -220,8 +299,10 @@ def _download(
             source.close()
             if progress is not None:
                 progress.close()
-            with contextlib.suppress(FileNotFoundError):
-                discard(staging)
+            if not done:
+                with contextlib.suppress(FileNotFoundError):
+                    discard(staging)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
@@ -236,6 +317,14 @@ def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> Non
 
 
 def open_source(handle: Handle, config: Config) -> Source:
+    if config.mirrors or config.no_origin:
+        from ._mirrors import MirroredSource
+
+        return MirroredSource(handle, config, _direct_source)
+    return _direct_source(handle, config)
+
+
+def _direct_source(handle: Handle, config: Config) -> Source:
     if handle.scheme in ("http", "https"):
         return HTTPSource(handle.location, handle.raw, config)
     if handle.scheme:

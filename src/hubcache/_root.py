@@ -10,6 +10,7 @@ A root the user named explicitly is trusted as given (it may be a shared group f
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -17,6 +18,7 @@ from typing import Optional
 
 from ._config import Config
 from ._errors import CacheDirError
+from ._faults import fs
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +105,41 @@ def ensure_root(root: str, *, private: bool) -> None:
         if isinstance(exc, CacheDirError):
             raise
         raise CacheDirError(f"cannot create the cache folder {root}: {exc}") from exc
+    if not os.access(root, os.W_OK | os.X_OK):
+        # A read-only cache (a mounted volume, a container image) still serves complete
+        # entries through the fast path; a miss must fail now, not after waiting on a lock
+        # file it can never create.
+        raise CacheDirError(
+            f"the cache folder {root} is read-only for this process: cached models are "
+            "served from it, but this one is missing and cannot be downloaded there; fill "
+            "the cache where it is writable, or set TFHUB_CACHE_DIR to a writable folder",
+            errno=errno.EROFS if _read_only_fs(root) else errno.EACCES,
+        )
     tag = os.path.join(root, "CACHEDIR.TAG")
     if not os.path.exists(tag):
         with contextlib.suppress(OSError):  # a read-only root still serves complete entries
             write_atomic(tag, CACHEDIR_TAG, fsync=False)
 
 
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:
     """Write a small file so readers see the old or the new contents, never a mix."""
     tmp = f"{path}.{suffix or os.getpid()}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         try:
-            os.write(fd, text.encode("utf-8"))
+            fs.write(fd, text.encode("utf-8"))
             if fsync:
-                os.fsync(fd)
+                fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            fs.close(fd)
+        fs.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -128,8 +147,8 @@ def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") 
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        fs.fsync(fd)
     finally:
-        os.close(fd)
+        fs.close(fd)

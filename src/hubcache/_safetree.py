@@ -20,10 +20,11 @@ import errno
 import hashlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from ._config import Limits
 from ._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
+from ._faults import checkpoint, fs
 
 _OPEN_FLAGS = (
     os.O_WRONLY
@@ -33,6 +34,9 @@ _OPEN_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
 )
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# A large file starts its writeback every this many bytes (on a duplicate descriptor, in
+# the fsync pool), so the final fsync before publishing only waits for the last piece.
+_EARLY_SYNC = 32 * 1024 * 1024
 
 
 def disk_error(exc: OSError, where: str, written: int, needed: Optional[int]) -> CacheDirError:
@@ -51,7 +55,7 @@ def disk_error(exc: OSError, where: str, written: int, needed: Optional[int]) ->
 class FileWriter:
     """One regular file being written; the size declared by the archive is enforced."""
 
-    __slots__ = ("_fd", "_hash", "_tree", "path", "rel", "size", "written")
+    __slots__ = ("_fd", "_hash", "_tree", "_unsynced", "path", "rel", "size", "written")
 
     def __init__(self, tree: SafeTree, rel: str, path: str, size: int, mode: int) -> None:
         self._tree = tree
@@ -59,9 +63,10 @@ class FileWriter:
         self.path = path
         self.size = size
         self.written = 0
+        self._unsynced = 0
         self._hash = hashlib.sha256()
         try:
-            self._fd = os.open(path, _OPEN_FLAGS, mode)
+            self._fd = fs.open(path, _OPEN_FLAGS, mode)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -74,10 +79,14 @@ class FileWriter:
         view = memoryview(data)
         try:
             while view:
-                n = os.write(self._fd, view)
+                n = fs.write(self._fd, view)
                 view = view[n:]
                 self.written += n
                 self._tree.total_written += n
+            self._unsynced += len(data)
+            if self._unsynced >= _EARLY_SYNC and self._tree.fsync:
+                self._unsynced = 0
+                self._tree.sync_soon(os.dup(self._fd))
         except OSError as exc:
             raise disk_error(
                 exc, self._tree.root, self._tree.total_written, self.size - self.written
@@ -89,7 +98,7 @@ class FileWriter:
         if fd < 0:
             return
         try:
-            os.close(fd)
+            fs.close(fd)
         except OSError as exc:  # NFS reports a full disk at close
             raise disk_error(exc, self._tree.root, self._tree.total_written, None) from exc
         if self.written != self.size:
@@ -119,7 +128,7 @@ class SafeTree:
         self.members = 0
         self.declared_bytes = 0
         self.total_written = 0
-        self._fsync = fsync
+        self.fsync = fsync
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pending: list[Future[None]] = []
 
@@ -129,7 +138,9 @@ class SafeTree:
         if "\x00" in raw:
             raise UnsafeArchiveError(f"archive member name {raw!r} contains a NUL byte")
         parts = [p for p in raw.lstrip("/").split("/") if p not in ("", ".")]
-        if ".." in parts:
+        # A backslash is an ordinary character on POSIX, but "a\\..\\..\\x" written by a
+        # Windows tool means "..": refuse it too, should the tree ever be copied there.
+        if ".." in parts or any(".." in p.split("\\") for p in parts):
             raise UnsafeArchiveError(
                 f"archive member {raw!r} has a '..' component and would escape the model directory"
             )
@@ -139,6 +150,12 @@ class SafeTree:
                 f"(limit {self.limits.max_depth})"
             )
         rel = "/".join(parts)
+        longest = max((len(os.fsencode(p)) for p in parts), default=0)
+        if longest > self.limits.max_component_length:  # else the OS says ENAMETOOLONG
+            raise UnsafeArchiveError(
+                f"archive member {raw[:200]!r} has a path component of {longest} bytes "
+                f"(limit {self.limits.max_component_length})"
+            )
         if len(os.fsencode(rel)) > self.limits.max_name_length:
             raise UnsafeArchiveError(
                 f"archive member name {rel[:100]!r}... is longer than "
@@ -163,7 +180,7 @@ class SafeTree:
         if parent not in self.dirs:
             self._check_parents(rel)
         try:
-            os.mkdir(os.path.join(self.root, rel), 0o755)
+            fs.mkdir(os.path.join(self.root, rel), 0o755)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -212,10 +229,18 @@ class SafeTree:
 
     def record_file(self, writer: FileWriter) -> None:
         self.files[writer.rel] = (writer.size, writer.sha256)
-        if self._fsync:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
-            self._pending.append(self._pool.submit(_fsync_path, writer.path))
+        checkpoint("mid-extraction")
+        if self.fsync:
+            self._submit(_fsync_path, writer.path)
+
+    def sync_soon(self, fd: int) -> None:
+        """Start writing back a file being extracted; ``fd`` is a duplicate we close."""
+        self._submit(_fdatasync_and_close, fd)
+
+    def _submit(self, job: Callable[[Any], None], arg: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
+        self._pending.append(self._pool.submit(job, arg))
 
     # -- end ---------------------------------------------------------------------------
     def finalize(self) -> None:
@@ -227,7 +252,7 @@ class SafeTree:
         try:
             for future in self._pending:
                 future.result()
-            if self._fsync:
+            if self.fsync:
                 for rel in sorted(self.dirs, key=len, reverse=True):
                     _fsync_path(os.path.join(self.root, rel) if rel else self.root)
         except OSError as exc:
@@ -242,9 +267,16 @@ class SafeTree:
         self._pending.clear()
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def _fdatasync_and_close(fd: int) -> None:
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_path(path: str) -> None:
+    fd = fs.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)

@@ -37,13 +37,13 @@ class TrackedHTTPServer(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         conn = request
-        if self.tls is not None:  # handshake here, not in accept(): a silent client must
+        if self.tls is not None:  # the TLS handshake happens on this thread, not in accept(),
             conn = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-        try:  # not block the accept loop
+        try:  # so a client that never speaks cannot block the accept loop
             if self.owner._register(conn):
                 if conn is not request:
                     conn.do_handshake()
-                self.RequestHandlerClass(conn, client_address, self)
+                self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
         finally:
             self.owner._unregister(conn)
             if conn is not request:

@@ -127,12 +127,11 @@ def _member(m: M) -> bytes:
     info.type, info.mode, info.mtime, info.size = _TYPES[m.type], mode, MTIME, size
     info.linkname = m.linkname or ""
     info.devmajor, info.devminor = m.devmajor, m.devminor
-    if m.type not in ("file", "pax_path"):
-        info.size = 0 if m.size_override is None else m.size_override
     # Sizes past ustar's 8 GiB go in the header as GNU base-256 (as GNU tar writes them), so
     # even a reader that ignores pax records sees the lie.
-    fmt = tarfile.GNU_FORMAT if size >= 8**11 and m.type != "pax_path" else tarfile.PAX_FORMAT
-    return info.tobuf(fmt, "utf-8", "surrogateescape") + _pad(m.data)
+    if size >= 8**11 and m.type != "pax_path":
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape") + _pad(m.data)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + _pad(m.data)
 
 
 def compress(data: bytes, compression: Optional[str]) -> bytes:
@@ -371,8 +370,8 @@ _LONG = "/".join(["d" * 100] * 41) + "/f"  # 4143 bytes: over PATH_MAX, each par
 _DEEP = "/".join(["d"] * 69 + ["f"])  # 70 components
 
 HOSTILE_TAR_CASES: dict[str, list[M]] = {
-    # hubcache strips ONE leading "/", so only these stay absolute or escape afterwards:
-    "abs_double_slash": [M("//etc/x", b"x")],
+    # hubcache strips every leading "/" (tensorflow_hub's lstrip("/")), so "//etc/x" is
+    # benign (BENIGN_TAR_NAMES); only a ".." can still escape after the strip:
     "abs_dotdot": [M("/../x", b"x")],
     "dotdot": [M("../x", b"x")],
     "nested_dotdot": [M("a/../../x", b"x")],
@@ -412,8 +411,9 @@ BENIGN_TAR_NAMES: dict[str, str] = {
     "a/b..": "a/b..",
     "...": "...",
     "./x": "x",
-    "/x": "x",  # one leading "/" is stripped, as tensorflow_hub does
+    "/x": "x",  # leading "/" are stripped, as tensorflow_hub does
     "/etc/x": "etc/x",
+    "//etc/x": "etc/x",  # every leading "/" goes, as tensorflow_hub's lstrip("/") does
 }
 
 

@@ -16,7 +16,6 @@ import email.utils
 import hashlib
 import os
 import socket
-import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -242,7 +241,7 @@ class _ModelHandler(BaseHTTPRequestHandler):
         fault, hits = owner._begin(self.command, self.path, HTTPHeaderDict(self.headers.items()))
         try:
             self._answer(owner, fault, hits)
-        except (ConnectionError, TimeoutError, ssl.SSLError):
+        except OSError:  # the client hung up, timed out or broke TLS: just drop it
             self.close_connection = True
 
     def do_HEAD(self) -> None:  # _reply and _send_resource leave the body out

@@ -1,0 +1,148 @@
+"""Real processes for the concurrency, crash and fault tests.
+
+Every worker is a fresh ``python`` running hubcache against a loopback server, started with
+``subprocess`` and stopped by its own PID. Faults are asked for through
+``HUBCACHE_TEST_FAULTS`` (see ``hubcache._faults``), so the code under test is the code
+users run. Workers that must start together wait for a "go" file after importing hubcache,
+which makes the race window as wide as the download itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Optional
+
+from tests.support.archives import M, make_tar
+
+MEMBERS = [
+    M("saved_model.pb", b"graph" * 2000),
+    M("variables", type="dir"),
+    M("variables/variables.index", b"index" * 10),
+    M("variables/variables.data-00000-of-00001", bytes(range(256)) * 1200),
+    M("assets/vocab.txt", b"word\n" * 2000),
+]
+EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
+ARCHIVE = make_tar(MEMBERS, compression=None)  # uncompressed: a wide, steady download
+ENTRY_FILES = {"CACHEDIR.TAG"}  # plus <key>, <key>.descriptor.txt, <key>.manifest.json
+
+# Imports hubcache first, then waits for the go file, so N workers race on the resolve only.
+WORKER = r"""
+import os, sys, time
+import hubcache
+go = sys.argv[2]
+while go and not os.path.exists(go):
+    time.sleep(0.005)
+print(hubcache.resolve(sys.argv[1]), flush=True)
+"""
+
+
+def child_env(root: Path, faults: str = "", **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TFHUB_CACHE_DIR"] = str(root)
+    env["HUBCACHE_RETRY_BACKOFF"] = "0.05"
+    if faults:
+        env["HUBCACHE_TEST_FAULTS"] = faults
+    env.update(extra)
+    return env
+
+
+def start_worker(url: str, env: dict[str, str], go: str = "") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, url, go],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def start_cli(args: Iterable[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hubcache", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_cli(args: Iterable[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hubcache", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for ``proc`` (killing it by PID if it overstays) and return (code, out, err)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"worker {proc.pid} did not finish in {timeout}s: {err}") from None
+    return proc.returncode, out, err
+
+
+def tree(path: str) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, path)] = Path(full).read_bytes()
+    return out
+
+
+def debris(root: Path, key: str) -> set[str]:
+    """Names in ``root`` other than a published entry's (and CACHEDIR.TAG)."""
+    ok = ENTRY_FILES | {key, f"{key}.descriptor.txt", f"{key}.manifest.json"}
+    return set(os.listdir(root)) - ok
+
+
+def assert_entry_whole_or_absent(root: Path, key: str) -> None:
+    """The invariant of every crash: ``<key>/`` is absent or holds the whole archive."""
+    path = root / key
+    if path.exists():
+        assert tree(str(path)) == EXPECTED, "a partial entry is visible"
+
+
+def wait_for(predicate: object, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def staging_dirs(root: Path, key: str) -> list[Path]:
+    return [p for p in root.glob(f"{key}.*.tmp") if p.is_dir()]
+
+
+def staging_bytes(root: Path, key: str) -> int:
+    total = 0
+    for stage in staging_dirs(root, key):
+        for dirpath, _dirs, files in os.walk(stage):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def lock_holder_pid(root: Path, key: str) -> Optional[int]:
+    try:
+        text = (root / f"{key}.lock").read_text()
+    except OSError:
+        return None
+    parts = text.rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None

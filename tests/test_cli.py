@@ -1,0 +1,133 @@
+"""The CLI as users run it: real processes, stdout holds paths only, exit codes as documented."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hubcache
+from tests.support.archives import M, make_tar
+from tests.support.httpserver import ModelServer
+
+ARCHIVE = make_tar([M("saved_model.pb", b"graph"), M("variables/v", b"0" * 5000)], compression="gz")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hubcache", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_resolve_prints_one_path_per_line_and_nothing_else(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    a = model_server.add("/a/1", ARCHIVE)
+    b = model_server.add("/b/1", ARCHIVE)
+    result = run("resolve", a, b, "--cache-dir", str(cache_root), "-v")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        str(cache_root / hubcache.cache_key(a)),
+        str(cache_root / hubcache.cache_key(b)),
+    ]
+    assert "downloading" in result.stderr  # -v logs go to stderr, never stdout
+
+
+def test_tfhub_cache_dir_alias(model_server: ModelServer, tmp_path: Path) -> None:
+    url = model_server.add("/a/1", ARCHIVE)
+    result = run("resolve", url, "--tfhub_cache_dir", str(tmp_path))
+    assert result.stdout.strip() == str(tmp_path / hubcache.cache_key(url))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/missing/1", None, 3),
+        ("/html/1", b"<!doctype html><html>login</html>", 5),
+        ("/corrupt/1", ARCHIVE[: len(ARCHIVE) // 2], 5),
+    ],
+)
+def test_exit_codes_and_one_line_on_stderr(
+    model_server: ModelServer, cache_root: Path, path: str, body: bytes | None, code: int
+) -> None:
+    url = model_server.add(path, body) if body is not None else model_server.url(path)
+    result = run("resolve", url)
+    assert result.returncode == code
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hubcache: error: ") and url in lines[0]
+
+
+def test_usage_errors_exit_2(cache_root: Path) -> None:
+    assert run("resolve").returncode == 2
+    assert run("resolve", "ftp://host/model").returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_progress_bar_forced_on_goes_to_stderr(model_server: ModelServer, cache_root: Path) -> None:
+    url = model_server.add("/a/1", ARCHIVE)
+    result = run("resolve", url, env={"TFHUB_DOWNLOAD_PROGRESS": "1"})
+    assert result.returncode == 0
+    assert result.stdout.strip() == str(cache_root / hubcache.cache_key(url))
+    assert "B/s" in result.stderr or "%|" in result.stderr  # a tqdm bar
+
+
+def test_cache_dir_command_says_which_rule_chose(tmp_path: Path) -> None:
+    result = run("cache-dir", env={"TFHUB_CACHE_DIR": str(tmp_path)})
+    assert result.stdout.strip() == str(tmp_path)
+    assert "TFHUB_CACHE_DIR" in result.stderr
+
+
+def test_demo_runs_offline_and_cleans_up() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    assert "cold resolve" in result.stdout and "warm resolve" in result.stdout
+    assert "server requests: 1" in result.stdout
+    assert "saved_model.pb" in result.stdout
+
+
+def test_serve_announces_its_url_and_serves(tmp_path: Path, cache_root: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "1.tar.gz").write_bytes(ARCHIVE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubcache", "serve", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"serving {tmp_path} at http://127.0.0.1:")
+        url = line.split(" at ", 1)[1].strip() + "m/1"
+        path = hubcache.resolve(url)
+        assert Path(path, "saved_model.pb").read_bytes() == b"graph"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_load_without_tensorflow_names_the_extra(model_server: ModelServer, cache_root: Path) -> None:
+    url = model_server.add("/a/1", ARCHIVE)
+    code = (
+        "import sys, hubcache\n"
+        "sys.modules['tensorflow'] = None  # as if it were not installed\n"
+        "try:\n"
+        f"    hubcache.load({url!r})\n"
+        "except hubcache.MissingDependencyError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+        timeout=60,
+    )
+    assert "pip install 'hubcache[tf]'" in result.stdout, result.stderr

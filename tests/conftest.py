@@ -77,3 +77,24 @@ def proxy_server() -> Iterator[ProxyServer]:
     with ProxyServer() as proxy:
         yield proxy
     _check_clean(proxy)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[Any]:
+    """A GCS emulator subprocess for the session (tests/support/emulators.py)."""
+    from tests.support.emulators import start_gcs
+
+    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # read when gcsfs is imported
+    emulator = start_gcs()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_emulator() -> Iterator[Any]:
+    """moto's S3 server subprocess for the session."""
+    from tests.support.emulators import start_s3
+
+    emulator = start_s3()
+    yield emulator
+    emulator.stop()

@@ -8,7 +8,7 @@ only when a call needs them.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._config import load_config as _load_config
 from ._errors import (
@@ -18,6 +18,7 @@ from ._errors import (
     ConfigurationError,
     CorruptArchiveError,
     DownloadError,
+    EntryInUseError,
     HTTPStatusError,
     HubcacheError,
     InvalidHandleError,
@@ -33,13 +34,18 @@ from ._load import load
 from ._resolve import resolve
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._cache import Cache
+
 __all__ = [
     "ArchiveError",
+    "Cache",
     "CacheDirError",
     "ChecksumMismatchError",
     "ConfigurationError",
     "CorruptArchiveError",
     "DownloadError",
+    "EntryInUseError",
     "HTTPStatusError",
     "HubcacheError",
     "InvalidHandleError",
@@ -58,6 +64,16 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    """``hubcache.Cache`` is imported on first use, so ``import hubcache`` stays cheap for
+    programs that only resolve."""
+    if name == "Cache":
+        from ._cache import Cache
+
+        return Cache
+    raise AttributeError(f"module 'hubcache' has no attribute {name!r}")
 
 
 def cache_dir(cache_dir: Optional[str] = None) -> str:

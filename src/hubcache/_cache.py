@@ -192,9 +192,7 @@ class Cache:
         return []
 
     # -- checking ------------------------------------------------------------------------
-    def verify(
-        self, handles: Sequence[str] = (), *, deep: bool = False
-    ) -> list[VerifyResult]:
+    def verify(self, handles: Sequence[str] = (), *, deep: bool = False) -> list[VerifyResult]:
         """Stat check against each manifest; ``deep`` also rehashes every file (sha256)."""
         keys = [self.key_of(h) for h in handles] if handles else self.keys()
         results = []
@@ -326,13 +324,15 @@ def evict_beyond(root: str, max_size: int, *, keep: str) -> None:
         log.warning("HUBCACHE_MAX_SIZE eviction in %s failed: %s", root, exc)
         return
     for item in outcome.removed:
-        log.info("evicted %s (%d bytes) to keep %s under its size limit", item.handle, item.size, root)
+        log.info(
+            "evicted %s (%d bytes) to keep %s under its size limit", item.handle, item.size, root
+        )
 
 
 def _rehash(entry: Entry) -> tuple[list[str], str]:
     manifest = entry.read_manifest() or {"files": {}}
     problems, unhashed = [], 0
-    for rel, (size, digest) in manifest["files"].items():
+    for rel, (_size, digest) in manifest["files"].items():
         if not digest:
             unhashed += 1
             continue
@@ -346,7 +346,11 @@ def _rehash(entry: Entry) -> tuple[list[str], str]:
             continue
         if sha.hexdigest() != digest:
             problems.append(f"file {rel}: sha256 differs from the manifest")
-    note = f"{unhashed} files have no recorded sha256 (adopted entry): sizes checked only" if unhashed else ""
+    note = (
+        f"{unhashed} files have no recorded sha256 (adopted entry): sizes checked only"
+        if unhashed
+        else ""
+    )
     return problems, note
 
 

@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", default=None, help="never use the network")
     p.add_argument("--sha256", help="pin the archive's sha256 (one handle only)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--mirror",
+        action="append",
+        metavar="PREFIX=REPLACEMENT",
+        help="try this URL rewrite before the origin (repeatable; default $HUBCACHE_MIRRORS)",
+    )
+    p.add_argument("--no-origin", action="store_true", default=None, help="mirrors only")
     p.set_defaults(func=_cmd_resolve)
 
     p = sub.add_parser("cache-dir", help="print the cache root the rules select, and why")
@@ -93,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="age after which unowned debris goes (default 3600)",
     )
     p.set_defaults(func=_cmd_gc)
+
+    from ._cli_cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
+
+    add_commands(sub, _common)
     return parser
 
 
@@ -125,6 +136,8 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
             offline=args.offline,
             sha256=args.sha256,
             progress=args.progress,
+            mirrors=args.mirror,
+            no_origin=args.no_origin,
             on_wait=None if args.quiet else _status,
         )
         print(path, flush=True)

@@ -251,7 +251,7 @@ def _zip_members(archive: Any, tree: SafeTree) -> None:
         if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             what = "a symbolic link" if kind == stat.S_IFLNK else "not a regular file"
             raise UnsafeArchiveError(f"zip member {info.filename!r} is {what}")
-        if info.is_dir():
+        if info.filename.endswith("/"):  # not is_dir(): it fails on an empty name
             tree.add_dir(info.filename)
             continue
         limit = tree.limits.max_ratio

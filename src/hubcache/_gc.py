@@ -101,12 +101,13 @@ def plan(
         return Plan(root, ())
     if key is not None:
         names = [n for n in names if n.startswith(key + ".")]
-    holders: dict[str, tuple[Optional[Holder], str]] = {}
+    holders: dict[str, tuple[Optional[Holder], str, float]] = {}
     for name in names:
         if name.endswith(".lock") and _NAME.match(name):
-            contents = read_text(os.path.join(root, name))
+            path = os.path.join(root, name)
+            contents = read_text(path)
             if contents is not None:
-                holders[name[:40]] = (parse_holder(contents), contents)
+                holders[name[:40]] = (parse_holder(contents), contents, _newest(path)[0])
     items: list[Item] = []
     for name in names:
         item = _judge(root, name, holders, grace, now, keep)
@@ -118,7 +119,7 @@ def plan(
 def _judge(  # noqa: PLR0917 - private helper of plan()
     root: str,
     name: str,
-    holders: dict[str, tuple[Optional[Holder], str]],
+    holders: dict[str, tuple[Optional[Holder], str, float]],
     grace: float,
     now: float,
     keep: str,
@@ -130,19 +131,20 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
             return None
         newest, size = _newest(path)
         return Item(path, "partial", "half-written file", size) if now - newest > grace else None
-    holder, contents = holders.get(match["key"], (None, ""))
+    holder, contents, locked = holders.get(match["key"], (None, "", 0.0))
     dead = holder is not None and holder.is_dead_here()
+    here = holder is not None and holder.host == socket.gethostname()
     if match["lock"]:
         if contents == "" and not os.path.exists(path):
             return None
         if holder is not None and dead:
             return Item(path, "lock", f"holder pid {holder.pid} is dead", 0, contents)
-        if holder is not None and holder.host == socket.gethostname():
+        if here:
             return None  # alive on this host: however slow, it is still working
         staging = 0.0
         if holder is not None:
             staging = _newest(os.path.join(root, f"{match['key']}.{holder.uid}.tmp"))[0]
-        newest = max(_newest(path)[0], staging)
+        newest = max(locked, staging)
         if now - newest > grace:
             return Item(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
         return None
@@ -154,7 +156,11 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
         if holder is not None and holder.uid == uid:
             if dead:
                 return Item(path, "staging", f"its holder pid {holder.pid} is dead", size)
-            return None  # a live download
+            if here or now - max(newest, locked) <= grace:
+                return None  # a live download
+            return Item(
+                path, "staging", f"its holder made no progress for {now - newest:.0f}s", size
+            )
         if now - newest > grace:
             return Item(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
         return None

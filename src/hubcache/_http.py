@@ -145,7 +145,12 @@ def read_body(response: Any, config: Config, size: int) -> Iterator[bytes]:
     pending: list[bytes] = []
     held, last_flush = 0, window_start
     while True:
-        data = response.read1(size - held) if size > held else b""
+        try:
+            data = response.read1(size - held) if size > held else b""
+        except BaseException:
+            if pending:  # bytes that did arrive are good: keep them, resume after them
+                yield b"".join(pending)
+            raise
         now = time.monotonic()
         if data:
             pending.append(data)
@@ -158,6 +163,8 @@ def read_body(response: Any, config: Config, size: int) -> Iterator[bytes]:
             return
         if window > 0 and now - window_start >= window:
             if window_bytes < needed:
+                if pending:
+                    yield b"".join(pending)
                 raise StallError(
                     f"the download stalled: {window_bytes} bytes in the last "
                     f"{now - window_start:.0f}s (HUBCACHE_STALL_TIMEOUT={window:g}s, "

@@ -69,8 +69,10 @@ class MirroredSource(Source):
         last: Optional[HubcacheError] = None
         for index, place in enumerate(places):
             final = index == len(places) - 1
-            config = self.config if final else dataclasses.replace(
-                self.config, retries=min(self.config.retries, 1)
+            config = (
+                self.config
+                if final
+                else dataclasses.replace(self.config, retries=min(self.config.retries, 1))
             )
             source = self._opener(place, config)
             try:
@@ -85,7 +87,8 @@ class MirroredSource(Source):
                 continue
             self._adopt(source)
             return
-        assert last is not None
+        if last is None:  # unreachable: candidates() always returns at least one place
+            raise ModelNotFoundError(f"nowhere to fetch {self.handle.raw}", handle=self.handle.raw)
         raise type(last)(
             f"cannot fetch {self.handle.raw}; tried, in order: " + "; ".join(self.tried),
             handle=self.handle.raw,
@@ -101,7 +104,8 @@ class MirroredSource(Source):
         self.last_modified = source.last_modified
 
     def chunks(self) -> Iterator[bytes]:
-        assert self._chosen is not None, "open() first"
+        if self._chosen is None:
+            raise RuntimeError("MirroredSource.chunks() before a successful open()")
         return self._chosen.chunks()
 
     def close(self) -> None:

@@ -111,7 +111,11 @@ def plan_prune(
     if older_than is not None:
         for c in free:
             if now - c.last_used >= older_than:
-                reason = "never used" if not c.last_used else f"last used {format_age(now - c.last_used)}"
+                reason = (
+                    "never used"
+                    if not c.last_used
+                    else f"last used {format_age(now - c.last_used)}"
+                )
                 chosen[c.key] = PlanItem(c.key, c.handle, c.size, c.last_used, reason)
     if max_size is not None:
         remaining = total - sum(item.size for item in chosen.values())
@@ -132,7 +136,11 @@ def plan_remove(entries: Iterable[Candidate]) -> Plan:
     remove, spared = [], []
     for c in entries:
         if c.locked_by:
-            spared.append(PlanItem(c.key, c.handle, c.size, c.last_used, f"its lock is held by {c.locked_by}"))
+            spared.append(
+                PlanItem(c.key, c.handle, c.size, c.last_used, f"its lock is held by {c.locked_by}")
+            )
         else:
             remove.append(PlanItem(c.key, c.handle, c.size, c.last_used, "named"))
-    return Plan(remove=tuple(remove), spared=tuple(spared), total_before=sum(c.size for c in entries))
+    return Plan(
+        remove=tuple(remove), spared=tuple(spared), total_before=sum(c.size for c in entries)
+    )

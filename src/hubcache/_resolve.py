@@ -207,7 +207,9 @@ def _resolve_slow(
             if config.shared_cache:
                 from ._tiered import download_via_tier
 
-                download_via_tier(handle, entry, config, lock.uid, sha256, _download)
+                download_via_tier(
+                    handle, entry, config, lock.uid, sha256=sha256, download=_download
+                )
             else:
                 _download(handle, entry, config, lock.uid, sha256)
         except HubcacheError:

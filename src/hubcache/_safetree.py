@@ -19,8 +19,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ._config import Limits
 from ._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
@@ -43,13 +44,32 @@ def disk_error(exc: OSError, where: str, written: int, needed: Optional[int]) ->
     """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why."""
     if exc.errno in _DISK_FULL:
         need = f", at least {needed} more bytes needed" if needed else ""
+        mount, free = _filesystem(where)
         return CacheDirError(
-            f"no space left on the filesystem of {where} ({os.strerror(exc.errno or 0)}) "
-            f"after writing {written} bytes{need}; free space or set TFHUB_CACHE_DIR to a "
-            "larger disk",
+            f"no space left on the filesystem mounted at {mount} ({free} bytes free) for "
+            f"{where} ({os.strerror(exc.errno or 0)}) after writing {written} bytes{need}; "
+            "free space or set TFHUB_CACHE_DIR to a larger disk",
             errno=exc.errno,
+            filesystem=mount,
+            written=written,
+            needed=needed,
         )
     return CacheDirError(f"cannot write in {where}: {exc}", errno=exc.errno)
+
+
+def _filesystem(path: str) -> tuple[str, str]:
+    """The mount point holding ``path`` and its free bytes (for users, best effort)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        device = os.stat(path).st_dev
+        while os.path.dirname(path) != path and os.stat(os.path.dirname(path)).st_dev == device:
+            path = os.path.dirname(path)
+        st = os.statvfs(path)
+        return path, str(st.f_bavail * st.f_frsize)
+    except OSError:
+        return path, "unknown"
 
 
 class FileWriter:

@@ -236,7 +236,7 @@ class LocalStorage(Storage):
         os.replace(self._stage(path, copy), path)
 
     def open_read(self, name: str) -> IO[bytes]:
-        return open(self._path(name), "rb")  # noqa: SIM115 - the caller closes it
+        return open(self._path(name), "rb")  # closed by the caller
 
     def listing(self, prefix: str) -> dict[str, int]:
         base = self._path(prefix)

@@ -88,8 +88,8 @@ class FsspecStorage(Storage):
         except FileNotFoundError:
             return {}
         out: dict[str, int] = {}
-        for path, info in found.items():
-            path = path.lstrip("/") if not root.startswith("/") else path
+        for found_path, info in found.items():
+            path = found_path if root.startswith("/") else found_path.lstrip("/")
             if path.startswith(root) and info.get("type", "file") == "file":
                 out[path[len(root) :]] = int(info.get("size") or 0)
         return out

@@ -73,6 +73,7 @@ def download_via_tier(
     entry: Entry,
     config: Config,
     uid: str,
+    *,
     sha256: Optional[str],
     download: Download,
 ) -> None:
@@ -82,7 +83,7 @@ def download_via_tier(
     if store is None:
         download(handle, entry, config, uid, sha256)
         return
-    if _copy_down(tier, store, entry, config, uid, sha256):
+    if _copy_down(tier, store, entry, config, uid=uid, sha256=sha256):
         return
     lock = StorageLock(
         store,
@@ -96,7 +97,7 @@ def download_via_tier(
         lambda: lock.wait_for_turn(lambda: store.complete_manifest(entry.key) is not None),
     )
     try:
-        if held is not None and _copy_down(tier, store, entry, config, uid, sha256):
+        if held is not None and _copy_down(tier, store, entry, config, uid=uid, sha256=sha256):
             return  # another node filled the tier while we waited (or just before our lock)
         download(handle, entry, config, uid, sha256)
         if held:
@@ -107,7 +108,7 @@ def download_via_tier(
 
 
 def _copy_down(
-    tier: _Tier, store: Storage, entry: Entry, config: Config, uid: str, sha256: Optional[str]
+    tier: _Tier, store: Storage, entry: Entry, config: Config, *, uid: str, sha256: Optional[str]
 ) -> bool:
     """Publish the tier's complete copy locally; False when it has none (or fails)."""
     _ok, manifest = tier.call("reading", lambda: store.complete_manifest(entry.key))

@@ -122,7 +122,9 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
             progress=None,
         )
         source.close()
-        keys = sorted({rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")})
+        keys = sorted(
+            {rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")}
+        )
         if not keys:
             raise CorruptArchiveError(f"{archive} holds no hubcache entry (no *.manifest.json)")
         return [
@@ -167,7 +169,9 @@ def _import_one(
     return Imported(key, handle, "imported")
 
 
-def _check(key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]) -> None:
+def _check(
+    key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]
+) -> None:
     """The extracted tree of ``key`` must be exactly what its manifest lists."""
     if cache_key(handle) != key:
         raise CorruptArchiveError(f"{key}: its manifest names {handle}, whose key differs")

@@ -48,9 +48,7 @@ def parse_duration(text: str) -> float:
     match = _NUMBER.match(str(text))
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _DURATION_UNITS:
-        raise ConfigurationError(
-            f"{text!r} is not a duration; use e.g. 45s, 90m, 12h, 30d or 2w"
-        )
+        raise ConfigurationError(f"{text!r} is not a duration; use e.g. 45s, 90m, 12h, 30d or 2w")
     return float(match.group(1)) * _DURATION_UNITS[unit]
 
 

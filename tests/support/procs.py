@@ -24,6 +24,7 @@ MEMBERS = [
     M("variables", type="dir"),
     M("variables/variables.index", b"index" * 10),
     M("variables/variables.data-00000-of-00001", bytes(range(256)) * 1200),
+    M("assets", type="dir"),  # tensorflow_hub creates only the folders an archive lists
     M("assets/vocab.txt", b"word\n" * 2000),
 ]
 EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
@@ -71,7 +72,9 @@ def start_cli(args: Iterable[str], env: dict[str, str]) -> subprocess.Popen[str]
     )
 
 
-def run_cli(args: Iterable[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Iterable[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hubcache", *args],
         env=env,

@@ -1,0 +1,97 @@
+"""``TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED``: ask the host where the model's files live.
+
+tensorflow_hub's protocol: GET the handle with ``tf-hub-format=uncompressed``, redirects NOT
+followed; the server answers ``303 See Other`` whose body is a ``gs://`` location, and that
+location is returned as it is (TensorFlow reads the SavedModel from GCS directly); nothing
+is cached. Its error cases are kept: any answer other than 303 is an error ("Expected 303
+for GCS location lookup but got HTTP ..."), and so is a body that is not a ``gs://``
+location. One deliberate difference: a server that answers 200 with an archive (plain
+file hosts, ``hubcache serve``) does not support the protocol, and rather than fail as
+tensorflow_hub does we fall back to the compressed protocol (returning None here).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from ._config import Config
+from ._decode import sniff
+from ._errors import DownloadError, HTTPStatusError, ModelNotFoundError
+from ._fetch import redact
+from ._handles import Handle, model_url
+from ._http import manager
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+_ARCHIVES = ("gzip", "bz2", "xz", "tar", "zip")
+
+
+def uncompressed_location(handle: Handle, config: Config) -> Optional[str]:
+    """The ``gs://`` location of ``handle``'s files, or None to use the compressed protocol."""
+    import urllib3
+
+    url = model_url(handle.raw, "uncompressed")
+    retry = urllib3.Retry(
+        total=config.retries,
+        redirect=False,
+        status_forcelist=_RETRY_STATUS,
+        backoff_factor=config.backoff,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+    try:
+        response = manager(url, config.verify_tls).request(
+            "GET",
+            url,
+            headers={"Accept-Encoding": "identity", **dict(config.headers)},
+            redirect=False,
+            retries=retry,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        raise DownloadError(
+            f"asking {redact(url)} for the model's location failed: {exc}", handle=handle.raw
+        ) from None
+    try:
+        return _interpret(handle, url, response)
+    finally:
+        response.drain_conn()
+        response.release_conn()
+
+
+def _interpret(handle: Handle, url: str, response: Any) -> Optional[str]:
+    status = response.status
+    where = redact(url)
+    if status == 303:
+        body = response.read(65536).decode("utf-8", "replace").strip()
+        location = body or str(response.headers.get("Location", "")).strip()
+        if not location.startswith("gs://"):
+            raise DownloadError(
+                f"Expected server to return a GCS location but received {location[:200]!r} "
+                f"(from {where})",
+                handle=handle.raw,
+            )
+        return location
+    if status == 200:
+        head = response.read(512)
+        if sniff(head) in _ARCHIVES:
+            log.info(
+                "%s answered the uncompressed request with an archive; using the "
+                "compressed protocol instead",
+                where,
+            )
+            return None
+    if status in (404, 410):
+        raise ModelNotFoundError(
+            f"{where} answered {status}: no model at this handle", handle=handle.raw, status=status
+        )
+    raise HTTPStatusError(
+        f"Expected 303 for GCS location lookup but got HTTP {status} {response.reason or ''} "
+        f"from {where}; unset TFHUB_MODEL_LOAD_FORMAT (or set it to COMPRESSED) to download "
+        "the archive instead",
+        handle=handle.raw,
+        status=status,
+    )

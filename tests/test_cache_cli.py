@@ -1,0 +1,259 @@
+"""ls, info, verify, rm, prune, prefetch on a local root; last-used records; auto-eviction."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hubcache
+from hubcache._entry import Entry
+from hubcache._prune import Candidate, plan_prune
+from tests.cachehelp import DAY, age, fill, model, names, run, run_json, serve
+from tests.support.httpserver import ModelServer
+
+AGES = {"old": 40.0, "mid": 10.0, "new": 3.0, "hot": 0.0}  # days since last use
+
+
+@pytest.fixture
+def filled(model_server: ModelServer, cache_root: Path) -> dict[str, str]:
+    return fill(model_server, AGES)
+
+
+def key(url: str) -> str:
+    return hubcache.cache_key(url)
+
+
+def test_ls_json_lists_every_entry_with_its_facts(
+    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = run_json(capsys, "ls")
+    rows = {row["handle"]: row for row in data["entries"]}
+    assert set(rows) == set(filled.values())
+    assert [r["handle"] for r in data["entries"]] == [filled[n] for n in AGES]  # LRU first
+    for name, url in filled.items():
+        row = rows[url]
+        assert row["key"] == key(url) and row["state"] == "complete" and row["files"] == 3
+        on_disk = sum(f.stat().st_size for f in Path(row["path"]).rglob("*") if f.is_file())
+        assert row["size"] == on_disk
+        assert abs(time.time() - AGES[name] * DAY - row["last_used"]) < 60
+    assert data["count"] == 4 and data["total_bytes"] == sum(r["size"] for r in rows.values())
+    assert (cache_root / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d17")
+
+
+def test_ls_sorts_filters_and_prints_totals(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    by_size = run_json(capsys, "ls", "--sort", "size")["entries"]
+    assert [r["handle"] for r in by_size] == [filled[n] for n in ("hot", "new", "mid", "old")]
+    stale = run_json(capsys, "ls", "--older-than", "7d")["entries"]
+    assert {r["handle"] for r in stale} == {filled["old"], filled["mid"]}
+    code, out, _err = run(capsys, "ls")
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["HANDLE", "KEY", "SIZE"]
+    assert "40 days ago" in out and out.splitlines()[-1].startswith("4 entries, ")
+
+
+def test_ls_does_not_count_as_a_use(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = run_json(capsys, "ls")["entries"]
+    run(capsys, "info", filled["old"])
+    run(capsys, "verify", "--deep")
+    assert run_json(capsys, "ls")["entries"] == before
+
+
+def test_legacy_damaged_and_in_progress_states(
+    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy = cache_root / ("a" * 40)
+    (legacy / "variables").mkdir(parents=True)
+    (legacy / "saved_model.pb").write_bytes(b"pb")
+    (cache_root / ("a" * 40 + ".descriptor.txt")).write_text("Module: https://legacy/m/1\n")
+    os.unlink(Path(hubcache.resolve(filled["mid"])) / "saved_model.pb")
+    Path(Entry(str(cache_root), "b" * 40).lock_path).write_text(
+        f"{socket.gethostname()}.{os.getpid()}.someuid"
+    )
+    rows = {r["key"]: r for r in run_json(capsys, "ls")["entries"]}
+    assert rows["a" * 40]["state"] == "legacy" and rows["a" * 40]["handle"] == "https://legacy/m/1"
+    assert rows[key(filled["mid"])]["state"] == "damaged"
+    assert "saved_model.pb" in rows[key(filled["mid"])]["reason"]
+    assert rows["b" * 40]["state"] == "in progress"
+
+
+def test_info_by_handle_and_key_and_root(
+    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    by_handle = run_json(capsys, "info", filled["old"])
+    assert by_handle == run_json(capsys, "info", key(filled["old"]))
+    assert by_handle["source"].endswith("/old/1?tf-hub-format=compressed")
+    assert len(by_handle["archive"]["sha256"]) == 64
+    assert by_handle["descriptor"].startswith(f"Module: {filled['old']}\n")
+    assert run_json(capsys, "info", "--root") == {
+        "root": str(cache_root),
+        "chosen_by": "TFHUB_CACHE_DIR",
+    }
+    code, _out, err = run(capsys, "info", "https://nowhere.example/m/1")
+    assert code == 3 and "not in the cache" in err
+
+
+def test_verify_stat_deep_and_fix(
+    filled: dict[str, str], model_server: ModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "verify")[0] == 0
+    data = Path(hubcache.resolve(filled["new"])) / "variables/variables.data-00000-of-00001"
+    blob = bytearray(data.read_bytes())
+    blob[5] ^= 1  # same size: only --deep can see it
+    data.write_bytes(bytes(blob))
+    assert run(capsys, "verify")[0] == 0
+    result = run(capsys, "verify", "--deep", "--json")
+    assert result[0] == 5
+    import json
+
+    report = json.loads(result[1])
+    assert report["damaged"] == [key(filled["new"])]
+    assert "sha256 differs" in next(r for r in report["results"] if not r["ok"])["problems"][0]
+    before = model_server.count("/new/1")
+    code, out, _err = run(capsys, "verify", "--deep", "--fix", filled["new"])
+    assert code == 0 and out.startswith("fixed")
+    assert model_server.count("/new/1") == before + 1
+    assert run(capsys, "verify", "--deep")[0] == 0
+
+
+def test_rm_asks_refuses_without_a_terminal_and_removes_siblings(
+    filled: dict[str, str],
+    cache_root: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    k = key(filled["old"])
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    code, _out, err = run(capsys, "rm", filled["old"])
+    assert code == 2 and "--yes" in err and (cache_root / k).is_dir()
+    (cache_root / f"{k}.deadbeef.tmp").mkdir()
+    code, out, _err = run(capsys, "rm", "--yes", filled["old"])
+    assert code == 0 and k[:12] in out
+    assert not {n for n in names(cache_root) if n.startswith(k)}
+    assert {r["handle"] for r in run_json(capsys, "ls")["entries"]} == {
+        filled[n] for n in ("mid", "new", "hot")
+    }
+
+
+def test_rm_refuses_while_a_live_process_holds_the_lock(
+    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = Path(Entry(str(cache_root), key(filled["old"])).lock_path)
+    lock.write_text(f"{socket.gethostname()}.{os.getpid()}.holderuid")
+    code, _out, err = run(capsys, "rm", "--yes", filled["old"])
+    assert code == 8 and "lock is held" in err and (cache_root / key(filled["old"])).is_dir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lock.write_text(f"{socket.gethostname()}.{int(dead.stdout)}.holderuid")
+    assert run(capsys, "rm", "--yes", filled["old"])[0] == 0
+    assert not (cache_root / key(filled["old"])).exists() and not lock.exists()
+
+
+def test_prune_plan_entry_by_entry(
+    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = Path(Entry(str(cache_root), key(filled["mid"])).lock_path)
+    lock.write_text(f"{socket.gethostname()}.{os.getpid()}.holderuid")
+    plan = run_json(capsys, "prune", "--older-than", "2d", "--dry-run")["plan"]
+    assert [i["handle"] for i in plan["remove"]] == [filled["old"], filled["new"]]
+    spared = {i["handle"]: i["reason"] for i in plan["spared"]}
+    assert "lock is held" in spared[filled["mid"]] and "idle less than" in spared[filled["hot"]]
+    lock.unlink()
+    sizes = {r["handle"]: r["size"] for r in run_json(capsys, "ls")["entries"]}
+    limit = sizes[filled["hot"]] + sizes[filled["new"]]  # LRU first: old, then mid must go
+    plan = run_json(
+        capsys, "prune", "--max-size", str(limit), "--keep", filled["old"], "--dry-run"
+    )["plan"]
+    assert [i["handle"] for i in plan["remove"]] == [filled["mid"], filled["new"]]
+    assert plan["bytes_freed"] == sizes[filled["mid"]] + sizes[filled["new"]]
+    assert all(len(names(cache_root)) > 4 for _ in [0])  # dry run removed nothing
+    code, out, _err = run(capsys, "prune", "--older-than", "5d", "--yes")
+    assert code == 0 and out.startswith("prune: remove 2 entries")
+    left = {r["handle"] for r in run_json(capsys, "ls")["entries"]}
+    assert left == {filled["new"], filled["hot"]}
+
+
+def test_prune_rules_are_pure_and_lru_first() -> None:
+    now = 1_000_000_000.0
+    c = [
+        Candidate(k, k, size, now - days * DAY, "complete")
+        for k, size, days in (("a", 5, 1), ("b", 5, 9), ("c", 5, 30), ("d", 5, 0.01))
+    ]
+    plan = plan_prune(c, now=now, max_size=6)
+    assert [i.key for i in plan.remove] == ["c", "b", "a"] and plan.total_after == 5
+    assert [i.key for i in plan.spared] == ["d"]
+    assert plan_prune(c, now=now, older_than=20 * DAY).remove[0].key == "c"
+    assert not plan_prune(c, now=now, older_than=20 * DAY, keep=frozenset("c")).remove
+
+
+def test_prune_refuses_a_tty_less_run_without_yes_and_needs_a_rule(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    assert run(capsys, "prune", "--older-than", "1d")[0] == 2
+    assert len(run_json(capsys, "ls")["entries"]) == 4
+    assert run(capsys, "prune")[0] == 2
+    assert run(capsys, "prune", "--max-size", "lots")[0] == 2
+
+
+def test_a_hit_records_last_use_at_most_hourly_keeping_mtime(
+    filled: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = hubcache.resolve(filled["old"])
+    manifest = path + ".manifest.json"
+    st = os.stat(manifest)
+    assert time.time() - st.st_atime < 60 and st.st_mtime_ns == os.stat(manifest).st_mtime_ns
+    age(path, used_days_ago=1 / 48)  # 30 minutes ago: not refreshed yet
+    recorded = os.stat(manifest).st_atime
+    hubcache.resolve(filled["old"])
+    assert os.stat(manifest).st_atime == recorded
+    age(filled_path := hubcache.resolve(filled["mid"]), used_days_ago=2)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "read-only file system")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    assert hubcache.resolve(filled["mid"]) == filled_path  # a read-only cache still serves
+
+
+def test_auto_eviction_beyond_max_size(
+    model_server: ModelServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = fill(model_server, {"one": 20.0, "two": 10.0})
+    monkeypatch.setenv("HUBCACHE_MAX_SIZE", "40kB")
+    three = serve(model_server, "/three/1", model(15_000))  # sizes: 10, 20, 15 kB
+    hubcache.resolve(three)
+    present = {e.handle for e in hubcache.Cache().entries()}
+    assert present == {urls["two"], three}
+
+
+def test_prefetch_file_summary_and_exit_code(
+    model_server: ModelServer, cache_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    a = serve(model_server, "/a/1", model(1000))
+    b = serve(model_server, "/b/1", model(2000, b"b"))
+    hubcache.resolve(a)
+    import hashlib
+
+    pin = hashlib.sha256(model(2000, b"b")).hexdigest()
+    listing = tmp_path / "models.txt"
+    listing.write_text(f"# models\n{a}\n\n{b} sha256={pin}  # pinned\n{model_server.url('/c/1')}\n")
+    code, _out, err = run(capsys, "prefetch", str(listing))
+    assert code == 3
+    assert "3 handles: 1 downloaded, 1 already cached, 1 failed" in err and "/c/1" in err
+    assert model_server.count("/a/1") == 1 and model_server.count("/b/1") == 1
+    listing.write_text(f"{a} sha256=nothex\n")
+    assert run(capsys, "prefetch", str(listing))[0] == 2

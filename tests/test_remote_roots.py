@@ -1,0 +1,161 @@
+"""Cache roots on object stores (gs:// on a GCS emulator, s3:// on moto), end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hubcache
+from hubcache._storage import open_storage
+from tests.support.archives import M, make_tar
+from tests.support.emulators import activate, probe_preconditions
+from tests.support.httpserver import ModelServer
+
+MEMBERS = [
+    M("saved_model.pb", b"graph" * 100),
+    M("variables", type="dir"),
+    M("variables/variables.index", b"index"),
+    M("variables/variables.data-00000-of-00001", os.urandom(300_000)),
+    M("assets/vocab.txt", b"word\n" * 1000),
+]
+FILES = {m.name: m.data for m in MEMBERS if m.type == "file"}
+REPO = str(Path(__file__).resolve().parent.parent)
+
+
+@pytest.fixture(params=["gcs", "s3"])
+def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """(root URL, variables for child processes, emulator)."""
+    emulator = request.getfixturevalue(f"{request.param}_emulator")
+    variables = activate(emulator, monkeypatch)
+    if emulator.honours_preconditions is None:
+        emulator.honours_preconditions = probe_preconditions(emulator)
+    root = f"{emulator.scheme}://{emulator.new_bucket()}/tfhub-modules-cache"
+    yield root, variables, emulator
+
+
+def serve(server: ModelServer) -> str:
+    server.add(
+        "/google/m/1",
+        make_tar(MEMBERS, compression="gz"),
+        query_required="tf-hub-format=compressed",
+    )
+    return server.url("/google/m/1")
+
+
+def test_resolve_into_remote_root_then_hit_without_origin(
+    remote: Any, model_server: ModelServer
+) -> None:
+    root, _variables, _emulator = remote
+    url = serve(model_server)
+    key = hubcache.cache_key(url)
+    path = hubcache.resolve(url, cache_dir=root)
+    assert path == f"{root}/{key}"
+    store = open_storage(root)
+    manifest = store.complete_manifest(key)
+    assert manifest is not None and manifest["handle"] == url
+    assert store.listing(key) == {rel: len(body) for rel, body in FILES.items()}
+    for rel, body in FILES.items():
+        with store.open_read(f"{key}/{rel}") as f:
+            assert f.read() == body
+    assert store.read(f"{key}.descriptor.txt").startswith(f"Module: {url}\n".encode())  # type: ignore[union-attr]
+    assert store.read(f"{key}.lock") is None
+    assert hubcache.resolve(url, cache_dir=root) == path
+    assert model_server.count("/google/m/1") == 1  # the second resolve made no origin request
+
+
+def test_archive_handle_on_an_object_store(remote: Any, tmp_path: Path) -> None:
+    root, _variables, emulator = remote
+    bucket = root.split("://", 1)[1].split("/", 1)[0]
+    handle = f"{emulator.scheme}://{bucket}/models/m.tar.gz"
+    with open_storage(f"{emulator.scheme}://{bucket}").fs.open(
+        f"{bucket}/models/m.tar.gz", "wb"
+    ) as f:  # type: ignore[attr-defined]
+        f.write(make_tar(MEMBERS, compression="gz"))
+    local = hubcache.resolve(handle, cache_dir=str(tmp_path / "cache"))
+    assert Path(local, "assets", "vocab.txt").read_bytes() == FILES["assets/vocab.txt"]
+    assert hubcache.resolve(handle, cache_dir=root) == f"{root}/{hubcache.cache_key(handle)}"
+
+
+def _child(code: str, variables: dict[str, str], root: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "PYTHONPATH": REPO}
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+_SLOW_UPLOADER = """
+import sys, time, hubcache
+from hubcache import _storage_fsspec
+real = _storage_fsspec.FsspecStorage.put_file
+def put_file(self, local, name):
+    real(self, local, name)
+    print("UPLOADING", flush=True)
+    time.sleep(60)  # killed here, with part of the tree uploaded
+_storage_fsspec.FsspecStorage.put_file = put_file
+hubcache.resolve(sys.argv[1])
+"""
+
+
+def test_killed_uploader_leaves_no_complete_looking_entry(
+    remote: Any, model_server: ModelServer
+) -> None:
+    root, variables, _emulator = remote
+    url = serve(model_server)
+    key = hubcache.cache_key(url)
+    proc = _child(_SLOW_UPLOADER.replace("sys.argv[1]", repr(url)), variables, root)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip() == "UPLOADING", proc.stderr.read()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    store = open_storage(root)
+    assert store.listing(key)  # debris: part of the tree is there ...
+    assert store.read(f"{key}.manifest.json") is None  # ... but no manifest
+    assert store.complete_manifest(key) is None
+    assert store.read(f"{key}.lock") is not None  # the dead process's lock
+    # the next resolve takes over the dead holder's lock, cleans the debris, publishes
+    path = hubcache.resolve(url, cache_dir=root)
+    assert store.complete_manifest(key) is not None
+    assert store.listing(key) == {rel: len(body) for rel, body in FILES.items()}
+    assert path == f"{root}/{key}"
+    assert model_server.count("/google/m/1") == 2
+
+
+_RACER = "import sys, hubcache; print(hubcache.resolve(sys.argv[1]))"
+
+
+def test_four_processes_racing_publish_one_entry(remote: Any, model_server: ModelServer) -> None:
+    root, variables, emulator = remote
+    if not emulator.honours_preconditions:
+        pytest.skip(
+            f"PRECONDITIONS NOT HONOURED by {emulator.name}: a race test would pass falsely"
+        )
+    url = serve(model_server)
+    key = hubcache.cache_key(url)
+    procs = [_child(_RACER.replace("sys.argv[1]", repr(url)), variables, root) for _ in range(4)]
+    outputs = [p.communicate(timeout=90) for p in procs]
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+        assert out.strip() == f"{root}/{key}"
+    store = open_storage(root)
+    manifest = store.complete_manifest(key)
+    assert manifest is not None
+    assert store.listing(key) == {rel: len(body) for rel, body in FILES.items()}
+    assert json.loads(store.read(f"{key}.manifest.json") or b"{}")["key"] == key
+    assert store.read(f"{key}.lock") is None
+    assert model_server.count("/google/m/1") == 1  # the lock held: one origin download

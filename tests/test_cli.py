@@ -116,7 +116,9 @@ def test_serve_announces_its_url_and_serves(tmp_path: Path, cache_root: Path) ->
             proc.stdout.close()
 
 
-def test_load_without_tensorflow_names_the_extra(model_server: ModelServer, cache_root: Path) -> None:
+def test_load_without_tensorflow_names_the_extra(
+    model_server: ModelServer, cache_root: Path
+) -> None:
     url = model_server.add("/a/1", ARCHIVE)
     code = (
         "import sys, hubcache\n"
@@ -127,7 +129,10 @@ def test_load_without_tensorflow_names_the_extra(model_server: ModelServer, cach
         "    print(e)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
         timeout=60,
     )
     assert "pip install 'hubcache[tf]'" in result.stdout, result.stderr

@@ -54,7 +54,7 @@ import hubcache
 assert "tfhub_cache_dir" not in flags.FLAGS, "hubcache must not define the flag implicitly"
 hubcache.define_absl_flags()
 hubcache.define_absl_flags()  # idempotent
-flags.FLAGS(["prog", "--tfhub_cache_dir={tmp_path / 'flag'}"])
+flags.FLAGS(["prog", "--tfhub_cache_dir={tmp_path / "flag"}"])
 print(hubcache.cache_dir())
 """
     env = {k: v for k, v in os.environ.items() if k != "TFHUB_CACHE_DIR"}

@@ -50,8 +50,11 @@ def test_china_mirror_rule() -> None:
     [
         ("https://tfhub.dev/google/x/1", "model", "https"),
         ("http://127.0.0.1:8000/m/1", "model", "http"),
-        ("https://www.kaggle.com/models/google/x/frameworks/TensorFlow2/variations/y/versions/1",
-         "model", "https"),
+        (
+            "https://www.kaggle.com/models/google/x/frameworks/TensorFlow2/variations/y/versions/1",
+            "model",
+            "https",
+        ),
         ("https://host/m.tar.gz", "archive", "https"),
         ("https://host/m.tgz?sig=1", "archive", "https"),
         ("https://host/m.zip", "archive", "https"),
@@ -84,7 +87,7 @@ def test_errors_pickle_with_their_facts() -> None:
     import pickle
 
     err = hubcache.HTTPStatusError("boom", handle="h", status=403)
-    copy = pickle.loads(pickle.dumps(err))
+    copy = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own bytes
     assert (type(copy), str(copy), copy.handle, copy.status) == (
         hubcache.HTTPStatusError,
         "boom",

@@ -45,7 +45,7 @@ def test_parts_are_fetched_by_several_connections_and_reassembled(
         f"bytes={i * _ranges.PART}-{min((i + 1) * _ranges.PART, len(ARCHIVE)) - 1}"
         for i in range(1, parts)
     )
-    manifest = (cache_root / f"{hubcache.cache_key(model_server.url('/m.tar'))}.manifest.json")
+    manifest = cache_root / f"{hubcache.cache_key(model_server.url('/m.tar'))}.manifest.json"
     assert hashlib.sha256(ARCHIVE).hexdigest() in manifest.read_text()
 
 

@@ -63,13 +63,17 @@ def test_cold_then_warm_layout_is_tensorflow_hub_compatible(
     assert sorted(os.listdir(cache_root)) == sorted(
         ["CACHEDIR.TAG", key, f"{key}.descriptor.txt", f"{key}.manifest.json"]
     )
-    assert (cache_root / "CACHEDIR.TAG").read_text().startswith(
-        "Signature: 8a477f597d28d172789f06886806bc55"
+    assert (
+        (cache_root / "CACHEDIR.TAG")
+        .read_text()
+        .startswith("Signature: 8a477f597d28d172789f06886806bc55")
     )
     lines = (cache_root / f"{key}.descriptor.txt").read_text().split("\n")
     assert lines[0] == f"Module: {url}"
     assert lines[1].startswith("Download Time: ")
-    assert lines[2].startswith("Downloader Hostname: ") and lines[2].endswith(f"(PID:{os.getpid()})")
+    assert lines[2].startswith("Downloader Hostname: ") and lines[2].endswith(
+        f"(PID:{os.getpid()})"
+    )
     manifest = json.loads((cache_root / f"{key}.manifest.json").read_text())
     assert manifest["archive"]["sha256"] == hashlib.sha256(archive).hexdigest()
     assert manifest["archive"]["bytes"] == len(archive)
@@ -112,8 +116,10 @@ def test_redirects_are_followed(model_server: ModelServer, cache_root: Path) -> 
 def test_archive_urls_are_fetched_as_given(
     model_server: ModelServer, cache_root: Path, suffix: str
 ) -> None:
-    body = make_zip(MEMBERS) if suffix == ".zip" else make_tar(
-        MEMBERS, compression=None if suffix == ".tar" else "gz"
+    body = (
+        make_zip(MEMBERS)
+        if suffix == ".zip"
+        else make_tar(MEMBERS, compression=None if suffix == ".tar" else "gz")
     )
     model_server.add(f"/files/m{suffix}", body)
     url = model_server.url(f"/files/m{suffix}")
@@ -125,7 +131,9 @@ def test_archive_urls_are_fetched_as_given(
 @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
 def test_local_archive_files(tmp_path: Path, cache_root: Path, suffix: str) -> None:
     archive = tmp_path / f"model{suffix}"
-    archive.write_bytes(make_zip(MEMBERS) if suffix == ".zip" else make_tar(MEMBERS, compression="gz"))
+    archive.write_bytes(
+        make_zip(MEMBERS) if suffix == ".zip" else make_tar(MEMBERS, compression="gz")
+    )
     path = hubcache.resolve(str(archive))
     assert path == str(cache_root / hubcache.cache_key(str(archive)))
     assert tree(path) == EXPECTED
@@ -186,8 +194,16 @@ GOOD = make_tar(MEMBERS, compression="gz")
         (cut_at_member_boundary(GOOD), hubcache.CorruptArchiveError),
         (make_tar(MEMBERS, compression="gz", end_marker=False), hubcache.CorruptArchiveError),
     ],
-    ids=["flip-data", "flip-crc", "flip-length", "no-trailer", "cut", "garbage",
-         "cut-at-member-boundary", "no-end-marker"],
+    ids=[
+        "flip-data",
+        "flip-crc",
+        "flip-length",
+        "no-trailer",
+        "cut",
+        "garbage",
+        "cut-at-member-boundary",
+        "no-end-marker",
+    ],
 )
 def test_corrupt_archives_are_refused_and_leave_nothing(
     model_server: ModelServer, cache_root: Path, body: bytes, error: type[Exception]

@@ -178,6 +178,7 @@ def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[
 
 # -- HTTP --------------------------------------------------------------------------------
 
+
 def _retry_after(value: Optional[str]) -> Optional[float]:
     if not value:
         return None

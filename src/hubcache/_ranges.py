@@ -76,7 +76,7 @@ class RangedStream:
                 return
             try:
                 result: Any = self._fetch(index)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            except BaseException as exc:
                 result = exc
             with self._cond:
                 self._results[index] = result

@@ -10,38 +10,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from . import _faults
 from ._config import Config, load_config, select_root
-from ._entry import Entry, build_manifest
-from ._errors import (
-    ChecksumMismatchError,
-    DownloadError,
-    HubcacheError,
-    ModelNotFoundError,
-    OfflineError,
-)
-from ._extract import Extracted, extract
-from ._fetch import (
-    FsspecSource,
-    HTTPSource,
-    LocalFileSource,
-    RestartDownloadError,
-    Source,
-    filesystem,
-)
-from ._gc import remove_debris
+from ._entry import Entry
+from ._errors import ChecksumMismatchError, HubcacheError, ModelNotFoundError, OfflineError
 from ._handles import Handle, parse_handle
-from ._lock import DownloadLock
-from ._progress import Progress
-from ._publish import adopt, discard, publish
 from ._root import choose_root, ensure_root, is_remote, unsafe_reason
-from ._safetree import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +70,7 @@ def resolve(
         if location is not None:  # None: the server sent an archive, resolve it as one
             return location
     if is_remote(config.root):
+        from ._download import stage
         from ._remote import resolve_remote
 
         return resolve_remote(parsed, config, sha256=sha256, on_wait=on_wait, stage=stage)
@@ -134,6 +114,8 @@ def _parse(handle: str) -> Handle:
 def _existing_directory(handle: Handle) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
+        from ._fetch import filesystem
+
         fs, path = filesystem(handle.location, handle.raw)
         if not fs.isdir(path):
             raise ModelNotFoundError(
@@ -159,6 +141,14 @@ def _resolve_slow(
     sha256: Optional[str],
     on_wait: Optional[Callable[[str], None]],
 ) -> str:
+    """The miss path: lock, re-check, heal, download, publish. Its modules (HTTP client,
+    extraction, locking) are imported here, so ``import hubcache`` and hits never pay them."""
+    from ._download import download
+    from ._gc import remove_debris
+    from ._lock import DownloadLock
+    from ._publish import adopt
+    from ._safetree import disk_error
+
     if sha256 is not None and entry.is_complete():
         _check_pinned(handle, entry, sha256)
         return entry.path
@@ -207,11 +197,9 @@ def _resolve_slow(
             if config.shared_cache:
                 from ._tiered import download_via_tier
 
-                download_via_tier(
-                    handle, entry, config, lock.uid, sha256=sha256, download=_download
-                )
+                download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
             else:
-                _download(handle, entry, config, lock.uid, sha256)
+                download(handle, entry, config, lock.uid, sha256)
         except HubcacheError:
             raise
         except OSError as exc:  # creating or publishing the staging folder failed
@@ -234,106 +222,3 @@ def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
             f"{sha256}; remove it with `hubcache rm` if the pin is right",
             handle=handle.raw,
         )
-
-
-def _download(
-    handle: Handle, entry: Entry, config: Config, uid: str, sha256: Optional[str]
-) -> None:
-    """Fetch, extract, verify and publish one archive (under the lock)."""
-    staging = entry.staging(uid)
-    try:
-        manifest = stage(handle, entry.key, staging, config, sha256)
-        if not publish(entry, staging, manifest, fsync=config.fsync):
-            log.info("another process published %s first; using its copy", handle.raw)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            discard(staging)
-
-
-def stage(
-    handle: Handle, key: str, staging: str, config: Config, sha256: Optional[str]
-) -> dict[str, Any]:
-    """Fetch and extract into ``staging`` (created here); return the entry's manifest.
-    Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
-    for attempt in range(config.retries + 1):
-        source = open_source(handle, config)
-        progress: Optional[Progress] = None
-        _faults.fs.mkdir(staging, 0o755)
-        done = False
-        try:
-            source.open()
-            progress = Progress(config.progress, source.total, _label(handle))
-            result = extract(
-                source, staging, limits=config.limits, fsync=config.fsync, progress=progress
-            )
-            _verify_pin(handle, result, sha256)
-            done = True
-            return build_manifest(
-                handle=handle.raw,
-                key=key,
-                files=result.files,
-                dirs=result.dirs,
-                source=source.display,
-                etag=source.etag,
-                last_modified=source.last_modified,
-                archive={
-                    "format": result.format,
-                    "bytes": result.archive_bytes,
-                    "sha256": result.archive_sha256,
-                },
-            )
-        except RestartDownloadError as exc:
-            if attempt == config.retries:
-                raise DownloadError(
-                    f"the download of {handle.raw} could not be completed after "
-                    f"{attempt + 1} attempts from the start: {exc}",
-                    handle=handle.raw,
-                    attempts=attempt + 1,
-                ) from None
-            log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
-        except HubcacheError as exc:
-            if exc.handle is None:
-                exc.handle = handle.raw
-                exc.message = f"cannot resolve {handle.raw}: {exc.message}"
-                exc.args = (exc.message,)
-            raise
-        finally:
-            source.close()
-            if progress is not None:
-                progress.close()
-            if not done:
-                with contextlib.suppress(FileNotFoundError):
-                    discard(staging)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
-
-
-def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
-    if sha256 is not None and result.archive_sha256 != sha256.lower():
-        raise ChecksumMismatchError(
-            f"the archive of {handle.raw} has sha256 {result.archive_sha256}, not the pinned "
-            f"{sha256}; nothing was cached",
-            handle=handle.raw,
-            expected=sha256,
-            actual=result.archive_sha256,
-        )
-
-
-def open_source(handle: Handle, config: Config) -> Source:
-    if config.mirrors or config.no_origin:
-        from ._mirrors import MirroredSource
-
-        return MirroredSource(handle, config, _direct_source)
-    return _direct_source(handle, config)
-
-
-def _direct_source(handle: Handle, config: Config) -> Source:
-    if handle.scheme in ("http", "https"):
-        return HTTPSource(handle.location, handle.raw, config)
-    if handle.scheme:
-        return FsspecSource(handle.location, handle.raw)
-    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.raw)
-
-
-def _label(handle: Handle) -> str:
-    text = handle.raw.split("?", 1)[0]
-    return text if len(text) <= 60 else "..." + text[-57:]

@@ -9,6 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests derandomized, so a red run can be reproduced exactly;
+# locally they explore new examples each run.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from tests.support.httpserver import ModelServer
 from tests.support.proxy import ProxyServer

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests.support.httpserver import ModelServer
+from tests.support.proxy import ProxyServer
+
 # CI runs the property tests derandomized, so a red run can be reproduced exactly;
 # locally they explore new examples each run.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from tests.support.httpserver import ModelServer
-from tests.support.proxy import ProxyServer
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _KEEP = {"HUBCACHE_TF_PYTHON"}  # configures the interop tests, not hubcache

@@ -19,6 +19,7 @@ import hubcache
 from hubcache import _fetch
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
+from tests.support.trees import assert_no_entry, tree
 
 MEMBERS = [
     M("saved_model.pb", b"graph" * 200),
@@ -35,20 +36,6 @@ def fast_network(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
     monkeypatch.setenv("HUBCACHE_READ_TIMEOUT", "2")
     monkeypatch.setenv("HUBCACHE_FSYNC", "0")
     return cache_root
-
-
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path)] = Path(full).read_bytes()
-    return out
-
-
-def assert_nothing_cached(root: Path) -> None:
-    left = [n for n in os.listdir(root) if n != "CACHEDIR.TAG"]
-    assert left == [], f"a failed download left {left} in the cache"
 
 
 def fail(url: str, error: type[BaseException] = hubcache.HubcacheError, **kw: object) -> str:
@@ -81,7 +68,7 @@ def test_never_answering_server_fails_in_bounded_time_with_exit_4_and_lock_relea
     assert "2 attempts" in done.stderr and "ReadTimeoutError" in done.stderr
     assert model_server.count("/m.tar.gz") == 2
     assert not list(cache_root.glob("*.lock")), "the lock was not released"
-    assert_nothing_cached(cache_root)
+    assert_no_entry(cache_root)
     # the next call is not blocked by a leftover lock: it downloads at once
     model_server.faults("/m.tar.gz")
     assert tree(hubcache.resolve(url)) == FILES
@@ -276,7 +263,7 @@ def test_longer_announced_length_is_a_truncated_body(
     with pytest.raises(hubcache.DownloadError) as info:
         hubcache.resolve(url)
     assert "416" in str(info.value)
-    assert_nothing_cached(cache_root)
+    assert_no_entry(cache_root)
 
 
 # -- 4. redirects, credentials, redaction ---------------------------------------------------
@@ -423,7 +410,7 @@ def test_404_is_not_found_exit_3(model_server: ModelServer, cache_root: Path) ->
         hubcache.resolve(model_server.url("/nope/1"))
     assert info.value.exit_code == 3 and "404" in str(info.value)
     assert model_server.count("/nope/1") == 1  # not retried
-    assert_nothing_cached(cache_root)
+    assert_no_entry(cache_root)
 
 
 @pytest.mark.parametrize(
@@ -445,4 +432,4 @@ def test_non_archive_bodies_show_type_and_escaped_prefix(
     if body:
         assert ctype in message and repr(body[:10].decode())[1:-1] in message
     assert "\x07" not in message  # control characters are escaped, not printed
-    assert_nothing_cached(cache_root)
+    assert_no_entry(cache_root)

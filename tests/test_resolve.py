@@ -24,6 +24,7 @@ from tests.support.archives import (
     strip_trailer,
 )
 from tests.support.httpserver import ModelServer
+from tests.support.trees import assert_no_entry, tree
 
 MEMBERS = [
     M("saved_model.pb", b"graph" * 100),
@@ -39,15 +40,6 @@ EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
 def serve(server: ModelServer, path: str, body: bytes, **kw: object) -> str:
     server.add(path, body, query_required="tf-hub-format=compressed", **kw)  # type: ignore[arg-type]
     return server.url(path)
-
-
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path)] = Path(full).read_bytes()
-    return out
 
 
 def test_cold_then_warm_layout_is_tensorflow_hub_compatible(
@@ -172,11 +164,6 @@ def test_non_archive_bodies_are_named(
     assert url in str(info.value)
     assert info.value.exit_code == 5
     assert_no_entry(cache_root)
-
-
-def assert_no_entry(root: Path) -> None:
-    """Nothing but CACHEDIR.TAG may be left: no tree, manifest, lock or staging."""
-    assert [n for n in os.listdir(root) if n != "CACHEDIR.TAG"] == []
 
 
 GOOD = make_tar(MEMBERS, compression="gz")

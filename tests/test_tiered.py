@@ -15,6 +15,7 @@ from hubcache._storage import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate
 from tests.support.httpserver import ModelServer
+from tests.support.trees import tree
 
 MEMBERS = [
     M("saved_model.pb", b"graph" * 100),
@@ -23,15 +24,6 @@ MEMBERS = [
     M("assets/empty", type="dir"),
 ]
 FILES = {m.name: m.data for m in MEMBERS if m.type == "file"}
-
-
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path)] = Path(full).read_bytes()
-    return out
 
 
 def serve(server: ModelServer) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from tests.support.archives import M, make_tar
+from tests.support.trees import tree
 
 MEMBERS = [
     M("saved_model.pb", b"graph" * 2000),
@@ -93,15 +94,6 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
         out, err = proc.communicate()
         raise AssertionError(f"worker {proc.pid} did not finish in {timeout}s: {err}") from None
     return proc.returncode, out, err
-
-
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path)] = Path(full).read_bytes()
-    return out
 
 
 def debris(root: Path, key: str) -> set[str]:

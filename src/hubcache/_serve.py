@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -126,6 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
     host: ModelHost
     protocol_version = "HTTP/1.1"
     server_version = "hubcache-serve"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and a small body go out as two writes; without this, Nagle's algorithm
+        # holds the body until the client's delayed ACK (~40 ms per small model).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)

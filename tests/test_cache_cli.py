@@ -1,4 +1,5 @@
-"""ls, info, verify, rm, prune, prefetch on a local root; last-used records; auto-eviction."""
+"""ls, info, verify, rm, prune, prefetch on a local root and on ``memory://`` (the storage
+seam: the same code serves gs:// and s3://); last-used records; auto-eviction."""
 
 from __future__ import annotations
 
@@ -7,22 +8,48 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import hubcache
-from hubcache._entry import Entry
+from hubcache import _storage
 from hubcache._prune import Candidate, plan_prune
-from tests.cachehelp import DAY, age, fill, model, names, run, run_json, serve
+from tests.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
 from tests.support.httpserver import ModelServer
 
 AGES = {"old": 40.0, "mid": 10.0, "new": 3.0, "hot": 0.0}  # days since last use
 
 
+@pytest.fixture(params=["local", "memory"])
+def root(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Root]:
+    """A fresh cache root, as TFHUB_CACHE_DIR: a folder, or its own memory:// prefix."""
+    made = Root(request.param, tmp_path)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", made.url)
+    yield made
+    made.cleanup()
+
+
 @pytest.fixture
-def filled(model_server: ModelServer, cache_root: Path) -> dict[str, str]:
-    return fill(model_server, AGES)
+def filled(model_server: ModelServer, root: Root) -> dict[str, str]:
+    return fill(model_server, AGES, root)
+
+
+def holder(pid: int) -> bytes:
+    return f"{socket.gethostname()}.{pid}.holderuid".encode()
+
+
+def dead_pid() -> int:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(dead.stdout)
 
 
 def key(url: str) -> str:
@@ -30,7 +57,7 @@ def key(url: str) -> str:
 
 
 def test_ls_json_lists_every_entry_with_its_facts(
-    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = run_json(capsys, "ls")
     rows = {row["handle"]: row for row in data["entries"]}
@@ -39,11 +66,13 @@ def test_ls_json_lists_every_entry_with_its_facts(
     for name, url in filled.items():
         row = rows[url]
         assert row["key"] == key(url) and row["state"] == "complete" and row["files"] == 3
-        on_disk = sum(f.stat().st_size for f in Path(row["path"]).rglob("*") if f.is_file())
-        assert row["size"] == on_disk
+        assert row["path"] == f"{root.url}/{key(url)}" and row["size"] == root.tree_size(key(url))
         assert abs(time.time() - AGES[name] * DAY - row["last_used"]) < 60
+        assert abs(time.time() - row["downloaded"]) < 60 or root.kind == "memory"
     assert data["count"] == 4 and data["total_bytes"] == sum(r["size"] for r in rows.values())
-    assert (cache_root / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d17")
+    assert data["root"] == root.url
+    if root.kind == "local":  # a bucket gets no tag: backup tools do not walk buckets
+        assert root.read("CACHEDIR.TAG").startswith(b"Signature: 8a477f597d28d17")
 
 
 def test_ls_sorts_filters_and_prints_totals(
@@ -68,33 +97,37 @@ def test_ls_does_not_count_as_a_use(
 
 
 def test_legacy_damaged_and_in_progress_states(
-    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    legacy = cache_root / ("a" * 40)
-    (legacy / "variables").mkdir(parents=True)
-    (legacy / "saved_model.pb").write_bytes(b"pb")
-    (cache_root / ("a" * 40 + ".descriptor.txt")).write_text("Module: https://legacy/m/1\n")
-    os.unlink(Path(hubcache.resolve(filled["mid"])) / "saved_model.pb")
-    Path(Entry(str(cache_root), "b" * 40).lock_path).write_text(
-        f"{socket.gethostname()}.{os.getpid()}.someuid"
-    )
+    legacy = "a" * 40
+    root.write(f"{legacy}/variables/variables.index", b"index")
+    root.write(f"{legacy}/saved_model.pb", b"pb")
+    root.write(f"{legacy}.descriptor.txt", b"Module: https://legacy/m/1\n")
+    root.remove(f"{key(filled['mid'])}/saved_model.pb")
+    root.write(f"{'b' * 40}.lock", holder(os.getpid()))
     rows = {r["key"]: r for r in run_json(capsys, "ls")["entries"]}
-    assert rows["a" * 40]["state"] == "legacy" and rows["a" * 40]["handle"] == "https://legacy/m/1"
+    assert rows[legacy]["handle"] == "https://legacy/m/1"
+    if root.kind == "local":
+        assert rows[legacy]["state"] == "legacy"
+    else:  # no manifest on a store: cannot be told from an unfinished upload
+        assert rows[legacy]["state"] == "damaged" and "no manifest" in rows[legacy]["reason"]
     assert rows[key(filled["mid"])]["state"] == "damaged"
     assert "saved_model.pb" in rows[key(filled["mid"])]["reason"]
     assert rows["b" * 40]["state"] == "in progress"
+    assert rows[key(filled["old"])]["state"] == "complete"
 
 
 def test_info_by_handle_and_key_and_root(
-    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
 ) -> None:
     by_handle = run_json(capsys, "info", filled["old"])
     assert by_handle == run_json(capsys, "info", key(filled["old"]))
     assert by_handle["source"].endswith("/old/1?tf-hub-format=compressed")
     assert len(by_handle["archive"]["sha256"]) == 64
     assert by_handle["descriptor"].startswith(f"Module: {filled['old']}\n")
+    assert by_handle["manifest_path"] == f"{root.url}/{key(filled['old'])}.manifest.json"
     assert run_json(capsys, "info", "--root") == {
-        "root": str(cache_root),
+        "root": root.url,
         "chosen_by": "TFHUB_CACHE_DIR",
     }
     code, _out, err = run(capsys, "info", "https://nowhere.example/m/1")
@@ -102,13 +135,16 @@ def test_info_by_handle_and_key_and_root(
 
 
 def test_verify_stat_deep_and_fix(
-    filled: dict[str, str], model_server: ModelServer, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str],
+    root: Root,
+    model_server: ModelServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert run(capsys, "verify")[0] == 0
-    data = Path(hubcache.resolve(filled["new"])) / "variables/variables.data-00000-of-00001"
-    blob = bytearray(data.read_bytes())
+    data = f"{key(filled['new'])}/variables/variables.data-00000-of-00001"
+    blob = bytearray(root.read(data))
     blob[5] ^= 1  # same size: only --deep can see it
-    data.write_bytes(bytes(blob))
+    root.write(data, bytes(blob))
     assert run(capsys, "verify")[0] == 0
     result = run(capsys, "verify", "--deep", "--json")
     assert result[0] == 5
@@ -126,51 +162,47 @@ def test_verify_stat_deep_and_fix(
 
 def test_rm_asks_refuses_without_a_terminal_and_removes_siblings(
     filled: dict[str, str],
-    cache_root: Path,
+    root: Root,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     k = key(filled["old"])
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     code, _out, err = run(capsys, "rm", filled["old"])
-    assert code == 2 and "--yes" in err and (cache_root / k).is_dir()
-    (cache_root / f"{k}.deadbeef.tmp").mkdir()
+    assert code == 2 and "--yes" in err and root.exists(f"{k}.manifest.json")
+    sibling = f"{k}.deadbeef.tmp/x" if root.kind == "local" else f"{k}.used"
+    root.write(sibling, b"")
     code, out, _err = run(capsys, "rm", "--yes", filled["old"])
     assert code == 0 and k[:12] in out
-    assert not {n for n in names(cache_root) if n.startswith(k)}
+    assert not {n for n in root.names() if n.startswith(k)}
     assert {r["handle"] for r in run_json(capsys, "ls")["entries"]} == {
         filled[n] for n in ("mid", "new", "hot")
     }
 
 
 def test_rm_refuses_while_a_live_process_holds_the_lock(
-    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lock = Path(Entry(str(cache_root), key(filled["old"])).lock_path)
-    lock.write_text(f"{socket.gethostname()}.{os.getpid()}.holderuid")
+    lock = f"{key(filled['old'])}.lock"
+    root.write(lock, holder(os.getpid()))
     code, _out, err = run(capsys, "rm", "--yes", filled["old"])
-    assert code == 8 and "lock is held" in err and (cache_root / key(filled["old"])).is_dir()
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lock.write_text(f"{socket.gethostname()}.{int(dead.stdout)}.holderuid")
+    assert code == 8 and "lock is held" in err and root.exists(key(filled["old"]))
+    root.write(lock, holder(dead_pid()))
     assert run(capsys, "rm", "--yes", filled["old"])[0] == 0
-    assert not (cache_root / key(filled["old"])).exists() and not lock.exists()
+    assert not root.exists(key(filled["old"])) and not root.exists(lock)
 
 
 def test_prune_plan_entry_by_entry(
-    filled: dict[str, str], cache_root: Path, capsys: pytest.CaptureFixture[str]
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lock = Path(Entry(str(cache_root), key(filled["mid"])).lock_path)
-    lock.write_text(f"{socket.gethostname()}.{os.getpid()}.holderuid")
+    lock = f"{key(filled['mid'])}.lock"
+    root.write(lock, holder(os.getpid()))
     plan = run_json(capsys, "prune", "--older-than", "2d", "--dry-run")["plan"]
     assert [i["handle"] for i in plan["remove"]] == [filled["old"], filled["new"]]
     spared = {i["handle"]: i["reason"] for i in plan["spared"]}
     assert "lock is held" in spared[filled["mid"]] and "idle less than" in spared[filled["hot"]]
-    lock.unlink()
+    root.remove(lock)
+    before = root.names()
     sizes = {r["handle"]: r["size"] for r in run_json(capsys, "ls")["entries"]}
     limit = sizes[filled["hot"]] + sizes[filled["new"]]  # LRU first: old, then mid must go
     plan = run_json(
@@ -178,7 +210,7 @@ def test_prune_plan_entry_by_entry(
     )["plan"]
     assert [i["handle"] for i in plan["remove"]] == [filled["mid"], filled["new"]]
     assert plan["bytes_freed"] == sizes[filled["mid"]] + sizes[filled["new"]]
-    assert all(len(names(cache_root)) > 4 for _ in [0])  # dry run removed nothing
+    assert root.names() == before  # dry runs removed nothing
     code, out, _err = run(capsys, "prune", "--older-than", "5d", "--yes")
     assert code == 0 and out.startswith("prune: remove 2 entries")
     left = {r["handle"] for r in run_json(capsys, "ls")["entries"]}
@@ -209,8 +241,9 @@ def test_prune_refuses_a_tty_less_run_without_yes_and_needs_a_rule(
 
 
 def test_a_hit_records_last_use_at_most_hourly_keeping_mtime(
-    filled: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    model_server: ModelServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    filled = fill(model_server, AGES)
     path = hubcache.resolve(filled["old"])
     manifest = path + ".manifest.json"
     st = os.stat(manifest)
@@ -228,6 +261,46 @@ def test_a_hit_records_last_use_at_most_hourly_keeping_mtime(
     assert hubcache.resolve(filled["mid"]) == filled_path  # a read-only cache still serves
 
 
+def test_a_remote_hit_records_last_use_in_a_used_object_at_most_hourly(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = Root("memory", tmp_path)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", root.url)
+    url = serve(model_server, "/used/1", model(1000))
+    k = key(url)
+    try:
+        hubcache.resolve(url)  # the download: no record, last use is the download time
+        assert not root.exists(f"{k}.used")
+        hubcache.resolve(url)  # the first hit records it
+        assert root.exists(f"{k}.used")
+        (row,) = hubcache.Cache().entries()
+        assert row.last_used >= row.downloaded and time.time() - row.last_used < 60
+        root.remove(f"{k}.used")
+        hubcache.resolve(url)  # within the hour: not even checked again in this process
+        assert not root.exists(f"{k}.used")
+        _storage._USE_NOTED.clear()  # a new process, a fresh record: left as it is
+        root.age(k, 1 / 48)  # 30 minutes ago
+        stamp = root.fs.modified(root._p(f"{k}.used"))
+        hubcache.resolve(url)
+        assert root.fs.modified(root._p(f"{k}.used")) == stamp
+        _storage._USE_NOTED.clear()
+        root.age(k, 2)  # two days ago: rewritten by the next hit
+        hubcache.resolve(url)
+        assert root.fs.modified(root._p(f"{k}.used")) > stamp
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "read-only bucket")
+
+        _storage._USE_NOTED.clear()
+        root.age(k, 2)
+        monkeypatch.setattr(root.fs, "pipe_file", refuse)
+        assert hubcache.resolve(url) == f"{root.url}/{k}"  # a read-only store still serves
+        assert model_server.count("/used/1") == 1
+    finally:
+        monkeypatch.undo()
+        root.cleanup()
+
+
 def test_auto_eviction_beyond_max_size(
     model_server: ModelServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,7 +313,7 @@ def test_auto_eviction_beyond_max_size(
 
 
 def test_prefetch_file_summary_and_exit_code(
-    model_server: ModelServer, cache_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model_server: ModelServer, root: Root, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
 
     a = serve(model_server, "/a/1", model(1000))

@@ -96,12 +96,12 @@ def _child(code: str, variables: dict[str, str], root: str) -> subprocess.Popen[
 
 
 _SLOW_UPLOADER = """
-import sys, time, hubcache
+import os, sys, time, hubcache
 from hubcache import _storage_fsspec
 real = _storage_fsspec.FsspecStorage.put_file
 def put_file(self, local, name):
     real(self, local, name)
-    print("UPLOADING", flush=True)
+    os.write(1, b"UPLOADING\\n")  # one write: parallel upload threads cannot interleave it
     time.sleep(60)  # killed here, with part of the tree uploaded
 _storage_fsspec.FsspecStorage.put_file = put_file
 hubcache.resolve(sys.argv[1])

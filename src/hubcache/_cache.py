@@ -1,9 +1,15 @@
 """``hubcache.Cache``: see, check and clean a cache root (the library behind ``ls``, ``rm``...).
 
-Everything is derived from the layout of DESIGN §4 (drawn in ``_entry``): an entry is the
-group of names that start with one 40-hex key. Its handle comes from the manifest, else from
-tensorflow_hub's descriptor; its last use is the manifest's atime (``_entry.record_use``);
-its download time the manifest's mtime (kept by the last-use record).
+One facade for every kind of root; the work is done by a backend chosen once, when the
+``Cache`` is made, so no command ever asks what kind of root it is on:
+
+* ``_cache_local.LocalRoot``: a directory with the layout of DESIGN §4 (drawn in
+  ``_entry``); last use is the manifest's atime, download time its mtime;
+* ``_cache_store.StoreRoot``: any other root (gs://, s3://, memory://) through the storage
+  seam (``_storage``); last use is the time of a ``<key>.used`` object, else the download.
+
+Both answer the same questions (:class:`Backend`): which keys, the facts of one entry,
+rehash it, remove it under its lock, gc, export, import.
 
 Destructive operations build a frozen :class:`Plan` first (``_prune``), then
 :meth:`Cache.execute` removes entry by entry, each under the entry's own download lock, so
@@ -14,28 +20,24 @@ a crash midway leaves at worst a damaged entry, which the next resolve heals.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import logging
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from ._config import load_config
-from ._entry import Entry, read_quietly
 from ._errors import EntryInUseError, HubcacheError, ModelNotFoundError
+from ._gc import GRACE, Item
+from ._gc import Plan as GcPlan
 from ._handles import cache_key
-from ._lock import DownloadLock, new_uid, parse_holder, read_text
 from ._prune import Candidate, Plan, PlanItem, plan_prune, plan_remove
 from ._root import choose_root, is_remote
 
 log = logging.getLogger(__name__)
 
-_KEY = re.compile(r"^[0-9a-f]{40}(?:$|\.)")
+KEY = re.compile(r"^[0-9a-f]{40}(?:$|\.)")  # a name that belongs to an entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,32 +81,52 @@ class Outcome:
         return sum(item.size for item in self.removed)
 
 
+class Backend(Protocol):
+    """What ``Cache`` needs from a kind of root (see the module docstring)."""
+
+    location: str  # the root as printed: a path or a URL
+
+    def keys(self) -> list[str]: ...
+    def entries(self) -> list[EntryInfo]: ...
+    def entry(self, key: str) -> Optional[EntryInfo]: ...  # None: nothing of it is there
+    def details(self, info: EntryInfo) -> dict[str, Any]: ...
+    def rehash(self, key: str) -> tuple[list[str], str]: ...  # (problems, note)
+    def remove(self, item: PlanItem) -> None: ...  # raises EntryInUseError
+    def is_complete(self, key: str) -> bool: ...
+    def export(self, keys: Sequence[str], out: str) -> list[str]: ...
+    def import_archive(self, archive: str) -> list[Any]: ...
+    def plan_gc(self, grace: float) -> GcPlan: ...
+    def execute_gc(self, plan: GcPlan) -> list[Item]: ...
+
+
 class Cache:
-    """One cache root. ``Cache()`` uses the root the rules of DESIGN §2 select."""
+    """One cache root. ``Cache()`` uses the root the rules of DESIGN §2 select; a remote
+    root (``gs://``, ``s3://``, ``memory://``) is managed through the storage seam."""
 
     def __init__(self, cache_dir: Optional[str] = None) -> None:
         config = load_config(cache_dir=cache_dir)
-        if is_remote(config.root):
-            raise HubcacheError(
-                f"managing remote cache roots ({config.root.split('://')[0]}://) is not "
-                "supported yet; mount the bucket or run the command where the cache is local"
-            )
-        self.root = choose_root(config)
         self.root_source = config.root_source
+        self._backend: Backend
+        if is_remote(config.root):
+            from ._cache_store import StoreRoot
+
+            self._backend = StoreRoot(config.root, lease=config.lock_lease)
+        else:
+            from ._cache_local import LocalRoot
+
+            self._backend = LocalRoot(choose_root(config))
+        self.root = self._backend.location
+        self.remote = is_remote(config.root)
 
     def __repr__(self) -> str:
         return f"Cache({self.root!r})"
 
     # -- reading -------------------------------------------------------------------------
     def keys(self) -> list[str]:
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return []
-        return sorted({name[:40] for name in names if _KEY.match(name)})
+        return self._backend.keys()
 
     def entries(self) -> list[EntryInfo]:
-        return [self._info(key) for key in self.keys()]
+        return self._backend.entries()
 
     def key_of(self, handle_or_key: str) -> str:
         """A key as given, or the key of a handle (tensorflow_hub's sha1 of the handle)."""
@@ -113,100 +135,41 @@ class Cache:
         return cache_key(handle_or_key)
 
     def info(self, handle_or_key: str) -> EntryInfo:
-        key = self.key_of(handle_or_key)
-        if key not in self.keys():
+        info = self._backend.entry(self.key_of(handle_or_key))
+        if info is None:
             raise ModelNotFoundError(
                 f"{handle_or_key} is not in the cache at {self.root} (see `hubcache ls`)",
                 handle=handle_or_key,
             )
-        return self._info(key)
+        return info
 
     def details(self, handle_or_key: str) -> dict[str, Any]:
         """Everything known about one entry: ``info`` plus manifest, descriptor and paths."""
-        info = self.info(handle_or_key)
-        entry = Entry(self.root, info.key)
-        manifest = entry.read_manifest() or {}
-        return {
-            **info.to_json(),
-            "manifest_path": entry.manifest_path if manifest else "",
-            "descriptor_path": entry.descriptor_path,
-            "descriptor": read_text(entry.descriptor_path) or "",
-            "source": manifest.get("source", ""),
-            "etag": manifest.get("etag", ""),
-            "archive": manifest.get("archive", {}),
-            "created": manifest.get("created", ""),
-            "tool": manifest.get("tool", ""),
-            "adopted": manifest.get("adopted", False),
-            "debris": self._debris(info.key),
-        }
+        return self._backend.details(self.info(handle_or_key))
 
-    def _info(self, key: str) -> EntryInfo:
-        entry = Entry(self.root, key)
-        locked_by = self._live_holder(entry)
-        state = entry.state()
-        name, reason = state.name, state.reason
-        manifest = entry.read_manifest()
-        handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
-        if name == "missing" or (locked_by and name != "complete"):
-            name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
-        try:
-            st = os.stat(entry.manifest_path)
-            downloaded, last_used = st.st_mtime, st.st_atime
-        except OSError:  # legacy or damaged: the descriptor (or the tree) is all we have
-            downloaded = _mtime(entry.descriptor_path) or _mtime(entry.path)
-            last_used = downloaded
-        if name == "complete" and manifest is not None:
-            sizes = [size for size, _digest in manifest["files"].values()]
-            size, files = sum(sizes), len(sizes)
-        else:
-            size, files = _tree_size(entry.path)
-        return EntryInfo(
-            key=key,
-            handle=handle,
-            size=size,
-            last_used=last_used,
-            state=name,
-            locked_by=locked_by,
-            path=entry.path,
-            files=files,
-            downloaded=downloaded,
-            reason=reason,
-        )
-
-    def _live_holder(self, entry: Entry) -> str:
-        contents = read_text(entry.lock_path)
-        if contents is None:
-            return ""
-        holder = parse_holder(contents)
-        if holder is not None and holder.is_dead_here():
-            return ""
-        return contents.strip() or "an unreadable lock"
-
-    def _debris(self, key: str) -> list[str]:
-        with contextlib.suppress(FileNotFoundError):
-            return sorted(
-                os.path.join(self.root, n)
-                for n in os.listdir(self.root)
-                if n.startswith(key + ".") and n.endswith((".tmp", ".trash"))
-            )
-        return []
+    def is_complete(self, handle_or_key: str) -> bool:
+        return self._backend.is_complete(self.key_of(handle_or_key))
 
     # -- checking ------------------------------------------------------------------------
     def verify(self, handles: Sequence[str] = (), *, deep: bool = False) -> list[VerifyResult]:
         """Stat check against each manifest; ``deep`` also rehashes every file (sha256)."""
-        keys = [self.key_of(h) for h in handles] if handles else self.keys()
+        infos: dict[str, Optional[EntryInfo]]
+        if handles:
+            infos = {self.key_of(h): None for h in handles}
+            infos = {key: self._backend.entry(key) for key in infos}
+        else:
+            infos = {e.key: e for e in self.entries()}
         results = []
-        for key in keys:
-            if key not in self.keys():
+        for key, info in infos.items():
+            if info is None:
                 results.append(VerifyResult(key, key, "missing", ("not in the cache",)))
                 continue
-            info = self._info(key)
             problems: list[str] = []
             note = ""
             if info.state == "damaged":
                 problems.append(info.reason)
             elif info.state == "complete" and deep:
-                problems, note = _rehash(Entry(self.root, key))
+                problems, note = self._backend.rehash(key)
             elif info.state == "legacy":
                 note = "no manifest (made by tensorflow_hub or by hand): looks usable"
             results.append(VerifyResult(key, info.handle, info.state, tuple(problems), note))
@@ -227,19 +190,15 @@ class Cache:
     # -- moving between machines ---------------------------------------------------------
     def export(self, out: str, handles_or_keys: Sequence[str] = ()) -> list[str]:
         """Write entries (default: every complete one) into the tar ``out``; their handles."""
-        from ._transfer import export_entries
-
         if handles_or_keys:
             keys = [self.info(h).key for h in handles_or_keys]
         else:
             keys = [e.key for e in self.entries() if e.state == "complete"]
-        return export_entries(self.root, keys, out)
+        return self._backend.export(keys, out)
 
     def import_archive(self, archive: str) -> list[Any]:
         """Verify and publish the entries of an ``export`` archive (``_transfer.Imported``)."""
-        from ._transfer import import_archive
-
-        return import_archive(self.root, archive)
+        return self._backend.import_archive(archive)
 
     # -- removing ------------------------------------------------------------------------
     def plan_remove(self, handles_or_keys: Iterable[str]) -> Plan:
@@ -268,7 +227,7 @@ class Cache:
         removed, spared = [], []
         for item in plan.remove:
             try:
-                self._remove(item)
+                self._backend.remove(item)
             except EntryInUseError as exc:
                 if strict:
                     raise
@@ -277,41 +236,13 @@ class Cache:
             removed.append(item)
         return Outcome(tuple(removed), tuple(spared))
 
-    def _remove(self, item: PlanItem) -> None:
-        entry = Entry(self.root, item.key)
-        lock = DownloadLock(
-            entry.lock_path, entry.staging, handle=item.handle or item.key, lease=0, timeout=0
-        )
-        for _ in range(3):
-            if lock.try_acquire():
-                break
-            contents = read_text(entry.lock_path)
-            holder = parse_holder(contents) if contents else None
-            if contents is not None and (holder is None or not holder.is_dead_here()):
-                raise EntryInUseError(
-                    f"{item.handle or item.key} is in use: its lock is held by "
-                    f"{contents.strip()}; try again when that process is done",
-                    handle=item.handle or None,
-                )
-            if contents is not None:
-                lock._break(contents)  # its holder died on this host
-        else:
-            raise EntryInUseError(f"cannot take the lock of {item.key}", handle=item.handle)
-        try:
-            with contextlib.suppress(OSError):
-                if os.stat(entry.manifest_path).st_atime > item.last_used + 1:
-                    raise EntryInUseError(
-                        f"{item.handle or item.key} was used since the plan was made",
-                        handle=item.handle or None,
-                    )
-            entry.move_aside(new_uid())  # manifest first, then the tree
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.descriptor_path)
-            for debris in self._debris(item.key):
-                if lock.uid not in debris:
-                    shutil.rmtree(debris, ignore_errors=True)
-        finally:
-            lock.release()
+    # -- debris --------------------------------------------------------------------------
+    def plan_gc(self, grace: float = GRACE) -> GcPlan:
+        """Debris of crashed downloads and uploads (``_gc``, ``_gc_store``): what may go."""
+        return self._backend.plan_gc(grace)
+
+    def execute_gc(self, plan: GcPlan) -> list[Item]:
+        return self._backend.execute_gc(plan)
 
 
 def evict_beyond(root: str, max_size: int, *, keep: str) -> None:
@@ -327,53 +258,3 @@ def evict_beyond(root: str, max_size: int, *, keep: str) -> None:
         log.info(
             "evicted %s (%d bytes) to keep %s under its size limit", item.handle, item.size, root
         )
-
-
-def _rehash(entry: Entry) -> tuple[list[str], str]:
-    manifest = entry.read_manifest() or {"files": {}}
-    problems, unhashed = [], 0
-    for rel, (_size, digest) in manifest["files"].items():
-        if not digest:
-            unhashed += 1
-            continue
-        sha = hashlib.sha256()
-        try:
-            with open(os.path.join(entry.path, rel), "rb") as f:
-                while chunk := f.read(1 << 20):
-                    sha.update(chunk)
-        except OSError as exc:
-            problems.append(f"file {rel}: {exc.strerror}")
-            continue
-        if sha.hexdigest() != digest:
-            problems.append(f"file {rel}: sha256 differs from the manifest")
-    note = (
-        f"{unhashed} files have no recorded sha256 (adopted entry): sizes checked only"
-        if unhashed
-        else ""
-    )
-    return problems, note
-
-
-def _descriptor_handle(entry: Entry) -> str:
-    with contextlib.suppress(OSError):
-        first = read_quietly(entry.descriptor_path).decode("utf-8", "replace").split("\n", 1)[0]
-        if first.startswith("Module: "):
-            return first[len("Module: ") :].strip()
-    return ""
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
-
-
-def _tree_size(path: str) -> tuple[int, int]:
-    size = count = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-                count += 1
-    return size, count

@@ -172,13 +172,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    from ._config import load_config
-    from ._gc import GRACE, execute, plan
-    from ._root import choose_root
+    from ._cache import Cache
+    from ._gc import GRACE
 
-    root = choose_root(load_config(cache_dir=args.cache_dir))
-    the_plan = plan(root, grace=GRACE if args.grace is None else args.grace)
-    items = the_plan.items if args.dry_run else tuple(execute(the_plan))
+    cache = Cache(args.cache_dir)  # local or remote root: the Cache picks the rules
+    the_plan = cache.plan_gc(GRACE if args.grace is None else args.grace)
+    items = the_plan.items if args.dry_run else tuple(cache.execute_gc(the_plan))
     verb = "would remove" if args.dry_run else "removed"
     for item in items:
         print(f"{verb} {item.path}  ({item.kind}: {item.reason}, {item.size} bytes)")

@@ -1,25 +1,26 @@
-"""The download lock: one ``<key>.lock`` file per entry, in tensorflow_hub's format.
+"""The download lock: :class:`LockBase` owns the waiting; a backend says where a lock lives.
 
 The lock only avoids duplicate downloads; correctness never depends on it (each attempt
 stages in its own folder and publishes with one rename, see ``_publish``). That is why a
-lock can be broken without fear once its holder is judged gone.
+lock can be broken without fear once its holder is judged gone. Its contents name the
+holder, ``<host>.<pid>.<uid>`` in tensorflow_hub's format (see ``_holder``).
 
-Contents: ``<host>.<pid>.<uid>``, as tensorflow_hub writes it, so each client can read the
-other's locks. tensorflow_hub takes the text after the last dot as the holder's task id and
-watches ``<key>.<uid>.tmp`` grow; our staging folders use the same name, so its stale-lock
-check sees our progress. Our uid is ``<32 hex>t<process start time in hex>``: still one
-dot-free token for tensorflow_hub, and for us a guard against PID reuse.
+:class:`LockBase` holds the rules every backend shares: the wait loop, the timeout, the
+"waiting for ..." reports, the heartbeat and release-if-ours. A backend implements only
+primitives: create if absent, read, break if unchanged, touch, delete, and how long the
+holder has shown no progress. :class:`DownloadLock` here is the local ``<key>.lock`` file;
+``StorageLock`` in ``_storage_lock`` is the same lock on a storage root. A holder is gone:
 
-A holder is judged gone when:
-
-* it is on this host and its PID is dead, or alive but started at another time (reused):
+* when it is on this host and its PID is dead, or alive but started at another time (reused):
   the lock is broken at once;
-* for ``lease`` seconds nothing moved: the lock file was not refreshed (we touch ours every
-  few seconds while downloading) and its staging folder did not grow (tensorflow_hub's rule).
+* when for ``lease`` seconds nothing moved. For the local file: the lock was not refreshed (we
+  touch ours every few seconds while downloading) and its staging folder did not grow
+  (tensorflow_hub's rule).
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -27,79 +28,19 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Optional
 
 from . import _faults
 from ._errors import CacheDirError, LockTimeoutError
+from ._holder import Holder, new_uid, parse_holder
+
+__all__ = ["DownloadLock", "Holder", "LockBase", "break_lock", "new_uid", "parse_holder"]
+__all__ += ["read_text", "tree_size"]
 
 log = logging.getLogger(__name__)
 
-_HEARTBEAT = 5.0  # seconds between touches of our own lock
 _REPORT_EVERY = 5.0  # seconds between "waiting for ..." log lines
-
-
-def _start_time(pid: int) -> Optional[int]:
-    """The start time of ``pid`` in clock ticks since boot (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ")".
-    fields = stat.rsplit(b")", 1)[-1].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds a lock, parsed from its contents."""
-
-    host: str
-    pid: int
-    uid: str
-    raw: str
-
-    @property
-    def start_time(self) -> Optional[int]:
-        if len(self.uid) > 33 and self.uid[32] == "t":
-            try:
-                return int(self.uid[33:], 16)
-            except ValueError:
-                return None
-        return None
-
-    def is_dead_here(self) -> bool:
-        """True when the holder is on this host and its process is gone (or PID reused)."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # alive, owned by another user
-        except OSError:
-            return False
-        expected = self.start_time
-        return expected is not None and _start_time(self.pid) not in (None, expected)
-
-
-def parse_holder(text: str) -> Optional[Holder]:
-    parts = text.strip().rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return None
-    return Holder(parts[0], int(parts[1]), parts[2], text)
-
-
-def new_uid() -> str:
-    start = _start_time(os.getpid())
-    return uuid.uuid4().hex + (f"t{start:x}" if start is not None else "")
 
 
 def read_text(path: str) -> Optional[str]:
@@ -119,8 +60,152 @@ def tree_size(path: str) -> int:
     return total
 
 
-class DownloadLock:
-    """``<key>.lock``: acquired atomically, refreshed while held, released if still ours."""
+class LockBase(abc.ABC):
+    """A ``<host>.<pid>.<uid>`` lock: acquired atomically, refreshed while held, released if
+    still ours. Subclasses say where it lives; this class decides when to wait or break."""
+
+    _log = log  # each backend logs under its own module's name
+    _beat_every = 5.0  # seconds between touches of our own lock
+    _first_delay = 0.02  # seconds; polling backs off from here to 1s
+    # Words for messages: "<breaking> the lock ...: <stale> for 12s", "waiting for X to <task> Y".
+    _breaking = "breaking"
+    _stale = "no progress"
+    _task = "download"
+
+    def __init__(
+        self,
+        where: str,
+        *,
+        handle: str,
+        lease: float,
+        timeout: Optional[float],
+        on_wait: Optional[Callable[[str], None]],
+    ) -> None:
+        self.where = where  # the lock's path or URL, for messages
+        self.uid = new_uid()
+        self.contents = f"{socket.gethostname()}.{os.getpid()}.{self.uid}"
+        self._handle = handle
+        self._lease = lease
+        self._timeout = timeout
+        self._on_wait = on_wait
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.waited = 0.0
+
+    # -- the primitives a backend implements --------------------------------------------
+    @abc.abstractmethod
+    def _create(self) -> bool:
+        """Write :attr:`contents` only if no lock exists; False when one does."""
+
+    @abc.abstractmethod
+    def _read(self) -> Optional[str]:
+        """The lock's contents, None when there is none."""
+
+    @abc.abstractmethod
+    def _break(self, judged: str) -> None:
+        """Remove the lock if it still holds ``judged`` (never a fresh one taken meanwhile)."""
+
+    @abc.abstractmethod
+    def _touch(self) -> None:
+        """Show that we are alive (the heartbeat, only while the lock is ours)."""
+
+    @abc.abstractmethod
+    def _delete(self) -> None:
+        """Remove our own lock (release)."""
+
+    @abc.abstractmethod
+    def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
+        """Seconds since the holder (who wrote ``contents``) last showed progress."""
+
+    @abc.abstractmethod
+    def _describe(self, holder: Optional[Holder], contents: str) -> str:
+        """Who we are waiting for, and how far they got, for the log and ``on_wait``."""
+
+    def _release_failed(self, exc: Exception) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            self._log.warning("could not remove the lock %s: %s", self.where, exc)
+
+    # -- acquire -------------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        if not self._create():
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._beat, name="hubcache-lock-heartbeat", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def wait_for_turn(self, done: Callable[[], bool]) -> bool:
+        """Block until we hold the lock (True) or ``done()`` says the work is done (False)."""
+        start = time.monotonic()
+        delay = self._first_delay
+        last_report = 0.0
+        while True:
+            if self.try_acquire():
+                self.waited = time.monotonic() - start
+                return True
+            if done():
+                self.waited = time.monotonic() - start
+                return False
+            contents = self._read()
+            if contents is None:
+                continue  # released between our two calls: try again at once
+            holder = parse_holder(contents)
+            why = self._why_gone(holder, contents)
+            if why is not None:
+                lock = f"{self._handle} held by {contents.strip()} ({self.where})"
+                self._log.warning("%s the lock of %s: %s", self._breaking, lock, why)
+                self._break(contents)
+                continue
+            now = time.monotonic()
+            if self._timeout is not None and now - start > self._timeout:
+                raise LockTimeoutError(
+                    f"gave up after {now - start:.0f}s waiting for {contents.strip()} to "
+                    f"{self._task} {self._handle} (HUBCACHE_LOCK_TIMEOUT={self._timeout:g}); "
+                    f"if that process is gone, delete {self.where}",
+                    handle=self._handle,
+                )
+            if now - last_report >= _REPORT_EVERY:
+                last_report = now
+                message = self._describe(holder, contents)
+                self._log.info("waiting for %s to %s %s", message, self._task, self._handle)
+                if self._on_wait is not None:
+                    self._on_wait(message)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def _why_gone(self, holder: Optional[Holder], contents: str) -> Optional[str]:
+        """Why the holder is judged gone, or None while it may still finish."""
+        if holder is not None and holder.is_dead_here():
+            return f"its holder (pid {holder.pid} on this host) is dead"
+        idle = self._idle_for(holder, contents)
+        return f"{self._stale} for {idle:.0f}s" if idle > self._lease else None
+
+    # -- hold ----------------------------------------------------------------------------
+    def _beat(self) -> None:
+        while not self._stop.wait(self._beat_every):
+            with contextlib.suppress(Exception):  # a blip (network, disk) must not end it
+                if self._read() != self.contents:
+                    return  # taken over: stop refreshing a lock that is not ours
+                self._touch()
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
+        lock left behind names a dead holder or stops being refreshed, so it is broken."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            if self._read() == self.contents:
+                self._delete()
+        except Exception as exc:
+            self._release_failed(exc)
+
+
+class DownloadLock(LockBase):
+    """The local ``<key>.lock`` file, next to the ``<key>.<uid>.tmp`` staging folders."""
 
     def __init__(
         self,
@@ -132,20 +217,15 @@ class DownloadLock:
         timeout: Optional[float],
         on_wait: Optional[Callable[[str], None]] = None,
     ) -> None:
+        super().__init__(path, handle=handle, lease=lease, timeout=timeout, on_wait=on_wait)
         self.path = path
-        self.uid = new_uid()
-        self.contents = f"{socket.gethostname()}.{os.getpid()}.{self.uid}"
         self._staging_of = staging_of
-        self._handle = handle
-        self._lease = lease
-        self._timeout = timeout
-        self._on_wait = on_wait
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self.waited = 0.0
+        # Progress seen so far: whose lock, its (mtime, staging size), and when that moved.
+        self._seen: Optional[str] = None
+        self._mark = (0.0, -1)
+        self._moved_at = 0.0
 
-    # -- acquire -------------------------------------------------------------------------
-    def try_acquire(self) -> bool:
+    def _create(self) -> bool:
         if _faults.NO_LOCK:  # tests: a filesystem whose locks silently do nothing
             return True
         fs = _faults.fs
@@ -165,7 +245,6 @@ class DownloadLock:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             raise self._unusable(exc) from exc
-        self._start_heartbeat()
         return True
 
     def _unusable(self, exc: OSError) -> CacheDirError:
@@ -176,109 +255,39 @@ class DownloadLock:
             errno=exc.errno,
         )
 
-    def wait_for_turn(self, done: Callable[[], bool]) -> bool:
-        """Block until we hold the lock (True) or ``done()`` says the work is done (False)."""
-        start = time.monotonic()
-        delay = 0.02
-        seen: Optional[str] = None
-        progress_mark = (0.0, -1)  # (lock mtime, staging size)
-        last_progress = time.monotonic()
-        last_report = 0.0
-        while True:
-            if self.try_acquire():
-                self.waited = time.monotonic() - start
-                return True
-            if done():
-                self.waited = time.monotonic() - start
-                return False
-            contents = read_text(self.path)
-            if contents is None:
-                continue  # released between our two calls: try again at once
-            holder = parse_holder(contents)
-            now = time.monotonic()
-            if contents != seen:
-                seen, last_progress, progress_mark = contents, now, (0.0, -1)
-            if holder is not None and holder.is_dead_here():
-                log.warning(
-                    "breaking the lock of %s: its holder (pid %d on this host) is dead",
-                    self._handle,
-                    holder.pid,
-                )
-                self._break(contents)
-                # Its staging folder can never be published now: remove it at once.
-                shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
-                continue
-            mark = self._progress_mark(holder)
-            if mark != progress_mark:
-                progress_mark, last_progress = mark, now
-            elif now - last_progress > self._lease:
-                log.warning(
-                    "breaking the lock of %s held by %s: no progress for %.0fs",
-                    self._handle,
-                    contents.strip(),
-                    now - last_progress,
-                )
-                self._break(contents)
-                continue
-            waited = now - start
-            if self._timeout is not None and waited > self._timeout:
-                raise LockTimeoutError(
-                    f"gave up after {waited:.0f}s waiting for {contents.strip()} to finish "
-                    f"downloading {self._handle} (HUBCACHE_LOCK_TIMEOUT={self._timeout:g}); "
-                    f"if that process is gone, delete {self.path}",
-                    handle=self._handle,
-                )
-            if now - last_report >= _REPORT_EVERY:
-                last_report = now
-                message = _describe(holder, contents, mark[1])
-                log.info("waiting for %s to download %s", message, self._handle)
-                if self._on_wait is not None:
-                    self._on_wait(message)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+    def _read(self) -> Optional[str]:
+        return read_text(self.path)
 
-    def _progress_mark(self, holder: Optional[Holder]) -> tuple[float, int]:
+    def _break(self, judged: str) -> None:
+        break_lock(self.path, judged, self.uid)
+        holder = parse_holder(judged)
+        if holder is not None and holder.is_dead_here():
+            # Its staging folder can never be published now: remove it at once.
+            shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
+
+    def _touch(self) -> None:
+        os.utime(self.path)
+
+    def _delete(self) -> None:
+        _faults.fs.unlink(self.path)
+
+    def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
         try:
             mtime = os.stat(self.path).st_mtime
         except OSError:
             mtime = 0.0
-        size = tree_size(self._staging_of(holder.uid)) if holder is not None else -1
-        return (mtime, size)
+        mark = (mtime, tree_size(self._staging_of(holder.uid)) if holder is not None else -1)
+        now = time.monotonic()
+        if contents != self._seen or mark != self._mark:  # a new holder, or it moved
+            self._seen, self._mark, self._moved_at = contents, mark, now
+        return now - self._moved_at
 
-    def _break(self, judged: str) -> None:
-        break_lock(self.path, judged, self.uid)
-
-    # -- hold ----------------------------------------------------------------------------
-    def _start_heartbeat(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._beat, name="hubcache-lock-heartbeat", daemon=True
-        )
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(_HEARTBEAT):
-            if read_text(self.path) != self.contents:
-                return  # taken over: stop touching a lock that is not ours
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
-
-    def release(self) -> None:
-        """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
-        lock left behind names a dead holder, which the next process breaks at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if _faults.NO_LOCK:
-            return
-        try:
-            if read_text(self.path) == self.contents:
-                _faults.fs.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not remove the lock %s: %s", self.path, exc)
+    def _describe(self, holder: Optional[Holder], contents: str) -> str:
+        if holder is None:
+            return f"the holder of an unreadable lock ({contents.strip()[:80]!r})"
+        size = self._mark[1]
+        done = f", {size / 1e6:.1f} MB extracted so far" if size >= 0 else ""
+        return f"pid {holder.pid} on {holder.host}{done}"
 
 
 def break_lock(path: str, judged: str, uid: str) -> bool:
@@ -301,10 +310,3 @@ def break_lock(path: str, judged: str, uid: str) -> bool:
     with contextlib.suppress(OSError):
         os.unlink(aside)
     return ours
-
-
-def _describe(holder: Optional[Holder], contents: str, size: int) -> str:
-    if holder is None:
-        return f"the holder of an unreadable lock ({contents.strip()[:80]!r})"
-    done = f", {size / 1e6:.1f} MB extracted so far" if size >= 0 else ""
-    return f"pid {holder.pid} on {holder.host}{done}"

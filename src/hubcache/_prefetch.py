@@ -41,8 +41,6 @@ def prefetch_file(
     path: str, *, cache_dir: Optional[str], offline: Optional[bool], quiet: bool
 ) -> int:
     from ._cache import Cache
-    from ._entry import Entry
-    from ._handles import cache_key
     from ._resolve import resolve
 
     try:
@@ -50,7 +48,7 @@ def prefetch_file(
             items = parse_list(f.read(), path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
-    root = Cache(cache_dir).root
+    cache = Cache(cache_dir)
     tty = sys.stderr.isatty()
     done, cached, failed = 0, 0, []
     for index, (handle, pin) in enumerate(items, 1):
@@ -64,7 +62,7 @@ def prefetch_file(
                 file=sys.stderr,
                 flush=True,
             )
-        was_cached = Entry(root, cache_key(handle)).is_complete()
+        was_cached = cache.is_complete(handle)
         try:
             resolve(handle, cache_dir=cache_dir, offline=offline, sha256=pin, progress=False)
         except HubcacheError as exc:

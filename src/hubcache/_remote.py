@@ -12,9 +12,10 @@
 There is no atomic rename on an object store, so the manifest is the only proof of
 completeness: it is created last, only if absent, and a reader checks every file it lists
 (name and size, one listing). A failed or killed upload leaves no manifest; the next
-resolve under the lock (or ``sweep``) removes the debris. tensorflow_hub's own entries on a
-bucket carry no manifest and cannot be told apart from a partial upload (its "rename" is a
-copy then a delete), so we download those once more rather than trust them.
+resolve under the lock (or ``hubcache gc``, see ``_gc_store``) removes the debris.
+tensorflow_hub's own entries on a bucket carry no manifest and cannot be told apart from a
+partial upload (its "rename" is a copy then a delete), so we download those once more
+rather than trust them. A hit records its use in ``<key>.used`` (``Storage.record_use``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any, Optional
 from ._config import Config
 from ._errors import ChecksumMismatchError, OfflineError
 from ._handles import Handle
-from ._lock import parse_holder
 from ._publish import descriptor_text
 from ._storage import Storage, open_storage
 from ._storage_lock import StorageLock
@@ -104,25 +104,5 @@ def _checked(
             f"{manifest.get('archive', {}).get('sha256')}, not the pinned {sha256}",
             handle=handle.raw,
         )
+    store.record_use(key)  # a hit: last use for `hubcache ls` and `prune` (hourly at most)
     return store.join(key)
-
-
-def sweep(store: Storage, lease: float) -> list[str]:
-    """Remove the debris of dead uploaders from a storage root: trees without a manifest
-    whose lock is gone or stale. Returns the keys cleaned. For ``gc`` on remote roots."""
-    names = store.listing("")
-    keys = {name.split("/", 1)[0] for name in names if "/" in name}
-    keys = {k for k in keys if len(k) == 40 and f"{k}.manifest.json" not in names}
-    now = store.server_time() if keys else 0.0
-    cleaned = []
-    for key in sorted(keys):
-        raw = store.read(f"{key}.lock")
-        if raw is not None:
-            holder = parse_holder(raw.decode("utf-8", "replace"))
-            touched = store.modified(f"{key}.lock") or now
-            if not (holder is not None and holder.is_dead_here()) and now - touched <= lease:
-                continue  # an upload in progress
-            store.remove(f"{key}.lock")
-        store.remove_tree(key)
-        cleaned.append(key)
-    return cleaned

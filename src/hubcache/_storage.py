@@ -8,6 +8,7 @@ Layout of an entry on any storage (DESIGN §4; tensorflow_hub's names plus our m
       <key>.manifest.json        ours, written LAST and only if absent: the only proof
                                  that every object of the tree is there
       <key>.lock                 "<host>.<pid>.<uid>", created only if absent (_storage_lock)
+      <key>.used                 empty; its modification time is the entry's last use
       .hubcache-clock/<uid>      a probe written and deleted to read the server's clock
 
 Object stores have no atomic rename, so completeness cannot come from "the folder
@@ -27,15 +28,18 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import IO, Any, Optional
 
+from ._entry import USE_RECORD_INTERVAL
 from ._errors import DownloadError
 
 CHUNK = 1024 * 1024
 WORKERS = 8  # parallel transfers: enough to hide per-object latency, few enough for memory
+_USE_NOTED: dict[tuple[str, str], float] = {}  # (root, key) -> monotonic time of our check
 
 
 def parallel(work: Callable[[Any], None], items: Iterable[Any], workers: int = WORKERS) -> None:
@@ -175,6 +179,25 @@ class Storage:
                 )
 
         parallel(fetch, manifest["files"].items())
+
+    def record_use(self, key: str) -> None:
+        """Note a hit in ``<key>.used``: object stores have no atime, and rewriting the
+        manifest would race with readers. Once per USE_RECORD_INTERVAL per process and entry
+        we read that object's time (one HEAD) and rewrite it when older than the interval, so
+        a busy entry costs one small write an hour, whatever the number of hits or workers.
+        Only remote hits come here (already ms-scale); local hits use the manifest's atime.
+        Failures (a read-only bucket) are ignored: bookkeeping never fails a resolve."""
+        mark = (self.url, key)
+        now = time.monotonic()
+        if now - _USE_NOTED.get(mark, -USE_RECORD_INTERVAL) < USE_RECORD_INTERVAL:
+            return
+        _USE_NOTED[mark] = now
+        try:
+            used = self.modified(f"{key}.used")
+            if used is None or time.time() - used >= USE_RECORD_INTERVAL:
+                self.write(f"{key}.used", b"")
+        except Exception:  # any store error: the record is best effort
+            return
 
     def retire(self, key: str) -> None:
         """Remove an entry or the debris of a failed upload: manifest first, so no reader

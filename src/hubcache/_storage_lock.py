@@ -20,27 +20,28 @@ written last, only if absent, and checked file by file by every reader.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Optional
 
-from ._errors import LockTimeoutError
-from ._lock import new_uid, parse_holder
+from ._holder import Holder
+from ._lock import LockBase
 from ._storage import Storage
 
 log = logging.getLogger(__name__)
 
-_REPORT_EVERY = 5.0
 _CLOCK_EVERY = 30.0  # seconds between readings of the store's clock while waiting
 
 
-class StorageLock:
+class StorageLock(LockBase):
     """``<key>.lock`` on a :class:`Storage`; acquired atomically, refreshed while held."""
+
+    _log = log
+    _first_delay = 0.05  # each poll is a request to the store
+    _breaking = "taking over"
+    _stale = "not refreshed"
+    _task = "publish"
 
     def __init__(
         self,
@@ -54,97 +55,42 @@ class StorageLock:
     ) -> None:
         self.store = store
         self.name = f"{key}.lock"
-        self.uid = new_uid()
-        self.contents = f"{socket.gethostname()}.{os.getpid()}.{self.uid}"
-        self._handle = handle
-        self._lease = lease
-        self._timeout = timeout
-        self._on_wait = on_wait
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        super().__init__(
+            store.join(self.name), handle=handle, lease=lease, timeout=timeout, on_wait=on_wait
+        )
+        # Refresh often enough that a short lease (tests, fast stores) is never missed.
+        self._beat_every = max(0.2, min(5.0, lease / 4))
+        self._offset: Optional[float] = None  # store clock minus our clock
+        self._offset_at = 0.0
 
-    def try_acquire(self) -> bool:
-        if not self.store.create(self.name, self.contents.encode()):
-            return False
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._beat, name="hubcache-store-lock", daemon=True)
-        self._thread.start()
-        return True
+    def _create(self) -> bool:
+        return self.store.create(self.name, self.contents.encode())
 
-    def wait_for_turn(self, done: Callable[[], bool]) -> bool:
-        """Block until we hold the lock (True) or ``done()`` says the work is done (False)."""
-        start = time.monotonic()
-        delay = 0.05
-        offset: Optional[float] = None  # store clock minus our clock
-        offset_at = 0.0
-        last_report = 0.0
-        while True:
-            if self.try_acquire():
-                return True
-            if done():
-                return False
-            raw = self.store.read(self.name)
-            if raw is None:
-                continue  # released between our two calls: try again at once
-            contents = raw.decode("utf-8", "replace")
-            holder = parse_holder(contents)
-            now = time.monotonic()
-            if holder is not None and holder.is_dead_here():
-                log.warning(
-                    "taking over the lock of %s at %s: its holder (pid %d on this host) is dead",
-                    self._handle,
-                    self.store.join(self.name),
-                    holder.pid,
-                )
-                self._break(contents)
-                continue
-            if offset is None or now - offset_at > _CLOCK_EVERY:
-                offset, offset_at = self.store.server_time() - time.time(), now
-            touched = self.store.modified(self.name)
-            age = (time.time() + offset - touched) if touched is not None else 0.0
-            if age > self._lease:
-                log.warning(
-                    "taking over the lock of %s held by %s: not refreshed for %.0fs",
-                    self._handle,
-                    contents.strip(),
-                    age,
-                )
-                self._break(contents)
-                continue
-            waited = now - start
-            if self._timeout is not None and waited > self._timeout:
-                raise LockTimeoutError(
-                    f"gave up after {waited:.0f}s waiting for {contents.strip()} to finish "
-                    f"{self._handle} (HUBCACHE_LOCK_TIMEOUT={self._timeout:g}); if that "
-                    f"process is gone, delete {self.store.join(self.name)}",
-                    handle=self._handle,
-                )
-            if now - last_report >= _REPORT_EVERY:
-                last_report = now
-                message = f"{contents.strip()} (lock {self.store.join(self.name)})"
-                log.info("waiting for %s to publish %s", message, self._handle)
-                if self._on_wait is not None:
-                    self._on_wait(message)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+    def _read(self) -> Optional[str]:
+        raw = self.store.read(self.name)
+        return raw.decode("utf-8", "replace") if raw is not None else None
 
     def _break(self, judged: str) -> None:
-        if self.store.read(self.name) == judged.encode():
+        # Two requests, not one: two waiters may, rarely, both proceed (module docstring).
+        if self._read() == judged:
             self.store.remove(self.name)
 
-    def _beat(self) -> None:
-        interval = max(0.2, min(5.0, self._lease / 4))
-        while not self._stop.wait(interval):
-            with contextlib.suppress(Exception):  # a network blip must not kill the holder
-                if self.store.read(self.name) != self.contents.encode():
-                    return  # taken over: stop refreshing a lock that is not ours
-                self.store.write(self.name, self.contents.encode())
+    def _touch(self) -> None:
+        self.store.write(self.name, self.contents.encode())
 
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        with contextlib.suppress(Exception):  # an expired lock is taken over anyway
-            if self.store.read(self.name) == self.contents.encode():
-                self.store.remove(self.name)
+    def _delete(self) -> None:
+        self.store.remove(self.name)
+
+    def _release_failed(self, exc: Exception) -> None:
+        pass  # an expired lock is taken over anyway; the tier warns once per resolve
+
+    def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
+        """Age of the last refresh on the store's clock, so skewed hosts agree."""
+        now = time.monotonic()
+        if self._offset is None or now - self._offset_at > _CLOCK_EVERY:
+            self._offset, self._offset_at = self.store.server_time() - time.time(), now
+        touched = self.store.modified(self.name)
+        return (time.time() + self._offset - touched) if touched is not None else 0.0
+
+    def _describe(self, holder: Optional[Holder], contents: str) -> str:
+        return f"{contents.strip()} (lock {self.where})"

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from ._config import load_config
@@ -54,22 +54,50 @@ def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
         manifest = entry.read_manifest() or {}
         handles.append(str(manifest.get("handle", key)))
         entries.append((entry, manifest))
+
+    def add(tar: tarfile.TarFile) -> None:
+        for entry, manifest in entries:
+            add_entry(
+                tar,
+                entry.key,
+                entry.path,
+                manifest,
+                _read(entry.descriptor_path),
+                _read(entry.manifest_path),
+            )
+
+    write_archive(out, add)
+    return handles
+
+
+def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
+    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole."""
     part = f"{out}.{os.getpid()}.part"
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
-            for entry, manifest in entries:
-                for rel in sorted(manifest.get("dirs", [])):
-                    _add(tar, os.path.join(entry.path, rel) if rel else entry.path, entry.key, rel)
-                for rel in manifest["files"]:
-                    _add(tar, os.path.join(entry.path, rel), entry.key, rel)
-                for path in (entry.descriptor_path, entry.manifest_path):
-                    _add_bytes(tar, os.path.basename(path), _read(path))
+            add(tar)
         os.replace(part, out)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(part)
         raise
-    return handles
+
+
+def add_entry(  # noqa: PLR0917 - the five parts of one entry
+    tar: tarfile.TarFile,
+    key: str,
+    tree: str,
+    manifest: dict[str, Any],
+    descriptor: bytes,
+    manifest_bytes: bytes,
+) -> None:
+    """One entry, as DESIGN §4 lays it out: ``<key>/...`` from the local folder ``tree``."""
+    for rel in sorted(manifest.get("dirs", [])):
+        _add(tar, os.path.join(tree, rel) if rel else tree, key, rel)
+    for rel in manifest["files"]:
+        _add(tar, os.path.join(tree, rel), key, rel)
+    _add_bytes(tar, f"{key}.descriptor.txt", descriptor)
+    _add_bytes(tar, f"{key}.manifest.json", manifest_bytes)
 
 
 def _add(tar: tarfile.TarFile, path: str, key: str, rel: str) -> None:
@@ -103,47 +131,57 @@ def _read(path: str) -> bytes:
 
 def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
     """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
+    config = load_config(cache_dir=root)
+    ensure_root(root, private=False)
+    fsync = config.fsync if fsync is None else fsync
+    staging = os.path.join(root, f"hubcache-import.{new_uid()}.tmp")
+    os.mkdir(staging, 0o700)
+    try:
+        files, keys = extract_export(archive, staging, config.limits, fsync)
+        return [_import_one(root, staging, key, files, fsync) for key in keys]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def extract_export(
+    archive: str, staging: str, limits: Any, fsync: bool
+) -> tuple[dict[str, list[Any]], list[str]]:
+    """Extract an ``export`` archive safely into ``staging``: (files with size and sha256,
+    the keys it holds). The archive is untrusted: same extractor as any download."""
     from ._extract import extract
     from ._fetch import LocalFileSource
 
-    config = load_config(cache_dir=root)
-    ensure_root(root, private=False)
-    uid = new_uid()
-    staging = os.path.join(root, f"hubcache-import.{uid}.tmp")
-    os.mkdir(staging, 0o700)
     source = LocalFileSource(os.path.abspath(archive), archive)
     try:
         source.open()
-        result = extract(
-            source,
-            staging,
-            limits=config.limits,
-            fsync=config.fsync if fsync is None else fsync,
-            progress=None,
-        )
-        source.close()
-        keys = sorted(
-            {rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")}
-        )
-        if not keys:
-            raise CorruptArchiveError(f"{archive} holds no hubcache entry (no *.manifest.json)")
-        return [
-            _import_one(root, staging, key, result.files, config.fsync if fsync is None else fsync)
-            for key in keys
-        ]
+        result = extract(source, staging, limits=limits, fsync=fsync, progress=None)
     finally:
         source.close()
-        shutil.rmtree(staging, ignore_errors=True)
+    keys = sorted({rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")})
+    if not keys:
+        raise CorruptArchiveError(f"{archive} holds no hubcache entry (no *.manifest.json)")
+    return result.files, keys
+
+
+REJECTED = (ValueError, KeyError, TypeError, OSError, ArchiveError)  # what read_checked raises
+
+
+def read_checked(
+    staging: str, key: str, extracted: dict[str, list[Any]]
+) -> tuple[str, dict[str, Any]]:
+    """(handle, manifest) of one extracted entry, checked against what was extracted."""
+    manifest = json.loads(read_quietly(os.path.join(staging, f"{key}.manifest.json")))
+    handle = str(manifest["handle"])
+    _check(key, handle, manifest, extracted)
+    return handle, manifest
 
 
 def _import_one(
     root: str, staging: str, key: str, extracted: dict[str, list[Any]], fsync: bool
 ) -> Imported:
     try:
-        manifest = json.loads(read_quietly(os.path.join(staging, f"{key}.manifest.json")))
-        handle = str(manifest["handle"])
-        _check(key, handle, manifest, extracted)
-    except (ValueError, KeyError, TypeError, OSError, ArchiveError) as exc:
+        handle, manifest = read_checked(staging, key, extracted)
+    except REJECTED as exc:
         return Imported(key, "", "rejected", str(exc))
     entry = Entry(root, key)
     if entry.is_complete():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache import _fetch
+from hubcache import _http_source
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.trees import assert_no_entry, tree
@@ -152,7 +152,7 @@ def test_retry_after_is_honoured_and_capped(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(_fetch.time, "sleep", waits.append)
+    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add(
         "/m.tar.gz",
@@ -164,14 +164,14 @@ def test_retry_after_is_honoured_and_capped(
         ),
     )
     assert tree(hubcache.resolve(url)) == FILES
-    assert waits == [7.0, _fetch.MAX_RETRY_AFTER, 0.0]
+    assert waits == [7.0, _http_source.MAX_RETRY_AFTER, 0.0]
 
 
 def test_backoff_grows_with_jitter(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(_fetch.time, "sleep", waits.append)
+    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
     monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "1")
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add("/m.tar.gz", ARCHIVE, faults=(Fault(status=502, times=3),))

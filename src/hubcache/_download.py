@@ -16,8 +16,9 @@ from ._config import Config
 from ._entry import Entry, build_manifest
 from ._errors import ChecksumMismatchError, DownloadError, HubcacheError
 from ._extract import Extracted, extract
-from ._fetch import FsspecSource, HTTPSource, LocalFileSource, RestartDownloadError, Source
+from ._fetch import FsspecSource, LocalFileSource, RestartDownloadError, Source
 from ._handles import Handle
+from ._http_source import HTTPSource
 from ._progress import Progress
 from ._publish import discard, publish
 

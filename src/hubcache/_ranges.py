@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from ._fetch import HTTPSource
+    from ._http_source import HTTPSource
 
 PART = 4 * 1024 * 1024
 MIN_SIZE = 4 * PART  # smaller archives are not worth a second connection

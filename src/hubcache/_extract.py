@@ -29,7 +29,9 @@ from ._safetree import SafeTree
 from ._tarstream import TarReader
 
 _RATIO_GRACE = 16 * 1024 * 1024  # compression-ratio checks start after this much output
-_QUEUE_DEPTH = 16  # chunks (of ~1 MiB) buffered between the reader and the extractor
+# Decompressed chunks (up to 4 MiB each) buffered between the two stages: enough to keep
+# both cores busy, small enough to keep peak memory flat (16 MiB) whatever the archive.
+_QUEUE_DEPTH = 4
 
 
 @dataclass

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-_MANAGERS: dict[tuple[str, bool, tuple[str, ...]], urllib3.PoolManager] = {}
+_MANAGERS: dict[tuple[str, bool, bool, tuple[str, ...]], urllib3.PoolManager] = {}
 _WARNED_INSECURE = False
 _FLUSH_EVERY = 0.25  # seconds: hand partial chunks on so progress and stall checks run
 
@@ -54,12 +54,15 @@ def manager(url: str, verify: bool) -> urllib3.PoolManager:
     import urllib3
 
     proxy = proxy_for(url)
-    key = (proxy, verify, tuple(os.environ.get(v, "") for v in _CA_VARIABLES))
+    # Plain-http managers get no TLS context: building one costs ~15 ms per process, and
+    # each redirect hop asks for the manager of its own scheme.
+    tls = url.lower().startswith("https:") or proxy.lower().startswith("https:")
+    key = (proxy, verify, tls, tuple(os.environ.get(v, "") for v in _CA_VARIABLES))
     pool = _MANAGERS.get(key)
     if pool is not None:
         return pool
     options: dict[str, Any] = {"num_pools": 16, "maxsize": 16, "block": False}
-    if verify:
+    if verify and tls:
         options["ssl_context"] = _ssl_context()
     else:
         options["cert_reqs"] = "CERT_NONE"

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-OUT_CHUNK = 4 * 1024 * 1024
+OUT_CHUNK = 1024 * 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
 BZ2_MAGIC = b"BZh"

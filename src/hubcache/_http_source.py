@@ -205,19 +205,25 @@ class HTTPSource(Source):
         from . import _ranges
 
         response = self._response
-        if self._offset == 0 and _ranges.usable(self, self.config.connections):
-            self._response = None
-            ranged = _ranges.RangedStream(self, response, self.config.connections)
-            for data in ranged.chunks():
-                self._offset += len(data)
-                yield data
-            return
+        # The first MEASURE bytes always come over this one connection, timed; the rest
+        # switches to parallel ranged parts only if it proved slow (or N were asked for).
+        measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
+        began = time.monotonic()
         resumes = 0
         while True:
             try:
                 for data in read_body(response, self.config, CHUNK):
                     self._offset += len(data)
                     yield data
+                    if measuring and self._offset >= _ranges.MEASURE:
+                        measuring = False
+                        elapsed = time.monotonic() - began
+                        if _ranges.wanted(self.config.connections, self._offset, elapsed):
+                            response.close()  # the rest comes in parts
+                            response.release_conn()
+                            self._response = None
+                            yield from self._ranged()
+                            return
                 response.release_conn()
                 if self.total is not None and self._offset != self.total:
                     raise urllib3.exceptions.ProtocolError(
@@ -246,6 +252,14 @@ class HTTPSource(Source):
                 )
                 response = self._resume()
                 self._response = response
+
+    def _ranged(self) -> Iterator[bytes]:
+        from . import _ranges
+
+        stream = _ranges.RangedStream(self, self._offset, self.config.connections)
+        for data in stream.chunks():
+            self._offset += len(data)
+            yield data
 
     def _resume(self) -> Any:
         return self.range_request(self._offset)

@@ -5,11 +5,12 @@ decompressor and the disk take hundreds. When the server allows it (``Accept-Ran
 bytes``, a ``Content-Length`` and a strong ``ETag``), the body is cut into parts of
 ``PART`` bytes fetched by up to ``connections`` threads; a reorder buffer hands them to the
 one sequential consumer in order. The buffer holds at most ``connections + 2`` parts, so
-memory stays bounded (a few tens of MB) whatever the archive size.
+memory stays bounded (about 20 MB) whatever the archive size.
 
-Adaptive by default: the first part comes from the response already open; only when that
-connection proves slow (under ``SLOW`` bytes/s) are more opened. ``HUBCACHE_CONNECTIONS``
-fixes the number (1 turns this off).
+Adaptive by default: the first ``MEASURE`` bytes always stream over the response already
+open (``_http_source``), timed; only when that connection proves slower than ``SLOW`` does
+the rest of the body switch to parts. A fast link never pays for the reorder buffer.
+``HUBCACHE_CONNECTIONS=N`` fixes the number (1 turns this off).
 
 Every part is checked: 206, the exact ``Content-Range``, the same ``ETag``. Anything else
 means the object changed or the server stopped honouring ranges: the download restarts
@@ -19,15 +20,15 @@ from zero as one stream (``RestartDownloadError``), never a silent mix of two ve
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from ._http_source import HTTPSource
 
-PART = 4 * 1024 * 1024
-MIN_SIZE = 4 * PART  # smaller archives are not worth a second connection
+PART = 2 * 1024 * 1024
+MEASURE = 4 * 1024 * 1024  # bytes streamed on the first connection before deciding
+MIN_SIZE = 16 * 1024 * 1024  # smaller archives are not worth a second connection
 MAX_CONNECTIONS = 8
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
 
@@ -40,23 +41,28 @@ def usable(source: HTTPSource, connections: Optional[int]) -> bool:
     return source.accept_ranges and strong
 
 
-class RangedStream:
-    """Yields the body of ``source`` in order, fetched by several connections."""
+def wanted(connections: Optional[int], done: int, elapsed: float) -> bool:
+    """After the first ``done`` bytes took ``elapsed`` seconds: switch to parts?"""
+    if connections is not None:
+        return connections > 1
+    return done / max(elapsed, 1e-6) < SLOW
 
-    def __init__(self, source: HTTPSource, first: Any, connections: Optional[int]) -> None:
+
+class RangedStream:
+    """Yields the body of ``source`` from byte ``base`` on, in order, fetched in parts."""
+
+    def __init__(self, source: HTTPSource, base: int, connections: Optional[int]) -> None:
         self.source = source
+        self.base = base
         self.total = source.total or 0
-        self.parts = -(-self.total // PART)
-        self.fixed = connections
+        self.parts = -(-(self.total - base) // PART)
         self.limit = min(connections or MAX_CONNECTIONS, MAX_CONNECTIONS)
-        self._first: Any = first
         self._cond = threading.Condition()
         self._results: dict[int, Any] = {}
         self._claimed = 0
         self._consumed = 0
         self._stop = False
         self._threads: list[threading.Thread] = []
-        self.connections_used = 1
 
     # -- workers -------------------------------------------------------------------------
     def _claim(self) -> Optional[int]:
@@ -85,16 +91,13 @@ class RangedStream:
                 return
 
     def _fetch(self, index: int) -> list[bytes]:
-        start = index * PART
+        start = self.base + index * PART
         end = min(start + PART, self.total) - 1
-        if index == 0 and self._first is not None:
-            response, self._first = self._first, None
-            return _read_exactly(response, end + 1, close=True)
         last: Optional[BaseException] = None
         for _ in range(self.source.config.retries + 1):
             response = self.source.range_request(start, end)
             try:
-                return _read_exactly(response, end - start + 1, close=False)
+                return _read_exactly(response, end - start + 1)
             except OSError as exc:  # a broken part is fetched again, alone
                 last = exc
         raise last if last is not None else OSError("range request failed")
@@ -107,8 +110,7 @@ class RangedStream:
 
     # -- consumer ------------------------------------------------------------------------
     def chunks(self) -> Iterator[bytes]:
-        started = time.monotonic()
-        self._spawn(1 if self.fixed is None else self.limit)
+        self._spawn(self.limit)
         try:
             for index in range(self.parts):
                 with self._cond:
@@ -119,11 +121,6 @@ class RangedStream:
                     self._cond.notify_all()
                 if isinstance(result, BaseException):
                     raise result
-                if index == 0 and self.fixed is None:
-                    rate = PART / max(time.monotonic() - started, 1e-6)
-                    if rate < SLOW:
-                        self._spawn(self.limit - 1)
-                        self.connections_used = self.limit
                 yield from result
         finally:
             with self._cond:
@@ -131,12 +128,9 @@ class RangedStream:
                 self._cond.notify_all()
             for thread in self._threads:
                 thread.join()
-            if self._first is not None:
-                self._first.close()
-                self._first.release_conn()
 
 
-def _read_exactly(response: Any, size: int, *, close: bool) -> list[bytes]:
+def _read_exactly(response: Any, size: int) -> list[bytes]:
     out: list[bytes] = []
     got = 0
     try:
@@ -147,7 +141,5 @@ def _read_exactly(response: Any, size: int, *, close: bool) -> list[bytes]:
             out.append(data)
             got += len(data)
     finally:
-        if close:  # the rest of a full-body response is not wanted: drop the connection
-            response.close()
         response.release_conn()
     return out

@@ -16,7 +16,7 @@ import pytest
 import hubcache
 from hubcache import _storage
 from hubcache._prune import Candidate, plan_prune
-from tests.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
+from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
 from tests.support.httpserver import ModelServer
 
 AGES = {"old": 40.0, "mid": 10.0, "new": 3.0, "hot": 0.0}  # days since last use

@@ -19,7 +19,7 @@ import pytest
 
 import hubcache
 from hubcache._storage import open_storage
-from tests.cachehelp import Root, model, run, run_json, serve
+from tests.support.cachehelp import Root, model, run, run_json, serve
 from tests.support.emulators import activate
 from tests.support.httpserver import ModelServer
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from tests.rootutil import NOBODY, need_root, run_as, shared_tmp
 from tests.support.archives import M, make_tar
+from tests.support.rootutil import NOBODY, need_root, run_as, shared_tmp
 
 OTHER_UID = 54321
 MEMBERS = [M("saved_model.pb", b"graph" * 50)]

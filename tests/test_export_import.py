@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from tests.cachehelp import model, names, run, serve
+from tests.support.cachehelp import model, names, run, serve
 from tests.support.httpserver import ModelServer
 
 

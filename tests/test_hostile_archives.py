@@ -361,3 +361,19 @@ def test_property_correct_tree_or_our_error_and_nothing_outside(
         assert sorted(os.listdir(sandbox)) == ["cache", archive.name]
         assert not os.path.lexists(ESCAPE)
         assert not os.path.lexists("/etc/passwd.hubcache")
+
+
+def test_zip_with_a_bad_directory_offset_is_corrupt_not_a_disk_error(cache_root: Path) -> None:
+    # Found by the property test: when the end record claims the central directory starts
+    # later than it does, zipfile seeks to a negative offset and raises a bare OSError(EINVAL),
+    # which must not be mistaken for a full or unwritable cache (exit 6).
+    blob = bytearray(make_zip([M("saved_model.pb", b"graph")]))
+    end = blob.rindex(b"PK\x05\x06")
+    claimed = int.from_bytes(blob[end + 16 : end + 20], "little") + 1000
+    blob[end + 16 : end + 20] = claimed.to_bytes(4, "little")
+    archive = cache_root.parent / "model.zip"
+    archive.write_bytes(bytes(blob))
+    with pytest.raises(hubcache.CorruptArchiveError) as info:
+        hubcache.resolve(str(archive))
+    assert info.value.exit_code == 5
+    assert os.listdir(cache_root) == ["CACHEDIR.TAG"]

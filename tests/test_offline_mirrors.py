@@ -9,7 +9,7 @@ import pytest
 
 import hubcache
 from hubcache._config import parse_mirrors
-from tests.cachehelp import model, run, serve
+from tests.support.cachehelp import model, run, serve
 from tests.support.httpserver import Fault, ModelServer
 
 

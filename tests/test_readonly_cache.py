@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from tests.rootutil import NOBODY, read_only_view, run_as, shared_tmp
 from tests.support.archives import M, make_tar
+from tests.support.rootutil import NOBODY, read_only_view, run_as, shared_tmp
 
 MEMBERS = [M("saved_model.pb", b"graph" * 50), M("variables/v.index", b"idx")]
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from ._config import Limits
 from ._decode import DecodeError, make_decoder, sniff
-from ._errors import CorruptArchiveError, NotAnArchiveError, UnsafeArchiveError
+from ._errors import CorruptArchiveError, HubcacheError, NotAnArchiveError, UnsafeArchiveError
 from ._faults import checkpoint
 from ._fetch import Source
 from ._progress import Progress
@@ -218,17 +218,11 @@ def _extract_tar(stream: Iterator[bytes], tree: SafeTree) -> None:
 
 
 def _extract_zip(source: Source, first: list[bytes], rest: Iterator[bytes], tree: SafeTree) -> None:
-    import zipfile
-
     path = source.local_file()
     if path is not None:
         for _ in rest:  # the meter still counts and hashes the local file
             pass
-        try:
-            with zipfile.ZipFile(path) as archive:
-                _zip_members(archive, tree)
-        except zipfile.BadZipFile as exc:
-            raise CorruptArchiveError(f"the zip archive is corrupt: {exc}") from None
+        _read_zip(path, tree)
         return
     with tempfile.TemporaryFile(dir=os.path.dirname(tree.root)) as spool:
         for chunk in first:
@@ -236,11 +230,23 @@ def _extract_zip(source: Source, first: list[bytes], rest: Iterator[bytes], tree
         for chunk in rest:
             spool.write(chunk)
         spool.seek(0)
-        try:
-            with zipfile.ZipFile(spool) as archive:
-                _zip_members(archive, tree)
-        except zipfile.BadZipFile as exc:
-            raise CorruptArchiveError(f"the zip archive is corrupt: {exc}") from None
+        _read_zip(spool, tree)
+
+
+def _read_zip(where: Any, tree: SafeTree) -> None:
+    """Extract a seekable zip. Our own errors (a full disk while writing, an unsafe member)
+    pass through; anything ``zipfile`` raises while reading means a corrupt archive: a bad
+    offset in a damaged header surfaces as a bare ``OSError(EINVAL)`` from a seek."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(where) as archive:
+            _zip_members(archive, tree)
+    except HubcacheError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError,
+            NotImplementedError) as exc:  # fmt: skip
+        raise CorruptArchiveError(f"the zip archive is corrupt: {exc}") from None
 
 
 def _zip_members(archive: Any, tree: SafeTree) -> None:
@@ -270,9 +276,10 @@ def _zip_members(archive: Any, tree: SafeTree) -> None:
                     if not data:
                         break
                     writer.write(data)
+        except HubcacheError:
+            writer.abort()
+            raise
         except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
             writer.abort()  # RuntimeError: encrypted; NotImplementedError: unknown method
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise
             raise CorruptArchiveError(f"zip member {info.filename!r} is corrupt: {exc}") from None
         writer.close()

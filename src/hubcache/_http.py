@@ -62,11 +62,11 @@ def manager(url: str, verify: bool) -> urllib3.PoolManager:
     if pool is not None:
         return pool
     options: dict[str, Any] = {"num_pools": 16, "maxsize": 16, "block": False}
-    if verify and tls:
-        options["ssl_context"] = _ssl_context()
-    else:
+    if not verify:
         options["cert_reqs"] = "CERT_NONE"
         warn_insecure()
+    elif tls:
+        options["ssl_context"] = _ssl_context()
     if proxy:
         parts = urllib.parse.urlsplit(proxy)
         if parts.username:  # urllib3 does not turn proxy URL credentials into a header

@@ -429,6 +429,7 @@ def test_non_archive_bodies_show_type_and_escaped_prefix(
         hubcache.resolve(url)
     message = str(info.value)
     assert words in message and info.value.exit_code == 5
+    assert url in message  # the error names the handle
     if body:
         assert ctype in message and repr(body[:10].decode())[1:-1] in message
     assert "\x07" not in message  # control characters are escaped, not printed

@@ -146,26 +146,6 @@ def test_not_found(model_server: ModelServer, cache_root: Path) -> None:
     assert not [n for n in os.listdir(cache_root) if not n.endswith("CACHEDIR.TAG")]
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "message"),
-    [
-        (b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html", "HTML page"),
-        (b'{"error": "quota"}', "application/json", "JSON document"),
-        (b"", "application/octet-stream", "empty body"),
-    ],
-)
-def test_non_archive_bodies_are_named(
-    model_server: ModelServer, cache_root: Path, body: bytes, content_type: str, message: str
-) -> None:
-    url = serve(model_server, "/m/1", body, content_type=content_type)
-    with pytest.raises(hubcache.NotAnArchiveError, match=message) as info:
-        hubcache.resolve(url)
-    assert content_type in str(info.value) or not body
-    assert url in str(info.value)
-    assert info.value.exit_code == 5
-    assert_no_entry(cache_root)
-
-
 GOOD = make_tar(MEMBERS, compression="gz")
 
 

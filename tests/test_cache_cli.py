@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache import _storage
-from hubcache._prune import Candidate, plan_prune
+from hubcache.manage.prune import Candidate, plan_prune
+from hubcache.store import storage as _storage
 from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
 from tests.support.httpserver import ModelServer
 

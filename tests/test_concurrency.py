@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache._lock import new_uid
+from hubcache.local.lock import new_uid
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.procs import (
     ARCHIVE,

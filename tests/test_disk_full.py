@@ -31,7 +31,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from hubcache._cli import main
+from hubcache.cli.main import main
 sys.exit(main(["resolve", sys.argv[2]]))
 """
 

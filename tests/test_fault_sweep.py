@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hubcache
-from hubcache._entry import Entry
-from hubcache._gc import execute, plan
+from hubcache.local.entry import Entry
+from hubcache.local.gc import execute, plan
 from tests.support.httpserver import ModelServer
 from tests.support.procs import (
     ARCHIVE,

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import hubcache
-from hubcache._lock import new_uid
+from hubcache.local.lock import new_uid
 from tests.support.httpserver import ModelServer
 from tests.support.procs import ARCHIVE, EXPECTED, child_env, run_cli, tree
 

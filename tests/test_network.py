@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache import _http_source
+from hubcache.fetch import http as _http_source
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.trees import assert_no_entry, tree

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache import _ranges
+from hubcache.fetch import ranges as _ranges
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache._storage import open_storage
+from hubcache.store.storage import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate, probe_preconditions
 from tests.support.httpserver import ModelServer
@@ -97,7 +97,7 @@ def _child(code: str, variables: dict[str, str], root: str) -> subprocess.Popen[
 
 _SLOW_UPLOADER = """
 import os, sys, time, hubcache
-from hubcache import _storage_fsspec
+from hubcache.store import fsspec as _storage_fsspec
 real = _storage_fsspec.FsspecStorage.put_file
 def put_file(self, local, name):
     real(self, local, name)

@@ -227,7 +227,7 @@ def test_truncated_file_is_detected_in_a_new_process(
     path = hubcache.resolve(url)
     with open(os.path.join(path, "saved_model.pb"), "r+b") as f:
         f.truncate(10)
-    hubcache._entry._VERIFIED.clear()  # what a new process starts with
+    hubcache.local.entry._VERIFIED.clear()  # what a new process starts with
     assert hubcache.resolve(url) == path
     assert tree(path) == EXPECTED
     assert model_server.count("/m/1") == 2

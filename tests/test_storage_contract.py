@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from hubcache._storage import LocalStorage, Storage, open_storage
-from hubcache._storage_lock import StorageLock
+from hubcache.store.lock import StorageLock
+from hubcache.store.storage import LocalStorage, Storage, open_storage
 from tests.support.emulators import activate, probe_preconditions
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache._storage import open_storage
+from hubcache.store.storage import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate
 from tests.support.httpserver import ModelServer
@@ -100,7 +100,7 @@ def test_broken_tier_degrades_to_origin_with_one_warning(
         (tmp_path / "file").write_text("not a folder")
         url_tier = str(tmp_path / "file" / "tier")
     monkeypatch.setenv("HUBCACHE_SHARED_CACHE", url_tier)
-    monkeypatch.setattr("hubcache._tiered._WARNED", set())
+    monkeypatch.setattr("hubcache.store.tiered._WARNED", set())
     url = serve(model_server)
     caplog.set_level(logging.WARNING, logger="hubcache")
     for node in ("node1", "node2", "node3"):

@@ -20,7 +20,7 @@ import pytest
 import urllib3
 
 import hubcache
-from hubcache import _http
+from hubcache.fetch import pool as _http
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.proxy import ProxyServer

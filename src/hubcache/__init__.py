@@ -78,7 +78,7 @@ def __getattr__(name: str) -> Any:
 
 def cache_dir(cache_dir: Optional[str] = None) -> str:
     """The cache root the rules of DESIGN §2 select right now (default-root check included)."""
-    from ._root import choose_root
+    from .local.root import choose_root
 
     return choose_root(_load_config(cache_dir=cache_dir))
 

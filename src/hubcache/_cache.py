@@ -29,11 +29,11 @@ from typing import Any, Optional, Protocol
 
 from ._config import load_config
 from ._errors import EntryInUseError, HubcacheError, ModelNotFoundError
-from ._gc import GRACE, Item
-from ._gc import Plan as GcPlan
 from ._handles import cache_key
-from ._prune import Candidate, Plan, PlanItem, plan_prune, plan_remove
-from ._root import choose_root, is_remote
+from .local.gc import GRACE, Item
+from .local.gc import Plan as GcPlan
+from .local.root import choose_root, is_remote
+from .manage.prune import Candidate, Plan, PlanItem, plan_prune, plan_remove
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ class Cache:
         self.root_source = config.root_source
         self._backend: Backend
         if is_remote(config.root):
-            from ._cache_store import StoreRoot
+            from .manage.store import StoreRoot
 
             self._backend = StoreRoot(config.root, lease=config.lock_lease)
         else:
-            from ._cache_local import LocalRoot
+            from .manage.local import LocalRoot
 
             self._backend = LocalRoot(choose_root(config))
         self.root = self._backend.location

@@ -13,14 +13,14 @@ from typing import Any, Optional
 
 from . import _faults
 from ._config import Config
-from ._entry import Entry, build_manifest
 from ._errors import ChecksumMismatchError, DownloadError, HubcacheError
-from ._extract import Extracted, extract
-from ._fetch import FsspecSource, LocalFileSource, RestartDownloadError, Source
 from ._handles import Handle
-from ._http_source import HTTPSource
-from ._progress import Progress
-from ._publish import discard, publish
+from .archive.extract import Extracted, extract
+from .fetch.http import HTTPSource
+from .fetch.progress import Progress
+from .fetch.source import FsspecSource, LocalFileSource, RestartDownloadError, Source
+from .local.entry import Entry, build_manifest
+from .local.publish import discard, publish
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> Non
 
 def open_source(handle: Handle, config: Config) -> Source:
     if config.mirrors or config.no_origin:
-        from ._mirrors import MirroredSource
+        from .fetch.mirrors import MirroredSource
 
         return MirroredSource(handle, config, _direct_source)
     return _direct_source(handle, config)

@@ -17,10 +17,10 @@ from typing import Optional, Union
 
 from . import _faults
 from ._config import Config, load_config, select_root
-from ._entry import Entry
 from ._errors import ChecksumMismatchError, HubcacheError, ModelNotFoundError, OfflineError
 from ._handles import Handle, parse_handle
-from ._root import choose_root, ensure_root, is_remote, unsafe_reason
+from .local.entry import Entry
+from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def resolve(
             return location
     if is_remote(config.root):
         from ._download import stage
-        from ._remote import resolve_remote
+        from .store.remote import resolve_remote
 
         return resolve_remote(parsed, config, sha256=sha256, on_wait=on_wait, stage=stage)
     root = choose_root(config)
@@ -114,7 +114,7 @@ def _parse(handle: str) -> Handle:
 def _existing_directory(handle: Handle) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
-        from ._fetch import filesystem
+        from .fetch.source import filesystem
 
         fs, path = filesystem(handle.location, handle.raw)
         if not fs.isdir(path):
@@ -144,10 +144,10 @@ def _resolve_slow(
     """The miss path: lock, re-check, heal, download, publish. Its modules (HTTP client,
     extraction, locking) are imported here, so ``import hubcache`` and hits never pay them."""
     from ._download import download
-    from ._gc import remove_debris
-    from ._lock import DownloadLock
-    from ._publish import adopt
-    from ._safetree import disk_error
+    from .archive.safetree import disk_error
+    from .local.gc import remove_debris
+    from .local.lock import DownloadLock
+    from .local.publish import adopt
 
     if sha256 is not None and entry.is_complete():
         _check_pinned(handle, entry, sha256)
@@ -195,7 +195,7 @@ def _resolve_slow(
             entry.move_aside(lock.uid)
         try:
             if config.shared_cache:
-                from ._tiered import download_via_tier
+                from .store.tiered import download_via_tier
 
                 download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
             else:

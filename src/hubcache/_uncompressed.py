@@ -16,11 +16,11 @@ import logging
 from typing import Any, Optional
 
 from ._config import Config
-from ._decode import sniff
 from ._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from ._fetch import redact
 from ._handles import Handle, model_url
-from ._http import manager
+from .archive.decode import sniff
+from .fetch.pool import manager
+from .fetch.source import redact
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import hubcache
-from hubcache._cli import main
+from hubcache.cli.main import main
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import ModelServer
 

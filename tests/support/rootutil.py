@@ -24,15 +24,15 @@ NOBODY = 65534
 
 _CHILD = """
 import json, os, sys
-import hubcache, hubcache._cli
+import hubcache, hubcache.cli.main
 args = json.loads(sys.argv[1])
 hubcache.resolve(args["warm_archive"], cache_dir=args["warm_root"])  # imports the whole path
-hubcache._cli.build_parser()
+hubcache.cli.main.build_parser()
 os.setgroups([])
 os.setgid(args["uid"])
 os.setuid(args["uid"])
 os.chdir("/")
-sys.exit(hubcache._cli.main(args["argv"]))
+sys.exit(hubcache.cli.main.main(args["argv"]))
 """
 
 

@@ -1,0 +1,302 @@
+"""Write archive members into a fresh staging directory, refusing anything unsafe.
+
+This is our own allow-list, not ``tarfile``'s filters (those were bypassed on this very
+Python, see NOTES.md). Only regular files and directories are ever created, under names
+we have normalised ourselves, with ``O_EXCL | O_NOFOLLOW`` so nothing already on disk is
+followed or overwritten even if a check here were wrong. Both the tar and the zip readers
+feed this one class, so every rule lives in one place:
+
+* names: leading ``/`` stripped (tensorflow_hub compatibility), ``.`` and empty components
+  dropped, any ``..`` component refused (``..hidden`` is a fine name), NUL refused;
+* no duplicate files, no file where a directory was or the reverse;
+* limits on member count, total bytes, name length and depth (``Limits``);
+* modes sanitised: files 0644 or 0755, directories 0755 (no setuid, no world-write);
+* every file is hashed (sha256) as it is written and fsynced before publishing.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Optional
+
+from .._config import Limits
+from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
+from .._faults import checkpoint, fs
+
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# A large file starts its writeback every this many bytes (on a duplicate descriptor, in
+# the fsync pool), so the final fsync before publishing only waits for the last piece.
+_EARLY_SYNC = 32 * 1024 * 1024
+
+
+def disk_error(exc: OSError, where: str, written: int, needed: Optional[int]) -> CacheDirError:
+    """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why."""
+    if exc.errno in _DISK_FULL:
+        need = f", at least {needed} more bytes needed" if needed else ""
+        mount, free = _filesystem(where)
+        return CacheDirError(
+            f"no space left on the filesystem mounted at {mount} ({free} bytes free) for "
+            f"{where} ({os.strerror(exc.errno or 0)}) after writing {written} bytes{need}; "
+            "free space or set TFHUB_CACHE_DIR to a larger disk",
+            errno=exc.errno,
+            filesystem=mount,
+            written=written,
+            needed=needed,
+        )
+    return CacheDirError(f"cannot write in {where}: {exc}", errno=exc.errno)
+
+
+def _filesystem(path: str) -> tuple[str, str]:
+    """The mount point holding ``path`` and its free bytes (for users, best effort)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        device = os.stat(path).st_dev
+        while os.path.dirname(path) != path and os.stat(os.path.dirname(path)).st_dev == device:
+            path = os.path.dirname(path)
+        st = os.statvfs(path)
+        return path, str(st.f_bavail * st.f_frsize)
+    except OSError:
+        return path, "unknown"
+
+
+class FileWriter:
+    """One regular file being written; the size declared by the archive is enforced."""
+
+    __slots__ = ("_fd", "_hash", "_tree", "_unsynced", "path", "rel", "size", "written")
+
+    def __init__(self, tree: SafeTree, rel: str, path: str, size: int, mode: int) -> None:
+        self._tree = tree
+        self.rel = rel
+        self.path = path
+        self.size = size
+        self.written = 0
+        self._unsynced = 0
+        self._hash = hashlib.sha256()
+        try:
+            self._fd = fs.open(path, _OPEN_FLAGS, mode)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
+        except OSError as exc:
+            raise disk_error(exc, tree.root, tree.total_written, size) from exc
+
+    def write(self, data: memoryview | bytes) -> None:
+        if self.written + len(data) > self.size:
+            raise CorruptArchiveError(f"archive member {self.rel!r} is longer than declared")
+        self._hash.update(data)
+        view = memoryview(data)
+        try:
+            while view:
+                n = fs.write(self._fd, view)
+                view = view[n:]
+                self.written += n
+                self._tree.total_written += n
+            self._unsynced += len(data)
+            if self._unsynced >= _EARLY_SYNC and self._tree.fsync:
+                self._unsynced = 0
+                self._tree.sync_soon(os.dup(self._fd))
+        except OSError as exc:
+            raise disk_error(
+                exc, self._tree.root, self._tree.total_written, self.size - self.written
+            ) from exc
+
+    def close(self) -> None:
+        """Close and record the file; the fsync runs in the background until publish."""
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        try:
+            fs.close(fd)
+        except OSError as exc:  # NFS reports a full disk at close
+            raise disk_error(exc, self._tree.root, self._tree.total_written, None) from exc
+        if self.written != self.size:
+            raise CorruptArchiveError(
+                f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
+            )
+        self._tree.record_file(self)
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class SafeTree:
+    """The staging directory of one extraction and everything written into it."""
+
+    def __init__(self, root: str, limits: Limits, *, fsync: bool = True) -> None:
+        self.root = root
+        self.limits = limits
+        self.files: dict[str, tuple[int, str]] = {}  # relative path -> (size, sha256)
+        self.dirs: set[str] = {""}
+        self.members = 0
+        self.declared_bytes = 0
+        self.total_written = 0
+        self.fsync = fsync
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending: list[Future[None]] = []
+
+    # -- names -------------------------------------------------------------------------
+    def normalize(self, raw: str) -> str:
+        """The safe relative path of a member name, or raise UnsafeArchiveError."""
+        if "\x00" in raw:
+            raise UnsafeArchiveError(f"archive member name {raw!r} contains a NUL byte")
+        parts = [p for p in raw.lstrip("/").split("/") if p not in ("", ".")]
+        # A backslash is an ordinary character on POSIX, but "a\\..\\..\\x" written by a
+        # Windows tool means "..": refuse it too, should the tree ever be copied there.
+        if ".." in parts or any(".." in p.split("\\") for p in parts):
+            raise UnsafeArchiveError(
+                f"archive member {raw!r} has a '..' component and would escape the model directory"
+            )
+        if len(parts) > self.limits.max_depth:
+            raise UnsafeArchiveError(
+                f"archive member {raw[:200]!r} is {len(parts)} directories deep "
+                f"(limit {self.limits.max_depth})"
+            )
+        rel = "/".join(parts)
+        longest = max((len(os.fsencode(p)) for p in parts), default=0)
+        if longest > self.limits.max_component_length:  # else the OS says ENAMETOOLONG
+            raise UnsafeArchiveError(
+                f"archive member {raw[:200]!r} has a path component of {longest} bytes "
+                f"(limit {self.limits.max_component_length})"
+            )
+        if len(os.fsencode(rel)) > self.limits.max_name_length:
+            raise UnsafeArchiveError(
+                f"archive member name {rel[:100]!r}... is longer than "
+                f"{self.limits.max_name_length} bytes"
+            )
+        return rel
+
+    def _check_parents(self, rel: str) -> None:
+        parent = rel
+        while "/" in parent:
+            parent = parent.rsplit("/", 1)[0]
+            if parent in self.files:
+                raise UnsafeArchiveError(
+                    f"archive member {rel!r} needs {parent!r} to be a directory, but it is a file"
+                )
+            if parent in self.dirs:
+                return
+            self._mkdir(parent)
+
+    def _mkdir(self, rel: str) -> None:
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if parent not in self.dirs:
+            self._check_parents(rel)
+        try:
+            fs.mkdir(os.path.join(self.root, rel), 0o755)
+        except FileExistsError:
+            raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
+        except OSError as exc:
+            raise disk_error(exc, self.root, self.total_written, None) from exc
+        self.dirs.add(rel)
+
+    def _count(self, rel: str, size: int) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise UnsafeArchiveError(f"the archive has more than {self.limits.max_members} members")
+        self.declared_bytes += size
+        if self.declared_bytes > self.limits.max_total_bytes:
+            raise UnsafeArchiveError(
+                f"the archive declares more than {self.limits.max_total_bytes} bytes of files "
+                f"(at member {rel!r})"
+            )
+
+    # -- members -----------------------------------------------------------------------
+    def add_dir(self, raw: str) -> None:
+        rel = self.normalize(raw)
+        if rel in self.dirs:
+            return  # a directory listed twice, or after its children: harmless
+        if rel in self.files:
+            raise UnsafeArchiveError(f"archive member {rel!r} is both a file and a directory")
+        self._count(rel, 0)
+        self._check_parents(rel)
+        self._mkdir(rel)
+
+    def add_file(self, raw: str, size: int, mode: int) -> FileWriter:
+        rel = self.normalize(raw)
+        if not rel:
+            raise UnsafeArchiveError(f"archive member {raw!r} names the model directory itself")
+        if rel in self.files:
+            raise UnsafeArchiveError(f"archive member {rel!r} appears twice")
+        if rel in self.dirs:
+            raise UnsafeArchiveError(f"archive member {rel!r} is both a directory and a file")
+        if size < 0:
+            raise CorruptArchiveError(f"archive member {rel!r} has a negative size")
+        self._count(rel, size)
+        self._check_parents(rel)
+        # Reserve the name before the file exists so a later duplicate is caught even if
+        # this member's data is cut short.
+        self.files[rel] = (size, "")
+        clean_mode = 0o755 if mode & 0o100 else 0o644
+        return FileWriter(self, rel, os.path.join(self.root, rel), size, clean_mode)
+
+    def record_file(self, writer: FileWriter) -> None:
+        self.files[writer.rel] = (writer.size, writer.sha256)
+        checkpoint("mid-extraction")
+        if self.fsync:
+            self._submit(_fsync_path, writer.path)
+
+    def sync_soon(self, fd: int) -> None:
+        """Start writing back a file being extracted; ``fd`` is a duplicate we close."""
+        self._submit(_fdatasync_and_close, fd)
+
+    def _submit(self, job: Callable[[Any], None], arg: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
+        self._pending.append(self._pool.submit(job, arg))
+
+    # -- end ---------------------------------------------------------------------------
+    def finalize(self) -> None:
+        """Wait for every file's fsync, then sync the directories bottom-up.
+
+        A failed fsync is raised, never retried: after a failure the kernel may have
+        dropped the dirty pages, so a retry that succeeds would publish lost data.
+        """
+        try:
+            for future in self._pending:
+                future.result()
+            if self.fsync:
+                for rel in sorted(self.dirs, key=len, reverse=True):
+                    _fsync_path(os.path.join(self.root, rel) if rel else self.root)
+        except OSError as exc:
+            raise disk_error(exc, self.root, self.total_written, None) from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._pending.clear()
+
+
+def _fdatasync_and_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: str) -> None:
+    fd = fs.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)

@@ -1,0 +1,308 @@
+"""The cache-management commands of ``hubcache``: ls, info, verify, rm, prune, prefetch,
+export, import. Registered by ``_cli.build_parser``; printing only, the work is in ``Cache``.
+
+Data (tables, plans, JSON) goes to stdout, questions and summaries for people to stderr.
+Destructive commands print their plan, then ask; without a terminal they refuse unless
+``--yes`` is given (exit 2), because a script that never sees the question must not delete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._units import format_age, format_size, format_time, parse_duration, parse_size
+
+EXIT_DAMAGED = 5  # verify found damage: the "bad archive / checksum" code of DESIGN §1
+
+
+from ..cli.main import _UsageError as UsageError  # noqa: E402 - exit 2 in _cli.main
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("ls", help="list cache entries: handle, size, files, last used, state")
+    common(p)
+    p.add_argument("--sort", choices=("size", "used", "name"), default="used")
+    p.add_argument("--older-than", metavar="DURATION", help="only entries unused this long (30d)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("info", help="everything known about one entry (or --root)")
+    common(p)
+    p.add_argument("target", nargs="?", metavar="HANDLE_OR_KEY")
+    p.add_argument("--root", action="store_true", help="the root the rules select, and why")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="check entries against their manifests (exit 5: damage)")
+    common(p)
+    p.add_argument("targets", nargs="*", metavar="HANDLE_OR_KEY")
+    p.add_argument("--deep", action="store_true", help="rehash every file (sha256)")
+    p.add_argument("--fix", action="store_true", help="re-download damaged entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("rm", help="remove entries (asks unless --yes)")
+    common(p)
+    p.add_argument("targets", nargs="+", metavar="HANDLE_OR_KEY")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("prune", help="remove least recently used entries (a plan first)")
+    common(p)
+    p.add_argument("--older-than", metavar="DURATION", help="unused this long: 30d, 12h")
+    p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
+    p.add_argument("--keep", action="append", default=[], metavar="HANDLE_OR_KEY")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("prefetch", help="resolve every handle listed in FILE")
+    common(p)
+    p.add_argument("file", metavar="FILE", help="one handle per line, optional sha256=HEX, # notes")
+    p.add_argument("--offline", action="store_true", default=None)
+    p.set_defaults(func=cmd_prefetch)
+
+    p = sub.add_parser("export", help="write complete entries into one tar for another machine")
+    common(p)
+    p.add_argument("out", metavar="OUT.tar")
+    p.add_argument("targets", nargs="*", metavar="HANDLE_OR_KEY")
+    p.add_argument("--all", action="store_true", help="every complete entry")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="verify and publish the entries of an exported tar")
+    common(p)
+    p.add_argument("archive", metavar="IN.tar")
+    p.set_defaults(func=cmd_import)
+
+
+def _cache(args: argparse.Namespace) -> Any:
+    from .._cache import Cache
+
+    return Cache(args.cache_dir)
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(f"hubcache: {message}", file=sys.stderr, flush=True)
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=1, sort_keys=True))
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    now = time.time()
+    entries = cache.entries()
+    if args.older_than:
+        cutoff = now - parse_duration(args.older_than)
+        entries = [e for e in entries if e.last_used <= cutoff]
+    order: dict[str, Callable[[Any], Any]] = {
+        "size": lambda e: (-e.size, e.key),
+        "used": lambda e: (e.last_used, e.key),
+        "name": lambda e: (e.handle or "~", e.key),
+    }
+    entries.sort(key=order[args.sort])
+    total = sum(e.size for e in entries)
+    if args.json:
+        _dump(
+            {
+                "root": cache.root,
+                "entries": [e.to_json() for e in entries],
+                "count": len(entries),
+                "total_bytes": total,
+            }
+        )
+        return 0
+    rows = [("HANDLE", "KEY", "SIZE", "FILES", "DOWNLOADED", "LAST USED", "STATE")]
+    for e in entries:
+        rows.append(
+            (
+                _short(e.handle or "(unknown)"),
+                e.key[:12],
+                format_size(e.size),
+                str(e.files),
+                format_time(e.downloaded)[:16].replace("T", " ") if e.downloaded else "-",
+                format_age(now - e.last_used) if e.last_used else "-",
+                e.state + (f" ({e.reason})" if e.reason else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    print(f"{len(entries)} entries, {format_size(total)} in {cache.root}")
+    return 0
+
+
+def _short(text: str, width: int = 56) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    if args.root:
+        from .._config import load_config
+        from ..local.root import choose_root
+
+        config = load_config(cache_dir=args.cache_dir)
+        root = choose_root(config)
+        rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
+        why = rule.get(config.root_source, config.root_source)
+        if args.json:
+            _dump({"root": root, "chosen_by": config.root_source})
+        else:
+            print(f"{root}\tchosen by {why}")
+        return 0
+    if not args.target:
+        raise UsageError("give a HANDLE_OR_KEY, or --root")
+    details = _cache(args).details(args.target)
+    if args.json:
+        _dump(details)
+        return 0
+    for name, value in details.items():
+        shown = value
+        if isinstance(value, (dict, list)):
+            shown = json.dumps(value)
+        elif isinstance(value, float) and name in ("downloaded", "last_used"):
+            shown = format_time(value) if value else "-"
+        print(f"{name}: {str(shown).rstrip()}".replace("\n", "\n    "))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    results = cache.verify(args.targets, deep=args.deep)
+    fixed = []
+    if args.fix:
+        for r in results:
+            if not r.ok and r.state != "missing":
+                _say(args, f"re-downloading {r.handle or r.key}")
+                cache.fix(r)
+                fixed.append(r.key)
+    bad = [r for r in results if not r.ok and r.key not in fixed]
+    if args.json:
+        _dump(
+            {
+                "results": [r.to_json() for r in results],
+                "fixed": fixed,
+                "damaged": [r.key for r in bad],
+            }
+        )
+    else:
+        for r in results:
+            status = "fixed" if r.key in fixed else ("ok" if r.ok else "DAMAGED")
+            detail = "; ".join(r.problems) or r.note
+            print(
+                f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")
+            )
+        _say(args, f"{len(results)} checked, {len(bad)} damaged, {len(fixed)} fixed")
+    return EXIT_DAMAGED if bad else 0
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal, so nothing was removed: add --yes to confirm")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _print_plan(plan: Any, verb: str) -> None:
+    print(
+        f"{verb} {len(plan.remove)} entries, freeing {format_size(plan.bytes_freed)} "
+        f"({format_size(plan.total_before)} -> {format_size(plan.total_after)})"
+    )
+    now = time.time()
+    for item in plan.remove:
+        used = format_age(now - item.last_used) if item.last_used else "never"
+        print(
+            f"  - {_short(item.handle or item.key)}  {item.key[:12]}  "
+            f"{format_size(item.size)}  used {used}  ({item.reason})"
+        )
+    for item in plan.spared:
+        print(f"  = spared {_short(item.handle or item.key)}  {item.key[:12]}: {item.reason}")
+
+
+def _run_plan(args: argparse.Namespace, cache: Any, plan: Any, verb: str) -> int:
+    if args.json and (getattr(args, "dry_run", False) or not plan.remove):
+        _dump({"plan": plan.to_json(), "executed": False})
+        return 0
+    if not args.json:
+        _print_plan(plan, verb)
+    if getattr(args, "dry_run", False) or not plan.remove:
+        _say(args, "dry run: nothing removed" if plan.remove else "nothing to remove")
+        return 0
+    if not _confirm(args, f"remove {len(plan.remove)} entries?"):
+        _say(args, "nothing removed")
+        return 1
+    outcome = cache.execute(plan)
+    if args.json:
+        _dump(
+            {
+                "plan": plan.to_json(),
+                "executed": True,
+                "removed": [i.key for i in outcome.removed],
+                "spared": [i.to_json() for i in outcome.spared],
+            }
+        )
+    for item in outcome.spared:
+        _say(args, f"spared {item.handle or item.key}: {item.reason}")
+    _say(args, f"removed {len(outcome.removed)} entries, freed {format_size(outcome.bytes_freed)}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from .._errors import EntryInUseError
+
+    cache = _cache(args)
+    plan = cache.plan_remove(args.targets)
+    code = _run_plan(args, cache, plan, "remove")
+    if plan.spared:  # a live process holds one of the named entries: say so in the exit code
+        raise EntryInUseError("; ".join(f"{i.handle or i.key}: {i.reason}" for i in plan.spared))
+    return code
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if not args.older_than and not args.max_size:
+        raise UsageError("say what to prune: --older-than DURATION and/or --max-size SIZE")
+    cache = _cache(args)
+    plan = cache.plan_prune(
+        older_than=parse_duration(args.older_than) if args.older_than else None,
+        max_size=parse_size(args.max_size) if args.max_size else None,
+        keep=args.keep,
+    )
+    return _run_plan(args, cache, plan, "prune: remove")
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from ..cli.prefetch import prefetch_file
+
+    return prefetch_file(
+        args.file, cache_dir=args.cache_dir, offline=args.offline, quiet=args.quiet
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if bool(args.targets) == bool(args.all):
+        raise UsageError("name the entries to export, or --all (not both)")
+    handles = _cache(args).export(args.out, args.targets)
+    for handle in handles:
+        print(handle)
+    _say(args, f"exported {len(handles)} entries to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    results = _cache(args).import_archive(args.archive)
+    for r in results:
+        print(f"{r.status:15} {r.handle or r.key}" + (f"  ({r.reason})" if r.reason else ""))
+    rejected = [r for r in results if r.status == "rejected"]
+    _say(args, f"{len(results) - len(rejected)} entries available, {len(rejected)} rejected")
+    return EXIT_DAMAGED if rejected else 0

@@ -1,0 +1,53 @@
+"""``hubcache demo``: the whole flow on a machine with no internet.
+
+Serves the sample SavedModel shipped in the package on 127.0.0.1, then resolves it twice
+through a cache: cold (download, inflate, extract, publish) and warm (a stat walk).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Optional, TextIO
+
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_data", "sample_model")
+
+
+def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
+    from .. import resolve
+    from ..cli.serve import ModelHost
+
+    served = tempfile.mkdtemp(prefix="hubcache-demo-models-")
+    cache = cache_dir or tempfile.mkdtemp(prefix="hubcache-demo-cache-")
+    try:
+        shutil.copytree(SAMPLE, os.path.join(served, "demo", "sample", "1"))
+        with ModelHost(served) as host:
+            handle = host.url + "demo/sample/1"
+            print(f"serving the sample model at {handle}", file=out)
+            print(f"cache root: {cache}", file=out)
+            start = time.perf_counter()
+            path = resolve(handle, cache_dir=cache, progress=False)
+            cold = time.perf_counter() - start
+            print(f"cold resolve: {cold * 1000:.1f} ms -> {path}", file=out)
+            calls = 2000
+            start = time.perf_counter()
+            for _ in range(calls):
+                resolve(handle, cache_dir=cache)
+            warm = (time.perf_counter() - start) / calls
+            print(f"warm resolve: {warm * 1e6:.1f} µs per call ({calls} calls)", file=out)
+            print(f"server requests: {host.requests} (one download, then hits)", file=out)
+        print("cache contents:", file=out)
+        for name in sorted(os.listdir(cache)):
+            print(f"  {name}{'/' if os.path.isdir(os.path.join(cache, name)) else ''}", file=out)
+        for dirpath, _dirs, files in sorted(os.walk(path)):
+            for name in sorted(files):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, path)
+                print(f"    {rel} ({os.path.getsize(full)} bytes)", file=out)
+    finally:
+        shutil.rmtree(served, ignore_errors=True)
+        if cache_dir is None:
+            shutil.rmtree(cache, ignore_errors=True)
+    return 0

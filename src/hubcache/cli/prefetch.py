@@ -1,0 +1,83 @@
+"""``hubcache prefetch FILE``: fill a cache from a list, for CI images and air-gapped moves.
+
+FILE holds one handle per line, optionally followed by ``sha256=<64 hex>`` (the archive's
+pin); blank lines and ``#`` comments are ignored. Each handle is resolved in turn with its
+own progress bar off and one overall line instead ("[3/10] handle"), so a long list reads
+as one job. A failure does not stop the rest; the summary lists every failure and the exit
+code is the first failure's (DESIGN §1 codes), so a script can tell "offline" from "404".
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Optional
+
+from .._errors import ConfigurationError, HubcacheError
+
+_PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
+
+
+def parse_list(text: str, name: str = "FILE") -> list[tuple[str, Optional[str]]]:
+    """``[(handle, sha256 or None), ...]`` in file order; bad lines name their number."""
+    items: list[tuple[str, Optional[str]]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split("#", 1)[0].split() if not line.lstrip().startswith("#") else []
+        if not words:
+            continue
+        pin = None
+        for word in words[1:]:
+            match = _PIN.match(word)
+            if match is None:
+                raise ConfigurationError(
+                    f"{name}:{number}: {word!r} is neither sha256=<64 hex> nor a comment"
+                )
+            pin = match.group(1).lower()
+        items.append((words[0], pin))
+    return items
+
+
+def prefetch_file(
+    path: str, *, cache_dir: Optional[str], offline: Optional[bool], quiet: bool
+) -> int:
+    from .._cache import Cache
+    from .._resolve import resolve
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            items = parse_list(f.read(), path)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    cache = Cache(cache_dir)
+    tty = sys.stderr.isatty()
+    done, cached, failed = 0, 0, []
+    for index, (handle, pin) in enumerate(items, 1):
+        if not quiet:
+            end = "\r" if tty else "\n"
+            print(
+                f"\x1b[2K[{index}/{len(items)}] {handle}"
+                if tty
+                else f"hubcache: [{index}/{len(items)}] {handle}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+        was_cached = cache.is_complete(handle)
+        try:
+            resolve(handle, cache_dir=cache_dir, offline=offline, sha256=pin, progress=False)
+        except HubcacheError as exc:
+            failed.append((handle, exc))
+            continue
+        cached += was_cached
+        done += not was_cached
+    if not quiet:
+        if tty:
+            print("\x1b[2K", end="", file=sys.stderr)
+        print(
+            f"hubcache: prefetched {len(items)} handles: {done} downloaded, {cached} already "
+            f"cached, {len(failed)} failed",
+            file=sys.stderr,
+        )
+    for handle, error in failed:
+        print(f"hubcache: failed: {handle}: {error}", file=sys.stderr)
+    return failed[0][1].exit_code if failed else 0

@@ -1,0 +1,158 @@
+"""Fetch: turn a location into a stream of byte chunks, from a local file or fsspec.
+
+Every source has the same shape: :meth:`Source.open` makes the request (raising our errors
+for a missing archive), then :meth:`Source.chunks` yields the body. HTTP(S) lives in
+``_http_source``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
+tells the pipeline to start over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from .._errors import DownloadError, MissingDependencyError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+class RestartDownloadError(Exception):
+    """The stream broke and cannot be resumed in place: start the download over."""
+
+
+def redact(url: str) -> str:
+    """A URL safe to show: no user info, query values replaced (signed URLs carry keys)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(
+        f"{k}=..." if k != "tf-hub-format" else f"{k}={v}"
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class Source:
+    """Where the archive bytes come from. Subclasses fill the metadata in :meth:`open`."""
+
+    display: str = ""
+    total: Optional[int] = None  # bytes, when the server or filesystem says
+    content_type: str = ""
+    etag: str = ""
+    last_modified: str = ""
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def local_file(self) -> Optional[str]:
+        """A seekable local path holding the whole archive, if there is one (zip needs it)."""
+        return None
+
+
+class LocalFileSource(Source):
+    def __init__(self, path: str, handle: str) -> None:
+        self.path = path
+        self.handle = handle
+        self.display = path
+        self._file: Any = None
+
+    def open(self) -> None:
+        try:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"archive {self.path!r} does not exist", handle=self.handle
+            ) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
+        self.total = os.fstat(self._file.fileno()).st_size
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            data = self._file.read(CHUNK)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def local_file(self) -> Optional[str]:
+        return self.path
+
+
+class FsspecSource(Source):
+    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
+
+    def __init__(self, url: str, handle: str) -> None:
+        self.url = url
+        self.handle = handle
+        self.display = redact(url)
+        self._file: Any = None
+
+    def open(self) -> None:
+        fs, path = filesystem(self.url, self.handle)
+        try:
+            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
+            self.total = int(fs.size(path))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            try:
+                data = self._file.read(CHUNK)
+            except OSError as exc:
+                raise DownloadError(
+                    f"reading {self.display} failed: {exc}", handle=self.handle
+                ) from exc
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url``, with an install hint when missing.
+    ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingDependencyError(
+            f"{url.split('://', maxsplit=1)[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            handle=handle,
+        ) from None
+    scheme = url.split("://", 1)[0]
+    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:
+        hint = f"pip install 'hubcache[{extra}]'" if extra else str(exc)
+        raise MissingDependencyError(f"{scheme}:// needs an extra: {hint}", handle=handle) from None
+    return fs, path
+
+
+# -- HTTP --------------------------------------------------------------------------------

@@ -1,0 +1,312 @@
+"""The download lock: :class:`LockBase` owns the waiting; a backend says where a lock lives.
+
+The lock only avoids duplicate downloads; correctness never depends on it (each attempt
+stages in its own folder and publishes with one rename, see ``_publish``). That is why a
+lock can be broken without fear once its holder is judged gone. Its contents name the
+holder, ``<host>.<pid>.<uid>`` in tensorflow_hub's format (see ``_holder``).
+
+:class:`LockBase` holds the rules every backend shares: the wait loop, the timeout, the
+"waiting for ..." reports, the heartbeat and release-if-ours. A backend implements only
+primitives: create if absent, read, break if unchanged, touch, delete, and how long the
+holder has shown no progress. :class:`DownloadLock` here is the local ``<key>.lock`` file;
+``StorageLock`` in ``_storage_lock`` is the same lock on a storage root. A holder is gone:
+
+* when it is on this host and its PID is dead, or alive but started at another time (reused):
+  the lock is broken at once;
+* when for ``lease`` seconds nothing moved. For the local file: the lock was not refreshed (we
+  touch ours every few seconds while downloading) and its staging folder did not grow
+  (tensorflow_hub's rule).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Optional
+
+from .. import _faults
+from .._errors import CacheDirError, LockTimeoutError
+from ..local.holder import Holder, new_uid, parse_holder
+
+__all__ = ["DownloadLock", "Holder", "LockBase", "break_lock", "new_uid", "parse_holder"]
+__all__ += ["read_text", "tree_size"]
+
+log = logging.getLogger(__name__)
+
+_REPORT_EVERY = 5.0  # seconds between "waiting for ..." log lines
+
+
+def read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+class LockBase(abc.ABC):
+    """A ``<host>.<pid>.<uid>`` lock: acquired atomically, refreshed while held, released if
+    still ours. Subclasses say where it lives; this class decides when to wait or break."""
+
+    _log = log  # each backend logs under its own module's name
+    _beat_every = 5.0  # seconds between touches of our own lock
+    _first_delay = 0.02  # seconds; polling backs off from here to 1s
+    # Words for messages: "<breaking> the lock ...: <stale> for 12s", "waiting for X to <task> Y".
+    _breaking = "breaking"
+    _stale = "no progress"
+    _task = "download"
+
+    def __init__(
+        self,
+        where: str,
+        *,
+        handle: str,
+        lease: float,
+        timeout: Optional[float],
+        on_wait: Optional[Callable[[str], None]],
+    ) -> None:
+        self.where = where  # the lock's path or URL, for messages
+        self.uid = new_uid()
+        self.contents = f"{socket.gethostname()}.{os.getpid()}.{self.uid}"
+        self._handle = handle
+        self._lease = lease
+        self._timeout = timeout
+        self._on_wait = on_wait
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.waited = 0.0
+
+    # -- the primitives a backend implements --------------------------------------------
+    @abc.abstractmethod
+    def _create(self) -> bool:
+        """Write :attr:`contents` only if no lock exists; False when one does."""
+
+    @abc.abstractmethod
+    def _read(self) -> Optional[str]:
+        """The lock's contents, None when there is none."""
+
+    @abc.abstractmethod
+    def _break(self, judged: str) -> None:
+        """Remove the lock if it still holds ``judged`` (never a fresh one taken meanwhile)."""
+
+    @abc.abstractmethod
+    def _touch(self) -> None:
+        """Show that we are alive (the heartbeat, only while the lock is ours)."""
+
+    @abc.abstractmethod
+    def _delete(self) -> None:
+        """Remove our own lock (release)."""
+
+    @abc.abstractmethod
+    def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
+        """Seconds since the holder (who wrote ``contents``) last showed progress."""
+
+    @abc.abstractmethod
+    def _describe(self, holder: Optional[Holder], contents: str) -> str:
+        """Who we are waiting for, and how far they got, for the log and ``on_wait``."""
+
+    def _release_failed(self, exc: Exception) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            self._log.warning("could not remove the lock %s: %s", self.where, exc)
+
+    # -- acquire -------------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        if not self._create():
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._beat, name="hubcache-lock-heartbeat", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def wait_for_turn(self, done: Callable[[], bool]) -> bool:
+        """Block until we hold the lock (True) or ``done()`` says the work is done (False)."""
+        start = time.monotonic()
+        delay = self._first_delay
+        last_report = 0.0
+        while True:
+            if self.try_acquire():
+                self.waited = time.monotonic() - start
+                return True
+            if done():
+                self.waited = time.monotonic() - start
+                return False
+            contents = self._read()
+            if contents is None:
+                continue  # released between our two calls: try again at once
+            holder = parse_holder(contents)
+            why = self._why_gone(holder, contents)
+            if why is not None:
+                lock = f"{self._handle} held by {contents.strip()} ({self.where})"
+                self._log.warning("%s the lock of %s: %s", self._breaking, lock, why)
+                self._break(contents)
+                continue
+            now = time.monotonic()
+            if self._timeout is not None and now - start > self._timeout:
+                raise LockTimeoutError(
+                    f"gave up after {now - start:.0f}s waiting for {contents.strip()} to "
+                    f"{self._task} {self._handle} (HUBCACHE_LOCK_TIMEOUT={self._timeout:g}); "
+                    f"if that process is gone, delete {self.where}",
+                    handle=self._handle,
+                )
+            if now - last_report >= _REPORT_EVERY:
+                last_report = now
+                message = self._describe(holder, contents)
+                self._log.info("waiting for %s to %s %s", message, self._task, self._handle)
+                if self._on_wait is not None:
+                    self._on_wait(message)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def _why_gone(self, holder: Optional[Holder], contents: str) -> Optional[str]:
+        """Why the holder is judged gone, or None while it may still finish."""
+        if holder is not None and holder.is_dead_here():
+            return f"its holder (pid {holder.pid} on this host) is dead"
+        idle = self._idle_for(holder, contents)
+        return f"{self._stale} for {idle:.0f}s" if idle > self._lease else None
+
+    # -- hold ----------------------------------------------------------------------------
+    def _beat(self) -> None:
+        while not self._stop.wait(self._beat_every):
+            with contextlib.suppress(Exception):  # a blip (network, disk) must not end it
+                if self._read() != self.contents:
+                    return  # taken over: stop refreshing a lock that is not ours
+                self._touch()
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
+        lock left behind names a dead holder or stops being refreshed, so it is broken."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            if self._read() == self.contents:
+                self._delete()
+        except Exception as exc:
+            self._release_failed(exc)
+
+
+class DownloadLock(LockBase):
+    """The local ``<key>.lock`` file, next to the ``<key>.<uid>.tmp`` staging folders."""
+
+    def __init__(
+        self,
+        path: str,
+        staging_of: Callable[[str], str],
+        *,
+        handle: str,
+        lease: float,
+        timeout: Optional[float],
+        on_wait: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        super().__init__(path, handle=handle, lease=lease, timeout=timeout, on_wait=on_wait)
+        self.path = path
+        self._staging_of = staging_of
+        # Progress seen so far: whose lock, its (mtime, staging size), and when that moved.
+        self._seen: Optional[str] = None
+        self._mark = (0.0, -1)
+        self._moved_at = 0.0
+
+    def _create(self) -> bool:
+        if _faults.NO_LOCK:  # tests: a filesystem whose locks silently do nothing
+            return True
+        fs = _faults.fs
+        try:
+            fd = fs.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._unusable(exc) from exc
+        try:
+            try:
+                fs.write(fd, self.contents.encode())
+            finally:
+                fs.close(fd)
+        except OSError as exc:
+            # An empty lock names no holder, so nobody could judge it dead: never leave one.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise self._unusable(exc) from exc
+        return True
+
+    def _unusable(self, exc: OSError) -> CacheDirError:
+        return CacheDirError(
+            f"cannot create the lock file {self.path}: {exc.strerror}; check that the "
+            "cache directory is writable and not full",
+            handle=self._handle,
+            errno=exc.errno,
+        )
+
+    def _read(self) -> Optional[str]:
+        return read_text(self.path)
+
+    def _break(self, judged: str) -> None:
+        break_lock(self.path, judged, self.uid)
+        holder = parse_holder(judged)
+        if holder is not None and holder.is_dead_here():
+            # Its staging folder can never be published now: remove it at once.
+            shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
+
+    def _touch(self) -> None:
+        os.utime(self.path)
+
+    def _delete(self) -> None:
+        _faults.fs.unlink(self.path)
+
+    def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError:
+            mtime = 0.0
+        mark = (mtime, tree_size(self._staging_of(holder.uid)) if holder is not None else -1)
+        now = time.monotonic()
+        if contents != self._seen or mark != self._mark:  # a new holder, or it moved
+            self._seen, self._mark, self._moved_at = contents, mark, now
+        return now - self._moved_at
+
+    def _describe(self, holder: Optional[Holder], contents: str) -> str:
+        if holder is None:
+            return f"the holder of an unreadable lock ({contents.strip()[:80]!r})"
+        size = self._mark[1]
+        done = f", {size / 1e6:.1f} MB extracted so far" if size >= 0 else ""
+        return f"pid {holder.pid} on {holder.host}{done}"
+
+
+def break_lock(path: str, judged: str, uid: str) -> bool:
+    """Remove a lock judged stale, without removing a fresh one taken meanwhile.
+
+    True when the lock we judged is gone. ``uid`` names the aside file, so two
+    processes breaking the same lock never move each other's copies.
+    """
+    aside = f"{path}.{uid}.broken"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    ours = read_text(aside) == judged
+    if not ours:
+        # Someone replaced the stale lock between our read and rename: put theirs back
+        # (link never overwrites, so a third process's newer lock is kept instead).
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        os.unlink(aside)
+    return ours

@@ -1,0 +1,79 @@
+"""Publish: make a finished staging folder the entry, in one atomic rename.
+
+Order (each step safe to crash after):
+
+1. the descriptor ``<key>.descriptor.txt`` (tensorflow_hub writes it before its rename too;
+   it has no meaning for completeness, so overwriting it is harmless);
+2. ``rename(<key>.<uid>.tmp, <key>)``: the tree appears whole or not at all. If ``<key>``
+   already exists another process won (possible when locks do not work, e.g. on some
+   network filesystems): we lose cleanly and use the winner's tree;
+3. ``<key>.manifest.json``, written atomically, only by the winner: hubcache's proof of
+   completeness. A crash between 2 and 3 leaves a whole tree without a manifest, which the
+   next resolve adopts as a legacy entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+from typing import Any
+
+from .._faults import checkpoint, fs
+from ..local.entry import Entry, build_manifest, scan_tree
+from ..local.root import fsync_dir, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def descriptor_text(handle: str) -> str:
+    """tensorflow_hub's descriptor, byte for byte in its format."""
+    return (
+        f"Module: {handle}\n"
+        f"Download Time: {datetime.datetime.today()}\n"
+        f"Downloader Hostname: {socket.gethostname()} (PID:{os.getpid()})"
+    )
+
+
+def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool) -> bool:
+    """Move ``staging`` into place; True if ours is the published tree."""
+    write_atomic(entry.descriptor_path, descriptor_text(manifest["handle"]), fsync=fsync)
+    checkpoint("before-rename")
+    try:
+        fs.rename(staging, entry.path)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+            return False
+        raise
+    checkpoint("after-rename")
+    entry.forget()
+    try:
+        if fsync:
+            fsync_dir(entry.root)
+        write_atomic(entry.manifest_path, json.dumps(manifest, indent=1), fsync=fsync)
+        if fsync:
+            fsync_dir(entry.root)
+    except OSError as exc:
+        # The tree is already whole and synced; without its manifest the next resolve
+        # adopts it as a legacy entry, so failing this call would only hide a good model.
+        log.warning("could not record the manifest of %s: %s", entry.path, exc)
+    checkpoint("after-manifest")
+    return True
+
+
+def adopt(entry: Entry, handle: str) -> None:
+    """Write a manifest for a legacy tree so later hits take the fast path. Best effort:
+    a read-only cache keeps working without it."""
+    files, dirs = scan_tree(entry.path)
+    manifest = build_manifest(handle=handle, key=entry.key, files=files, dirs=dirs, adopted=True)
+    with contextlib.suppress(OSError):
+        write_atomic(entry.manifest_path, json.dumps(manifest, indent=1))
+
+
+def discard(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""The cache root on disk: created on first write, checked for safety, tagged.
+
+The default root ``<tmp>/tfhub_modules`` is shared by every user of the machine, so another
+user could plant a symlink or a pre-filled folder there (DESIGN §5, "Default root
+safety"). We use it only when it is a real directory owned by us and not writable by
+others; otherwise one warning names the reason and ``<tmp>/tfhub_modules-<uid>`` is used.
+A root the user named explicitly is trusted as given (it may be a shared group folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+from typing import Optional
+
+from .._config import Config
+from .._errors import CacheDirError
+from .._faults import fs
+
+log = logging.getLogger(__name__)
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by hubcache (tensorflow_hub-compatible).\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+_WARNED: set[tuple[str, str]] = set()
+
+
+def is_remote(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+def local_root(root: str) -> str:
+    return root[len("file://") :] if root.startswith("file://") else root
+
+
+def unsafe_reason(path: str) -> Optional[str]:
+    """Why a shared-temp folder may not be used, or None (also None when it is absent)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"it belongs to another user (uid {st.st_uid})"
+    if st.st_mode & stat.S_IWOTH:
+        return "it is writable by other users"
+    if st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid():
+        return "it is writable by another group"
+    return None
+
+
+def choose_root(config: Config) -> str:
+    """The root this call reads from, with the default-root check applied. No writes."""
+    root = local_root(config.root)
+    if not config.root_is_default:
+        return root
+    reason = unsafe_reason(root)
+    if reason is None:
+        return root
+    fallback = f"{root}-{os.geteuid()}"
+    if (root, reason) not in _WARNED:
+        _WARNED.add((root, reason))
+        log.warning(
+            "not using the shared cache folder %s because %s; using %s instead. Set "
+            "TFHUB_CACHE_DIR to a folder of your own to silence this",
+            root,
+            reason,
+            fallback,
+        )
+    second = unsafe_reason(fallback)
+    if second is not None:
+        raise CacheDirError(
+            f"neither {root} nor {fallback} can be used safely ({reason}; {second}); set "
+            "TFHUB_CACHE_DIR to a folder of your own"
+        )
+    return fallback
+
+
+def ensure_root(root: str, *, private: bool) -> None:
+    """Create the root (0700 when it is the shared-temp default) and its CACHEDIR.TAG."""
+    try:
+        if private:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(root, 0o700)
+            reason = unsafe_reason(root)
+            if reason is not None:  # lost a race with another user creating it
+                raise CacheDirError(f"cannot use {root}: {reason}")
+        else:
+            os.makedirs(root, exist_ok=True)
+    except PermissionError as exc:
+        raise CacheDirError(
+            f"cannot create the cache folder {root}: permission denied; set "
+            "TFHUB_CACHE_DIR to a writable folder",
+            errno=exc.errno,
+        ) from exc
+    except OSError as exc:
+        if isinstance(exc, CacheDirError):
+            raise
+        raise CacheDirError(f"cannot create the cache folder {root}: {exc}") from exc
+    if not os.access(root, os.W_OK | os.X_OK):
+        # A read-only cache (a mounted volume, a container image) still serves complete
+        # entries through the fast path; a miss must fail now, not after waiting on a lock
+        # file it can never create.
+        raise CacheDirError(
+            f"the cache folder {root} is read-only for this process: cached models are "
+            "served from it, but this one is missing and cannot be downloaded there; fill "
+            "the cache where it is writable, or set TFHUB_CACHE_DIR to a writable folder",
+            errno=errno.EROFS if _read_only_fs(root) else errno.EACCES,
+        )
+    tag = os.path.join(root, "CACHEDIR.TAG")
+    if not os.path.exists(tag):
+        with contextlib.suppress(OSError):  # a read-only root still serves complete entries
+            write_atomic(tag, CACHEDIR_TAG, fsync=False)
+
+
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:
+    """Write a small file so readers see the old or the new contents, never a mix."""
+    tmp = f"{path}.{suffix or os.getpid()}.part"
+    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fs.write(fd, text.encode("utf-8"))
+            if fsync:
+                fs.fsync(fd)
+        finally:
+            fs.close(fd)
+        fs.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def fsync_dir(path: str) -> None:
+    fd = fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fs.fsync(fd)
+    finally:
+        fs.close(fd)

@@ -1,0 +1,252 @@
+"""The ``Cache`` backend of a local root: the directory layout of DESIGN §4 (``_entry``).
+
+An entry is the group of names that start with one 40-hex key. Its handle comes from the
+manifest, else from tensorflow_hub's descriptor; its last use is the manifest's atime
+(``_entry.record_use``), its download time the manifest's mtime (kept by that record).
+Reads use O_NOATIME (``read_quietly``), so looking at a cache never makes it look used.
+
+Removal takes the entry's ``DownloadLock`` (a live holder spares the entry; a holder
+that died on this host is broken), re-checks the atime against the plan, then moves the
+manifest and tree aside (``Entry.move_aside``) and deletes the descriptor and debris.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from .._cache import KEY, EntryInfo
+from .._errors import EntryInUseError
+from ..local.entry import Entry, read_quietly
+from ..local.gc import Item
+from ..local.gc import Plan as GcPlan
+from ..local.gc import execute as gc_execute
+from ..local.gc import plan as gc_plan
+from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
+from ..manage.prune import PlanItem
+
+
+class LocalRoot:
+    def __init__(self, root: str) -> None:
+        self.location = root
+
+    def keys(self) -> list[str]:
+        try:
+            names = os.listdir(self.location)
+        except FileNotFoundError:
+            return []
+        return sorted({name[:40] for name in names if KEY.match(name)})
+
+    def entries(self) -> list[EntryInfo]:
+        return [self._info(key) for key in self.keys()]
+
+    def entry(self, key: str) -> Optional[EntryInfo]:
+        return self._info(key) if key in self.keys() else None
+
+    def is_complete(self, key: str) -> bool:
+        return Entry(self.location, key).is_complete()
+
+    def details(self, info: EntryInfo) -> dict[str, Any]:
+        entry = Entry(self.location, info.key)
+        manifest = entry.read_manifest() or {}
+        return {
+            **info.to_json(),
+            "manifest_path": entry.manifest_path if manifest else "",
+            "descriptor_path": entry.descriptor_path,
+            "descriptor": read_text(entry.descriptor_path) or "",
+            **manifest_facts(manifest),
+            "debris": self._debris(info.key),
+        }
+
+    def _info(self, key: str) -> EntryInfo:
+        entry = Entry(self.location, key)
+        locked_by = _live_holder(entry)
+        state = entry.state()
+        name, reason = state.name, state.reason
+        manifest = entry.read_manifest()
+        handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
+        if name == "missing" or (locked_by and name != "complete"):
+            name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
+        try:
+            st = os.stat(entry.manifest_path)
+            downloaded, last_used = st.st_mtime, st.st_atime
+        except OSError:  # legacy or damaged: the descriptor (or the tree) is all we have
+            downloaded = _mtime(entry.descriptor_path) or _mtime(entry.path)
+            last_used = downloaded
+        if name == "complete" and manifest is not None:
+            sizes = [size for size, _digest in manifest["files"].values()]
+            size, files = sum(sizes), len(sizes)
+        else:
+            size, files = _tree_size(entry.path)
+        return EntryInfo(
+            key=key,
+            handle=handle,
+            size=size,
+            last_used=last_used,
+            state=name,
+            locked_by=locked_by,
+            path=entry.path,
+            files=files,
+            downloaded=downloaded,
+            reason=reason,
+        )
+
+    def _debris(self, key: str) -> list[str]:
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(
+                os.path.join(self.location, n)
+                for n in os.listdir(self.location)
+                if n.startswith(key + ".") and n.endswith((".tmp", ".trash"))
+            )
+        return []
+
+    def rehash(self, key: str) -> tuple[list[str], str]:
+        entry = Entry(self.location, key)
+        manifest = entry.read_manifest() or {"files": {}}
+
+        def digest(rel: str) -> str:
+            sha = hashlib.sha256()
+            with open(os.path.join(entry.path, rel), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    sha.update(chunk)
+            return sha.hexdigest()
+
+        return rehash_files(manifest, digest)
+
+    def remove(self, item: PlanItem) -> None:
+        entry = Entry(self.location, item.key)
+        lock = DownloadLock(
+            entry.lock_path, entry.staging, handle=item.handle or item.key, lease=0, timeout=0
+        )
+        for _ in range(3):
+            if lock.try_acquire():
+                break
+            contents = read_text(entry.lock_path)
+            holder = parse_holder(contents) if contents else None
+            if contents is not None and (holder is None or not holder.is_dead_here()):
+                raise in_use(item, contents)
+            if contents is not None:
+                break_lock(entry.lock_path, contents, lock.uid)  # holder died here
+        else:
+            raise EntryInUseError(f"cannot take the lock of {item.key}", handle=item.handle)
+        try:
+            with contextlib.suppress(OSError):
+                if os.stat(entry.manifest_path).st_atime > item.last_used + 1:
+                    raise used_since(item)
+            entry.move_aside(new_uid())  # manifest first, then the tree
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.descriptor_path)
+            for debris in self._debris(item.key):
+                if lock.uid not in debris:
+                    shutil.rmtree(debris, ignore_errors=True)
+        finally:
+            lock.release()
+
+    def export(self, keys: Sequence[str], out: str) -> list[str]:
+        from ..manage.transfer import export_entries
+
+        return export_entries(self.location, keys, out)
+
+    def import_archive(self, archive: str) -> list[Any]:
+        from ..manage.transfer import import_archive
+
+        return import_archive(self.location, archive)
+
+    def plan_gc(self, grace: float) -> GcPlan:
+        return gc_plan(self.location, grace=grace)
+
+    def execute_gc(self, plan: GcPlan) -> list[Item]:
+        return gc_execute(plan)
+
+
+# -- shared with the store backend (_cache_store) -------------------------------------------
+def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's fields that ``hubcache info`` shows."""
+    return {
+        "source": manifest.get("source", ""),
+        "etag": manifest.get("etag", ""),
+        "archive": manifest.get("archive", {}),
+        "created": manifest.get("created", ""),
+        "tool": manifest.get("tool", ""),
+        "adopted": manifest.get("adopted", False),
+    }
+
+
+def rehash_files(manifest: dict[str, Any], digest: Any) -> tuple[list[str], str]:
+    """``verify --deep``: compare ``digest(rel)`` with every recorded sha256."""
+    problems, unhashed = [], 0
+    for rel, (_size, recorded) in manifest["files"].items():
+        if not recorded:
+            unhashed += 1
+            continue
+        try:
+            actual = digest(rel)
+        except OSError as exc:
+            problems.append(f"file {rel}: {exc.strerror or exc}")
+            continue
+        if actual != recorded:
+            problems.append(f"file {rel}: sha256 differs from the manifest")
+    note = (
+        f"{unhashed} files have no recorded sha256 (adopted entry): sizes checked only"
+        if unhashed
+        else ""
+    )
+    return problems, note
+
+
+def in_use(item: PlanItem, contents: str) -> EntryInUseError:
+    return EntryInUseError(
+        f"{item.handle or item.key} is in use: its lock is held by "
+        f"{contents.strip()}; try again when that process is done",
+        handle=item.handle or None,
+    )
+
+
+def used_since(item: PlanItem) -> EntryInUseError:
+    return EntryInUseError(
+        f"{item.handle or item.key} was used since the plan was made",
+        handle=item.handle or None,
+    )
+
+
+def descriptor_handle(text: bytes) -> str:
+    """The handle on the first line of tensorflow_hub's descriptor, or ""."""
+    first = text.decode("utf-8", "replace").split("\n", 1)[0]
+    return first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+
+
+def _live_holder(entry: Entry) -> str:
+    contents = read_text(entry.lock_path)
+    if contents is None:
+        return ""
+    holder = parse_holder(contents)
+    if holder is not None and holder.is_dead_here():
+        return ""
+    return contents.strip() or "an unreadable lock"
+
+
+def _descriptor_handle(entry: Entry) -> str:
+    with contextlib.suppress(OSError):
+        return descriptor_handle(read_quietly(entry.descriptor_path))
+    return ""
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _tree_size(path: str) -> tuple[int, int]:
+    size = count = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(dirpath, name)).st_size
+                count += 1
+    return size, count

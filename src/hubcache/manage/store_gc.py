@@ -1,0 +1,100 @@
+"""``hubcache gc`` on a root behind the storage seam: the debris of uploads that stopped.
+
+A store has no staging folders or trash (entries are uploaded in place, manifest last), so
+its debris is different from a local root's (``_gc``); the plan and items are the same::
+
+    <key>/... without <key>.manifest.json   an upload that never finished ("staging"): when
+                                            no live lock covers it
+    <key>.lock                              holder dead on this host, or not refreshed for
+                                            the grace period on the store's clock
+    <key>.descriptor.txt, <key>.used        left over ("partial") when neither tree,
+      without manifest or tree              manifest nor live lock remains
+    .hubcache-clock/<uid>                   a clock probe left by a killed process, after
+                                            the grace period
+
+Executing re-checks each item: a tree is kept when its manifest appeared or its lock
+changed hands since the plan was made; a lock is deleted only if it still holds what was
+judged. Reading and deleting are two requests, so a new upload starting in between can,
+rarely, lose files: it then publishes no manifest (its files are checked against the
+listing first) or a reader finds the entry damaged and downloads it again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from ..local.gc import Item, Plan
+from ..local.lock import parse_holder
+from ..store.storage import Storage
+
+if TYPE_CHECKING:
+    from ..manage.store import StoreRoot
+
+CLOCK = ".hubcache-clock/"
+
+
+def plan(root: StoreRoot, grace: float) -> Plan:
+    store = root.store
+    items: list[Item] = []
+    for key, (tree, small) in sorted(root.scan().items()):
+        if ".manifest.json" in small:
+            continue
+        judged, why = _lock(root, key, grace) if ".lock" in small else ("", "no lock")
+        if why is None:
+            continue  # a live upload
+        if tree:
+            reason = f"an upload that never finished (no manifest; {why})"
+            items.append(Item(store.join(key), "staging", reason, sum(tree.values()), judged))
+        else:
+            for suffix in (".descriptor.txt", ".used"):
+                if suffix in small:
+                    items.append(Item(store.join(key + suffix), "partial", "left over", 0))
+        if judged:
+            items.append(Item(store.join(f"{key}.lock"), "lock", why, 0, judged))
+    now = root.store_now()
+    for name in sorted(store.listing(CLOCK[:-1])):
+        touched = store.modified(CLOCK + name)
+        if now is not None and touched is not None and now - touched > grace:
+            items.append(Item(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
+    return Plan(store.url, tuple(items))
+
+
+def _lock(root: StoreRoot, key: str, grace: float) -> tuple[str, Optional[str]]:
+    """(the lock's contents, why it is stale) or (contents, None) while it is live."""
+    raw = root.store.read(f"{key}.lock")
+    if raw is None:
+        return "", "no lock"
+    contents = raw.decode("utf-8", "replace")
+    holder = parse_holder(contents)
+    if holder is not None and holder.is_dead_here():
+        return contents, f"holder pid {holder.pid} is dead"
+    touched = root.store.modified(f"{key}.lock")
+    now = root.store_now()
+    if touched is not None and now is not None and now - touched > grace:
+        return contents, f"no progress for {now - touched:.0f}s"
+    return contents, None
+
+
+def execute(store: Storage, plan: Plan) -> list[Item]:
+    """Remove what the plan lists, re-checking each item; return what went."""
+    done = []
+    for item in plan.items:
+        name = item.path[len(store.url) + 1 :]
+        try:
+            if item.kind == "staging":
+                lock = store.read(f"{name}.lock")
+                if store.read_manifest(name) is not None or (
+                    lock is not None and lock.decode("utf-8", "replace") != item.judged
+                ):
+                    continue
+                store.remove_tree(name)
+            elif item.kind == "lock":
+                if store.read(name) != item.judged.encode():
+                    continue
+                store.remove(name)
+            else:
+                store.remove(name)
+        except OSError:
+            continue  # reported as not removed; the next gc tries again
+        done.append(item)
+    return done

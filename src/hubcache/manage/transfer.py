@@ -1,0 +1,225 @@
+"""Air-gapped transfer: complete entries into one tar (``export``) and back (``import``).
+
+The archive holds, per entry, exactly the layout of DESIGN §4 (``<key>/...``,
+``<key>.descriptor.txt``, ``<key>.manifest.json``), plain ustar/pax, uncompressed (models are
+already dense), regular files and directories only. It is written to ``OUT.<pid>.part`` and
+renamed, so a crash never leaves a truncated archive under the final name.
+
+Import trusts nothing in the archive: it is extracted by the same safe streaming extractor
+as any download (``_extract``: no links, no ``..``, limits) into one staging folder inside
+the root, which hashes every file on the way. Each entry is then checked against its own
+manifest (same file set, sizes and sha256, key == sha1(handle)) and published with the
+usual atomic rename under the entry's lock. An entry already complete is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+from .._config import load_config
+from .._errors import ArchiveError, CorruptArchiveError, EntryInUseError, HubcacheError
+from .._handles import cache_key
+from ..local.entry import Entry, read_quietly
+from ..local.lock import DownloadLock, new_uid
+from ..local.publish import publish
+from ..local.root import ensure_root
+
+
+@dataclasses.dataclass(frozen=True)
+class Imported:
+    key: str
+    handle: str
+    status: str  # "imported" | "already cached" | "rejected"
+    reason: str = ""
+
+
+def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
+    """Write the complete entries ``keys`` of ``root`` into the tar ``out``; their handles."""
+    handles = []
+    entries = []
+    for key in keys:
+        entry = Entry(root, key)
+        if entry.state().name != "complete":
+            raise HubcacheError(
+                f"{key} is not a complete entry (see `hubcache verify {key}`); only complete "
+                "entries are exported, so the other machine gets exactly what was verified"
+            )
+        manifest = entry.read_manifest() or {}
+        handles.append(str(manifest.get("handle", key)))
+        entries.append((entry, manifest))
+
+    def add(tar: tarfile.TarFile) -> None:
+        for entry, manifest in entries:
+            add_entry(
+                tar,
+                entry.key,
+                entry.path,
+                manifest,
+                _read(entry.descriptor_path),
+                _read(entry.manifest_path),
+            )
+
+    write_archive(out, add)
+    return handles
+
+
+def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
+    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole."""
+    part = f"{out}.{os.getpid()}.part"
+    try:
+        with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+            add(tar)
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
+
+
+def add_entry(  # noqa: PLR0917 - the five parts of one entry
+    tar: tarfile.TarFile,
+    key: str,
+    tree: str,
+    manifest: dict[str, Any],
+    descriptor: bytes,
+    manifest_bytes: bytes,
+) -> None:
+    """One entry, as DESIGN §4 lays it out: ``<key>/...`` from the local folder ``tree``."""
+    for rel in sorted(manifest.get("dirs", [])):
+        _add(tar, os.path.join(tree, rel) if rel else tree, key, rel)
+    for rel in manifest["files"]:
+        _add(tar, os.path.join(tree, rel), key, rel)
+    _add_bytes(tar, f"{key}.descriptor.txt", descriptor)
+    _add_bytes(tar, f"{key}.manifest.json", manifest_bytes)
+
+
+def _add(tar: tarfile.TarFile, path: str, key: str, rel: str) -> None:
+    info = tar.gettarinfo(path, arcname=f"{key}/{rel}" if rel else key)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if info.isdir():
+        tar.addfile(info)
+    elif info.isreg():
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        raise HubcacheError(f"{path} is not a regular file; not exported")
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _read(path: str) -> bytes:
+    try:
+        return read_quietly(path)  # reading the manifest must not count as a use
+    except FileNotFoundError:
+        return b""
+
+
+def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
+    """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
+    config = load_config(cache_dir=root)
+    ensure_root(root, private=False)
+    fsync = config.fsync if fsync is None else fsync
+    staging = os.path.join(root, f"hubcache-import.{new_uid()}.tmp")
+    os.mkdir(staging, 0o700)
+    try:
+        files, keys = extract_export(archive, staging, config.limits, fsync)
+        return [_import_one(root, staging, key, files, fsync) for key in keys]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def extract_export(
+    archive: str, staging: str, limits: Any, fsync: bool
+) -> tuple[dict[str, list[Any]], list[str]]:
+    """Extract an ``export`` archive safely into ``staging``: (files with size and sha256,
+    the keys it holds). The archive is untrusted: same extractor as any download."""
+    from ..archive.extract import extract
+    from ..fetch.source import LocalFileSource
+
+    source = LocalFileSource(os.path.abspath(archive), archive)
+    try:
+        source.open()
+        result = extract(source, staging, limits=limits, fsync=fsync, progress=None)
+    finally:
+        source.close()
+    keys = sorted({rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")})
+    if not keys:
+        raise CorruptArchiveError(f"{archive} holds no hubcache entry (no *.manifest.json)")
+    return result.files, keys
+
+
+REJECTED = (ValueError, KeyError, TypeError, OSError, ArchiveError)  # what read_checked raises
+
+
+def read_checked(
+    staging: str, key: str, extracted: dict[str, list[Any]]
+) -> tuple[str, dict[str, Any]]:
+    """(handle, manifest) of one extracted entry, checked against what was extracted."""
+    manifest = json.loads(read_quietly(os.path.join(staging, f"{key}.manifest.json")))
+    handle = str(manifest["handle"])
+    _check(key, handle, manifest, extracted)
+    return handle, manifest
+
+
+def _import_one(
+    root: str, staging: str, key: str, extracted: dict[str, list[Any]], fsync: bool
+) -> Imported:
+    try:
+        handle, manifest = read_checked(staging, key, extracted)
+    except REJECTED as exc:
+        return Imported(key, "", "rejected", str(exc))
+    entry = Entry(root, key)
+    if entry.is_complete():
+        return Imported(key, handle, "already cached")
+    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=120, timeout=0)
+    if not lock.try_acquire():
+        raise EntryInUseError(
+            f"{handle} is being downloaded by another process; import again later", handle=handle
+        )
+    try:
+        state = entry.state()
+        if state.name == "complete":
+            return Imported(key, handle, "already cached")
+        if state.name != "missing":
+            entry.move_aside(lock.uid)
+        tree = entry.staging(lock.uid)
+        os.rename(os.path.join(staging, key), tree)
+        if not publish(entry, tree, manifest, fsync=fsync):
+            shutil.rmtree(tree, ignore_errors=True)
+            return Imported(key, handle, "already cached")
+    finally:
+        lock.release()
+    return Imported(key, handle, "imported")
+
+
+def _check(
+    key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]
+) -> None:
+    """The extracted tree of ``key`` must be exactly what its manifest lists."""
+    if cache_key(handle) != key:
+        raise CorruptArchiveError(f"{key}: its manifest names {handle}, whose key differs")
+    prefix = key + "/"
+    got = {rel[len(prefix) :]: value for rel, value in extracted.items() if rel.startswith(prefix)}
+    want = manifest["files"]
+    if set(got) != set(want):
+        missing = sorted(set(want) - set(got))[:3]
+        extra = sorted(set(got) - set(want))[:3]
+        raise CorruptArchiveError(f"{handle}: files differ (missing {missing}, unexpected {extra})")
+    for rel, (size, digest) in want.items():
+        if got[rel][0] != size or (digest and got[rel][1] != digest):
+            raise CorruptArchiveError(f"{handle}: {rel} does not match its manifest")

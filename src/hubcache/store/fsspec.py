@@ -1,0 +1,117 @@
+"""The fsspec backend of the storage seam: ``gs://`` (gcsfs), ``s3://`` (s3fs), ``memory://``
+and any other fsspec URL. Imported only when such a root is used, so ``import hubcache``
+never pays for fsspec; a missing extra raises an install hint (``_fetch.filesystem``).
+
+Credentials come the usual way of each library (gcsfs and s3fs defaults, ``AWS_*``,
+``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``, ``AWS_ENDPOINT_URL``,
+``FSSPEC_<PROTOCOL>_<OPTION>``): nothing of ours to configure.
+
+Create-if-absent: ``pipe_file(mode="create")`` is a real precondition on GCS
+(``ifGenerationMatch=0``), S3 (``If-None-Match: *``), memory and local files. Note that
+``open(path, "xb")`` is NOT exclusive on gcsfs (it silently overwrites), so we never use it.
+Other filesystems get a documented best-effort fallback: write only when the object is
+absent, then read it back; whoever finds their own bytes believes it holds the object.
+Two writers can both believe it within one round trip. That is acceptable because the lock
+only saves duplicate downloads: a manifest is written last and describes the files that
+are there, and a reader checks every file against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import shutil
+from typing import IO, Any, Optional
+
+from ..fetch.source import filesystem
+from ..store.storage import CHUNK, Storage
+
+_PART = 8 * 1024 * 1024  # upload part / read-ahead block: bounds memory per transfer
+_EXCLUSIVE = {"gs", "gcs", "s3", "s3a", "memory", "file", "local"}
+
+
+def _protocols(fs: Any) -> set[str]:
+    proto = fs.protocol
+    return {proto} if isinstance(proto, str) else set(proto)
+
+
+class FsspecStorage(Storage):
+    """A cache root on an fsspec filesystem. Listings are never cached: other processes
+    change the store behind our back, and a stale listing could hide a lock or a manifest."""
+
+    def __init__(self, url: str, handle: Optional[str] = None) -> None:
+        self.url = url.rstrip("/")
+        self.fs, path = filesystem(self.url, handle, use_listings_cache=False)
+        self.base = path.rstrip("/")
+        self.exclusive_create = bool(_protocols(self.fs) & _EXCLUSIVE)
+
+    def _p(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def join(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def read(self, name: str) -> Optional[bytes]:
+        try:
+            return bytes(self.fs.cat_file(self._p(name)))
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.fs.pipe_file(self._p(name), data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        path = self._p(name)
+        if self.exclusive_create:
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        # Best effort (module docstring): absent -> write -> read back our own bytes.
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return self.read(name) == data
+
+    def put_file(self, local: str, name: str) -> None:
+        with open(local, "rb") as src, self.fs.open(self._p(name), "wb", block_size=_PART) as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+
+    def open_read(self, name: str) -> IO[bytes]:
+        return self.fs.open(self._p(name), "rb", block_size=_PART)  # type: ignore[no-any-return]
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        root = self._p(prefix).rstrip("/") + "/"
+        try:
+            found = self.fs.find(root, detail=True)
+        except FileNotFoundError:
+            return {}
+        out: dict[str, int] = {}
+        for found_path, info in found.items():
+            path = found_path if root.startswith("/") else found_path.lstrip("/")
+            if path.startswith(root) and info.get("type", "file") == "file":
+                out[path[len(root) :]] = int(info.get("size") or 0)
+        return out
+
+    def modified(self, name: str) -> Optional[float]:
+        try:
+            when = self.fs.modified(self._p(name))
+        except FileNotFoundError:
+            return None
+        if isinstance(when, (int, float)):
+            return float(when)
+        if when.tzinfo is None:  # fsspec documents UTC
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return float(when.timestamp())
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._p(name))
+
+    def remove_tree(self, prefix: str) -> None:
+        root = self._p(prefix).rstrip("/") + "/"
+        with contextlib.suppress(FileNotFoundError):
+            paths = list(self.fs.find(root))
+            if paths:
+                self.fs.rm(paths)

@@ -1,0 +1,108 @@
+"""Resolve into a cache root on an object store (``TFHUB_CACHE_DIR=gs://bucket/prefix``).
+
+::
+
+    complete_manifest(key)?            -> return "<root>/<key>"   (2 requests: manifest, listing)
+    lock "<key>.lock" (create-if-absent, lease on the store's clock)
+      -> re-check -> retire debris (manifest-less tree of a dead uploader)
+      -> fetch + extract into a LOCAL temporary folder (the normal streamed, safe pipeline)
+      -> upload: descriptor, files in parallel (streamed), "<key>.manifest.json" LAST
+      -> unlock -> return "<root>/<key>"  (TensorFlow reads gs:// and s3:// directly)
+
+There is no atomic rename on an object store, so the manifest is the only proof of
+completeness: it is created last, only if absent, and a reader checks every file it lists
+(name and size, one listing). A failed or killed upload leaves no manifest; the next
+resolve under the lock (or ``hubcache gc``, see ``_gc_store``) removes the debris.
+tensorflow_hub's own entries on a bucket carry no manifest and cannot be told apart from a
+partial upload (its "rename" is a copy then a delete), so we download those once more
+rather than trust them. A hit records its use in ``<key>.used`` (``Storage.record_use``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any, Optional
+
+from .._config import Config
+from .._errors import ChecksumMismatchError, OfflineError
+from .._handles import Handle
+from ..local.publish import descriptor_text
+from ..store.lock import StorageLock
+from ..store.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[Handle, str, str, Config, Optional[str]], dict[str, Any]]
+
+
+def pin_matches(manifest: dict[str, Any], sha256: Optional[str]) -> bool:
+    recorded = manifest.get("archive", {}).get("sha256", "")
+    return sha256 is None or recorded == sha256.lower()
+
+
+def resolve_remote(
+    handle: Handle,
+    config: Config,
+    *,
+    sha256: Optional[str],
+    on_wait: Optional[Callable[[str], None]],
+    stage: Stage,
+) -> str:
+    store = open_storage(config.root, handle.raw)
+    key = handle.key
+    manifest = store.complete_manifest(key)
+    if manifest is not None:
+        return _checked(handle, store, key, manifest, sha256)
+    if config.offline:
+        raise OfflineError(
+            f"{handle.raw} is not in the cache at {config.root} and offline mode is on "
+            "(HUBCACHE_OFFLINE / offline=True)",
+            handle=handle.raw,
+        )
+    lock = StorageLock(
+        store,
+        key,
+        handle=handle.raw,
+        lease=config.lock_lease,
+        timeout=config.lock_timeout,
+        on_wait=on_wait,
+    )
+    if not lock.wait_for_turn(lambda: store.complete_manifest(key) is not None):
+        return resolve_remote(handle, config, sha256=sha256, on_wait=on_wait, stage=stage)
+    try:
+        manifest = store.complete_manifest(key)  # re-check: the previous holder may have won
+        if manifest is not None:
+            return _checked(handle, store, key, manifest, sha256)
+        store.retire(key)  # a stale entry, or the debris of an upload that never finished
+        upload(handle, store, config, sha256, stage)
+        return store.join(key)
+    finally:
+        lock.release()
+
+
+def upload(
+    handle: Handle, store: Storage, config: Config, sha256: Optional[str], stage: Stage
+) -> dict[str, Any]:
+    """Fetch and extract into local temporary space, then upload with the manifest last."""
+    with tempfile.TemporaryDirectory(prefix="hubcache-") as tmp:
+        staging = os.path.join(tmp, handle.key)
+        manifest = stage(handle, handle.key, staging, config, sha256)
+        if not store.upload_entry(handle.key, staging, manifest, descriptor_text(handle.raw)):
+            log.info("another process published %s first; using its copy", handle.raw)
+    return manifest
+
+
+def _checked(
+    handle: Handle, store: Storage, key: str, manifest: dict[str, Any], sha256: Optional[str]
+) -> str:
+    if not pin_matches(manifest, sha256):
+        raise ChecksumMismatchError(
+            f"the cached archive of {handle.raw} at {store.join(key)} has sha256 "
+            f"{manifest.get('archive', {}).get('sha256')}, not the pinned {sha256}",
+            handle=handle.raw,
+        )
+    store.record_use(key)  # a hit: last use for `hubcache ls` and `prune` (hourly at most)
+    return store.join(key)

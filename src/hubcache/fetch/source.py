@@ -2,7 +2,7 @@
 
 Every source has the same shape: :meth:`Source.open` makes the request (raising our errors
 for a missing archive), then :meth:`Source.chunks` yields the body. HTTP(S) lives in
-``_http_source``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
+``fetch.http``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
 tells the pipeline to start over.
 """
 

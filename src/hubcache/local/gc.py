@@ -4,7 +4,7 @@ A frozen :class:`Plan` is built first (what goes, why, how many bytes); ``hubcac
 --dry-run`` prints it, ``hubcache gc`` executes it. Resolve runs the same rules for one key
 when it takes that key's lock, so debris of earlier attempts goes away on its own.
 
-Rules, for the names of DESIGN §4 (``<key>`` is 40 hex digits)::
+Rules, for the names of docs/cache-format.md (``<key>`` is 40 hex digits)::
 
     <key>.lock                       holder on this host and dead (PID gone or reused): at once;
                                      otherwise when neither it nor its staging changed for
@@ -28,12 +28,12 @@ import os
 import re
 import shutil
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..local.lock import Holder, break_lock, parse_holder, read_text
+from .lock import Holder, break_lock, parse_holder, read_text
+from .tree import tree_stats
 
 GRACE = 3600.0  # seconds without change before unowned debris is removed
 
@@ -69,22 +69,6 @@ class Plan:
         return sum(item.size for item in self.items)
 
 
-def _newest(path: str) -> tuple[float, int]:
-    """Latest mtime and total size of the files and directories under ``path``."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return (0.0, 0)
-    newest, total = st.st_mtime, 0 if stat.S_ISDIR(st.st_mode) else st.st_size
-    for dirpath, dirs, files in os.walk(path):
-        for name in dirs + files:
-            with contextlib.suppress(OSError):
-                sub = os.lstat(os.path.join(dirpath, name))
-                newest = max(newest, sub.st_mtime)
-                total += sub.st_size if stat.S_ISREG(sub.st_mode) else 0
-    return (newest, total)
-
-
 def plan(
     root: str,
     *,
@@ -107,7 +91,7 @@ def plan(
             path = os.path.join(root, name)
             contents = read_text(path)
             if contents is not None:
-                holders[name[:40]] = (parse_holder(contents), contents, _newest(path)[0])
+                holders[name[:40]] = (parse_holder(contents), contents, tree_stats(path).newest)
     items: list[Item] = []
     for name in names:
         item = _judge(root, name, holders, grace, now, keep)
@@ -129,7 +113,8 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
     if match is None:
         if not _PART.search(name):
             return None
-        newest, size = _newest(path)
+        stats = tree_stats(path)
+        newest, size = stats.newest, stats.size
         return Item(path, "partial", "half-written file", size) if now - newest > grace else None
     holder, contents, locked = holders.get(match["key"], (None, "", 0.0))
     dead = holder is not None and holder.is_dead_here()
@@ -143,12 +128,13 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
             return None  # alive on this host: however slow, it is still working
         staging = 0.0
         if holder is not None:
-            staging = _newest(os.path.join(root, f"{match['key']}.{holder.uid}.tmp"))[0]
+            staging = tree_stats(os.path.join(root, f"{match['key']}.{holder.uid}.tmp")).newest
         newest = max(locked, staging)
         if now - newest > grace:
             return Item(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
         return None
-    newest, size = _newest(path)
+    stats = tree_stats(path)
+    newest, size = stats.newest, stats.size
     if match["kind"] == "tmp":
         uid = match["uid"]
         if uid == keep:

@@ -1,7 +1,7 @@
 """``hubcache gc`` on a root behind the storage seam: the debris of uploads that stopped.
 
 A store has no staging folders or trash (entries are uploaded in place, manifest last), so
-its debris is different from a local root's (``_gc``); the plan and items are the same::
+its debris is different from a local root's (``local.gc``); the plan and items are the same::
 
     <key>/... without <key>.manifest.json   an upload that never finished ("staging"): when
                                             no live lock covers it
@@ -21,14 +21,21 @@ listing first) or a reader finds the entry damaged and downloads it again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 from ..local.gc import Item, Plan
-from ..local.lock import parse_holder
+from ..store.lock import judge_store_lock
 from ..store.storage import Storage
 
-if TYPE_CHECKING:
-    from ..manage.store import StoreRoot
+
+class StoreRoot(Protocol):
+    """What gc needs of ``store.StoreRoot`` (a protocol, so the two never import each other)."""
+
+    store: Storage
+
+    def scan(self) -> dict[str, tuple[dict[str, int], set[str]]]: ...
+    def store_now(self) -> Optional[float]: ...
+
 
 CLOCK = ".hubcache-clock/"
 
@@ -39,7 +46,11 @@ def plan(root: StoreRoot, grace: float) -> Plan:
     for key, (tree, small) in sorted(root.scan().items()):
         if ".manifest.json" in small:
             continue
-        judged, why = _lock(root, key, grace) if ".lock" in small else ("", "no lock")
+        judged, why = (
+            judge_store_lock(store, key, grace, root.store_now())
+            if ".lock" in small
+            else ("", "no lock")
+        )
         if why is None:
             continue  # a live upload
         if tree:
@@ -57,22 +68,6 @@ def plan(root: StoreRoot, grace: float) -> Plan:
         if now is not None and touched is not None and now - touched > grace:
             items.append(Item(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
     return Plan(store.url, tuple(items))
-
-
-def _lock(root: StoreRoot, key: str, grace: float) -> tuple[str, Optional[str]]:
-    """(the lock's contents, why it is stale) or (contents, None) while it is live."""
-    raw = root.store.read(f"{key}.lock")
-    if raw is None:
-        return "", "no lock"
-    contents = raw.decode("utf-8", "replace")
-    holder = parse_holder(contents)
-    if holder is not None and holder.is_dead_here():
-        return contents, f"holder pid {holder.pid} is dead"
-    touched = root.store.modified(f"{key}.lock")
-    now = root.store_now()
-    if touched is not None and now is not None and now - touched > grace:
-        return contents, f"no progress for {now - touched:.0f}s"
-    return contents, None
 
 
 def execute(store: Storage, plan: Plan) -> list[Item]:

@@ -29,8 +29,7 @@ from typing import Any, Optional
 from ._config import load_config
 from ._errors import HubcacheError, ModelNotFoundError
 from ._handles import cache_key
-from .local.gc import GRACE, Item
-from .local.gc import Plan as GcPlan
+from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
 from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
@@ -168,9 +167,9 @@ class Cache:
         return execute_plan(self._backend, plan, strict=strict)
 
     # -- debris --------------------------------------------------------------------------
-    def plan_gc(self, grace: float = GRACE) -> GcPlan:
+    def plan_gc(self, grace: float = GRACE) -> DebrisPlan:
         """Debris of crashed downloads and uploads (``local.gc``, ``manage.store_gc``)."""
         return self._backend.plan_gc(grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
         return self._backend.execute_gc(plan)

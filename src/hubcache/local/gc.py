@@ -1,6 +1,6 @@
 """Debris collection: what crashed or interrupted downloads leave next to the entries.
 
-A frozen :class:`Plan` is built first (what goes, why, how many bytes); ``hubcache gc
+A frozen :class:`DebrisPlan` is built first (what goes, why, how many bytes); ``hubcache gc
 --dry-run`` prints it, ``hubcache gc`` executes it. Resolve runs the same rules for one key
 when it takes that key's lock, so debris of earlier attempts goes away on its own.
 
@@ -49,7 +49,7 @@ _PART = re.compile(r"\.\d+\.part$")
 
 
 @dataclass(frozen=True)
-class Item:
+class Debris:
     """One piece of debris that the plan removes."""
 
     path: str
@@ -60,9 +60,9 @@ class Item:
 
 
 @dataclass(frozen=True)
-class Plan:
+class DebrisPlan:
     root: str
-    items: tuple[Item, ...]
+    items: tuple[Debris, ...]
 
     @property
     def size(self) -> int:
@@ -76,13 +76,13 @@ def plan(
     key: Optional[str] = None,
     keep: str = "",
     now: Optional[float] = None,
-) -> Plan:
+) -> DebrisPlan:
     """What may go under ``root`` (only ``key``'s debris when given; never uid ``keep``)."""
     now = time.time() if now is None else now
     try:
         names = sorted(os.listdir(root))
     except OSError:
-        return Plan(root, ())
+        return DebrisPlan(root, ())
     if key is not None:
         names = [n for n in names if n.startswith(key + ".")]
     holders: dict[str, tuple[Optional[Holder], str, float]] = {}
@@ -92,12 +92,12 @@ def plan(
             contents = read_text(path)
             if contents is not None:
                 holders[name[:40]] = (parse_holder(contents), contents, tree_stats(path).newest)
-    items: list[Item] = []
+    items: list[Debris] = []
     for name in names:
         item = _judge(root, name, holders, grace, now, keep)
         if item is not None:
             items.append(item)
-    return Plan(root, tuple(items))
+    return DebrisPlan(root, tuple(items))
 
 
 def _judge(  # noqa: PLR0917 - private helper of plan()
@@ -107,7 +107,7 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
     grace: float,
     now: float,
     keep: str,
-) -> Optional[Item]:
+) -> Optional[Debris]:
     path = os.path.join(root, name)
     match = _NAME.match(name)
     if match is None:
@@ -115,7 +115,7 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
             return None
         stats = tree_stats(path)
         newest, size = stats.newest, stats.size
-        return Item(path, "partial", "half-written file", size) if now - newest > grace else None
+        return Debris(path, "partial", "half-written file", size) if now - newest > grace else None
     holder, contents, locked = holders.get(match["key"], (None, "", 0.0))
     dead = holder is not None and holder.is_dead_here()
     here = holder is not None and holder.host == socket.gethostname()
@@ -123,7 +123,7 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
         if contents == "" and not os.path.exists(path):
             return None
         if holder is not None and dead:
-            return Item(path, "lock", f"holder pid {holder.pid} is dead", 0, contents)
+            return Debris(path, "lock", f"holder pid {holder.pid} is dead", 0, contents)
         if here:
             return None  # alive on this host: however slow, it is still working
         staging = 0.0
@@ -131,7 +131,7 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
             staging = tree_stats(os.path.join(root, f"{match['key']}.{holder.uid}.tmp")).newest
         newest = max(locked, staging)
         if now - newest > grace:
-            return Item(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
+            return Debris(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
         return None
     stats = tree_stats(path)
     newest, size = stats.newest, stats.size
@@ -141,24 +141,24 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
             return None
         if holder is not None and holder.uid == uid:
             if dead:
-                return Item(path, "staging", f"its holder pid {holder.pid} is dead", size)
+                return Debris(path, "staging", f"its holder pid {holder.pid} is dead", size)
             if here or now - max(newest, locked) <= grace:
                 return None  # a live download
-            return Item(
+            return Debris(
                 path, "staging", f"its holder made no progress for {now - newest:.0f}s", size
             )
         if now - newest > grace:
-            return Item(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
+            return Debris(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
         return None
     kind = "trash" if match["kind"] == "trash" else "broken" if match["broken"] else "partial"
     if now - newest > grace:
-        return Item(path, kind, f"left over, unchanged for {now - newest:.0f}s", size)
+        return Debris(path, kind, f"left over, unchanged for {now - newest:.0f}s", size)
     return None
 
 
-def execute(plan: Plan) -> list[Item]:
+def execute(plan: DebrisPlan) -> list[Debris]:
     """Remove what the plan lists; return what went. Vanished items are skipped silently."""
-    done: list[Item] = []
+    done: list[Debris] = []
     for item in plan.items:
         if item.kind == "lock":
             if break_lock(item.path, item.judged, f"gc{os.getpid()}"):

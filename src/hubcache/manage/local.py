@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from ..local.entry import Entry, read_quietly
-from ..local.gc import Item
-from ..local.gc import Plan as GcPlan
+from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
@@ -163,10 +162,10 @@ class LocalRoot:
 
         return import_archive(self.location, archive)
 
-    def plan_gc(self, grace: float) -> GcPlan:
+    def plan_gc(self, grace: float) -> DebrisPlan:
         return gc_plan(self.location, grace=grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
         return gc_execute(plan)
 
 

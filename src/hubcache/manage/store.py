@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
-from ..local.gc import Item
-from ..local.gc import Plan as GcPlan
+from ..local.gc import Debris, DebrisPlan
 from ..store.lock import StorageLock, judge_store_lock
 from ..store.open import open_storage
 from ..store.storage import CHUNK, WORKERS
@@ -212,12 +211,12 @@ class StoreRoot:
 
         return import_into_store(self.store, archive, lease=self.lease)
 
-    def plan_gc(self, grace: float) -> GcPlan:
+    def plan_gc(self, grace: float) -> DebrisPlan:
         from .store_gc import plan
 
         return plan(self, grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
         from .store_gc import execute
 
         return execute(self.store, plan)

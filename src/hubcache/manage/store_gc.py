@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from ..local.gc import Item, Plan
+from ..local.gc import Debris, DebrisPlan
 from ..store.lock import judge_store_lock
 from ..store.storage import Storage
 
@@ -40,9 +40,9 @@ class StoreRoot(Protocol):
 CLOCK = ".hubcache-clock/"
 
 
-def plan(root: StoreRoot, grace: float) -> Plan:
+def plan(root: StoreRoot, grace: float) -> DebrisPlan:
     store = root.store
-    items: list[Item] = []
+    items: list[Debris] = []
     for key, (tree, small) in sorted(root.scan().items()):
         if ".manifest.json" in small:
             continue
@@ -55,22 +55,22 @@ def plan(root: StoreRoot, grace: float) -> Plan:
             continue  # a live upload
         if tree:
             reason = f"an upload that never finished (no manifest; {why})"
-            items.append(Item(store.join(key), "staging", reason, sum(tree.values()), judged))
+            items.append(Debris(store.join(key), "staging", reason, sum(tree.values()), judged))
         else:
             for suffix in (".descriptor.txt", ".used"):
                 if suffix in small:
-                    items.append(Item(store.join(key + suffix), "partial", "left over", 0))
+                    items.append(Debris(store.join(key + suffix), "partial", "left over", 0))
         if judged:
-            items.append(Item(store.join(f"{key}.lock"), "lock", why, 0, judged))
+            items.append(Debris(store.join(f"{key}.lock"), "lock", why, 0, judged))
     now = root.store_now()
     for name in sorted(store.listing(CLOCK[:-1])):
         touched = store.modified(CLOCK + name)
         if now is not None and touched is not None and now - touched > grace:
-            items.append(Item(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
-    return Plan(store.url, tuple(items))
+            items.append(Debris(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
+    return DebrisPlan(store.url, tuple(items))
 
 
-def execute(store: Storage, plan: Plan) -> list[Item]:
+def execute(store: Storage, plan: DebrisPlan) -> list[Debris]:
     """Remove what the plan lists, re-checking each item; return what went."""
     done = []
     for item in plan.items:

@@ -14,7 +14,7 @@ The fastest inflater installed wins: ISA-L (``isal``, a regular dependency), the
 (the ``fast`` extra, for platforms without an ISA-L wheel), then the standard library,
 which is always there. All three verify the trailer. On float32 weights ISA-L inflates
 about 2x faster than the standard library and 1.5x faster than zlib-ng
-(``benchmarks/README.md``, "inflate alone"); the choice is made once per process, on the
+(measured in docs/architecture.md and benchmarks/README.md); the choice is made once per process, on the
 first download, so ``import hubcache`` never loads any of them.
 """
 

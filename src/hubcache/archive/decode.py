@@ -13,9 +13,9 @@ after a member are decoded as a further member (RFC 1952 allows concatenation, a
 The fastest inflater installed wins: ISA-L (``isal``, a regular dependency), then zlib-ng
 (the ``fast`` extra, for platforms without an ISA-L wheel), then the standard library,
 which is always there. All three verify the trailer. On float32 weights ISA-L inflates
-about 2x faster than the standard library and 1.5x faster than zlib-ng
-(measured in docs/architecture.md and benchmarks/README.md); the choice is made once per process, on the
-first download, so ``import hubcache`` never loads any of them.
+about 2x faster than the standard library and 1.5x faster than zlib-ng (figures in
+docs/architecture.md); the choice is made once per process, on the first download, so
+``import hubcache`` never loads any of them.
 """
 
 from __future__ import annotations

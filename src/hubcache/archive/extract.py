@@ -163,14 +163,15 @@ def extract(
                 decoder = make_decoder(fmt)
                 # Two stages on two cores: socket reads, the archive hash and inflating in
                 # the reader thread; tar parsing, file hashes and writes in this one.
-                if threaded:  # socket reads | inflate | hashes, tar and writes (this one)
+                if not threaded:
+                    _extract_tar(_inflate(decoder, first, raw, meter, limits), tree)
+                else:  # socket reads | inflate | tar, hashes and writes (this thread)
                     net = read_ahead(raw, name="hubcache-net")
-                    stream = read_ahead(
-                        _inflate(decoder, first, net, meter, limits), name="hubcache-inflate"
-                    )
-                else:
-                    stream = _inflate(decoder, first, raw, meter, limits)
-                _extract_tar(stream, tree)
+                    try:
+                        inflated = _inflate(decoder, first, net, meter, limits)
+                        _extract_tar(read_ahead(inflated, name="hubcache-inflate"), tree)
+                    finally:
+                        net.close()  # on an error downstream: stop and join the reader
             if source.total is not None and meter.count != source.total:
                 raise CorruptArchiveError(
                     f"{source.display} sent {meter.count} bytes but announced {source.total}"

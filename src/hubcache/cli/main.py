@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="try this URL rewrite before the origin (repeatable; default $HUBCACHE_MIRRORS)",
     )
     p.add_argument("--no-origin", action="store_true", default=None, help="mirrors only")
+    p.add_argument(
+        "--kagglehub-cache",
+        action="store_true",
+        default=None,
+        help="also publish downloaded Kaggle models in kagglehub's cache (HUBCACHE_KAGGLEHUB=1)",
+    )
     p.set_defaults(func=_cmd_resolve)
 
     p = sub.add_parser("cache-dir", help="print the cache root the rules select, and why")
@@ -138,6 +144,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
             progress=args.progress,
             mirrors=args.mirror,
             no_origin=args.no_origin,
+            kagglehub_cache=args.kagglehub_cache,
             on_wait=None if args.quiet else _status,
         )
         print(path, flush=True)

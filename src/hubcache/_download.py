@@ -47,7 +47,7 @@ def stage(
     handle: Handle, key: str, staging: str, config: Config, sha256: Optional[str]
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
-    Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
+    Shared by local publishing and by remote roots (``store.remote``), which upload the folder."""
     if handle.kind == "kaggle":
         from .kaggle.stage import stage_kaggle
 

@@ -177,6 +177,13 @@ def test_md5_declared_by_storage_is_checked(world: KaggleWorld, cache_root: path
     hubcache.resolve(f"kaggle:{NNLM}/2")  # and the next try succeeds
 
 
+def test_broken_file_stream_is_fetched_again(world: KaggleWorld) -> None:
+    world.storage.drop = 1  # no validator to resume with: that file starts over
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert storage_gets(world) == 4
+
+
 def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
     path = hubcache.resolve(f"kaggle:{BIG}/1")

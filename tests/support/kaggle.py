@@ -111,6 +111,7 @@ class StorageServer(BackgroundServer):
         self.lifetime = lifetime
         self.refuse = 0  # answer 403 to this many next requests
         self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
+        self.drop = 0  # cut this many next bodies in half and close the connection
         self.seen: list[Seen] = []
 
     def sign(self, blob_id: str, data: bytes, lifetime: Optional[float] = None) -> str:
@@ -138,6 +139,8 @@ class _StorageHandler(BaseHTTPRequestHandler):
             owner.refuse -= 1 if refuse else 0
             corrupt = owner.corrupt > 0
             owner.corrupt -= 1 if corrupt else 0
+            drop = owner.drop > 0
+            owner.drop -= 1 if drop else 0
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         blob_id = url.path.removeprefix("/blob/")
@@ -168,6 +171,11 @@ class _StorageHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
         self.end_headers()
+        if drop:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
 

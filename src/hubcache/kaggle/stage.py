@@ -187,19 +187,20 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
     if len(files) > limits.max_members or sum(max(s, 0) for _, s in files) > limits.max_total_bytes:
         raise UnsafeArchiveError(f"{model.slug} is larger than the limits allow", handle=handle)
     names = [_safe_name(name, handle) for name, _ in files]
-    if len(set(names)) != len(names):
-        raise UnsafeArchiveError(f"Kaggle listed a file of {model.slug} twice", handle=handle)
+    parents = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    if len(set(names)) != len(names) or parents & set(names):
+        raise UnsafeArchiveError(
+            f"Kaggle listed a file of {model.slug} twice, or as a file and a folder",
+            handle=handle,
+        )
     os.mkdir(staging, 0o755)
     total = sum(s for _, s in files) if all(s >= 0 for _, s in files) else None
     progress = Progress(config.progress, total, model.slug)
     guard = threading.Lock()
     stop = threading.Event()
 
-    def one(name: str, size: int) -> tuple[str, list[Any]]:
-        if stop.is_set():
-            raise _CancelledError
+    def fetch(name: str, target: str) -> tuple[int, str]:
         source = job.signed(name)
-        target = os.path.join(staging, *name.split("/"))
         digest = hashlib.sha256()
         count = 0
         try:
@@ -220,12 +221,31 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
                     os.fsync(out.fileno())
         finally:
             source.close()
+        return count, digest.hexdigest()
+
+    def one(name: str, size: int) -> tuple[str, list[Any]]:
+        target = os.path.join(staging, *name.split("/"))
+        for attempt in range(config.retries + 1):
+            if stop.is_set():
+                raise _CancelledError
+            try:
+                count, digest = fetch(name, target)
+                break
+            except RestartDownloadError as exc:  # broken and not resumable: this file again
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                if attempt == config.retries:
+                    raise DownloadError(
+                        f"the download of {name} of {model.slug} kept breaking: {exc}",
+                        handle=handle,
+                    ) from None
+                log.warning("downloading %s of %s again from the start: %s", name, handle, exc)
         if size >= 0 and count != size:
             raise CorruptArchiveError(
                 f"{name} of {model.slug} has {count} bytes, but Kaggle listed {size}",
                 handle=handle,
             )
-        return name, [count, digest.hexdigest()]
+        return name, [count, digest]
 
     stored: dict[str, Any] = {}
     pool = ThreadPoolExecutor(max_workers=min(PARALLEL_FILES, len(files)))

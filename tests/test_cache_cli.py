@@ -330,3 +330,74 @@ def test_prefetch_file_summary_and_exit_code(
     assert model_server.count("/a/1") == 1 and model_server.count("/b/1") == 1
     listing.write_text(f"{a} sha256=nothex\n")
     assert run(capsys, "prefetch", str(listing))[0] == 2
+
+
+def test_the_key_prefix_ls_prints_is_accepted_by_info_rm_and_verify(
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    k = key(filled["old"])
+    code, out, _err = run(capsys, "ls")
+    assert code == 0 and k[:12] in out
+    assert run_json(capsys, "info", k[:12])["key"] == k
+    code, out, _err = run(capsys, "verify", k[:12])
+    assert code == 0 and out.startswith("ok")
+    code, _out, _err = run(capsys, "rm", "--yes", k[:12])
+    assert code == 0 and not root.exists(k)
+
+
+def test_an_ambiguous_key_prefix_lists_the_candidates(
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k in ("abcdef" + "0" * 34, "abcdef" + "1" * 34):  # two legacy entries
+        root.write(f"{k}/saved_model.pb", b"pb")
+    before = root.names()
+    for command in ("info", "verify", "rm"):
+        code, out, err = run(capsys, command, *(["--yes"] if command == "rm" else []), "abcdef")
+        assert code == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "abcdef000000" in lines[0] and "abcdef111111" in lines[0]
+        assert "matches 2 entries" in lines[0]
+    assert root.names() == before
+
+
+def test_verify_of_an_uncached_handle_says_not_found_like_info(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = "https://nowhere.example/m/1"
+    info = run(capsys, "info", missing)
+    verify = run(capsys, "verify", filled["old"], missing)
+    assert info[0] == verify[0] == 3
+    assert verify[1] == "" and "DAMAGED" not in verify[2]
+    assert verify[2].strip() == info[2].strip()
+
+
+def test_rm_prints_the_caches_totals_plurals_and_a_declined_answer_exits_0(
+    filled: dict[str, str],
+    root: Root,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from hubcache._units import format_size
+
+    sizes = {r["handle"]: r["size"] for r in run_json(capsys, "ls")["entries"]}
+    total, old = sum(sizes.values()), sizes[filled["old"]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    code, out, err = run(capsys, "rm", filled["old"])
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"remove 1 entry, freeing {format_size(old)} "
+        f"({format_size(total)} -> {format_size(total - old)})"
+    )
+    assert "remove 1 entry?" in err and "declined: nothing removed" in err
+    assert root.exists(key(filled["old"]))
+    code, out, err = run(capsys, "rm", "--yes", filled["old"], filled["mid"])
+    assert code == 0 and out.startswith("remove 2 entries, ")
+    assert "removed 2 entries, freed" in err
+    code, out, err = run(capsys, "ls")
+    assert out.splitlines()[-1].startswith("2 entries, ")
+    run(capsys, "rm", "--yes", filled["new"])
+    code, out, err = run(capsys, "ls")
+    assert out.splitlines()[-1].startswith("1 entry, ")

@@ -119,3 +119,18 @@ def test_disk_full_at_each_call(
     assert text in result.stderr
     again = run_cli(["resolve", url], child_env(cache_root))
     assert again.returncode == 0, again.stderr
+
+
+def test_disk_full_while_publishing_names_the_handle(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """Full at the last step (the publishing rename): every file was written, so the message
+    names the handle and does not claim that nothing was written."""
+    url = serve(model_server, "/fault/publish/1", ARCHIVE)
+    key = hubcache.cache_key(url)
+    result = run_cli(["resolve", url], child_env(cache_root, "fs=rename#1/ENOSPC"))
+    assert result.returncode == 6, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"hubcache: error: cannot store {url}: no space left")
+    assert "after writing 0 bytes" not in line
+    assert not (cache_root / key).exists() and debris(cache_root, key) == set()

@@ -130,3 +130,20 @@ def test_cache_of_another_user_as_nobody() -> None:
                 ),
             ]
         )
+
+
+def test_import_into_a_read_only_cache_says_import(
+    filled: tuple[Path, str, str], ro: Path, tmp_path: Path
+) -> None:
+    from hubcache.cli.main import main
+
+    _root, cached, _missing = filled
+    out = tmp_path / "one.tar"
+    assert main(["export", "--cache-dir", str(filled[0]), str(out), cached]) == 0
+    before = sorted(os.listdir(ro))
+    with pytest.raises(hubcache.CacheDirError) as info:
+        hubcache.Cache(str(ro)).import_archive(str(out))
+    message = str(info.value)
+    assert message.startswith(f"cannot import into {ro}: ") and "read-only" in message
+    assert "downloaded" not in message and "missing" not in message
+    assert sorted(os.listdir(ro)) == before

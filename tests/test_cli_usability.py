@@ -193,3 +193,10 @@ def test_cache_dir_says_it_fell_back_and_why(tmp_path: Path) -> None:
     assert last.startswith(f"hubcache: fell back to {fallback}")
     assert "writable by other users" in last
     assert "chosen by" not in result.stderr
+
+
+def test_counted_nouns_agree() -> None:
+    from hubcache.cli.text import entries, plural
+
+    assert [entries(n) for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
+    assert plural(1, "item") == "1 item" and plural(3, "item") == "3 items"

@@ -67,9 +67,7 @@ def test_the_types_cache_methods_return_are_exported() -> None:
     assert hints["verify"] == list[hubcache.VerifyResult]
     assert hints["execute"] is hubcache.Outcome and hints["plan_remove"] is hubcache.Plan
     assert hints["plan_gc"] is hubcache.GcPlan
-    assert typing.get_type_hints(hubcache.Cache.import_archive)["return"] == list[
-        hubcache.Imported
-    ]
+    assert typing.get_type_hints(hubcache.Cache.import_archive)["return"] == list[hubcache.Imported]
 
 
 def test_help_shows_cache_and_every_exported_name_is_documented() -> None:
@@ -81,7 +79,8 @@ def test_help_shows_cache_and_every_exported_name_is_documented() -> None:
         if name != "__version__":
             assert name in (hubcache.__doc__ or ""), f"{name} is not in the module docstring"
             assert getattr(hubcache, name).__doc__, f"{name} has no docstring"
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
     for name in ("EntryInUseError", "cache_key", "Cache", "EntryInfo", "VerifyResult"):
         assert f"`{name}" in readme, f"{name} is not in the README"
 

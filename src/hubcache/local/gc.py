@@ -50,7 +50,8 @@ _PART = re.compile(r"\.\d+\.part$")
 
 @dataclass(frozen=True)
 class Item:
-    """One piece of debris that the plan removes."""
+    """One piece of debris that the plan removes (``hubcache.GcItem``): its path, kind,
+    why it may go and its size."""
 
     path: str
     kind: str  # "lock", "staging", "trash", "partial", "broken"
@@ -61,6 +62,9 @@ class Item:
 
 @dataclass(frozen=True)
 class Plan:
+    """What ``gc`` would remove from one root (``hubcache.GcPlan``): built first, printed
+    by ``--dry-run``, executed item by item."""
+
     root: str
     items: tuple[Item, ...]
 

@@ -196,7 +196,7 @@ def test_cache_dir_says_it_fell_back_and_why(tmp_path: Path) -> None:
 
 
 def test_counted_nouns_agree() -> None:
-    from hubcache.cli.text import entries, plural
+    from hubcache.cli.common import entries, plural
 
     assert [entries(n) for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
     assert plural(1, "item") == "1 item" and plural(3, "item") == "3 items"

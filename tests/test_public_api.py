@@ -46,8 +46,8 @@ RETURNED_TYPES = {
     "Outcome": ("Cache.execute",),
     "Plan": ("Cache.plan_remove", "Cache.plan_prune"),
     "PlanItem": ("Plan.remove",),
-    "GcPlan": ("Cache.plan_gc",),
-    "GcItem": ("Cache.execute_gc",),
+    "DebrisPlan": ("Cache.plan_gc",),
+    "Debris": ("Cache.execute_gc",),
     "Imported": ("Cache.import_archive",),
 }
 
@@ -66,7 +66,7 @@ def test_the_types_cache_methods_return_are_exported() -> None:
     assert hints["info"] is hubcache.EntryInfo and hints["entries"] == list[hubcache.EntryInfo]
     assert hints["verify"] == list[hubcache.VerifyResult]
     assert hints["execute"] is hubcache.Outcome and hints["plan_remove"] is hubcache.Plan
-    assert hints["plan_gc"] is hubcache.GcPlan
+    assert hints["plan_gc"] is hubcache.DebrisPlan
     assert typing.get_type_hints(hubcache.Cache.import_archive)["return"] == list[hubcache.Imported]
 
 

@@ -17,7 +17,7 @@ Seeing, checking and cleaning a cache: ``Cache(cache_dir=None)``, whose methods 
 
 * ``EntryInfo`` (``entries``, ``info``), ``VerifyResult`` (``verify``);
 * ``Plan`` of ``PlanItem`` (``plan_remove``, ``plan_prune``) and ``Outcome`` (``execute``);
-* ``GcPlan`` of ``GcItem`` (``plan_gc``, ``execute_gc``);
+* ``DebrisPlan`` of ``Debris`` (``plan_gc``, ``execute_gc``);
 * ``Imported`` (``import_archive``).
 
 Errors, all under ``HubcacheError`` (each has an ``exit_code``, the CLI's):
@@ -58,9 +58,9 @@ from ._resolve import resolve
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._cache import Cache, EntryInfo, Outcome, VerifyResult
-    from .local.gc import Item as GcItem
-    from .local.gc import Plan as GcPlan
+    from ._cache import Cache
+    from .local.gc import Debris, DebrisPlan
+    from .manage.base import EntryInfo, Outcome, VerifyResult
     from .manage.prune import Plan, PlanItem
     from .manage.transfer import Imported
 
@@ -68,13 +68,13 @@ if TYPE_CHECKING:
 # programs that only resolve (``Cache`` pulls in the management backends).
 _LAZY = {
     "Cache": ("._cache", "Cache"),
-    "EntryInfo": ("._cache", "EntryInfo"),
-    "VerifyResult": ("._cache", "VerifyResult"),
-    "Outcome": ("._cache", "Outcome"),
+    "EntryInfo": (".manage.base", "EntryInfo"),
+    "VerifyResult": (".manage.base", "VerifyResult"),
+    "Outcome": (".manage.base", "Outcome"),
     "Plan": (".manage.prune", "Plan"),
     "PlanItem": (".manage.prune", "PlanItem"),
-    "GcPlan": (".local.gc", "Plan"),
-    "GcItem": (".local.gc", "Item"),
+    "DebrisPlan": (".local.gc", "DebrisPlan"),
+    "Debris": (".local.gc", "Debris"),
     "Imported": (".manage.transfer", "Imported"),
 }
 
@@ -85,11 +85,11 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "CorruptArchiveError",
+    "Debris",
+    "DebrisPlan",
     "DownloadError",
     "EntryInUseError",
     "EntryInfo",
-    "GcItem",
-    "GcPlan",
     "HTTPStatusError",
     "HubcacheError",
     "Imported",
@@ -135,7 +135,7 @@ def __dir__() -> list[str]:
 def cache_dir(cache_dir: Optional[str] = None) -> str:
     """The cache root the rules select right now: ``cache_dir``, else ``TFHUB_CACHE_DIR``,
     else absl's ``--tfhub_cache_dir``, else ``<tmp>/tfhub_modules`` (or a private
-    ``tfhub_modules-<uid>`` when that one is not safe to share). See docs/configuration.md."""
+    ``tfhub_modules-<uid>`` when that one is not safe to share): docs/configuration.md."""
     from .local.root import choose_root
 
     return choose_root(_load_config(cache_dir=cache_dir))

@@ -20,9 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._units import format_age, format_size, format_time, parse_duration, parse_size
-from .main import _UsageError as UsageError  # exit 2
-from .text import EXIT_DAMAGED, epilog
-from .text import entries as plural_entries
+from .common import EXIT_DAMAGED, UsageError, epilog
+from .common import entries as plural_entries
 
 TARGET = "HANDLE_OR_KEY"
 TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
@@ -199,7 +198,7 @@ def _short(text: str, width: int = 56) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     if args.root:
-        from .main import root_and_why
+        from .common import root_and_why
 
         root, why = root_and_why(args.cache_dir)
         if args.json:
@@ -335,7 +334,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from ..cli.prefetch import prefetch_file
+    from .prefetch import prefetch_file
 
     return prefetch_file(
         args.file, cache_dir=args.cache_dir, offline=args.offline, quiet=args.quiet

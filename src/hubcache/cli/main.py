@@ -1,7 +1,7 @@
 """The ``hubcache`` command: a thin layer over the library, and the only place that prints.
 
 stdout carries data only (paths, tables, JSON); everything for people goes to stderr.
-Exit codes are listed in ``cli/text.py`` (shown by ``--help``) and docs/cli.md.
+Exit codes are listed in ``cli/common.py`` (shown by ``--help``) and docs/cli.md.
 
 The common options (``--cache-dir``, ``-q``, ``-v``) are accepted before and after the
 command: the top-level parser has them with their defaults, each subparser has them with
@@ -19,15 +19,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Optional
 
 from .._errors import HubcacheError
-from .text import (
+from .common import (
     ENVIRONMENT,
     EXIT_CODES,
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TERMINATED,
     EXIT_USAGE,
+    UsageError,
     epilog,
     plural,
+    root_and_why,
 )
 
 
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_gc)
 
-    from ..cli.cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
+    from .cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
 
     add_commands(sub, _common)
     return parser
@@ -220,7 +222,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     from .. import resolve
 
     if args.sha256 and len(args.handles) != 1:
-        raise _UsageError("--sha256 pins one archive: give exactly one HANDLE with it")
+        raise UsageError("--sha256 pins one archive: give exactly one HANDLE with it")
     for handle in args.handles:
         path = resolve(
             handle,
@@ -236,21 +238,6 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def root_and_why(cache_dir: Optional[str]) -> tuple[str, str]:
-    """The root the rules select and one phrase saying why, for ``cache-dir`` and
-    ``info --root``: the rule that chose it, or that the default was unsafe and why."""
-    from .._config import load_config
-    from ..local.root import choose_root, unsafe_reason
-
-    config = load_config(cache_dir=cache_dir)
-    root = choose_root(config)
-    if config.root_is_default and root != config.root:
-        reason = unsafe_reason(config.root) or "it was not safe to share"
-        return root, f"fell back to {root} because the default {config.root}: {reason}"
-    rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
-    return root, f"chosen by {rule.get(config.root_source, config.root_source)}"
-
-
 def _cmd_cache_dir(args: argparse.Namespace) -> int:
     root, why = root_and_why(args.cache_dir)
     print(root)
@@ -262,10 +249,10 @@ def _cmd_cache_dir(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from ..cli.serve import ModelHost
+    from .serve import ModelHost
 
     if not os.path.isdir(args.directory):
-        raise _UsageError(f"{args.directory} is not a directory")
+        raise UsageError(f"{args.directory} is not a directory")
     host = ModelHost(args.directory, host=args.host, port=args.port, rate_limit=args.rate_limit)
     print(f"serving {host.directory} at {host.url}", flush=True)
     try:
@@ -292,13 +279,9 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..cli.demo import run_demo
+    from .demo import run_demo
 
     return run_demo(cache_dir=args.cache_dir, out=sys.stdout)
-
-
-class _UsageError(Exception):
-    pass
 
 
 def _quiet_stdout() -> None:
@@ -329,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_PIPE
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except HubcacheError as exc:

@@ -1,10 +1,13 @@
-"""What the ``hubcache`` command says to people: the help epilogs (exit codes, environment,
-defaults) and counted nouns. One place, so ``--help``, the messages and docs/cli.md agree.
+"""What every command module of the CLI shares: the usage error (exit 2), the exit codes,
+and what the command says to people (help epilogs with exit codes, environment and defaults;
+counted nouns), so ``--help``, the messages and docs/cli.md agree.
+
+Lives apart from ``main`` so that command modules never import the module that imports them.
 """
 
 from __future__ import annotations
 
-# A note, then the exit codes: RawDescriptionHelpFormatter keeps these tables as written.
+from typing import Optional
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -61,3 +64,22 @@ def epilog(note: str = "") -> str:
     import textwrap
 
     return f"{textwrap.fill(note, 88)}\n\n{EXIT_CODES}" if note else EXIT_CODES
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out as given: one line on stderr, exit 2."""
+
+
+def root_and_why(cache_dir: Optional[str]) -> tuple[str, str]:
+    """The root the rules select and one phrase saying why, for ``cache-dir`` and
+    ``info --root``: the rule that chose it, or that the default was unsafe and why."""
+    from .._config import load_config
+    from ..local.root import choose_root, unsafe_reason
+
+    config = load_config(cache_dir=cache_dir)
+    root = choose_root(config)
+    if config.root_is_default and root != config.root:
+        reason = unsafe_reason(config.root) or "it was not safe to share"
+        return root, f"fell back to {root} because the default {config.root}: {reason}"
+    rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
+    return root, f"chosen by {rule.get(config.root_source, config.root_source)}"

@@ -200,3 +200,17 @@ def test_counted_nouns_agree() -> None:
 
     assert [entries(n) for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
     assert plural(1, "item") == "1 item" and plural(3, "item") == "3 items"
+
+
+def test_docs_cli_describes_every_command_and_exit_code() -> None:
+    import re
+
+    from hubcache.cli.common import EXIT_CODES
+    from hubcache.cli.main import build_parser
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for command in commands:
+        assert f"### `hubcache {command}" in text, command
+    for code in re.findall(r"^  (\d+) ", EXIT_CODES, flags=re.MULTILINE):
+        assert f"\n| {code} | " in text, code

@@ -40,11 +40,11 @@ from ..archive.extract import extract
 from ..fetch.progress import Progress
 from ..fetch.source import RestartDownloadError
 from ..local.entry import build_manifest, scan_tree
+from ..local.tree import link_tree
 from .api import KaggleApi
 from .credentials import find_credential
 from .donors import Donor, find_donor
 from .identity import KaggleModel, parse_slug
-from .links import link_tree
 from .signed import SignedSource
 
 log = logging.getLogger(__name__)

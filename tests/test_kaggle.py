@@ -186,9 +186,20 @@ def test_broken_file_stream_is_fetched_again(world: KaggleWorld) -> None:
 
 def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
-    path = hubcache.resolve(f"kaggle:{BIG}/1")
-    assert tree(path) == saved_model_files("big", extra=30)
-    assert any("/api/v1/models/google/bignet/" in s.path for s in world.kaggle.seen)
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert any("/api/v1/models/google/nnlm/tensorFlow2/en-dim128/2/download" in s.path for s in world.kaggle.seen)
+    assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_url_handle_falls_back_to_the_tfhub_protocol(world: KaggleWorld) -> None:
+    world.kaggle.rpc_missing = True
+    handle = f"http://localhost/models/{NNLM}/2"
+    path = hubcache.resolve(handle)
+    assert tree(path) == saved_model_files("v2")
+    assert any("tf-hub-format=compressed" in s.path for s in world.kaggle.seen)
+    assert not any("/download" in s.path for s in world.kaggle.seen)
+    assert manifest(path)["kaggle"]["version"] == 2 and os.path.basename(path) == cache_key(handle)
 
 
 # -- credentials ---------------------------------------------------------------------------

@@ -195,7 +195,7 @@ class KaggleServer(BackgroundServer):
         self.models: list[KaggleModel] = []
         self.accounts = Accounts()
         self.seen: list[Seen] = []
-        self.rpc_missing = False  # the RPC download route answers a bare 404 (an older API)
+        self.rpc_missing = False  # listing and download routes answer a bare 404 (older API)
 
     def add(self, model: KaggleModel) -> KaggleModel:
         self.models.append(model)
@@ -323,7 +323,8 @@ class _KaggleHandler(BaseHTTPRequestHandler):
             self._error(400, "bad JSON")
             return
         method = match.group(1)
-        if method == "DownloadModelInstanceVersion" and self.owner.rpc_missing:
+        missing = ("DownloadModelInstanceVersion", "ListModelInstanceVersionFiles")
+        if method in missing and self.owner.rpc_missing:
             self._send(404, b"Not Found", "text/html")
             return
         model = self.owner.find(

@@ -188,7 +188,10 @@ def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld)
     world.kaggle.rpc_missing = True
     path = hubcache.resolve(f"kaggle:{NNLM}/2")
     assert tree(path) == saved_model_files("v2")
-    assert any("/api/v1/models/google/nnlm/tensorFlow2/en-dim128/2/download" in s.path for s in world.kaggle.seen)
+    assert any(
+        "/api/v1/models/google/nnlm/tensorFlow2/en-dim128/2/download" in s.path
+        for s in world.kaggle.seen
+    )
     assert manifest(path)["kaggle"]["version"] == 2
 
 
@@ -452,7 +455,9 @@ def test_incomplete_kagglehub_copy_is_not_used(world: KaggleWorld) -> None:
 
 
 def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
-    path = hubcache.resolve(f"kaggle:{NNLM}/2", kagglehub_cache=True)
+    out = cli("resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2")
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip()
     root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
     assert (root / "2.complete").is_file()
     world.stop()  # kagglehub must not need the network
@@ -464,6 +469,12 @@ def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
         os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
         == os.stat(os.path.join(path, "saved_model.pb")).st_ino
     )
+
+
+def test_library_switch_publishes_for_kagglehub(world: KaggleWorld) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/1", kagglehub_cache=True)
+    root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
+    assert (root / "1.complete").is_file() and tree(str(root / "1")) == saved_model_files("v1")
 
 
 def test_env_switch_publishes_for_kagglehub(

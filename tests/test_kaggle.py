@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -339,7 +340,7 @@ def test_expired_signed_urls_fail_after_one_refresh(
     world.storage.lifetime = -60  # every URL the API hands out is already expired
     with pytest.raises(hubcache.HTTPStatusError) as info:
         hubcache.resolve(f"kaggle:{BIG}/1")
-    assert info.value.status == 403
+    assert info.value.status == 400  # GCS's answer to an expired V4 signature
     assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
     signatures = [s.path.split("X-Goog-Signature=")[1] for s in world.storage.seen]
     assert signatures and not any(sig in str(info.value) for sig in signatures)  # redacted
@@ -354,6 +355,22 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:
+    signed, handed_out, lock = world.storage.sign, [], threading.Lock()
+
+    def first_one_expired(blob_id: str, data: bytes, lifetime: float | None = None) -> str:
+        with lock:  # the files are fetched in parallel: exactly one URL is expired
+            handed_out.append(blob_id)
+            first = len(handed_out) == 1
+        return signed(blob_id, data, -60 if first else 3600)
+
+    world.storage.sign = first_one_expired  # type: ignore[method-assign]
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 4  # 3 files + 1 fresh URL
+    assert handed_out.count(handed_out[0]) == 2  # the expired file was asked for again
 
 
 def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:

@@ -49,6 +49,7 @@ class HTTPSource(Source):
 
     def __init__(self, url: str, handle: str, config: Config) -> None:
         self.url = url
+        self.origin = url  # the host user headers belong to, even if ``url`` is replaced
         self.handle = handle
         self.config = config
         self.display = redact(url)
@@ -123,7 +124,7 @@ class HTTPSource(Source):
 
         url = self.url
         self.final_url = url
-        origin = _host(url)
+        origin = _host(self.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout

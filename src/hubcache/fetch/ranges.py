@@ -23,13 +23,14 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._config import MAX_CONNECTIONS
+
 if TYPE_CHECKING:
     from ..fetch.http import HTTPSource
 
 PART = 2 * 1024 * 1024
 MEASURE = 4 * 1024 * 1024  # bytes streamed on the first connection before deciding
 MIN_SIZE = 16 * 1024 * 1024  # smaller archives are not worth a second connection
-MAX_CONNECTIONS = 8
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
 
 

@@ -17,7 +17,13 @@ from typing import Optional, Union
 
 from . import _faults
 from ._config import Config, load_config, select_root
-from ._errors import ChecksumMismatchError, HubcacheError, ModelNotFoundError, OfflineError
+from ._errors import (
+    ChecksumMismatchError,
+    ConfigurationError,
+    HubcacheError,
+    ModelNotFoundError,
+    OfflineError,
+)
 from ._handles import Handle, parse_handle
 from .local.entry import Entry
 from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
@@ -50,6 +56,8 @@ def resolve(
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
     parsed = _parse(handle)
+    if sha256 is not None:
+        sha256 = check_sha256(sha256, parsed)
     if sha256 is None and parsed.kind != "directory":
         warm = _warm_entry(parsed, cache_dir)
         if warm is not None and warm.is_complete():
@@ -79,6 +87,19 @@ def resolve(
     if sha256 is None and entry.is_complete():
         return entry.path
     return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+
+
+def check_sha256(sha256: object, handle: Handle) -> str:
+    """A pin must look like a sha256 before anything is downloaded: a malformed one could
+    never match, so it would only fail after the whole download."""
+    text = sha256.strip() if isinstance(sha256, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ConfigurationError(
+            f"sha256 pin {sha256!r} for {handle.raw} is not 64 hexadecimal digits; copy the "
+            "archive's digest exactly, as `sha256sum` prints it",
+            handle=handle.raw,
+        )
+    return text.lower()
 
 
 def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache.fetch import http as _http_source
+from hubcache.fetch import retry as _retry
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.trees import assert_no_entry, tree
@@ -38,10 +38,18 @@ def fast_network(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
     return cache_root
 
 
-def fail(url: str, error: type[BaseException] = hubcache.HubcacheError, **kw: object) -> str:
+def fail(url: str, error: type[BaseException], **kw: object) -> str:
     with pytest.raises(error) as info:
         hubcache.resolve(url, **kw)  # type: ignore[arg-type]
     return str(info.value)
+
+
+def record_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the retry waits instead of sleeping them (only hubcache's retry pause is
+    replaced, not ``time.sleep`` for the whole process)."""
+    waits: list[float] = []
+    monkeypatch.setattr(_retry, "_sleep", lambda seconds, stop: waits.append(seconds))
+    return waits
 
 
 # -- 1. timeouts ----------------------------------------------------------------------------
@@ -151,8 +159,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
 def test_retry_after_is_honoured_and_capped(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[float] = []
-    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
+    waits = record_waits(monkeypatch)
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add(
         "/m.tar.gz",
@@ -164,14 +171,25 @@ def test_retry_after_is_honoured_and_capped(
         ),
     )
     assert tree(hubcache.resolve(url)) == FILES
-    assert waits == [7.0, _http_source.MAX_RETRY_AFTER, 0.0]
+    assert waits == [7.0, _retry.MAX_RETRY_AFTER, 0.0]
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "nan", "inf", "1e999", "Wed, 99 Foo", ""])
+def test_an_unusable_retry_after_falls_back_to_our_backoff(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    waits = record_waits(monkeypatch)
+    url = model_server.add(
+        "/m.tar.gz", ARCHIVE, faults=(Fault(status=503, retry_after=value, times=1),)
+    )
+    assert tree(hubcache.resolve(url)) == FILES
+    assert len(waits) == 1 and 0.005 <= waits[0] <= 0.015  # HUBCACHE_RETRY_BACKOFF=0.01
 
 
 def test_backoff_grows_with_jitter(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[float] = []
-    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
+    waits = record_waits(monkeypatch)
     monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "1")
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add("/m.tar.gz", ARCHIVE, faults=(Fault(status=502, times=3),))

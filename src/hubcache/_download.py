@@ -18,6 +18,7 @@ from ._handles import Handle
 from .archive.extract import Extracted, extract
 from .fetch.http import HTTPSource
 from .fetch.progress import Progress
+from .fetch.retry import RetryBudget
 from .fetch.source import FsspecSource, LocalFileSource, RestartDownloadError, Source
 from .local.entry import Entry, build_manifest
 from .local.publish import discard, publish
@@ -42,8 +43,11 @@ def stage(
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
     Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
-    for attempt in range(config.retries + 1):
-        source = open_source(handle, config)
+    budget = RetryBudget.of(config)  # one budget for every retry of this download
+    attempt = 0
+    while True:
+        attempt += 1
+        source = open_source(handle, config, budget)
         progress: Optional[Progress] = None
         _faults.fs.mkdir(staging, 0o755)
         done = False
@@ -70,12 +74,14 @@ def stage(
                 },
             )
         except RestartDownloadError as exc:
-            if attempt == config.retries:
+            # no wait: a restart answers a changed object, not an overloaded server
+            cause = f"restarted from the start: {exc}"
+            if not budget.pause(handle.raw, cause, wait=0.0):
                 raise DownloadError(
                     f"the download of {handle.raw} could not be completed after "
-                    f"{attempt + 1} attempts from the start: {exc}",
+                    f"{attempt} attempts from the start: {exc}{budget.earlier(cause)}",
                     handle=handle.raw,
-                    attempts=attempt + 1,
+                    attempts=attempt,
                 ) from None
             log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
         except HubcacheError as exc:
@@ -91,7 +97,6 @@ def stage(
             if not done:
                 with contextlib.suppress(FileNotFoundError):
                     discard(staging)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
@@ -105,17 +110,17 @@ def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> Non
         )
 
 
-def open_source(handle: Handle, config: Config) -> Source:
+def open_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
     if config.mirrors or config.no_origin:
         from .fetch.mirrors import MirroredSource
 
-        return MirroredSource(handle, config, _direct_source)
-    return _direct_source(handle, config)
+        return MirroredSource(handle, config, budget, _direct_source)
+    return _direct_source(handle, config, budget)
 
 
-def _direct_source(handle: Handle, config: Config) -> Source:
+def _direct_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
     if handle.scheme in ("http", "https"):
-        return HTTPSource(handle.location, handle.raw, config)
+        return HTTPSource(handle.location, handle.raw, config, budget)
     if handle.scheme:
         return FsspecSource(handle.location, handle.raw)
     return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.raw)

@@ -20,11 +20,11 @@ from ._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from ._handles import Handle, model_url
 from .archive.decode import sniff
 from .fetch.pool import manager
+from .fetch.retry import RetryBudget, send_with_retries
 from .fetch.source import redact
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 _ARCHIVES = ("gzip", "bz2", "xz", "tar", "zip")
 
 
@@ -33,28 +33,20 @@ def uncompressed_location(handle: Handle, config: Config) -> Optional[str]:
     import urllib3
 
     url = model_url(handle.raw, "uncompressed")
-    retry = urllib3.Retry(
-        total=config.retries,
-        redirect=False,
-        status_forcelist=_RETRY_STATUS,
-        backoff_factor=config.backoff,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    try:
-        response = manager(url, config.verify_tls).request(
+    timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
+
+    def send() -> Any:
+        return manager(url, config.verify_tls).request(
             "GET",
             url,
             headers={"Accept-Encoding": "identity", **dict(config.headers)},
             redirect=False,
-            retries=retry,
+            retries=False,
             preload_content=False,
-            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
+            timeout=timeout,
         )
-    except urllib3.exceptions.HTTPError as exc:
-        raise DownloadError(
-            f"asking {redact(url)} for the model's location failed: {exc}", handle=handle.raw
-        ) from None
+
+    response = send_with_retries(RetryBudget.of(config), send, url=lambda: url, handle=handle.raw)
     try:
         return _interpret(handle, url, response)
     finally:

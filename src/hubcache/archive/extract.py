@@ -15,7 +15,8 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -63,13 +64,21 @@ class _Meter:
 
 
 _END = object()
+_JOIN_GRACE = 2.0
 
 
-def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[bytes]:
+def read_ahead(
+    chunks: Iterator[bytes],
+    depth: int = _QUEUE_DEPTH,
+    on_stop: Optional[Callable[[], None]] = None,
+) -> Iterator[bytes]:
     """Run ``chunks`` in a thread, handing results over a bounded queue.
 
     Exceptions raised by the producer are re-raised in the consumer; when the consumer
-    stops early (an error downstream) the producer is told to stop and is joined.
+    stops early (an error downstream, Ctrl-C) the producer is told to stop, ``on_stop``
+    unblocks a read it may be waiting in (the source's ``cancel``), and it is joined for
+    at most ``_JOIN_GRACE`` seconds: a daemon thread still stuck after that cannot hold
+    the process, and nothing it does touches the staging folder.
     """
     q: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
@@ -105,7 +114,10 @@ def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[b
             yield item
     finally:
         stop.set()
-        while thread.is_alive():
+        if on_stop is not None and thread.is_alive():
+            on_stop()
+        deadline = time.monotonic() + _JOIN_GRACE
+        while thread.is_alive() and time.monotonic() < deadline:
             try:
                 q.get_nowait()
             except queue.Empty:
@@ -161,7 +173,8 @@ def extract(
                 # Two stages on two cores: socket reads, the archive hash and inflating in
                 # the reader thread; tar parsing, file hashes and writes in this one.
                 stream = _inflate(decoder, first, raw, meter, limits)
-                _extract_tar(read_ahead(stream) if threaded else stream, tree)
+                ahead = read_ahead(stream, on_stop=source.cancel) if threaded else stream
+                _extract_tar(ahead, tree)
             if source.total is not None and meter.count != source.total:
                 raise CorruptArchiveError(
                     f"{source.display} sent {meter.count} bytes but announced {source.total}"

@@ -23,6 +23,7 @@ from typing import Optional
 from .._config import Config
 from .._errors import DownloadError, HubcacheError, ModelNotFoundError
 from .._handles import Handle
+from ..fetch.retry import RetryBudget
 from ..fetch.source import Source, redact
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ class MirroredSource(Source):
         self,
         handle: Handle,
         config: Config,
-        opener: Callable[[Handle, Config], Source],
+        budget: RetryBudget,
+        opener: Callable[[Handle, Config, RetryBudget], Source],
     ) -> None:
         self.handle = handle
         self.config = config
+        self.budget = budget
         self._opener = opener
         self._chosen: Optional[Source] = None
         self.tried: list[str] = []
@@ -69,12 +72,13 @@ class MirroredSource(Source):
         last: Optional[HubcacheError] = None
         for index, place in enumerate(places):
             final = index == len(places) - 1
-            config = (
-                self.config
+            # a mirror gets a budget of its own (one retry); the last place the download's
+            budget = (
+                self.budget
                 if final
-                else dataclasses.replace(self.config, retries=min(self.config.retries, 1))
+                else RetryBudget(min(self.config.retries, 1), self.config.backoff)
             )
-            source = self._opener(place, config)
+            source = self._opener(place, self.config, budget)
             try:
                 source.open()
             except _FALL_THROUGH as exc:
@@ -111,6 +115,10 @@ class MirroredSource(Source):
     def close(self) -> None:
         if self._chosen is not None:
             self._chosen.close()
+
+    def cancel(self) -> None:
+        if self._chosen is not None:
+            self._chosen.cancel()
 
     def local_file(self) -> Optional[str]:
         return self._chosen.local_file() if self._chosen is not None else None

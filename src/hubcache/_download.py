@@ -42,7 +42,7 @@ def stage(
     handle: Handle, key: str, staging: str, config: Config, sha256: Optional[str]
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
-    Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
+    Shared by local publishing and by remote roots (``store.remote``), which upload the folder."""
     budget = RetryBudget.of(config)  # one budget for every retry of this download
     attempt = 0
     while True:

@@ -1,13 +1,12 @@
 """HTTP(S) source: one archive over the network, resumable, with the network policy.
 
-Policy: connect and read timeouts and a stall detector (``fetch.pool``); retries on
-connection errors, 408, 429 and 5xx drawn from the download's one budget (``fetch.retry``);
-redirects followed by hand so each hop is checked (http→https
+Policy (docs/architecture.md): connect and read timeouts and a stall detector
+(``fetch.pool``); retries on connection errors, 408, 429 and 5xx drawn from the download's
+one budget (``fetch.retry``); redirects followed by hand so each hop is checked (http→https
 fine, https→http refused, non-HTTP schemes refused, at most 10 hops, extra headers never
 sent to another host); query strings redacted from everything we log or raise. A broken
 stream resumes with ``Range`` + ``If-Range``; large bodies may be fetched in parallel parts
-(``_ranges``).
-"""
+(``fetch.ranges``)."""
 
 from __future__ import annotations
 
@@ -21,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from ..fetch.pool import StallError, manager, read_body
-from ..fetch.retry import RetryBudget, reason, send_with_retries
-from ..fetch.source import CHUNK, CancelledError, RestartDownloadError, Source, redact
+from .pool import StallError, manager, read_body
+from .retry import RetryBudget, reason, send_with_retries
+from .source import CHUNK, CancelledError, RestartDownloadError, Source, redact
 
 if TYPE_CHECKING:
-    from ..fetch.ranges import RangedStream
+    from .ranges import RangedStream
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class HTTPSource(Source):
     def chunks(self) -> Iterator[bytes]:
         import urllib3
 
-        from ..fetch import ranges as _ranges
+        from . import ranges as _ranges
 
         response = self._response
         # The first MEASURE bytes always come over this one connection, timed; the rest
@@ -216,7 +215,7 @@ class HTTPSource(Source):
                 self._response = response
 
     def _ranged(self) -> Iterator[bytes]:
-        from ..fetch import ranges as _ranges
+        from . import ranges as _ranges
 
         stream = self._stream = _ranges.RangedStream(self, self._offset, self.config.connections)
         if self._cancelled.is_set():

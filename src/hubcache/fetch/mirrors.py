@@ -23,8 +23,8 @@ from typing import Optional
 from .._config import Config
 from .._errors import DownloadError, HubcacheError, ModelNotFoundError
 from .._handles import Handle
-from ..fetch.retry import RetryBudget
-from ..fetch.source import Source, redact
+from .retry import RetryBudget
+from .source import Source, redact
 
 log = logging.getLogger(__name__)
 

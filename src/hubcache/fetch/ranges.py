@@ -8,7 +8,7 @@ one sequential consumer in order. The buffer holds at most ``connections + 2`` p
 memory stays bounded (about 20 MB) whatever the archive size.
 
 Adaptive by default: the first ``MEASURE`` bytes always stream over the response already
-open (``_http_source``), timed; only when that connection proves slower than ``SLOW`` does
+open (``fetch.http``), timed; only when that connection proves slower than ``SLOW`` does
 the rest of the body switch to parts. A fast link never pays for the reorder buffer.
 ``HUBCACHE_CONNECTIONS=N`` fixes the number (1 turns this off).
 
@@ -23,13 +23,31 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .._config import MAX_CONNECTIONS
-from ..fetch.source import CancelledError
+from .source import CancelledError
 
 if TYPE_CHECKING:
-    from ..fetch.http import HTTPSource
+    from .._config import Config
+    from .retry import RetryBudget
+
+
+class PartSource(Protocol):
+    """What ranged parts need of the download they split (``http.HTTPSource`` is one).
+
+    A protocol rather than an import, so that this module and ``http`` (which calls it)
+    do not import each other."""
+
+    total: Optional[int]
+    etag: str
+    accept_ranges: bool
+    config: Config
+    display: str
+    budget: RetryBudget  # the download's one retry budget, shared with the parts
+
+    def range_request(self, start: int, end: Optional[int] = None) -> Any: ...
+
 
 PART = 2 * 1024 * 1024
 MEASURE = 4 * 1024 * 1024  # bytes streamed on the first connection before deciding
@@ -38,7 +56,7 @@ JOIN_GRACE = 1.0  # seconds the consumer waits for workers after a cancel
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
 
 
-def usable(source: HTTPSource, connections: Optional[int]) -> bool:
+def usable(source: PartSource, connections: Optional[int]) -> bool:
     """Whether the response allows ranged parts and the settings ask for them."""
     if connections == 1 or source.total is None or source.total < MIN_SIZE:
         return False
@@ -56,7 +74,7 @@ def wanted(connections: Optional[int], done: int, elapsed: float) -> bool:
 class RangedStream:
     """Yields the body of ``source`` from byte ``base`` on, in order, fetched in parts."""
 
-    def __init__(self, source: HTTPSource, base: int, connections: Optional[int]) -> None:
+    def __init__(self, source: PartSource, base: int, connections: Optional[int]) -> None:
         self.source = source
         self.base = base
         self.total = source.total or 0
@@ -99,18 +117,21 @@ class RangedStream:
 
     def _fetch(self, index: int) -> list[bytes]:
         """One part; a broken part is fetched again, alone, on the download's one budget."""
+        import urllib3
+
         start = self.base + index * PART
         end = min(start + PART, self.total) - 1
         while True:
             response = self.source.range_request(start, end)
             with self._cond:
                 if self._stop:
+                    response.close()
                     response.release_conn()
-                    raise OSError("the ranged download was cancelled")
+                    raise CancelledError("the ranged download was cancelled")
                 self._inflight.add(response)
             try:
                 return _read_exactly(response, end - start + 1)
-            except OSError as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 cause = f"{exc.__class__.__name__}: {exc}"
                 if not self.source.budget.pause(
                     f"part {index} of {self.source.display}", cause, stop=self._cancelled
@@ -170,9 +191,15 @@ def _read_exactly(response: Any, size: int) -> list[bytes]:
         while got < size:
             data = response.read(min(1024 * 1024, size - got))
             if not data:
-                raise OSError(f"range body ended after {got} of {size} bytes")
+                break
             out.append(data)
             got += len(data)
+    except BaseException:
+        response.close()  # a broken or cancelled connection must not go back to the pool
+        raise
     finally:
         response.release_conn()
+    if got < size:
+        response.close()
+        raise OSError(f"range body ended after {got} of {size} bytes")
     return out

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from .._config import Config
 from .._errors import DownloadError
-from ..fetch.source import redact
+from .source import redact
 
 log = logging.getLogger(__name__)
 

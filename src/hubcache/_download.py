@@ -32,7 +32,7 @@ def download(handle: Handle, entry: Entry, config: Config, uid: str, sha256: Opt
     try:
         manifest = stage(handle, entry.key, staging, config, sha256)
         if not publish(entry, staging, manifest, fsync=config.fsync):
-            log.info("another process published %s first; using its copy", handle.raw)
+            log.info("another process published %s first; using its copy", handle.shown)
     finally:
         with contextlib.suppress(FileNotFoundError):
             discard(staging)
@@ -60,7 +60,7 @@ def stage(
             _verify_pin(handle, result, sha256)
             done = True
             return build_manifest(
-                handle=handle.raw,
+                handle=handle.shown,
                 key=key,
                 files=result.files,
                 dirs=result.dirs,
@@ -76,18 +76,18 @@ def stage(
         except RestartDownloadError as exc:
             # no wait: a restart answers a changed object, not an overloaded server
             cause = f"restarted from the start: {exc}"
-            if not budget.pause(handle.raw, cause, wait=0.0):
+            if not budget.pause(handle.shown, cause, wait=0.0):
                 raise DownloadError(
-                    f"the download of {handle.raw} could not be completed after "
+                    f"the download of {handle.shown} could not be completed after "
                     f"{attempt} attempts from the start: {exc}{budget.earlier(cause)}",
-                    handle=handle.raw,
+                    handle=handle.shown,
                     attempts=attempt,
                 ) from None
-            log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
+            log.warning("restarting the download of %s from the start: %s", handle.shown, exc)
         except HubcacheError as exc:
             if exc.handle is None:
-                exc.handle = handle.raw
-                exc.message = f"cannot resolve {handle.raw}: {exc.message}"
+                exc.handle = handle.shown
+                exc.message = f"cannot resolve {handle.shown}: {exc.message}"
                 exc.args = (exc.message,)
             raise
         finally:
@@ -102,9 +102,9 @@ def stage(
 def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
     if sha256 is not None and result.archive_sha256 != sha256.lower():
         raise ChecksumMismatchError(
-            f"the archive of {handle.raw} has sha256 {result.archive_sha256}, not the pinned "
+            f"the archive of {handle.shown} has sha256 {result.archive_sha256}, not the pinned "
             f"{sha256}; nothing was cached",
-            handle=handle.raw,
+            handle=handle.shown,
             expected=sha256,
             actual=result.archive_sha256,
         )
@@ -120,12 +120,12 @@ def open_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
 
 def _direct_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
     if handle.scheme in ("http", "https"):
-        return HTTPSource(handle.location, handle.raw, config, budget)
+        return HTTPSource(handle.location, handle.shown, config, budget)
     if handle.scheme:
-        return FsspecSource(handle.location, handle.raw)
-    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.raw)
+        return FsspecSource(handle.location, handle.shown)
+    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.shown)
 
 
 def _label(handle: Handle) -> str:
-    text = handle.raw.split("?", 1)[0]
+    text = handle.shown.split("?", 1)[0]
     return text if len(text) <= 60 else "..." + text[-57:]

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import urllib.parse
 
-from ._errors import InvalidHandleError
+from ._errors import InvalidHandleError, hide_credentials
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 HTTP_SCHEMES = ("http", "https")
@@ -42,6 +42,12 @@ class Handle:
     @property
     def key(self) -> str:
         return cache_key(self.raw)
+
+    @property
+    def shown(self) -> str:
+        """The handle as messages, logs, manifests and descriptors show it: a password or
+        token in the URL replaced by ``***``. Only the key and the request use ``raw``."""
+        return hide_credentials(self.raw)
 
 
 def cache_key(handle: str) -> str:

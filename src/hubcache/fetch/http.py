@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from .pool import StallError, manager, read_body
+from .pool import StallError, manager, read_body, split_credentials
 from .retry import RetryBudget, reason, send_with_retries
 from .source import CHUNK, CancelledError, RestartDownloadError, Source, redact
 
@@ -39,14 +39,17 @@ class HTTPSource(Source):
     def __init__(
         self, url: str, handle: str, config: Config, budget: Optional[RetryBudget] = None
     ) -> None:
-        self.url = url
+        # credentials in the URL become a header for the origin host (see _follow)
+        self.url, self._auth = split_credentials(url)
+        if any(name.lower() == "authorization" for name, _ in config.headers):
+            self._auth = {}  # the user's explicit header wins
         self.handle = handle
         self.config = config
         self.budget = budget if budget is not None else RetryBudget.of(config)
         self._cancelled = threading.Event()  # see cancel(): ends reads, resumes and waits
         self._stream: Optional[RangedStream] = None
         self.display = redact(url)
-        self.final_url = url
+        self.final_url = self.url
         self._response: Any = None
         self._offset = 0
         self.accept_ranges = False
@@ -89,7 +92,7 @@ class HTTPSource(Source):
         )
         for _ in range(MAX_REDIRECTS + 1):
             on_origin = on_origin and _host(url) == origin
-            headers = dict(self.config.headers) if on_origin else {}
+            headers = {**self._auth, **dict(self.config.headers)} if on_origin else {}
             headers.update({"Accept-Encoding": "identity", "User-Agent": _user_agent()})
             headers.update(extra_headers)
             response = manager(url, self.config.verify_tls).request(

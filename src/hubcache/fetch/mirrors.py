@@ -65,9 +65,9 @@ class MirroredSource(Source):
         places = candidates(self.handle, self.config)
         if self.config.no_origin and places == [self.handle]:
             raise ModelNotFoundError(
-                f"no mirror in HUBCACHE_MIRRORS matches {self.handle.raw} and the origin is "
+                f"no mirror in HUBCACHE_MIRRORS matches {self.handle.shown} and the origin is "
                 "disabled (--no-origin / HUBCACHE_NO_ORIGIN)",
-                handle=self.handle.raw,
+                handle=self.handle.shown,
             )
         last: Optional[HubcacheError] = None
         for index, place in enumerate(places):
@@ -87,15 +87,17 @@ class MirroredSource(Source):
                 self.tried.append(f"{what} {redact(place.location)}: {exc.message}")
                 last = exc
                 if not final:
-                    log.info("%s failed for %s; trying the next place", what, self.handle.raw)
+                    log.info("%s failed for %s; trying the next place", what, self.handle.shown)
                 continue
             self._adopt(source)
             return
         if last is None:  # unreachable: candidates() always returns at least one place
-            raise ModelNotFoundError(f"nowhere to fetch {self.handle.raw}", handle=self.handle.raw)
+            raise ModelNotFoundError(
+                f"nowhere to fetch {self.handle.shown}", handle=self.handle.shown
+            )
         raise type(last)(
-            f"cannot fetch {self.handle.raw}; tried, in order: " + "; ".join(self.tried),
-            handle=self.handle.raw,
+            f"cannot fetch {self.handle.shown}; tried, in order: " + "; ".join(self.tried),
+            handle=self.handle.shown,
             **{**last.facts, "tried": list(self.tried)},
         )
 

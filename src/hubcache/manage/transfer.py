@@ -144,7 +144,10 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
     os.mkdir(staging, 0o700)
     try:
         files, keys = extract_export(archive, staging, config.limits, fsync)
-        return [_import_one(root, staging, key, files, fsync) for key in keys]
+        return [
+            _import_one(root, staging, key, files, fsync=fsync, lease=config.lock_lease)
+            for key in keys
+        ]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -183,7 +186,13 @@ def read_checked(
 
 
 def _import_one(
-    root: str, staging: str, key: str, extracted: dict[str, list[Any]], fsync: bool
+    root: str,
+    staging: str,
+    key: str,
+    extracted: dict[str, list[Any]],
+    *,
+    fsync: bool,
+    lease: float,
 ) -> Imported:
     try:
         handle, manifest = read_checked(staging, key, extracted)
@@ -192,7 +201,7 @@ def _import_one(
     entry = Entry(root, key)
     if entry.is_complete():
         return Imported(key, handle, "already cached")
-    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=120, timeout=0)
+    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=lease, timeout=0)
     if not lock.try_acquire():
         raise EntryInUseError(
             f"{handle} is being downloaded by another process; import again later", handle=handle

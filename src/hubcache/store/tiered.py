@@ -119,7 +119,8 @@ def _copy_down(
     _faults.fs.mkdir(staging, 0o755)
     try:
         copied, _ = tier.call(
-            "copying from it", lambda: store.download_entry(entry.key, manifest, staging)
+            "copying from it",
+            lambda: store.download_entry(entry.key, manifest, staging, fsync=config.fsync),
         )
         if not copied:
             return False

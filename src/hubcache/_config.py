@@ -272,12 +272,9 @@ def load_config(
     """Read the settings of one call: explicit arguments win over the environment."""
     env = os.environ if environ is None else environ
     root, source = select_root(cache_dir, env)
+    # Kept as given here and checked by check_load_format() in the calls that download: a
+    # bad value must not stop `hubcache ls` or `rm`, which never use it.
     load_format = env.get("TFHUB_MODEL_LOAD_FORMAT", "AUTO").strip().upper() or "AUTO"
-    if load_format not in LOAD_FORMATS:
-        raise ConfigurationError(
-            f"TFHUB_MODEL_LOAD_FORMAT={env['TFHUB_MODEL_LOAD_FORMAT']!r} is not one of "
-            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
-        )
     # Every variable is checked even when an argument overrides it: a typo is reported
     # the first time, not on the first call that happens to rely on the variable.
     env_offline = _flag(env, "HUBCACHE_OFFLINE")
@@ -311,6 +308,17 @@ def load_config(
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
     )
+
+
+def check_load_format(config: Config) -> str:
+    """``config.load_format`` when it is one of ``LOAD_FORMATS``, else ConfigurationError
+    (exit 2). Called by the calls that download, so other commands work with a bad value."""
+    if config.load_format not in LOAD_FORMATS:
+        raise ConfigurationError(
+            f"TFHUB_MODEL_LOAD_FORMAT={config.load_format.lower()!r} is not one of "
+            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
+        )
+    return config.load_format
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:

@@ -51,7 +51,9 @@ class Handle:
 
 
 def cache_key(handle: str) -> str:
-    """tensorflow_hub's cache key: sha1 of the handle exactly as given."""
+    """The name of ``handle``'s folder in a cache root: the hex sha1 of the handle exactly
+    as given, as tensorflow_hub names it (so both find each other's downloads). Spelling
+    matters: a trailing ``/`` or a different query is a different entry."""
     return hashlib.sha1(handle.encode("utf-8")).hexdigest()  # noqa: S324 - a name, not security
 
 

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 from . import _faults
-from ._config import Config, load_config, select_root
+from ._config import Config, check_load_format, load_config, select_root
 from ._errors import (
+    CacheDirError,
     ChecksumMismatchError,
     ConfigurationError,
     HubcacheError,
@@ -71,7 +72,7 @@ def resolve(
     )
     if parsed.kind == "directory":
         return _existing_directory(parsed)
-    if config.load_format == "UNCOMPRESSED" and parsed.kind == "model":
+    if check_load_format(config) == "UNCOMPRESSED" and parsed.kind == "model":
         from ._uncompressed import uncompressed_location
 
         location = uncompressed_location(parsed, config)
@@ -221,10 +222,17 @@ def _resolve_slow(
                 download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
             else:
                 download(handle, entry, config, lock.uid, sha256)
+        except CacheDirError as exc:
+            if exc.handle is not None:
+                raise
+            # the extractor does not know the handle; the person reading the error needs it
+            raise CacheDirError(
+                f"cannot store {handle.raw}: {exc.message}", handle=handle.raw, **exc.facts
+            ) from exc
         except HubcacheError:
             raise
         except OSError as exc:  # creating or publishing the staging folder failed
-            raise disk_error(exc, entry.root, 0, None) from exc
+            raise disk_error(exc, entry.root, None, None, handle=handle.raw) from exc
         if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
             from .manage.evict import evict_beyond
 

@@ -168,18 +168,27 @@ class HTTPSource(Source):
         response = self._response
         # The first MEASURE bytes always come over this one connection, timed; the rest
         # switches to parallel ranged parts only if it proved slow (or N were asked for).
+        # Only the time spent waiting for the network counts: time the consumer spends
+        # inflating and writing between two reads says nothing about the connection (on a
+        # fast link, counting it made a busy machine open parallel parts for nothing).
         measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
-        began = time.monotonic()
+        waited = 0.0
         resumes = 0
         while True:
             try:
-                for data in read_body(response, self.config, CHUNK):
+                body = read_body(response, self.config, CHUNK)
+                while True:
+                    began = time.monotonic() if measuring else 0.0
+                    data = next(body, None)
+                    if data is None:
+                        break
                     self._offset += len(data)
+                    if measuring:
+                        waited += time.monotonic() - began
                     yield data
                     if measuring and self._offset >= _ranges.MEASURE:
                         measuring = False
-                        elapsed = time.monotonic() - began
-                        if _ranges.wanted(self.config.connections, self._offset, elapsed):
+                        if _ranges.wanted(self.config.connections, self._offset, waited):
                             response.close()  # the rest comes in parts
                             response.release_conn()
                             self._response = None

@@ -27,13 +27,15 @@ _KEEP = {"HUBCACHE_TF_PYTHON"}  # configures the interop tests, not hubcache
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clear TFHUB_*, HUBCACHE_* (but HUBCACHE_TF_PYTHON) and proxy variables; disable the
-    progress bar. Proxies go too: hubcache may honour them, and loopback tests must not
-    depend on the developer's NO_PROXY."""
+    """Clear TFHUB_*, HUBCACHE_* (but HUBCACHE_TF_PYTHON), KAGGLE_*, KAGGLEHUB_* and proxy
+    variables; disable the progress bar. Proxies go too: hubcache may honour them, and
+    loopback tests must not depend on the developer's NO_PROXY."""
     for name in list(os.environ):
         if name in _KEEP:
             continue
-        if name.startswith(("TFHUB_", "HUBCACHE_")) or name.lower() in _PROXY_VARS:
+        if name.startswith(("TFHUB_", "HUBCACHE_", "KAGGLE_", "KAGGLEHUB_")) or (
+            name.lower() in _PROXY_VARS
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TFHUB_DOWNLOAD_PROGRESS", "0")
 

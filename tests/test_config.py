@@ -129,7 +129,13 @@ NUMERIC = [
     ("HUBCACHE_MAX_SIZE", "20GB", ["-1"]),
 ]
 NOT_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "soon", "0x10", "1_000"]
-FLAGS = ["HUBCACHE_OFFLINE", "HUBCACHE_FSYNC", "HUBCACHE_NO_ORIGIN", "TFHUB_DOWNLOAD_PROGRESS"]
+FLAGS = [
+    "HUBCACHE_OFFLINE",
+    "HUBCACHE_FSYNC",
+    "HUBCACHE_NO_ORIGIN",
+    "HUBCACHE_KAGGLEHUB",
+    "TFHUB_DOWNLOAD_PROGRESS",
+]
 
 
 @pytest.mark.parametrize(
@@ -184,6 +190,7 @@ def test_every_yes_no_setting_accepts_both_spellings(
         "HUBCACHE_OFFLINE": "offline",
         "HUBCACHE_FSYNC": "fsync",
         "HUBCACHE_NO_ORIGIN": "no_origin",
+        "HUBCACHE_KAGGLEHUB": "kagglehub",
         "TFHUB_DOWNLOAD_PROGRESS": "progress",
     }[name]
     for value, expected in [("1", True), ("Yes", True), (" on ", True), ("0", False)]:

@@ -45,12 +45,16 @@ def resolve(
     on_wait: Optional[Callable[[str], None]] = None,
     mirrors: Union[str, Sequence[str], None] = None,
     no_origin: Optional[bool] = None,
+    kagglehub_cache: Optional[bool] = None,
 ) -> str:
     """Return a local directory holding the model of ``handle``, downloading it at most once.
 
     ``mirrors`` (default ``HUBCACHE_MIRRORS``): ``"PREFIX=REPLACEMENT,..."`` URL rewrites
     tried in order before the origin, the cache key staying the handle; ``no_origin=True``
     never falls back to the handle's own URL.
+
+    ``kagglehub_cache=True`` (or ``HUBCACHE_KAGGLEHUB=1``) also publishes a downloaded Kaggle
+    model in kagglehub's cache (hard links), so ``kagglehub.model_download`` finds it.
 
     ``cache_dir`` overrides ``TFHUB_CACHE_DIR``; ``offline=True`` (or ``HUBCACHE_OFFLINE=1``)
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
@@ -69,9 +73,14 @@ def resolve(
         progress=progress,
         mirrors=mirrors,
         no_origin=no_origin,
+        kagglehub=kagglehub_cache,
     )
     if parsed.kind == "directory":
         return _existing_directory(parsed)
+    if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
+        from .kaggle.versions import pin
+
+        parsed, _model = pin(parsed, config)  # a Kaggle model, pinned to one version
     if check_load_format(config) == "UNCOMPRESSED" and parsed.kind == "model":
         from ._uncompressed import uncompressed_location
 
@@ -178,7 +187,7 @@ def _resolve_slow(
     if state.name == "legacy" and sha256 is None:
         adopt(entry, handle.shown) if not config.offline else None
         return entry.path
-    if config.offline:
+    if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
         raise OfflineError(
             f"{handle.shown} is not in the cache at {entry.root} and offline mode is on "
             "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "

@@ -162,6 +162,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     }
     entries.sort(key=order[args.sort])
     total = sum(e.size for e in entries)
+    kagglehub = [] if args.older_than else _kagglehub_rows()
     if args.json:
         _dump(
             {
@@ -169,6 +170,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "entries": [e.to_json() for e in entries],
                 "count": len(entries),
                 "total_bytes": total,
+                "kagglehub": [
+                    {"handle": h, "path": p, "size": size, "files": n}
+                    for h, p, size, n in kagglehub
+                ],
             }
         )
         return 0
@@ -185,6 +190,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 e.state + (f" ({e.reason})" if e.reason else ""),
             )
         )
+    for handle, _path, size, count in kagglehub:
+        rows.append((_short(handle), "-", format_size(size), str(count), "-", "-", "kagglehub"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -194,6 +201,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _short(text: str, width: int = 56) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
+    """Models in kagglehub's cache, which hubcache uses without a request (state
+    "kagglehub"); a bad Kaggle setting only hides them."""
+    from .._config import kaggle_settings
+    from .._errors import HubcacheError
+    from ..kaggle.kagglehub_cache import entries
+
+    try:
+        root = kaggle_settings().kagglehub_cache
+    except HubcacheError:
+        return []
+    return [(f"kagglehub:{h}", p, size, n) for h, p, size, n in entries(root)]
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="mirrors only, never the handle's own URL (default: $HUBCACHE_NO_ORIGIN, else off)",
     )
+    p.add_argument(
+        "--kagglehub-cache",
+        action="store_true",
+        default=None,
+        help="also publish downloaded Kaggle models in kagglehub's cache (HUBCACHE_KAGGLEHUB=1)",
+    )
     p.set_defaults(func=_cmd_resolve)
 
     p = sub.add_parser(
@@ -228,6 +234,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
             progress=args.progress,
             mirrors=args.mirror,
             no_origin=args.no_origin,
+            kagglehub_cache=args.kagglehub_cache,
             on_wait=None if args.quiet else _status,
         )
         print(path, flush=True)

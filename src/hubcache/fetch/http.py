@@ -43,6 +43,7 @@ class HTTPSource(Source):
         self.url, self._auth = split_credentials(url)
         if any(name.lower() == "authorization" for name, _ in config.headers):
             self._auth = {}  # the user's explicit header wins
+        self.origin = self.url  # the host user headers belong to, even if ``url`` is replaced
         self.handle = handle
         self.config = config
         self.budget = budget if budget is not None else RetryBudget.of(config)
@@ -85,7 +86,7 @@ class HTTPSource(Source):
 
         url = self.url
         self.final_url = url
-        origin = _host(url)
+        origin = _host(self.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout

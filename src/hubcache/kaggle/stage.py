@@ -39,6 +39,7 @@ from .._handles import Handle, model_url
 from ..archive.extract import extract
 from ..fetch.http import HTTPSource
 from ..fetch.progress import Progress
+from ..fetch.retry import RetryBudget
 from ..fetch.source import RestartDownloadError
 from ..local.entry import build_manifest, scan_tree
 from ..local.tree import link_tree
@@ -63,6 +64,7 @@ class _Job:
     model: KaggleModel
     config: Config
     handle: str  # as given, for errors
+    budget: RetryBudget  # the download's one retry budget (fetch.retry), all files together
 
     def tfhub(self) -> KaggleAwareSource:
         """The handle's URL with ``tf-hub-format=compressed``, redirects to the archive."""
@@ -77,6 +79,7 @@ class _Job:
             self.handle,
             self.config,
             lambda: self.api.download_url(self.model, path),
+            self.budget,
         )
 
 
@@ -95,7 +98,7 @@ def stage_kaggle(
             handle=handle.raw,
         )
     api = KaggleApi(settings, find_credential(settings), config, handle.raw)
-    job = _Job(api, model, config, handle.raw)
+    job = _Job(api, model, config, handle.raw, RetryBudget.of(config))
     listing = api.list_files(model)  # None: an older API without the listing route
     files, more = listing if listing is not None else ([], True)
     if files and not more:
@@ -150,7 +153,7 @@ def _download_archive(
     job: _Job, staging: str, sha256: Optional[str], *, tfhub_protocol: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     config, handle = job.config, job.handle
-    for attempt in range(config.retries + 1):
+    while True:
         source: HTTPSource = job.signed() if not tfhub_protocol else job.tfhub()
         progress: Optional[Progress] = None
         os.mkdir(staging, 0o755)
@@ -169,7 +172,7 @@ def _download_archive(
             return result.files, archive
         except RestartDownloadError as exc:
             _remove(staging)
-            if attempt == config.retries:
+            if not job.budget.pause(handle, f"restarted from the start: {exc}", wait=0.0):
                 raise DownloadError(
                     f"the download of {handle} could not be completed: {exc}", handle=handle
                 ) from None
@@ -180,7 +183,6 @@ def _download_archive(
             source.close()
             if progress is not None:
                 progress.close()
-    raise AssertionError("unreachable")
 
 
 def _check_pin(handle: str, actual: str, sha256: Optional[str]) -> None:
@@ -237,7 +239,7 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
 
     def one(name: str, size: int) -> tuple[str, list[Any]]:
         target = os.path.join(staging, *name.split("/"))
-        for attempt in range(config.retries + 1):
+        while True:
             if stop.is_set():
                 raise _CancelledError
             try:
@@ -246,7 +248,7 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
             except RestartDownloadError as exc:  # broken and not resumable: this file again
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(target)
-                if attempt == config.retries:
+                if not job.budget.pause(f"{name} of {handle}", f"{exc}", wait=0.0):
                     raise DownloadError(
                         f"the download of {name} of {model.slug} kept breaking: {exc}",
                         handle=handle,

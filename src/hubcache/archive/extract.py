@@ -18,7 +18,8 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -66,15 +67,22 @@ class _Meter:
 
 
 _END = object()
+_JOIN_GRACE = 2.0
 
 
 def read_ahead(
-    chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH, name: str = "hubcache-reader"
-) -> Iterator[bytes]:
+    chunks: Iterator[bytes],
+    depth: int = _QUEUE_DEPTH,
+    on_stop: Optional[Callable[[], None]] = None,
+    name: str = "hubcache-reader",
+) -> Generator[bytes, None, None]:
     """Run ``chunks`` in a thread, handing results over a bounded queue.
 
     Exceptions raised by the producer are re-raised in the consumer; when the consumer
-    stops early (an error downstream) the producer is told to stop and is joined.
+    stops early (an error downstream, Ctrl-C) the producer is told to stop, ``on_stop``
+    unblocks a read it may be waiting in (the source's ``cancel``), and it is joined for
+    at most ``_JOIN_GRACE`` seconds: a daemon thread still stuck after that cannot hold
+    the process, and nothing it does touches the staging folder.
     """
     q: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
@@ -110,7 +118,10 @@ def read_ahead(
             yield item
     finally:
         stop.set()
-        while thread.is_alive():
+        if on_stop is not None and thread.is_alive():
+            on_stop()
+        deadline = time.monotonic() + _JOIN_GRACE
+        while thread.is_alive() and time.monotonic() < deadline:
             try:
                 q.get_nowait()
             except queue.Empty:
@@ -161,17 +172,19 @@ def extract(
                 _extract_zip(source, first, raw, tree)
             else:
                 decoder = make_decoder(fmt)
-                # Two stages on two cores: socket reads, the archive hash and inflating in
-                # the reader thread; tar parsing, file hashes and writes in this one.
                 if not threaded:
                     _extract_tar(_inflate(decoder, first, raw, meter, limits), tree)
                 else:  # socket reads | inflate | tar, hashes and writes (this thread)
-                    net = read_ahead(raw, name="hubcache-net")
+                    # both stages can unblock the source: whichever stops first cancels it
+                    cancel = source.cancel
+                    net = read_ahead(raw, on_stop=cancel, name="hubcache-net")
                     try:
                         inflated = _inflate(decoder, first, net, meter, limits)
-                        _extract_tar(read_ahead(inflated, name="hubcache-inflate"), tree)
+                        stream = read_ahead(inflated, on_stop=cancel, name="hubcache-inflate")
+                        _extract_tar(stream, tree)
                     finally:
-                        net.close()  # on an error downstream: stop and join the reader
+                        if not getattr(net, "gi_running", False):  # stuck past its grace?
+                            net.close()  # on an error downstream: stop and join the reader
             if source.total is not None and meter.count != source.total:
                 raise CorruptArchiveError(
                     f"{source.display} sent {meter.count} bytes but announced {source.total}"
@@ -182,7 +195,8 @@ def extract(
         finally:
             tree.close()
     finally:
-        raw.close()
+        if not raw.gi_running:  # a network thread still stuck in a read keeps it
+            raw.close()
     return Extracted(
         format=fmt,
         archive_bytes=meter.count,

@@ -195,7 +195,7 @@ def extract(
         finally:
             tree.close()
     finally:
-        if not raw.gi_running:  # a network thread still stuck in a read keeps it
+        if not getattr(raw, "gi_running", False):  # a network thread stuck in a read?
             raw.close()
     return Extracted(
         format=fmt,

@@ -37,13 +37,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .. import _platform
 from .._version import __version__
 
 MANIFEST_VERSION = 1
 
 # The manifest's atime is the entry's last-used time, refreshed at most this often (seconds).
 USE_RECORD_INTERVAL = 3600.0
-_O_NOATIME = getattr(os, "O_NOATIME", 0)
 _UNRECORDABLE: set[str] = set()  # manifests we failed to touch (read-only cache): not retried
 
 # manifest path -> (manifest stat signature, ((directory, mtime_ns), ...))
@@ -164,7 +164,7 @@ class Entry:
             os.unlink(self.manifest_path)
         trash = f"{self.path}.{uid}.trash"
         try:
-            os.rename(self.path, trash)
+            _platform.retry_busy(os.rename, self.path, trash)
         except FileNotFoundError:
             return
         except NotADirectoryError:
@@ -194,11 +194,11 @@ def read_quietly(path: str) -> bytes:
     """Read a small file without updating its atime, which records last use, not reads:
     ``hubcache ls`` and backup tools must not make stale entries look used."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+        fd = os.open(path, _platform.READ | _platform.O_NOATIME)
     except PermissionError:
-        if not _O_NOATIME:
+        if not _platform.O_NOATIME:
             raise
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # O_NOATIME needs ownership
+        fd = os.open(path, _platform.READ)  # O_NOATIME needs ownership
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):

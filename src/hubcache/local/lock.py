@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
-from .. import _faults
+from .. import _faults, _platform
 from .._errors import CacheDirError, LockTimeoutError
 from ..local.holder import Holder, new_uid, parse_holder
 
@@ -230,7 +230,7 @@ class DownloadLock(LockBase):
             return True
         fs = _faults.fs
         try:
-            fd = fs.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = _platform.retry_busy(fs.open, self.path, _platform.CREATE_EXCLUSIVE, 0o644)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -269,7 +269,7 @@ class DownloadLock(LockBase):
         os.utime(self.path)
 
     def _delete(self) -> None:
-        _faults.fs.unlink(self.path)
+        _platform.retry_busy(_faults.fs.unlink, self.path)  # Windows: a waiter may be reading it
 
     def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
         try:
@@ -298,15 +298,15 @@ def break_lock(path: str, judged: str, uid: str) -> bool:
     """
     aside = f"{path}.{uid}.broken"
     try:
-        os.rename(path, aside)
+        _platform.retry_busy(os.rename, path, aside)
     except FileNotFoundError:
         return False
     ours = read_text(aside) == judged
     if not ours:
-        # Someone replaced the stale lock between our read and rename: put theirs back
-        # (link never overwrites, so a third process's newer lock is kept instead).
+        # Someone replaced the stale lock between our read and rename: put theirs back,
+        # never over a third process's newer lock (create_from never overwrites).
         with contextlib.suppress(OSError):
-            os.link(aside, path)
+            _platform.create_from(aside, path)
     with contextlib.suppress(OSError):
         os.unlink(aside)
     return ours

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import IO, Any, Optional
 
+from .. import _platform
 from .._errors import DownloadError
 from ..local.entry import USE_RECORD_INTERVAL
 
@@ -235,19 +236,18 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        os.replace(self._stage(path, lambda f: _write_all(f, data)), path)
+        _platform.retry_busy(os.replace, self._stage(path, lambda f: _write_all(f, data)), path)
 
     def create(self, name: str, data: bytes) -> bool:
-        # link() never overwrites: the object appears whole, and only for one creator.
+        # Never overwrites: the object appears whole (link, or rename on Windows), and only
+        # for one creator; without hard links (FAT, some shares) exclusive but not atomic.
         path = self._path(name)
         tmp = self._stage(path, lambda f: _write_all(f, data))
         try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
+            return _platform.create_from(tmp, path)
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def put_file(self, local: str, name: str) -> None:
         path = self._path(name)
@@ -256,7 +256,7 @@ class LocalStorage(Storage):
             with open(local, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
 
-        os.replace(self._stage(path, copy), path)
+        _platform.retry_busy(os.replace, self._stage(path, copy), path)
 
     def open_read(self, name: str) -> IO[bytes]:
         return open(self._path(name), "rb")  # closed by the caller

@@ -26,6 +26,8 @@ member names Windows cannot hold or would misread as drives, devices or separato
 
 Only :mod:`os`, :mod:`sys`, :mod:`stat`, :mod:`errno` and :mod:`time` are imported here;
 psutil, ctypes and fcntl are imported on first use, so ``import hubcache`` stays cheap.
+Calls that write the cache go through ``_faults.fs`` like every other such call, so the
+fault-injection tests reach them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
+
+from . import _faults
 
 T = TypeVar("T")
 
@@ -253,8 +257,10 @@ def _kernel32() -> Optional[_Kernel32]:
 # -- files -------------------------------------------------------------------------------
 def writeback(fd: int) -> None:
     """Push a file's data towards the disk early (a hint: the final fsync is what counts)."""
-    sync = getattr(os, "fdatasync", None)  # Linux; macOS and Windows have only fsync
-    (sync or os.fsync)(fd)
+    if hasattr(os, "fdatasync"):  # Linux; macOS and Windows have only fsync
+        _faults.fs.fdatasync(fd)
+    else:
+        _faults.fs.fsync(fd)
 
 
 if sys.platform == "darwin":
@@ -312,14 +318,15 @@ def create_from(tmp: str, path: str) -> bool:
     links (FAT, some network shares on POSIX) the copy is exclusive but not atomic: a reader
     may see it half-written for a moment.
     """
+    fs = _faults.fs
     if WINDOWS:
         try:
-            retry_busy(os.rename, tmp, path)
+            retry_busy(fs.rename, tmp, path)
         except FileExistsError:
             return False
         return True
     try:
-        os.link(tmp, path)
+        fs.link(tmp, path)
         return True
     except FileExistsError:
         return False
@@ -327,15 +334,17 @@ def create_from(tmp: str, path: str) -> bool:
         if exc.errno == errno.ENOENT:
             raise
     try:  # no hard links here: an exclusive create, then the bytes
-        fd = os.open(path, CREATE_EXCLUSIVE, 0o644)
+        fd = fs.open(path, CREATE_EXCLUSIVE, 0o644)
     except FileExistsError:
         return False
     try:
         with open(tmp, "rb") as src:
             while data := src.read(1 << 20):
-                os.write(fd, data)
+                view = memoryview(data)
+                while view:
+                    view = view[fs.write(fd, view) :]
     finally:
-        os.close(fd)
+        fs.close(fd)
     return True
 
 

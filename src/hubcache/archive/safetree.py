@@ -1,7 +1,7 @@
 """Write archive members into a fresh staging directory, refusing anything unsafe.
 
 This is our own allow-list, not ``tarfile``'s filters (those were bypassed on this very
-Python, see NOTES.md). Only regular files and directories are ever created, under names
+Python, see docs/architecture.md). Only regular files and directories are ever created, under names
 we have normalised ourselves, with ``O_EXCL | O_NOFOLLOW`` so nothing already on disk is
 followed or overwritten even if a check here were wrong. Both the tar and the zip readers
 feed this one class, so every rule lives in one place:
@@ -24,10 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
-from .. import _platform
+from .. import _faults, _platform
 from .._config import Limits
 from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
-from .._faults import checkpoint, fs
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
@@ -80,7 +79,7 @@ class FileWriter:
         self._unsynced = 0
         self._hash = hashlib.sha256()
         try:
-            self._fd = fs.open(path, _platform.CREATE_NEW_FILE, mode)
+            self._fd = _faults.fs.open(path, _platform.CREATE_NEW_FILE, mode)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -93,7 +92,7 @@ class FileWriter:
         view = memoryview(data)
         try:
             while view:
-                n = fs.write(self._fd, view)
+                n = _faults.fs.write(self._fd, view)
                 view = view[n:]
                 self.written += n
                 self._tree.total_written += n
@@ -112,7 +111,7 @@ class FileWriter:
         if fd < 0:
             return
         try:
-            fs.close(fd)
+            _faults.fs.close(fd)
         except OSError as exc:  # NFS reports a full disk at close
             raise disk_error(exc, self._tree.root, self._tree.total_written, None) from exc
         if self.written != self.size:
@@ -198,7 +197,7 @@ class SafeTree:
         if parent not in self.dirs:
             self._check_parents(rel)
         try:
-            fs.mkdir(os.path.join(self.root, rel), 0o755)
+            _faults.fs.mkdir(os.path.join(self.root, rel), 0o755)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -247,7 +246,7 @@ class SafeTree:
 
     def record_file(self, writer: FileWriter) -> None:
         self.files[writer.rel] = (writer.size, writer.sha256)
-        checkpoint("mid-extraction")
+        _faults.checkpoint("mid-extraction")
         if self.fsync:
             self._submit(_fsync_file, writer.path)
 
@@ -299,8 +298,8 @@ def _fsync_file(path: str) -> None:
 
 
 def _fsync_path(path: str, flags: int = _platform.READ) -> None:
-    fd = fs.open(path, flags)
+    fd = _faults.fs.open(path, flags)
     try:
-        fs.fsync(fd)
+        _faults.fs.fsync(fd)
     finally:
-        fs.close(fd)
+        _faults.fs.close(fd)

@@ -1,7 +1,7 @@
 """The cache root on disk: created on first write, checked for safety, tagged.
 
 The default root ``<tmp>/tfhub_modules`` is shared by every user of the machine, so another
-user could plant a symlink or a pre-filled folder there (DESIGN §5, "Default root
+user could plant a symlink or a pre-filled folder there (docs/architecture.md, "Default root
 safety"). We use it only when it is a real directory owned by us and not writable by
 others; otherwise one warning names the reason and ``<tmp>/tfhub_modules-<uid>`` is used.
 Windows has no owners or modes to check: there the folder must lie inside the user's
@@ -17,10 +17,9 @@ import logging
 import os
 from typing import Optional
 
-from .. import _platform
+from .. import _faults, _platform
 from .._config import Config
 from .._errors import CacheDirError
-from .._faults import fs
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +81,12 @@ def ensure_root(root: str, *, private: bool) -> None:
         if private:
             os.makedirs(os.path.dirname(root), exist_ok=True)  # Windows' fallback is nested
             with contextlib.suppress(FileExistsError):
-                os.mkdir(root, 0o700)
+                _faults.fs.mkdir(root, 0o700)
             reason = unsafe_reason(root)
             if reason is not None:  # lost a race with another user creating it
                 raise CacheDirError(f"cannot use {root}: {reason}")
         else:
-            os.makedirs(root, exist_ok=True)
+            _faults.fs.makedirs(root, exist_ok=True)
     except PermissionError as exc:
         raise CacheDirError(
             f"cannot create the cache folder {root}: permission denied; set "
@@ -117,18 +116,18 @@ def ensure_root(root: str, *, private: bool) -> None:
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:
     """Write a small file so readers see the old or the new contents, never a mix."""
     tmp = f"{path}.{suffix or os.getpid()}.part"
-    fd = fs.open(tmp, _platform.WRITE_TRUNCATE, 0o644)
+    fd = _faults.fs.open(tmp, _platform.WRITE_TRUNCATE, 0o644)
     try:
         try:
-            fs.write(fd, text.encode("utf-8"))
+            _faults.fs.write(fd, text.encode("utf-8"))
             if fsync:
-                fs.fsync(fd)
+                _faults.fs.fsync(fd)
         finally:
-            fs.close(fd)
-        _platform.retry_busy(fs.replace, tmp, path)  # Windows: a reader may hold ``path``
+            _faults.fs.close(fd)
+        _platform.retry_busy(_faults.fs.replace, tmp, path)  # Windows: a reader may hold it
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            _faults.fs.unlink(tmp)
         raise
 
 
@@ -136,8 +135,8 @@ def fsync_dir(path: str) -> None:
     """Make the names in ``path`` durable (a no-op where directories cannot be synced)."""
     if not _platform.SYNC_DIRS:
         return
-    fd = fs.open(path, _platform.READ)
+    fd = _faults.fs.open(path, _platform.READ)
     try:
-        fs.fsync(fd)
+        _faults.fs.fsync(fd)
     finally:
-        fs.close(fd)
+        _faults.fs.close(fd)

@@ -274,12 +274,15 @@ if sys.platform == "darwin":
         """
         import fcntl
 
+        full: Optional[int] = getattr(fcntl, "F_FULLFSYNC", None)  # 51 on macOS
+        if full is None:
+            return
         try:
             fd = os.open(path, READ)
         except OSError:
             return
         try:
-            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            fcntl.fcntl(fd, full)
         except OSError:
             pass
         finally:

@@ -367,9 +367,15 @@ _REPARSE_POINT = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT: symlinks and junctions o
 if sys.platform == "win32":
 
     def _owner_problem(path: str, st: os.stat_result) -> Optional[str]:
-        # No owner nor modes to read (st_uid is 0, the mode only a read-only bit). The
-        # per-user temp folder (%LOCALAPPDATA%\Temp) is private by the ACL of the profile
-        # it lies in, so a folder inside the profile is trusted and one outside is not.
+        return location_problem(path)
+
+    def location_problem(path: str) -> Optional[str]:
+        """Why a folder at ``path`` (existing or not) would not be private, or None.
+
+        Windows gives no owner nor modes to read (st_uid is 0, the mode only a read-only
+        bit). The per-user temp folder (%LOCALAPPDATA%\\Temp) is private by the ACL of the
+        profile it lies in, so a folder inside the profile is trusted and one outside not.
+        """
         profile = os.path.expanduser("~")
         if not inside(os.path.realpath(os.path.dirname(path)), os.path.realpath(profile)):
             return f"it is outside your user profile {profile}, so other users may write there"
@@ -381,6 +387,10 @@ if sys.platform == "win32":
         return os.path.join(os.path.expanduser("~"), "AppData", "Local", "hubcache", "cache")
 
 else:
+
+    def location_problem(path: str) -> Optional[str]:
+        """None: on POSIX a folder not made yet is created private (0700) by us."""
+        return None
 
     def _owner_problem(path: str, st: os.stat_result) -> Optional[str]:
         if st.st_uid != os.geteuid():

@@ -40,11 +40,11 @@ def local_root(root: str) -> str:
 
 
 def unsafe_reason(path: str) -> Optional[str]:
-    """Why a shared-temp folder may not be used, or None (also None when it is absent)."""
+    """Why a shared-temp folder may not be used, or None (on POSIX also when it is absent)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return None
+        return _platform.location_problem(path)  # Windows: outside the profile is shared
     return _platform.private_folder_problem(path, st)
 
 

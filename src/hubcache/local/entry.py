@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import _faults, _platform
+from .._errors import CacheDirError
 from .._version import __version__
 
 MANIFEST_VERSION = 1
@@ -170,6 +171,13 @@ class Entry:
         except NotADirectoryError:
             _faults.fs.unlink(self.path)
             return
+        except PermissionError as exc:
+            # Windows: another process (TensorFlow with this model loaded) holds a file open.
+            raise CacheDirError(
+                f"cannot move the damaged entry {self.path} aside: {exc.strerror}; close the "
+                "programs using it and retry",
+                errno=exc.errno,
+            ) from exc
         shutil.rmtree(trash, ignore_errors=True)  # leftovers are removed by `hubcache gc`
 
 

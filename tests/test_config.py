@@ -73,7 +73,6 @@ def test_load_format_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, value:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("TFHUB_MODEL_LOAD_FORMAT", "zipped"),
         ("HUBCACHE_LOCK_TIMEOUT", "soon"),
         ("HUBCACHE_RETRIES", "-1"),
     ],
@@ -84,6 +83,20 @@ def test_bad_settings_raise_configuration_error(
     monkeypatch.setenv(name, value)
     with pytest.raises(hubcache.ConfigurationError, match=name):
         load_config()
+
+
+def test_a_bad_load_format_is_refused_by_the_calls_that_download_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hubcache._config import check_load_format
+
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "zipped")
+    config = load_config()  # ls, rm, gc... build a Config and never use the format
+    with pytest.raises(hubcache.ConfigurationError, match="TFHUB_MODEL_LOAD_FORMAT='zipped'"):
+        check_load_format(config)
+    with pytest.raises(hubcache.ConfigurationError, match="TFHUB_MODEL_LOAD_FORMAT"):
+        hubcache.resolve("https://example.invalid/m/1", cache_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cert_validation_opt_out_has_tensorflow_hub_semantics(

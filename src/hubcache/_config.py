@@ -82,6 +82,7 @@ class Config:
     no_origin: bool = False  # with mirrors: never fall back to the handle's own URL
     max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
     shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
+    kagglehub: bool = False  # HUBCACHE_KAGGLEHUB: also publish Kaggle models in kagglehub's cache
 
 
 def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
@@ -208,16 +209,14 @@ def load_config(
     environ: Optional[Mapping[str, str]] = None,
     mirrors: Union[str, Sequence[str], None] = None,
     no_origin: Optional[bool] = None,
+    kagglehub: Optional[bool] = None,
 ) -> Config:
     """Read the settings of one call: explicit arguments win over the environment."""
     env = os.environ if environ is None else environ
     root, source = select_root(cache_dir, env)
+    # Kept as given here and checked by check_load_format() in the calls that download: a
+    # bad value must not stop `hubcache ls` or `rm`, which never use it.
     load_format = env.get("TFHUB_MODEL_LOAD_FORMAT", "AUTO").strip().upper() or "AUTO"
-    if load_format not in LOAD_FORMATS:
-        raise ConfigurationError(
-            f"TFHUB_MODEL_LOAD_FORMAT={env['TFHUB_MODEL_LOAD_FORMAT']!r} is not one of "
-            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
-        )
     if offline is None:
         offline = bool(_flag(env, "HUBCACHE_OFFLINE"))
     if progress is None:
@@ -251,7 +250,19 @@ def load_config(
         no_origin=bool(_flag(env, "HUBCACHE_NO_ORIGIN")) if no_origin is None else no_origin,
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
+        kagglehub=bool(_flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
+
+
+def check_load_format(config: Config) -> str:
+    """``config.load_format`` when it is one of ``LOAD_FORMATS``, else ConfigurationError
+    (exit 2). Called by the calls that download, so other commands work with a bad value."""
+    if config.load_format not in LOAD_FORMATS:
+        raise ConfigurationError(
+            f"TFHUB_MODEL_LOAD_FORMAT={config.load_format.lower()!r} is not one of "
+            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
+        )
+    return config.load_format
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:
@@ -261,3 +272,73 @@ def _max_size(environ: Mapping[str, str]) -> Optional[int]:
     from ._units import parse_size
 
     return parse_size(raw)
+
+
+# -- Kaggle ----------------------------------------------------------------------------
+# kagglesdk's KAGGLE_API_ENVIRONMENT values -> (API endpoint, web endpoint). On production the
+# RPC API lives on its own host; elsewhere both are one endpoint with the API under /api.
+KAGGLE_ENVIRONMENTS = {
+    "PROD": ("https://api.kaggle.com", "https://www.kaggle.com"),
+    "LOCALHOST": ("http://localhost", "http://localhost"),
+    "STAGING": ("https://staging.kaggle.com", "https://staging.kaggle.com"),
+    "ADMIN": ("https://admin.kaggle.com", "https://admin.kaggle.com"),
+    "QA": ("https://qa.kaggle.com", "https://qa.kaggle.com"),
+    "TEST": ("http://localhost:7777", "http://localhost:7777"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KaggleSettings:
+    """What the Kaggle source reads from the environment, only when a Kaggle model is
+    fetched (never on a cache hit). Secrets are kept out of ``repr`` so a settings object
+    in a traceback or a log line never shows them."""
+
+    environment: str  # a KAGGLE_ENVIRONMENTS key
+    api_endpoint: str
+    web_endpoint: str
+    home: str  # the user's home folder, where ~/.kaggle lives
+    config_dir: str  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
+    kagglehub_cache: str  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
+    api_token: str = dataclasses.field(default="", repr=False)  # KAGGLE_API_TOKEN (value or path)
+    username: str = dataclasses.field(default="", repr=False)  # KAGGLE_USERNAME
+    key: str = dataclasses.field(default="", repr=False)  # KAGGLE_KEY
+
+    @property
+    def rpc_base(self) -> str:
+        """Where ``<service>/<method>`` RPCs are posted (kagglesdk's layout)."""
+        if self.environment == "PROD":
+            return self.api_endpoint + "/v1"
+        return self.api_endpoint + "/api/v1"
+
+
+def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettings:
+    """Read the Kaggle variables (kagglesdk's and kagglehub's names and defaults)."""
+    env = os.environ if environ is None else environ
+    name = env.get("KAGGLE_API_ENVIRONMENT", "").strip() or "PROD"
+    if name not in KAGGLE_ENVIRONMENTS:
+        raise ConfigurationError(
+            f"KAGGLE_API_ENVIRONMENT={name!r} is not one of "
+            f"{', '.join(KAGGLE_ENVIRONMENTS)}; unset it to use kaggle.com"
+        )
+    api, web = KAGGLE_ENVIRONMENTS[name]
+    home = env.get("HOME") or os.path.expanduser("~")
+    config_dir = env.get("KAGGLE_CONFIG_DIR", "") or os.path.join(home, ".kaggle")
+    cache = env.get("KAGGLEHUB_CACHE", "") or os.path.join(home, ".cache", "kagglehub")
+    token = env.get("KAGGLE_API_TOKEN", "").strip()
+    username = env.get("KAGGLE_USERNAME", "").strip()
+    key = env.get("KAGGLE_KEY", "").strip()
+    secrets = (("KAGGLE_API_TOKEN", token), ("KAGGLE_USERNAME", username), ("KAGGLE_KEY", key))
+    for var, value in secrets:
+        if any(c in value for c in "\r\n\x00"):
+            raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
+    return KaggleSettings(
+        environment=name,
+        api_endpoint=api,
+        web_endpoint=web,
+        home=home,
+        config_dir=expand(config_dir),
+        kagglehub_cache=expand(cache),
+        api_token=token,
+        username=username,
+        key=key,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Optional
 
 from . import _faults
@@ -19,6 +20,7 @@ from .archive.extract import Extracted, extract
 from .fetch.http import HTTPSource
 from .fetch.progress import Progress
 from .fetch.source import FsspecSource, LocalFileSource, RestartDownloadError, Source
+from .kaggle.signed import KaggleAwareSource, UseLocalCopy
 from .local.entry import Entry, build_manifest
 from .local.publish import discard, publish
 
@@ -32,6 +34,10 @@ def download(handle: Handle, entry: Entry, config: Config, uid: str, sha256: Opt
         manifest = stage(handle, entry.key, staging, config, sha256)
         if not publish(entry, staging, manifest, fsync=config.fsync):
             log.info("another process published %s first; using its copy", handle.raw)
+        elif config.kagglehub and manifest.get("kaggle"):
+            from .kaggle.kagglehub_cache import publish_entry
+
+            publish_entry(entry.path, manifest["kaggle"])
     finally:
         with contextlib.suppress(FileNotFoundError):
             discard(staging)
@@ -42,8 +48,14 @@ def stage(
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
     Shared by local publishing and by remote roots (``store.remote``), which upload the folder."""
+    if handle.kind == "kaggle":
+        from .kaggle.stage import stage_kaggle
+
+        return stage_kaggle(handle, key, staging, config, sha256)
     for attempt in range(config.retries + 1):
         source = open_source(handle, config)
+        if isinstance(source, KaggleAwareSource):
+            source.on_model = _use_local_copy(key, config)
         progress: Optional[Progress] = None
         _faults.fs.mkdir(staging, 0o755)
         done = False
@@ -55,7 +67,7 @@ def stage(
             )
             _verify_pin(handle, result, sha256)
             done = True
-            return build_manifest(
+            manifest = build_manifest(
                 handle=handle.raw,
                 key=key,
                 files=result.files,
@@ -69,6 +81,16 @@ def stage(
                     "sha256": result.archive_sha256,
                 },
             )
+            if getattr(source, "kaggle", None) is not None:  # tfhub.dev -> Kaggle Models
+                manifest["kaggle"] = source.kaggle.record()  # type: ignore[attr-defined]
+            return manifest
+        except UseLocalCopy as found:  # the redirect named a Kaggle model we already have
+            from .kaggle.stage import fill_from
+
+            source.close()
+            discard(staging)
+            done = True
+            return fill_from(found.donor, handle, key, staging, found.model)
         except RestartDownloadError as exc:
             if attempt == config.retries:
                 raise DownloadError(
@@ -113,7 +135,28 @@ def open_source(handle: Handle, config: Config) -> Source:
     return _direct_source(handle, config)
 
 
+def _use_local_copy(key: str, config: Config) -> Callable[[Any], None]:
+    """For a redirect that lands on a Kaggle model: stop and link an equivalent copy."""
+
+    def check(model: Any) -> None:
+        from .kaggle.donors import find_donor
+
+        donor = find_donor(model, config.root, key, _kagglehub_root())
+        if donor is not None:
+            raise UseLocalCopy(model, donor)
+
+    return check
+
+
+def _kagglehub_root() -> str:
+    from ._config import kaggle_settings
+
+    return kaggle_settings().kagglehub_cache
+
+
 def _direct_source(handle: Handle, config: Config) -> Source:
+    if handle.scheme in ("http", "https") and handle.kind == "model":
+        return KaggleAwareSource(handle.location, handle.raw, config)
     if handle.scheme in ("http", "https"):
         return HTTPSource(handle.location, handle.raw, config)
     if handle.scheme:

@@ -11,7 +11,12 @@ handle                                          kind        fetched from
 ``https://host/m.tar.gz``, ``gs://b/m.tgz``     ``archive`` the URL as given
 ``/data/m.tar``, ``./m.zip``                    ``archive`` the local file
 ``/data/model``, ``gs://b/model``               ``directory`` nothing: returned as it is
+``kaggle:google/nnlm/tensorFlow2/en-dim128/2``  ``kaggle``  Kaggle's API (``kaggle/``)
 ==============================================  ==========  ===============================
+
+Kaggle model URLs (``https://www.kaggle.com/models/...``) are classified ``model`` here and
+recognised as Kaggle models on the miss path (``kaggle.identity``), which knows the hosts
+of the selected Kaggle environment.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class Handle:
     """A classified handle. ``raw`` is exactly what the user gave; it alone makes the key."""
 
     raw: str
-    kind: str  # "model" | "archive" | "directory"
+    kind: str  # "model" | "archive" | "directory" | "kaggle"
     scheme: str  # "http", "https", "gs", ..., or "" for a local path
     location: str  # the URL or path the bytes come from (for "directory": the directory)
 
@@ -45,7 +50,9 @@ class Handle:
 
 
 def cache_key(handle: str) -> str:
-    """tensorflow_hub's cache key: sha1 of the handle exactly as given."""
+    """The name of ``handle``'s folder in a cache root: the hex sha1 of the handle exactly
+    as given, as tensorflow_hub names it (so both find each other's downloads). Spelling
+    matters: a trailing ``/`` or a different query is a different entry."""
     return hashlib.sha1(handle.encode("utf-8")).hexdigest()  # noqa: S324 - a name, not security
 
 
@@ -81,6 +88,10 @@ def parse_handle(handle: str) -> Handle:
         )
     if "\x00" in handle or "\n" in handle:
         raise InvalidHandleError(f"handle {handle!r} contains a control character", handle=handle)
+    if handle.startswith("kaggle:") and "://" not in handle:
+        # kagglehub's handle with a prefix, so it never collides with a relative path;
+        # checked in full (parts, framework, version) by kaggle.identity on the miss path.
+        return Handle(handle, "kaggle", "kaggle", handle[len("kaggle:") :])
     if "://" not in handle:
         path = handle
         if is_archive_name(path):

@@ -16,8 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 from . import _faults
-from ._config import Config, load_config, select_root
-from ._errors import ChecksumMismatchError, HubcacheError, ModelNotFoundError, OfflineError
+from ._config import Config, check_load_format, load_config, select_root
+from ._errors import (
+    CacheDirError,
+    ChecksumMismatchError,
+    HubcacheError,
+    ModelNotFoundError,
+    OfflineError,
+)
 from ._handles import Handle, parse_handle
 from .local.entry import Entry
 from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
@@ -38,12 +44,16 @@ def resolve(
     on_wait: Optional[Callable[[str], None]] = None,
     mirrors: Union[str, Sequence[str], None] = None,
     no_origin: Optional[bool] = None,
+    kagglehub_cache: Optional[bool] = None,
 ) -> str:
     """Return a local directory holding the model of ``handle``, downloading it at most once.
 
     ``mirrors`` (default ``HUBCACHE_MIRRORS``): ``"PREFIX=REPLACEMENT,..."`` URL rewrites
     tried in order before the origin, the cache key staying the handle; ``no_origin=True``
     never falls back to the handle's own URL.
+
+    ``kagglehub_cache=True`` (or ``HUBCACHE_KAGGLEHUB=1``) also publishes a downloaded Kaggle
+    model in kagglehub's cache (hard links), so ``kagglehub.model_download`` finds it.
 
     ``cache_dir`` overrides ``TFHUB_CACHE_DIR``; ``offline=True`` (or ``HUBCACHE_OFFLINE=1``)
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
@@ -60,10 +70,15 @@ def resolve(
         progress=progress,
         mirrors=mirrors,
         no_origin=no_origin,
+        kagglehub=kagglehub_cache,
     )
     if parsed.kind == "directory":
         return _existing_directory(parsed)
-    if config.load_format == "UNCOMPRESSED" and parsed.kind == "model":
+    if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
+        from .kaggle.versions import pin
+
+        parsed, _model = pin(parsed, config)  # a Kaggle model, pinned to one version
+    if check_load_format(config) == "UNCOMPRESSED" and parsed.kind == "model":
         from ._uncompressed import uncompressed_location
 
         location = uncompressed_location(parsed, config)
@@ -156,7 +171,7 @@ def _resolve_slow(
     if state.name == "legacy" and sha256 is None:
         adopt(entry, handle.raw) if not config.offline else None
         return entry.path
-    if config.offline:
+    if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
         raise OfflineError(
             f"{handle.raw} is not in the cache at {entry.root} and offline mode is on "
             "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
@@ -200,10 +215,17 @@ def _resolve_slow(
                 download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
             else:
                 download(handle, entry, config, lock.uid, sha256)
+        except CacheDirError as exc:
+            if exc.handle is not None:
+                raise
+            # the extractor does not know the handle; the person reading the error needs it
+            raise CacheDirError(
+                f"cannot store {handle.raw}: {exc.message}", handle=handle.raw, **exc.facts
+            ) from exc
         except HubcacheError:
             raise
         except OSError as exc:  # creating or publishing the staging folder failed
-            raise disk_error(exc, entry.root, 0, None) from exc
+            raise disk_error(exc, entry.root, None, None, handle=handle.raw) from exc
         if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
             from .manage.evict import evict_beyond
 

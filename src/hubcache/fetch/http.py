@@ -49,6 +49,7 @@ class HTTPSource(Source):
 
     def __init__(self, url: str, handle: str, config: Config) -> None:
         self.url = url
+        self.origin = url  # the host user headers belong to, even if ``url`` is replaced
         self.handle = handle
         self.config = config
         self.display = redact(url)
@@ -123,7 +124,7 @@ class HTTPSource(Source):
 
         url = self.url
         self.final_url = url
-        origin = _host(url)
+        origin = _host(self.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout
@@ -206,18 +207,27 @@ class HTTPSource(Source):
         response = self._response
         # The first MEASURE bytes always come over this one connection, timed; the rest
         # switches to parallel ranged parts only if it proved slow (or N were asked for).
+        # Only the time spent waiting for the network counts: time the consumer spends
+        # inflating and writing between two reads says nothing about the connection (on a
+        # fast link, counting it made a busy machine open parallel parts for nothing).
         measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
-        began = time.monotonic()
+        waited = 0.0
         resumes = 0
         while True:
             try:
-                for data in read_body(response, self.config, CHUNK):
+                body = read_body(response, self.config, CHUNK)
+                while True:
+                    began = time.monotonic() if measuring else 0.0
+                    data = next(body, None)
+                    if data is None:
+                        break
                     self._offset += len(data)
+                    if measuring:
+                        waited += time.monotonic() - began
                     yield data
                     if measuring and self._offset >= _ranges.MEASURE:
                         measuring = False
-                        elapsed = time.monotonic() - began
-                        if _ranges.wanted(self.config.connections, self._offset, elapsed):
+                        if _ranges.wanted(self.config.connections, self._offset, waited):
                             response.close()  # the rest comes in parts
                             response.release_conn()
                             self._response = None

@@ -133,15 +133,17 @@ class FsspecSource(FileSource):
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
     """The fsspec filesystem and path of ``url``, with an install hint when missing.
     ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
+    scheme = url.split("://", 1)[0]
+    # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
+    # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
+    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         import fsspec
     except ImportError:
         raise MissingDependencyError(
-            f"{url.split('://', maxsplit=1)[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            f"{scheme}:// needs an extra: pip install 'hubcache[{extra or 'remote'}]'",
             handle=handle,
         ) from None
-    scheme = url.split("://", 1)[0]
-    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:

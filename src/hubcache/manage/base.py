@@ -16,13 +16,15 @@ from typing import Any, Optional, Protocol
 from .._errors import EntryInUseError
 from ..local.gc import Debris, DebrisPlan
 from .prune import Candidate, Plan, PlanItem
+from .transfer import Imported
 
 KEY = re.compile(r"^[0-9a-f]{40}(?:$|\.)")  # a name that belongs to an entry
 
 
 @dataclasses.dataclass(frozen=True)
 class EntryInfo(Candidate):
-    """One row of ``hubcache ls``; ``to_json`` is what ``--json`` prints."""
+    """The facts of one entry (a row of ``hubcache ls``); ``to_json`` is what ``--json``
+    prints. ``state`` is complete, legacy (no manifest), damaged or in progress."""
 
     path: str = ""
     files: int = 0
@@ -35,6 +37,8 @@ class EntryInfo(Candidate):
 
 @dataclasses.dataclass(frozen=True)
 class VerifyResult:
+    """What ``verify`` found in one entry: ``ok`` when ``problems`` is empty."""
+
     key: str
     handle: str
     state: str  # complete / legacy / damaged / in progress
@@ -74,7 +78,7 @@ class Backend(Protocol):
     def remove(self, item: PlanItem) -> None: ...  # raises EntryInUseError
     def is_complete(self, key: str) -> bool: ...
     def export(self, keys: Sequence[str], out: str) -> list[str]: ...
-    def import_archive(self, archive: str) -> list[Any]: ...
+    def import_archive(self, archive: str) -> list[Imported]: ...
     def plan_gc(self, grace: float) -> DebrisPlan: ...
     def execute_gc(self, plan: DebrisPlan) -> list[Debris]: ...
 

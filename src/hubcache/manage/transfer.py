@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -25,7 +26,14 @@ from typing import Any, Optional
 
 from .. import _platform
 from .._config import load_config
-from .._errors import ArchiveError, CorruptArchiveError, EntryInUseError, HubcacheError
+from .._errors import (
+    ArchiveError,
+    CacheDirError,
+    ConfigurationError,
+    CorruptArchiveError,
+    EntryInUseError,
+    HubcacheError,
+)
 from .._handles import cache_key
 from ..local.entry import Entry, read_quietly
 from ..local.lock import DownloadLock, new_uid
@@ -35,6 +43,8 @@ from ..local.root import ensure_root
 
 @dataclasses.dataclass(frozen=True)
 class Imported:
+    """What ``import`` did with one entry of the archive (``status``), and why if rejected."""
+
     key: str
     handle: str
     status: str  # "imported" | "already cached" | "rejected"
@@ -72,16 +82,33 @@ def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
 
 
 def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
-    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole."""
+    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole.
+
+    ``out`` is the user's argument: a folder that does not exist or cannot be written is a
+    usage error (exit 2); a full disk there is CacheDirError's "full" (exit 6)."""
     part = f"{out}.{os.getpid()}.part"
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             add(tar)
         _platform.retry_busy(os.replace, part, out)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(part)
+        if isinstance(exc, OSError) and not isinstance(exc, HubcacheError):
+            raise _write_error(out, exc) from None
         raise
+
+
+def _write_error(out: str, exc: OSError) -> HubcacheError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return CacheDirError(
+            f"no space left to write {out} ({exc.strerror}); free space or export elsewhere",
+            errno=exc.errno,
+        )
+    return ConfigurationError(
+        f"cannot write {out}: {exc.strerror or exc}; give a path in an existing, writable folder",
+        errno=exc.errno,
+    )
 
 
 def add_entry(  # noqa: PLR0917 - the five parts of one entry
@@ -133,7 +160,7 @@ def _read(path: str) -> bytes:
 def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
     """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
     config = load_config(cache_dir=root)
-    ensure_root(root, private=False)
+    _ensure_writable(root)
     fsync = config.fsync if fsync is None else fsync
     staging = os.path.join(root, f"hubcache-import.{new_uid()}.tmp")
     os.mkdir(staging, 0o700)
@@ -142,6 +169,21 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
         return [_import_one(root, staging, key, files, fsync) for key in keys]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ensure_writable(root: str) -> None:
+    """``ensure_root``, with the reason worded for an import (its own words are a resolve's:
+    "this model is missing and cannot be downloaded")."""
+    try:
+        ensure_root(root, private=False)
+    except CacheDirError as exc:
+        if os.path.isdir(root) and not os.access(root, os.W_OK | os.X_OK):
+            raise CacheDirError(
+                f"cannot import into {root}: the folder is read-only for this process; "
+                "import into a writable cache (--cache-dir DIR or TFHUB_CACHE_DIR)",
+                **exc.facts,
+            ) from None
+        raise CacheDirError(f"cannot import into {root}: {exc.message}", **exc.facts) from None
 
 
 def extract_export(

@@ -4,6 +4,7 @@ ones (the parts that need a real Windows kernel run against a fake kernel32)."""
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import errno
 import importlib.util
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +339,81 @@ def test_windows_refuses_drive_members(monkeypatch: pytest.MonkeyPatch, tmp_path
         with pytest.raises(UnsafeArchiveError, match="Windows"):
             tree.normalize(raw)
     assert tree.normalize("variables/variables.index") == "variables/variables.index"
+
+
+# -- the one-module rule -----------------------------------------------------------------
+SRC = Path(platform_here.__file__).parent
+# Names that exist on some platforms only, or whose meaning differs (os.kill on Windows).
+OS_SPECIFIC = {"kill", "geteuid", "getegid", "getuid", "getgid", "statvfs", "fstatvfs"}
+OS_SPECIFIC |= {"fdatasync", "sendfile", "O_NOFOLLOW", "O_CLOEXEC", "O_NOATIME", "O_BINARY"}
+OS_SPECIFIC |= {"ST_RDONLY", "getpgid", "killpg", "name", "chown", "fchown", "lchown"}
+SIGNAL_SPECIFIC = {"SIGKILL", "SIGSTOP", "SIGCONT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"}
+MODULES_SPECIFIC = {"fcntl", "msvcrt", "pwd", "grp", "winreg", "resource", "termios"}
+# What ``_faults.fs`` (typed Any, so invisible to mypy) may be asked for outside _platform:
+# names every platform's os module has.
+PORTABLE_FS = {"open", "write", "close", "fsync", "rename", "replace", "mkdir", "makedirs"}
+PORTABLE_FS |= {"unlink", "utime", "rmdir", "link"}
+
+
+def _platform_specific(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            owner, name = node.value.id, node.attr
+            if (
+                (owner == "os" and name in OS_SPECIFIC)
+                or (owner == "signal" and name in SIGNAL_SPECIFIC)
+                or (owner == "sys" and name == "platform")
+            ):
+                yield node.lineno, f"{owner}.{name}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("getattr", "hasattr") and len(node.args) > 1:
+                target = node.args[0]
+                if isinstance(target, ast.Name) and target.id in ("os", "signal"):
+                    yield node.lineno, f"{node.func.id}({target.id}, ...)"
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            for name in names:
+                if name and name.split(".")[0] in MODULES_SPECIFIC:
+                    yield node.lineno, f"import {name}"
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("/proc")
+        ):
+            yield node.lineno, node.value
+
+
+def test_platform_specific_calls_live_in_one_module() -> None:
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name != "_platform.py":
+            tree = ast.parse(path.read_text())
+            offenders += [
+                f"{path.relative_to(SRC)}:{n}: {what}" for n, what in _platform_specific(tree)
+            ]
+    assert offenders == [], "use hubcache._platform instead:\n" + "\n".join(offenders)
+
+
+def test_the_rule_catches_what_it_should() -> None:
+    code = "import fcntl\nos.kill(1, 0)\nx = os.O_CLOEXEC\nif sys.platform: pass\n"
+    code += "getattr(os, 'fdatasync')\nopen('/proc/1/stat')\nsignal.SIGKILL\n"
+    assert len(list(_platform_specific(ast.parse(code)))) == 7
+    ok = "os.open(p, os.O_RDONLY)\nos.getpid()\nsignal.SIGTERM\n'/tmp'\n"
+    assert list(_platform_specific(ast.parse(ok))) == []
+
+
+def test_fault_hook_calls_are_portable() -> None:
+    used = set()
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "_platform.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "fs"
+                and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "_faults"
+            ):
+                used.add(node.attr)
+    assert used and used <= PORTABLE_FS, used - PORTABLE_FS

@@ -299,17 +299,17 @@ else:
 _BUSY_RETRIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # ~1.2 s in all
 
 
-def retry_busy(call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)``; on Windows a PermissionError is retried for about a second first.
-    Elsewhere a PermissionError is a real permission problem and is raised at once."""
+def retry_busy(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``; on Windows a PermissionError is retried for about a second
+    first. Elsewhere a PermissionError is a real permission problem and is raised at once."""
     if not WINDOWS:
-        return call(*args)
+        return call(*args, **kwargs)
     for delay in _BUSY_RETRIES:
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         except PermissionError:
             time.sleep(delay)
-    return call(*args)
+    return call(*args, **kwargs)
 
 
 def create_from(tmp: str, path: str) -> bool:

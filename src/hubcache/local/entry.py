@@ -193,7 +193,8 @@ def record_use(manifest_path: str, st: os.stat_result) -> None:
     if manifest_path in _UNRECORDABLE:
         return
     try:
-        _faults.fs.utime(manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
+        # Windows' utime opens the file unshared: a reader holding it is waited for briefly.
+        _platform.retry_busy(_faults.fs.utime, manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
     except OSError:
         _UNRECORDABLE.add(manifest_path)
 

@@ -254,7 +254,7 @@ class DownloadLock(LockBase):
             shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
 
     def _touch(self) -> None:
-        _faults.fs.utime(self.path)
+        _platform.retry_busy(_faults.fs.utime, self.path)  # Windows: a waiter may be reading
 
     def _delete(self) -> None:
         _platform.retry_busy(_faults.fs.unlink, self.path)  # Windows: a waiter may be reading it

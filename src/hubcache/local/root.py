@@ -79,7 +79,8 @@ def ensure_root(root: str, *, private: bool) -> None:
     """Create the root (0700 when it is the shared-temp default) and its CACHEDIR.TAG."""
     try:
         if private:
-            os.makedirs(os.path.dirname(root), exist_ok=True)  # Windows' fallback is nested
+            if _platform.WINDOWS:  # its fallback lies in a folder of the profile's own
+                _faults.fs.makedirs(os.path.dirname(root), exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 _faults.fs.mkdir(root, 0o700)
             reason = unsafe_reason(root)

@@ -417,3 +417,22 @@ def test_fault_hook_calls_are_portable() -> None:
             ):
                 used.add(node.attr)
     assert used and used <= PORTABLE_FS, used - PORTABLE_FS
+
+
+@pytest.mark.parametrize("rel", ["../escaped", "a/../../escaped", "/abs", "a//b"])
+def test_shared_copy_cannot_write_outside(rel: str, tmp_path: Path) -> None:
+    """A shared tier's manifest is written by other hosts: its names are checked like an
+    archive's (and on Windows by the same name rules), never joined blindly."""
+    from hubcache._errors import DownloadError
+    from hubcache.store.storage import LocalStorage
+
+    store = LocalStorage(str(tmp_path / "tier"))
+    store.write("k/x", b"data")
+    dest = tmp_path / "stage" / "inner"
+    dest.mkdir(parents=True)
+    manifest = {"files": {rel: [4, ""]}, "dirs": []}
+    with pytest.raises(DownloadError, match="would leave the model folder"):
+        store.download_entry("k", manifest, str(dest))
+    with pytest.raises(DownloadError, match="would leave the model folder"):
+        store.download_entry("k", {"files": {}, "dirs": [rel]}, str(dest))
+    assert sorted(p.name for p in (tmp_path / "stage").rglob("*")) == ["inner"]

@@ -157,14 +157,15 @@ class Storage:
 
     def download_entry(self, key: str, manifest: dict[str, Any], dest: str) -> None:
         """Copy a complete entry into the empty local folder ``dest``, in parallel, checking
-        each file's size and (when the manifest has it) sha256 on the way."""
+        each file's size and (when the manifest has it) sha256 on the way. Names come from
+        a manifest another host wrote: one that would leave ``dest`` is refused."""
         for rel in manifest.get("dirs", []):
             if rel:
-                _faults.fs.makedirs(os.path.join(dest, *rel.split("/")), exist_ok=True)
+                _faults.fs.makedirs(os.path.join(dest, *self._parts(key, rel)), exist_ok=True)
 
         def fetch(item: tuple[str, list[Any]]) -> None:
             rel, (size, digest) = item
-            target = os.path.join(dest, *rel.split("/"))
+            target = os.path.join(dest, *self._parts(key, rel))
             _faults.fs.makedirs(os.path.dirname(target), exist_ok=True)
             sha = hashlib.sha256()
             count = 0
@@ -180,6 +181,16 @@ class Storage:
                 )
 
         parallel(fetch, manifest["files"].items())
+
+    def _parts(self, key: str, rel: str) -> list[str]:
+        parts = rel.split("/")
+        for part in parts:
+            if part in ("", ".", "..") or _platform.name_problem(part):
+                raise DownloadError(
+                    f"{self.join(key + '.manifest.json')} lists {rel[:200]!r}, which would "
+                    "leave the model folder; the shared copy is damaged"
+                )
+        return parts
 
     def record_use(self, key: str) -> None:
         """Note a hit in ``<key>.used``: object stores have no atime, and rewriting the

@@ -20,6 +20,7 @@ from ._config import Config, check_load_format, load_config, select_root
 from ._errors import (
     CacheDirError,
     ChecksumMismatchError,
+    ConfigurationError,
     HubcacheError,
     ModelNotFoundError,
     OfflineError,
@@ -60,6 +61,8 @@ def resolve(
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
     parsed = _parse(handle)
+    if sha256 is not None:
+        sha256 = check_sha256(sha256, parsed)
     if sha256 is None and parsed.kind != "directory":
         warm = _warm_entry(parsed, cache_dir)
         if warm is not None and warm.is_complete():
@@ -94,6 +97,19 @@ def resolve(
     if sha256 is None and entry.is_complete():
         return entry.path
     return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+
+
+def check_sha256(sha256: object, handle: Handle) -> str:
+    """A pin must look like a sha256 before anything is downloaded: a malformed one could
+    never match, so it would only fail after the whole download."""
+    text = sha256.strip() if isinstance(sha256, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ConfigurationError(
+            f"sha256 pin {sha256!r} for {handle.shown} is not 64 hexadecimal digits; copy the "
+            "archive's digest exactly, as `sha256sum` prints it",
+            handle=handle.shown,
+        )
+    return text.lower()
 
 
 def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
@@ -131,19 +147,19 @@ def _existing_directory(handle: Handle) -> str:
     if handle.scheme:
         from .fetch.source import filesystem
 
-        fs, path = filesystem(handle.location, handle.raw)
+        fs, path = filesystem(handle.location, handle.shown)
         if not fs.isdir(path):
             raise ModelNotFoundError(
-                f"{handle.raw} is not an existing directory", handle=handle.raw
+                f"{handle.shown} is not an existing directory", handle=handle.shown
             )
         return handle.raw
     path = os.path.expanduser(handle.location)
     if not os.path.isdir(path):
         hint = "" if os.path.exists(path) else " (no such file or directory)"
         raise ModelNotFoundError(
-            f"{handle.raw!r} is neither a URL nor an existing model directory{hint}; pass an "
+            f"{handle.shown!r} is neither a URL nor an existing model directory{hint}; pass an "
             "https:// model URL, an archive (.tar.gz, .zip) or a folder holding a model",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     return path
 
@@ -169,21 +185,21 @@ def _resolve_slow(
         return entry.path
     state = entry.state()
     if state.name == "legacy" and sha256 is None:
-        adopt(entry, handle.raw) if not config.offline else None
+        adopt(entry, handle.shown) if not config.offline else None
         return entry.path
     if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
         raise OfflineError(
-            f"{handle.raw} is not in the cache at {entry.root} and offline mode is on "
+            f"{handle.shown} is not in the cache at {entry.root} and offline mode is on "
             "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
-            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.raw}`), then "
+            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
             "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     ensure_root(entry.root, private=config.root_is_default)
     lock = DownloadLock(
         entry.lock_path,
         entry.staging,
-        handle=handle.raw,
+        handle=handle.shown,
         lease=config.lock_lease,
         timeout=config.lock_timeout,
         on_wait=on_wait,
@@ -197,13 +213,13 @@ def _resolve_slow(
         if state.name == "complete" and sha256 is None:
             return entry.path
         if state.name == "legacy" and sha256 is None:
-            adopt(entry, handle.raw)
+            adopt(entry, handle.shown)
             return entry.path
         if state.name in ("damaged", "complete", "legacy"):
             if state.name == "damaged":
                 log.warning(
                     "the cached copy of %s at %s is damaged (%s); downloading it again",
-                    handle.raw,
+                    handle.shown,
                     entry.path,
                     state.reason,
                 )
@@ -240,7 +256,7 @@ def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
     recorded = manifest.get("archive", {}).get("sha256", "")
     if recorded and recorded != sha256.lower():
         raise ChecksumMismatchError(
-            f"the cached archive of {handle.raw} has sha256 {recorded}, not the pinned "
+            f"the cached archive of {handle.shown} has sha256 {recorded}, not the pinned "
             f"{sha256}; remove it with `hubcache rm` if the pin is right",
-            handle=handle.raw,
+            handle=handle.shown,
         )

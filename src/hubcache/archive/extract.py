@@ -19,7 +19,8 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -92,13 +93,21 @@ class _Meter:
 
 
 _END = object()
+_JOIN_GRACE = 2.0
 
 
-def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[bytes]:
+def read_ahead(
+    chunks: Iterator[bytes],
+    depth: int = _QUEUE_DEPTH,
+    on_stop: Optional[Callable[[], None]] = None,
+) -> Iterator[bytes]:
     """Run ``chunks`` in a thread, handing results over a bounded queue.
 
     Exceptions raised by the producer are re-raised in the consumer; when the consumer
-    stops early (an error downstream) the producer is told to stop and is joined.
+    stops early (an error downstream, Ctrl-C) the producer is told to stop, ``on_stop``
+    unblocks a read it may be waiting in (the source's ``cancel``), and it is joined for
+    at most ``_JOIN_GRACE`` seconds: a daemon thread still stuck after that cannot hold
+    the process, and nothing it does touches the staging folder.
     """
     q: queue.Queue[Any] = queue.Queue(depth)
     stop = threading.Event()
@@ -134,7 +143,10 @@ def read_ahead(chunks: Iterator[bytes], depth: int = _QUEUE_DEPTH) -> Iterator[b
             yield item
     finally:
         stop.set()
-        while thread.is_alive():
+        if on_stop is not None and thread.is_alive():
+            on_stop()
+        deadline = time.monotonic() + _JOIN_GRACE
+        while thread.is_alive() and time.monotonic() < deadline:
             try:
                 q.get_nowait()
             except queue.Empty:
@@ -189,7 +201,11 @@ def extract(
                 # the reader thread; tar parsing, file hashes and writes in this one.
                 meter.defer()
                 if threaded:  # socket reads | inflate | hashes, tar and writes (this one)
-                    stream = read_ahead(_inflate(decoder, first, read_ahead(raw), meter, limits))
+                    # both stages can unblock the source: whichever stops first cancels it
+                    cancel = source.cancel
+                    raw_ahead = read_ahead(raw, on_stop=cancel)
+                    inflated = _inflate(decoder, first, raw_ahead, meter, limits)
+                    stream = read_ahead(inflated, on_stop=cancel)
                 else:
                     stream = _inflate(decoder, first, raw, meter, limits)
                 _extract_tar(stream, tree, meter)

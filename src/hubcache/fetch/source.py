@@ -25,6 +25,10 @@ class RestartDownloadError(Exception):
     """The stream broke and cannot be resumed in place: start the download over."""
 
 
+class CancelledError(Exception):
+    """The consumer gave up (Ctrl-C, an error downstream): stop reading, never resume."""
+
+
 def redact(url: str) -> str:
     """A URL safe to show: no user info, query values replaced (signed URLs carry keys)."""
     try:
@@ -58,6 +62,10 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def cancel(self) -> None:
+        """Called from another thread when the consumer gives up: unblock any read now,
+        so nobody waits out a read timeout or a retry backoff after Ctrl-C."""
 
     def local_file(self) -> Optional[str]:
         """A seekable local path holding the whole archive, if there is one (zip needs it)."""

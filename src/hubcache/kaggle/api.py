@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 import urllib.parse
 from typing import Any, Optional
 
 from .._config import Config, KaggleSettings
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from ..fetch.pool import manager
+from ..fetch.retry import RetryBudget, send_with_retries
 from ..fetch.source import redact
 from .credentials import Credential
 from .identity import KaggleModel
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "models.ModelApiService"
 PAGE_SIZE = 25  # kagglehub downloads up to this many files one by one, else the archive
-_RETRY = {408, 429, 500, 502, 503, 504}
 _REDIRECT = {301, 302, 303, 307, 308}
 
 
@@ -151,38 +149,28 @@ class KaggleApi:
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout
         )
-        delay, last = self.config.backoff, ""
-        for attempt in range(self.config.retries + 1):
-            try:
-                response = manager(url, self.config.verify_tls).request(
-                    method,
-                    url,
-                    body=payload,
-                    headers=headers,
-                    redirect=False,
-                    retries=False,
-                    timeout=timeout,
-                )
-            except urllib3.exceptions.SSLError as exc:
-                raise DownloadError(
-                    f"TLS error talking to Kaggle's API at {redact(url)}: {exc}",
-                    handle=self.handle,
-                ) from None
-            except urllib3.exceptions.HTTPError as exc:
-                last = f"{exc.__class__.__name__}"
-            else:
-                if response.status not in _RETRY:
-                    return response
-                last = f"HTTP {response.status}"
-            if attempt < self.config.retries:
-                time.sleep(min(delay * random.uniform(0.5, 1.5), 30.0))  # noqa: S311 - jitter
-                delay *= 2
-        raise DownloadError(
-            f"Kaggle's API at {redact(url)} failed for {model.slug} after "
-            f"{self.config.retries + 1} attempts ({last}); check the network, proxy settings "
-            "and KAGGLE_API_ENVIRONMENT, then try again",
-            handle=self.handle,
-        )
+
+        def send() -> Any:
+            return manager(url, self.config.verify_tls).request(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                timeout=timeout,
+            )
+
+        try:  # the one retry policy of every request (fetch.retry)
+            return send_with_retries(
+                RetryBudget.of(self.config), send, url=lambda: url, handle=self.handle
+            )
+        except DownloadError as exc:
+            raise DownloadError(
+                f"Kaggle's API failed for {model.slug}: {exc.message}; check the network, "
+                "proxy settings and KAGGLE_API_ENVIRONMENT, then try again",
+                handle=self.handle,
+            ) from None
 
     def _raise_for_status(self, response: Any, model: KaggleModel) -> None:
         status = response.status

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from .._config import Config, KaggleSettings, kaggle_settings
 from .._errors import CorruptArchiveError, HTTPStatusError, ModelNotFoundError
 from ..fetch.http import HTTPSource
+from ..fetch.retry import RetryBudget
 from .api import KaggleApi
 from .credentials import find_credential
 from .identity import KaggleModel, from_url, web_hosts
@@ -48,9 +49,11 @@ class SignedSource(HTTPSource):
         handle: str,
         config: Config,
         refresh: Callable[[], str],
+        budget: Optional[RetryBudget] = None,
     ) -> None:
         # No HUBCACHE_HTTP_HEADERS and no mirrors: the signed URL is not the handle's host.
-        super().__init__(url, handle, dataclasses.replace(config, headers=(), mirrors=()))
+        plain = dataclasses.replace(config, headers=(), mirrors=())
+        super().__init__(url, handle, plain, budget)
         self._refresh = refresh
         self.md5 = ""
 
@@ -101,8 +104,9 @@ class KaggleAwareSource(HTTPSource):
         handle: str,
         config: Config,
         on_model: Optional[Callable[[KaggleModel], None]] = None,
+        budget: Optional[RetryBudget] = None,
     ) -> None:
-        super().__init__(url, handle, config)
+        super().__init__(url, handle, config, budget)
         self.kaggle: Optional[KaggleModel] = None
         self.on_model = on_model
         self._settings: Optional[KaggleSettings] = None

@@ -38,6 +38,7 @@ from .._errors import (
 from .._handles import Handle
 from ..archive.extract import extract
 from ..fetch.progress import Progress
+from ..fetch.retry import RetryBudget
 from ..fetch.source import RestartDownloadError
 from ..local.entry import build_manifest, scan_tree
 from .api import KaggleApi
@@ -62,6 +63,7 @@ class _Job:
     model: KaggleModel
     config: Config
     handle: str  # as given, for errors
+    budget: RetryBudget  # the download's one retry budget (fetch.retry), all files together
 
     def signed(self, path: Optional[str] = None) -> SignedSource:
         """A source for a fresh signed URL (of the archive, or of one file)."""
@@ -70,6 +72,7 @@ class _Job:
             self.handle,
             self.config,
             lambda: self.api.download_url(self.model, path),
+            self.budget,
         )
 
 
@@ -88,7 +91,7 @@ def stage_kaggle(
             handle=handle.raw,
         )
     api = KaggleApi(settings, find_credential(settings), config, handle.raw)
-    job = _Job(api, model, config, handle.raw)
+    job = _Job(api, model, config, handle.raw, RetryBudget.of(config))
     files, more = api.list_files(model)
     if files and not more:
         if sha256 is not None:
@@ -138,7 +141,7 @@ def _download_archive(
     job: _Job, staging: str, sha256: Optional[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     config, handle = job.config, job.handle
-    for attempt in range(config.retries + 1):
+    while True:
         source = job.signed()
         progress: Optional[Progress] = None
         os.mkdir(staging, 0o755)
@@ -157,7 +160,7 @@ def _download_archive(
             return result.files, archive
         except RestartDownloadError as exc:
             _remove(staging)
-            if attempt == config.retries:
+            if not job.budget.pause(handle, f"restarted from the start: {exc}", wait=0.0):
                 raise DownloadError(
                     f"the download of {handle} could not be completed: {exc}", handle=handle
                 ) from None
@@ -168,7 +171,6 @@ def _download_archive(
             source.close()
             if progress is not None:
                 progress.close()
-    raise AssertionError("unreachable")
 
 
 def _check_pin(handle: str, actual: str, sha256: Optional[str]) -> None:
@@ -225,7 +227,7 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
 
     def one(name: str, size: int) -> tuple[str, list[Any]]:
         target = os.path.join(staging, *name.split("/"))
-        for attempt in range(config.retries + 1):
+        while True:
             if stop.is_set():
                 raise _CancelledError
             try:
@@ -234,7 +236,7 @@ def _download_files(job: _Job, files: list[tuple[str, int]], staging: str) -> di
             except RestartDownloadError as exc:  # broken and not resumable: this file again
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(target)
-                if attempt == config.retries:
+                if not job.budget.pause(f"{name} of {handle}", f"{exc}", wait=0.0):
                     raise DownloadError(
                         f"the download of {name} of {model.slug} kept breaking: {exc}",
                         handle=handle,

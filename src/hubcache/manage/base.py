@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Protocol
 
-from .._errors import EntryInUseError
+from .._errors import EntryInUseError, hide_credentials
 from ..local.gc import Debris, DebrisPlan
 from .prune import Candidate, Plan, PlanItem
 from .transfer import Imported
@@ -179,4 +179,5 @@ def used_since(item: PlanItem) -> EntryInUseError:
 def descriptor_handle(text: bytes) -> str:
     """The handle on the first line of tensorflow_hub's descriptor, or ""."""
     first = text.decode("utf-8", "replace").split("\n", 1)[0]
-    return first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+    handle = first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+    return hide_credentials(handle)  # tensorflow_hub writes the handle as given

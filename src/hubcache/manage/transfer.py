@@ -33,6 +33,7 @@ from .._errors import (
     CorruptArchiveError,
     EntryInUseError,
     HubcacheError,
+    hide_credentials,
 )
 from .._handles import cache_key
 from ..local.entry import Entry, read_quietly
@@ -166,7 +167,10 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
     os.mkdir(staging, 0o700)
     try:
         files, keys = extract_export(archive, staging, config.limits, fsync)
-        return [_import_one(root, staging, key, files, fsync) for key in keys]
+        return [
+            _import_one(root, staging, key, files, fsync=fsync, lease=config.lock_lease)
+            for key in keys
+        ]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -220,7 +224,13 @@ def read_checked(
 
 
 def _import_one(
-    root: str, staging: str, key: str, extracted: dict[str, list[Any]], fsync: bool
+    root: str,
+    staging: str,
+    key: str,
+    extracted: dict[str, list[Any]],
+    *,
+    fsync: bool,
+    lease: float,
 ) -> Imported:
     try:
         handle, manifest = read_checked(staging, key, extracted)
@@ -229,7 +239,7 @@ def _import_one(
     entry = Entry(root, key)
     if entry.is_complete():
         return Imported(key, handle, "already cached")
-    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=120, timeout=0)
+    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=lease, timeout=0)
     if not lock.try_acquire():
         raise EntryInUseError(
             f"{handle} is being downloaded by another process; import again later", handle=handle
@@ -254,7 +264,10 @@ def _check(
     key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]
 ) -> None:
     """The extracted tree of ``key`` must be exactly what its manifest lists."""
-    if cache_key(handle) != key:
+    # A handle whose credentials were hidden (``user:***@``) no longer hashes to its key:
+    # the manifest's own ``key`` field must agree instead.
+    hidden = "***@" in handle and hide_credentials(handle) == handle
+    if cache_key(handle) != key and not (hidden and manifest.get("key") == key):
         raise CorruptArchiveError(f"{key}: its manifest names {handle}, whose key differs")
     prefix = key + "/"
     got = {rel[len(prefix) :]: value for rel, value in extracted.items() if rel.startswith(prefix)}

@@ -87,6 +87,12 @@ def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
 
     ``out`` is the user's argument: a folder that does not exist or cannot be written is a
     usage error (exit 2); a full disk there is CacheDirError's "full" (exit 6)."""
+    if os.path.islink(out) or (os.path.lexists(out) and not os.path.isfile(out)):
+        # the final rename would replace it: a device, a FIFO, a folder or a link is not
+        # ours to destroy (a regular file is: the user named it as the output)
+        raise ConfigurationError(
+            f"{out} exists and is not a regular file; give the path of a new or regular file"
+        )
     part = f"{out}.{os.getpid()}.part"
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -160,6 +166,10 @@ def _read(path: str) -> bytes:
 
 def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
     """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
+    if os.path.isdir(archive):
+        raise ConfigurationError(
+            f"{archive} is a directory; give the .tar file that `hubcache export` wrote"
+        )
     config = load_config(cache_dir=root)
     _ensure_writable(root)
     fsync = config.fsync if fsync is None else fsync

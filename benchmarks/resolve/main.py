@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the chart here (default: <out>/resolve.png)",
     )
     p.add_argument("--generate-only", action="store_true", help="only build the archives")
+    p.add_argument(
+        "--report",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="measure nothing: print the tables and draw the chart from runs saved with "
+        "--json (several runs are combined, e.g. one per data set)",
+    )
     p.add_argument("--regenerate", action="store_true", help="rebuild cached archives")
     p.add_argument(
         "--smoke",
@@ -160,6 +168,29 @@ def _save(
     print(chart(done, args.chart or os.path.join(out, "resolve.png"), title), file=sys.stderr)
 
 
+def report_from(args: argparse.Namespace, out: str) -> int:
+    """Tables, summary and chart from saved runs (``--json``), combined in order."""
+    done: list[tuple[datagen.Archive, dict[str, Row]]] = []
+    loads = []
+    reps = set()
+    for path in args.report:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        reps.add(saved["args"]["reps"])
+        loads.append(saved["environment"].get("load_after"))
+        for entry in saved["sizes"].values():
+            archive = datagen.Archive(**entry["archive"])
+            rows = {k: Row(**r) for k, r in entry["rows"].items()}
+            done.append((archive, rows))
+            print("\n" + table(rows, archive) + "\n")
+    print(summary(done) + "\n")
+    print(f"load average at the end of each run: {loads}", file=sys.stderr)
+    args.reps = "/".join(str(r) for r in sorted(reps))
+    results: dict[str, Any] = {"environment": {}}
+    _save(args, out, results, done, time.time())
+    return 0
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwind: the finally blocks stop the servers
 
@@ -177,6 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("--reps must be at least 1")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    if args.report:
+        return report_from(args, out)
     if args.streamed_gb is not None:
         return run_streamed(args, out)
     archives = [
@@ -221,6 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 done.append((archive, rows))
                 print("\n" + table(rows, archive) + "\n", flush=True)
                 results["sizes"][archive.name] = {
+                    "archive": dataclasses.asdict(archive),
                     "archive_bytes": archive.archive_bytes,
                     "extracted_bytes": archive.extracted_bytes,
                     "load": os.getloadavg(),

@@ -87,8 +87,8 @@ def table(rows: Mapping[str, Row], archive: Archive) -> str:
         )
     lines += [
         "",
-        "Peak RSS: child-reported ru_maxrss (in brackets: growth during the resolve "
-        "call); pipelines: sum over their processes.",
+        "Peak RSS: a Python child's VmHWM (Linux; elsewhere ru_maxrss, in brackets the "
+        "growth during the resolve call); pipelines: the sum of each process's ru_maxrss.",
     ]
     lines += [f"- {n}" for n in _notes(rows, archive)]
     return "\n".join(lines)

@@ -248,9 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"server: {server.base}", file=sys.stderr, flush=True)
             for i, archive in enumerate(archives):
                 bench = Bench(args, archive, work)
-                rows = bench.run(
-                    server.base, throttled.base if throttled else None, warm=i == len(archives) - 1
-                )
+                rows = bench.run(server.base, throttled.base if throttled else None, warm=i == 0)
                 done.append((archive, rows))
                 print("\n" + table(rows, archive) + "\n", flush=True)
                 results["sizes"][archive.name] = {

@@ -145,10 +145,18 @@ def _parse(handle: str) -> Handle:
 def _existing_directory(handle: Handle) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
+        from .fetch.objectstore import first_contact, store_error
         from .fetch.source import filesystem
 
         fs, path = filesystem(handle.location, handle.shown)
-        if not fs.isdir(path):
+        try:
+            first_contact(handle.location, load_config().store_timeout, lambda: fs.isdir(path))
+            is_dir = fs.isdir(path)
+        except HubcacheError:
+            raise
+        except Exception as exc:
+            raise store_error(handle.location, exc, handle.shown) from exc
+        if not is_dir:
             raise ModelNotFoundError(
                 f"{handle.shown} is not an existing directory", handle=handle.shown
             )

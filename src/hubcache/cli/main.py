@@ -214,6 +214,17 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root = logging.getLogger("hubcache")
     root.addHandler(handler)
     root.setLevel(level)
+    # The object-store libraries log their own retries and failures with tracebacks (which
+    # Python's last-resort handler prints); hubcache reports those failures itself in one
+    # line, so their records are shown only with -vv, through our handler.
+    for name in _LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.propagate = False
+        library.addHandler(handler if args.verbose >= 2 else logging.NullHandler())
+        library.setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL + 1)
+
+
+_LIBRARY_LOGGERS = ("gcsfs", "s3fs", "fsspec", "aiobotocore", "botocore", "google", "asyncio")
 
 
 def _status(message: str) -> None:

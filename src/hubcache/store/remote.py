@@ -61,7 +61,7 @@ def resolve_remote(
     on_wait: Optional[Callable[[str], None]],
     stage: Stage,
 ) -> str:
-    store = open_storage(config.root, handle.shown)
+    store = open_storage(config.root, handle.shown, config.store_timeout)
     key = handle.key
     manifest = store.complete_manifest(key)
     if manifest is not None:

@@ -214,3 +214,35 @@ def test_docs_cli_describes_every_command_and_exit_code() -> None:
         assert f"### `hubcache {command}" in text, command
     for code in re.findall(r"^  (\d+) ", EXIT_CODES, flags=re.MULTILINE):
         assert f"\n| {code} | " in text, code
+
+
+def test_export_never_replaces_something_that_is_not_a_regular_file(
+    model_server: ModelServer, cache_root: Path, tmp_path: Path
+) -> None:
+    """OUT.tar is renamed into place at the end: over a FIFO, a device or a folder that
+    rename would destroy what was there, so such an OUT is refused before any work."""
+    hubcache.resolve(model_server.add("/a/1", ARCHIVE))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    one_error_line(run("export", str(fifo), "--all"), 2, str(fifo), "not a regular file")
+    assert fifo.is_fifo()
+    assert sorted(os.listdir(tmp_path)) == sorted(["pipe", cache_root.name])
+    regular = tmp_path / "old.tar"
+    regular.write_bytes(b"an older export")
+    assert run("export", str(regular), "--all").returncode == 0  # a file is replaced, as asked
+    assert regular.read_bytes()[:15] != b"an older export"
+
+
+def test_bad_inputs_to_import_gc_and_entry_names_are_usage_errors(
+    cache_root: Path, tmp_path: Path
+) -> None:
+    one_error_line(run("import", str(tmp_path)), 2, str(tmp_path), "is a directory")
+    for grace in ("-5", "nan", "inf", "soon"):
+        result = run("gc", "--grace", grace)  # argparse's form: the usage, then one error line
+        assert result.returncode == 2 and result.stderr.startswith("usage: hubcache gc ")
+        assert result.stderr.splitlines()[-1] == (
+            f"hubcache gc: error: argument --grace: {grace!r} is not a number of seconds >= 0"
+        )
+    for command in ("info", "verify", "rm"):
+        one_error_line(run(command, "", "--yes" if command == "rm" else "-q"), 2, "empty")
+    assert listing(cache_root) == []

@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -186,9 +187,23 @@ def test_broken_file_stream_is_fetched_again(world: KaggleWorld) -> None:
 
 def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
-    path = hubcache.resolve(f"kaggle:{BIG}/1")
-    assert tree(path) == saved_model_files("big", extra=30)
-    assert any("/api/v1/models/google/bignet/" in s.path for s in world.kaggle.seen)
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert any(
+        "/api/v1/models/google/nnlm/tensorFlow2/en-dim128/2/download" in s.path
+        for s in world.kaggle.seen
+    )
+    assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_url_handle_falls_back_to_the_tfhub_protocol(world: KaggleWorld) -> None:
+    world.kaggle.rpc_missing = True
+    handle = f"http://localhost/models/{NNLM}/2"
+    path = hubcache.resolve(handle)
+    assert tree(path) == saved_model_files("v2")
+    assert any("tf-hub-format=compressed" in s.path for s in world.kaggle.seen)
+    assert not any("/download" in s.path for s in world.kaggle.seen)
+    assert manifest(path)["kaggle"]["version"] == 2 and os.path.basename(path) == cache_key(handle)
 
 
 # -- credentials ---------------------------------------------------------------------------
@@ -325,7 +340,7 @@ def test_expired_signed_urls_fail_after_one_refresh(
     world.storage.lifetime = -60  # every URL the API hands out is already expired
     with pytest.raises(hubcache.HTTPStatusError) as info:
         hubcache.resolve(f"kaggle:{BIG}/1")
-    assert info.value.status == 403
+    assert info.value.status == 400  # GCS's answer to an expired V4 signature
     assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
     signatures = [s.path.split("X-Goog-Signature=")[1] for s in world.storage.seen]
     assert signatures and not any(sig in str(info.value) for sig in signatures)  # redacted
@@ -340,6 +355,22 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:
+    signed, handed_out, lock = world.storage.sign, [], threading.Lock()
+
+    def first_one_expired(blob_id: str, data: bytes, lifetime: float | None = None) -> str:
+        with lock:  # the files are fetched in parallel: exactly one URL is expired
+            handed_out.append(blob_id)
+            first = len(handed_out) == 1
+        return signed(blob_id, data, -60 if first else 3600)
+
+    world.storage.sign = first_one_expired  # type: ignore[method-assign]
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 4  # 3 files + 1 fresh URL
+    assert handed_out.count(handed_out[0]) == 2  # the expired file was asked for again
 
 
 def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:
@@ -441,7 +472,9 @@ def test_incomplete_kagglehub_copy_is_not_used(world: KaggleWorld) -> None:
 
 
 def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
-    path = hubcache.resolve(f"kaggle:{NNLM}/2", kagglehub_cache=True)
+    out = cli("resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2")
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip()
     root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
     assert (root / "2.complete").is_file()
     world.stop()  # kagglehub must not need the network
@@ -453,6 +486,12 @@ def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
         os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
         == os.stat(os.path.join(path, "saved_model.pb")).st_ino
     )
+
+
+def test_library_switch_publishes_for_kagglehub(world: KaggleWorld) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/1", kagglehub_cache=True)
+    root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
+    assert (root / "1.complete").is_file() and tree(str(root / "1")) == saved_model_files("v1")
 
 
 def test_env_switch_publishes_for_kagglehub(

@@ -80,6 +80,11 @@ class Cache:
         A string of 6 to 39 lowercase hex digits that starts the key of an entry in this
         cache is that entry; when it starts several, :class:`InvalidHandleError` lists
         them. Anything else is a handle (whose key may or may not be cached)."""
+        if not handle_or_key.strip():
+            raise InvalidHandleError(
+                "an empty HANDLE_OR_KEY names no entry; give a handle, a key or a key prefix",
+                handle=handle_or_key,
+            )
         if KEY_PREFIX.fullmatch(handle_or_key) is None:
             return cache_key(handle_or_key)
         if len(handle_or_key) == 40:

@@ -12,8 +12,9 @@ Three servers on 127.0.0.1, each started and stopped by the test:
   ``GET /api/v1/models/O/M/FW/VAR/VER/download``, and ``/models/...`` pages (302 to the
   archive with ``tf-hub-format=compressed``, else an HTML page). Bearer and Basic auth.
 * :class:`StorageServer` -- signed URLs: a query signature (HMAC) and an expiry; answers
-  403 ``SignatureDoesNotMatch`` for a bad or expired signature or when told to refuse the
-  next N requests; declares the md5 in ``x-goog-hash``. Records every request's headers.
+  400 ``ExpiredToken`` past the expiry, 403 ``SignatureDoesNotMatch`` for a bad signature
+  or when told to refuse the next N requests; declares the md5 in ``x-goog-hash``. Records
+  every request's headers.
 * :class:`Redirector` -- ``/<publisher>/<model>/<version>`` -> 302 to a Kaggle model URL
   (query kept, ``tfhub-redirect=true`` added), or to the HTML catalogue for unmigrated ones.
 """
@@ -150,14 +151,16 @@ class _StorageHandler(BaseHTTPRequestHandler):
         except ValueError:
             expires = 0
         good = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+        expired = expires < time.time()
         if (
             refuse
             or data is None
-            or expires < time.time()
+            or expired
             or not hmac.compare_digest(good, query.get("X-Goog-Signature", ""))
         ):
-            body = b"<?xml version='1.0'?><Error><Code>SignatureDoesNotMatch</Code></Error>"
-            self.send_response(403)
+            code = "ExpiredToken" if expired and not refuse else "SignatureDoesNotMatch"
+            body = f"<?xml version='1.0'?><Error><Code>{code}</Code></Error>".encode()
+            self.send_response(400 if code == "ExpiredToken" else 403)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -195,7 +198,7 @@ class KaggleServer(BackgroundServer):
         self.models: list[KaggleModel] = []
         self.accounts = Accounts()
         self.seen: list[Seen] = []
-        self.rpc_missing = False  # the RPC download route answers a bare 404 (an older API)
+        self.rpc_missing = False  # listing and download routes answer a bare 404 (older API)
 
     def add(self, model: KaggleModel) -> KaggleModel:
         self.models.append(model)
@@ -323,7 +326,8 @@ class _KaggleHandler(BaseHTTPRequestHandler):
             self._error(400, "bad JSON")
             return
         method = match.group(1)
-        if method == "DownloadModelInstanceVersion" and self.owner.rpc_missing:
+        missing = ("DownloadModelInstanceVersion", "ListModelInstanceVersionFiles")
+        if method in missing and self.owner.rpc_missing:
             self._send(404, b"Not Found", "text/html")
             return
         model = self.owner.find(

@@ -229,7 +229,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             print(f"{root}\t{why}")
         return 0
-    if not args.target:
+    if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
     details = _cache(args).details(args.target)
     if args.json:

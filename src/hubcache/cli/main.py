@@ -89,6 +89,20 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, non-negative number of seconds (``nan`` compares false
+    with everything, so a grace of nan would remove debris that is still in use)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hubcache",
@@ -189,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
     p.add_argument(
         "--grace",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="age after which unowned debris goes (default: 3600)",

@@ -10,7 +10,8 @@ What it answers, for a request path ``/P``:
 Responses carry ``Content-Length``, a strong ``ETag``, ``Last-Modified`` and
 ``Accept-Ranges: bytes``; single ``Range`` requests get 206 (``If-Range`` honoured), so
 resumed and parallel downloads can be exercised against it. ``rate_limit`` throttles each
-connection, to model a far-away server on loopback. Files are sent with ``sendfile``.
+connection, to model a far-away server on loopback. Files are sent with ``socket.sendfile``,
+which falls back to plain sends where ``os.sendfile`` is missing (Windows).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
+from .. import _platform
 from .._handles import ARCHIVE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,8 @@ class ModelHost:
     def lookup(self, path: str, query: str) -> Optional[str]:
         rel = urllib.parse.unquote(path).lstrip("/")
         parts = [p for p in rel.split("/") if p not in ("", ".")]
-        if ".." in parts:
-            return None
+        if ".." in parts or any(_platform.name_problem(p) for p in parts):
+            return None  # on Windows "C:", "\\" or "NUL" would leave DIR or name a device
         local = os.path.join(self.directory, *parts) if parts else self.directory
         wants_archive = ("tf-hub-format", "compressed") in urllib.parse.parse_qsl(query)
         if local.lower().endswith(ARCHIVE_SUFFIXES) and os.path.isfile(local):

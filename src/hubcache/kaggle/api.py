@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from typing import Any, Optional
+from typing import Any, Optional, overload
 
 from .._config import Config, KaggleSettings
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
@@ -61,10 +61,13 @@ class KaggleApi:
             )
         return version
 
-    def list_files(self, model: KaggleModel) -> tuple[list[tuple[str, int]], bool]:
-        """The version's files (name, size) and whether there are more than one page."""
+    def list_files(self, model: KaggleModel) -> Optional[tuple[list[tuple[str, int]], bool]]:
+        """The version's files (name, size) and whether there are more than one page; None
+        when the server has no such route (an older API: fetch the archive instead)."""
         body = {**_body(model), "versionNumber": model.version, "pageSize": PAGE_SIZE}
-        data = self._json("ListModelInstanceVersionFiles", body, model)
+        data = self._json("ListModelInstanceVersionFiles", body, model, optional=True)
+        if data is None:
+            return None
         files = []
         for item in data.get("files") or []:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -85,7 +88,7 @@ class KaggleApi:
             # The RPC route itself is missing (an older API): use the legacy download URL.
             legacy = (
                 f"{self.settings.web_endpoint}/api/v1/models/{model.owner}/{model.model}/"
-                f"{model.framework.lower()}/{model.variation}/{model.version}/download"
+                f"{model.framework}/{model.variation}/{model.version}/download"
             )
             log.info("Kaggle's RPC download route is missing; trying %s", legacy)
             response = self._call("GET", legacy, None, model)
@@ -95,8 +98,21 @@ class KaggleApi:
     def _rpc(self, method: str) -> str:
         return f"{self.settings.rpc_base}/{SERVICE}/{method}"
 
-    def _json(self, method: str, body: dict[str, Any], model: KaggleModel) -> dict[str, Any]:
+    @overload
+    def _json(self, method: str, body: dict[str, Any], model: KaggleModel) -> dict[str, Any]: ...
+    @overload
+    def _json(
+        self, method: str, body: dict[str, Any], model: KaggleModel, optional: bool
+    ) -> Optional[dict[str, Any]]: ...
+    def _json(
+        self, method: str, body: dict[str, Any], model: KaggleModel, optional: bool = False
+    ) -> Optional[dict[str, Any]]:
+        """POST one RPC; its JSON answer. ``optional``: None when the route itself is
+        missing (a bare 404 without Kaggle's JSON error body)."""
         response = self._call("POST", self._rpc(method), body, model)
+        if optional and response.status == 404 and not _is_json(response):
+            log.info("Kaggle's API has no %s route here", method)
+            return None
         self._raise_for_status(response, model)
         try:
             data = json.loads(response.data)

@@ -22,8 +22,9 @@ import os
 import uuid
 from typing import Optional
 
+from .. import _platform
+from ..local.tree import link_tree, tree_stats
 from .identity import KaggleModel, framework_id
-from .links import link_tree
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def publish(tree: str, model: KaggleModel, cache_root: str) -> Optional[str]:
     staging = os.path.join(variation, f".{model.version}.hubcache-{uuid.uuid4().hex[:12]}.tmp")
     try:
         link_tree(tree, staging)
-        os.rename(staging, target)
+        _platform.retry_busy(os.rename, staging, target)  # Windows: a scanner may hold a file
     except OSError:
         import shutil
 
@@ -114,8 +115,9 @@ def entries(cache_root: str) -> list[tuple[str, str, int, int]]:
                         for ver in sorted(_listdir(variation)):
                             path = os.path.join(variation, ver)
                             if ver.isdigit() and os.path.isfile(path + ".complete"):
-                                size, count = _du(path)
-                                rows.append((f"{owner}/{name}/{fw}/{var}/{ver}", path, size, count))
+                                du = tree_stats(path)
+                                slug = f"{owner}/{name}/{fw}/{var}/{ver}"
+                                rows.append((slug, path, du.size, du.files))
     return rows
 
 
@@ -124,16 +126,6 @@ def _listdir(path: str) -> list[str]:
         return [n for n in os.listdir(path) if not n.startswith(".")]
     except OSError:
         return []
-
-
-def _du(path: str) -> tuple[int, int]:
-    size = count = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-                count += 1
-    return size, count
 
 
 def publish_entry(tree: str, record: object) -> None:

@@ -2,8 +2,8 @@
 
 :class:`SignedSource` fetches a signed URL Kaggle's API handed out: no credential and no
 user header ever goes with it (the signature is the authorisation), the body's md5 from
-``x-goog-hash`` is checked on top of our own checks, and a 401/403 (expired or refused
-signature) makes it ask the API once for a fresh URL.
+``x-goog-hash`` is checked on top of our own checks, and a refused signature (400 expired,
+401, 403) makes it ask the API once for a fresh URL.
 
 :class:`KaggleAwareSource` is the TF Hub protocol source for ``https://tfhub.dev/...`` and
 other model hosts: it follows the redirects hop by hop as before, and when a hop lands on a
@@ -31,6 +31,10 @@ from .credentials import find_credential
 from .identity import KaggleModel, from_url, web_hosts
 
 log = logging.getLogger(__name__)
+
+# How storage refuses a signed URL: 403 (bad signature, SignatureDoesNotMatch), 400 (an
+# expired V4 signature, ExpiredToken), 401. Each is worth one fresh URL from the API.
+REFUSED = (400, 401, 403)
 
 
 def expected_md5(headers: Any) -> str:
@@ -61,7 +65,7 @@ class SignedSource(HTTPSource):
         try:
             super().open()
         except HTTPStatusError as exc:
-            if exc.facts.get("status") not in (401, 403):
+            if exc.facts.get("status") not in REFUSED:
                 raise
             log.warning(
                 "the signed download URL for %s was refused (HTTP %s: expired?); asking "
@@ -133,7 +137,7 @@ class KaggleAwareSource(HTTPSource):
         except HTTPStatusError as exc:
             status = exc.facts.get("status")
             model = self.kaggle
-            if status not in (401, 403) or model is None or self._refreshed:
+            if status not in REFUSED or model is None or self._refreshed:
                 raise
             self._refreshed = True
             settings = self.settings()

@@ -35,18 +35,19 @@ from .._errors import (
     OfflineError,
     UnsafeArchiveError,
 )
-from .._handles import Handle
+from .._handles import Handle, model_url
 from ..archive.extract import extract
+from ..fetch.http import HTTPSource
 from ..fetch.progress import Progress
 from ..fetch.retry import RetryBudget
 from ..fetch.source import RestartDownloadError
 from ..local.entry import build_manifest, scan_tree
+from ..local.tree import link_tree
 from .api import KaggleApi
 from .credentials import find_credential
 from .donors import Donor, find_donor
 from .identity import KaggleModel, parse_slug
-from .links import link_tree
-from .signed import SignedSource
+from .signed import KaggleAwareSource, SignedSource
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class _Job:
     config: Config
     handle: str  # as given, for errors
     budget: RetryBudget  # the download's one retry budget (fetch.retry), all files together
+
+    def tfhub(self) -> KaggleAwareSource:
+        """The handle's URL with ``tf-hub-format=compressed``, redirects to the archive."""
+        source = KaggleAwareSource(model_url(self.handle), self.handle, self.config)
+        source.kaggle = self.model  # a refused signed URL at the end asks the API once
+        return source
 
     def signed(self, path: Optional[str] = None) -> SignedSource:
         """A source for a fresh signed URL (of the archive, or of one file)."""
@@ -92,7 +99,8 @@ def stage_kaggle(
         )
     api = KaggleApi(settings, find_credential(settings), config, handle.raw)
     job = _Job(api, model, config, handle.raw, RetryBudget.of(config))
-    files, more = api.list_files(model)
+    listing = api.list_files(model)  # None: an older API without the listing route
+    files, more = listing if listing is not None else ([], True)
     if files and not more:
         if sha256 is not None:
             raise ConfigurationError(
@@ -103,6 +111,10 @@ def stage_kaggle(
         stored = _download_files(job, files, staging)
         source = f"kaggle:{model.slug} ({len(files)} files)"
         archive: dict[str, Any] = {}
+    elif listing is None and handle.scheme in ("http", "https"):
+        # the TF Hub protocol on the Kaggle URL, as tensorflow_hub fetches it: the fallback
+        stored, archive = _download_archive(job, staging, sha256, tfhub_protocol=True)
+        source = model_url(handle.raw)
     else:
         stored, archive = _download_archive(job, staging, sha256)
         source = f"kaggle:{model.slug}"
@@ -138,11 +150,11 @@ def fill_from(
 
 
 def _download_archive(
-    job: _Job, staging: str, sha256: Optional[str]
+    job: _Job, staging: str, sha256: Optional[str], *, tfhub_protocol: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     config, handle = job.config, job.handle
     while True:
-        source = job.signed()
+        source: HTTPSource = job.signed() if not tfhub_protocol else job.tfhub()
         progress: Optional[Progress] = None
         os.mkdir(staging, 0o755)
         try:

@@ -24,6 +24,7 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
+from .. import _platform
 from .._config import load_config
 from .._errors import (
     ArchiveError,
@@ -86,11 +87,17 @@ def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
 
     ``out`` is the user's argument: a folder that does not exist or cannot be written is a
     usage error (exit 2); a full disk there is CacheDirError's "full" (exit 6)."""
+    if os.path.islink(out) or (os.path.lexists(out) and not os.path.isfile(out)):
+        # the final rename would replace it: a device, a FIFO, a folder or a link is not
+        # ours to destroy (a regular file is: the user named it as the output)
+        raise ConfigurationError(
+            f"{out} exists and is not a regular file; give the path of a new or regular file"
+        )
     part = f"{out}.{os.getpid()}.part"
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             add(tar)
-        os.replace(part, out)
+        _platform.retry_busy(os.replace, part, out)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(part)
@@ -159,6 +166,10 @@ def _read(path: str) -> bytes:
 
 def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
     """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
+    if os.path.isdir(archive):
+        raise ConfigurationError(
+            f"{archive} is a directory; give the .tar file that `hubcache export` wrote"
+        )
     config = load_config(cache_dir=root)
     _ensure_writable(root)
     fsync = config.fsync if fsync is None else fsync
@@ -250,7 +261,7 @@ def _import_one(
         if state.name != "missing":
             entry.move_aside(lock.uid)
         tree = entry.staging(lock.uid)
-        os.rename(os.path.join(staging, key), tree)
+        _platform.retry_busy(os.rename, os.path.join(staging, key), tree)
         if not publish(entry, tree, manifest, fsync=fsync):
             shutil.rmtree(tree, ignore_errors=True)
             return Imported(key, handle, "already cached")

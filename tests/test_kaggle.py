@@ -319,6 +319,9 @@ def test_bad_api_environment_is_a_usage_error(
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "MARS")
     with pytest.raises(hubcache.ConfigurationError, match="KAGGLE_API_ENVIRONMENT"):
         hubcache.resolve(f"kaggle:{NNLM}/2")
+    # a URL that is not Kaggle's is not held up by a bad Kaggle setting
+    with pytest.raises(hubcache.ModelNotFoundError):
+        hubcache.resolve(world.tfhub_url("models/y/1"))
 
 
 def test_unknown_model_is_not_found(world: KaggleWorld) -> None:

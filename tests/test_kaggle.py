@@ -358,6 +358,8 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
+    info = cli("info", "--json", handle)
+    assert json.loads(info.stdout)["kaggle"]["variation"] == "en-dim128"
 
 
 def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:

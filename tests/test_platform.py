@@ -190,6 +190,24 @@ def test_writeback_without_fdatasync(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert calls == ["fdatasync", "fsync"]
 
 
+def test_macos_flushes_the_drive_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mac = load("darwin", monkeypatch)
+    calls: list[tuple[int, int]] = []
+
+    def fcntl(fd: int, op: int) -> None:
+        calls.append((fd, op))
+        os.fstat(fd)  # a real, open descriptor of the folder
+        if len(calls) == 2:
+            raise OSError(errno.ENOTSUP, "not on this filesystem (SMB)")
+
+    monkeypatch.setitem(sys.modules, "fcntl", types.SimpleNamespace(F_FULLFSYNC=51, fcntl=fcntl))
+    mac.flush_drive_cache(str(tmp_path))
+    mac.flush_drive_cache(str(tmp_path))  # refused: ignored, the files were fsynced already
+    assert [op for _fd, op in calls] == [51, 51]
+    platform_here.flush_drive_cache(str(tmp_path))  # Linux: fsync already flushed the drive
+    assert len(calls) == 2
+
+
 def test_flush_drive_cache_is_harmless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     platform_here.flush_drive_cache(str(tmp_path))  # Linux: nothing to do
     load("darwin", monkeypatch).flush_drive_cache(str(tmp_path))  # no F_FULLFSYNC here: fsync'd

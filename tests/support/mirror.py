@@ -81,8 +81,10 @@ class ServeProcess:
             return http.request(method, self.url.rstrip("/") + path, headers=headers)
 
     def kill(self) -> None:
+        """SIGKILL, then release our ends of its pipes (its stderr stays readable)."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self.stop()
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:

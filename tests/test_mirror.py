@@ -171,7 +171,7 @@ def test_a_corrupt_archive_breaks_the_connection_and_is_not_kept(
     good = make_tar([M("saved_model.pb", os.urandom(300_000))], compression="gz")
     bad = bytearray(good)
     bad[len(bad) // 2] ^= 0xFF
-    model_server.add("/m/1", bytes(bad))
+    model_server.add("/m/1", bytes(bad), faults=(Fault(rate_limit=200_000),))  # in pieces
     with mirror(store, model_server) as server:
         with pytest.raises(urllib3.exceptions.ProtocolError):
             server.get("/m/1?tf-hub-format=compressed")  # never a 200 that looks whole

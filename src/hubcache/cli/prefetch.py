@@ -4,7 +4,7 @@ FILE holds one handle per line, optionally followed by ``sha256=<64 hex>`` (the 
 pin); blank lines and ``#`` comments are ignored. Each handle is resolved in turn with its
 own progress bar off and one overall line instead ("[3/10] handle"), so a long list reads
 as one job. A failure does not stop the rest; the summary lists every failure and the exit
-code is the first failure's (DESIGN §1 codes), so a script can tell "offline" from "404".
+code is the first failure's (docs/cli.md codes), so a script can tell "offline" from "404".
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def prefetch_file(
             items = parse_list(f.read(), path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path} is not a text file (byte {exc.start} is not UTF-8); give a list of "
+            "handles, one per line"
+        ) from None
     cache = Cache(cache_dir)
     tty = sys.stderr.isatty()
     done, cached, failed = 0, 0, []

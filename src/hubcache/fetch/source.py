@@ -2,7 +2,7 @@
 
 Every source has the same shape: :meth:`Source.open` makes the request (raising our errors
 for a missing archive), then :meth:`Source.chunks` yields the body. HTTP(S) lives in
-``_http_source``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
+``fetch.http``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
 tells the pipeline to start over.
 """
 
@@ -23,6 +23,10 @@ CHUNK = 1024 * 1024
 
 class RestartDownloadError(Exception):
     """The stream broke and cannot be resumed in place: start the download over."""
+
+
+class CancelledError(Exception):
+    """The consumer gave up (Ctrl-C, an error downstream): stop reading, never resume."""
 
 
 def redact(url: str) -> str:
@@ -59,63 +63,20 @@ class Source:
     def close(self) -> None:
         pass
 
+    def cancel(self) -> None:
+        """Called from another thread when the consumer gives up: unblock any read now,
+        so nobody waits out a read timeout or a retry backoff after Ctrl-C."""
+
     def local_file(self) -> Optional[str]:
         """A seekable local path holding the whole archive, if there is one (zip needs it)."""
         return None
 
 
-class LocalFileSource(Source):
-    def __init__(self, path: str, handle: str) -> None:
-        self.path = path
-        self.handle = handle
-        self.display = path
-        self._file: Any = None
+class FileSource(Source):
+    """A source read from an open file object (``self._file``, set by ``open``)."""
 
-    def open(self) -> None:
-        try:
-            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:
-            raise ModelNotFoundError(
-                f"archive {self.path!r} does not exist", handle=self.handle
-            ) from None
-        except OSError as exc:
-            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
-        self.total = os.fstat(self._file.fileno()).st_size
-
-    def chunks(self) -> Iterator[bytes]:
-        while True:
-            data = self._file.read(CHUNK)
-            if not data:
-                return
-            yield data
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def local_file(self) -> Optional[str]:
-        return self.path
-
-
-class FsspecSource(Source):
-    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
-
-    def __init__(self, url: str, handle: str) -> None:
-        self.url = url
-        self.handle = handle
-        self.display = redact(url)
-        self._file: Any = None
-
-    def open(self) -> None:
-        fs, path = filesystem(self.url, self.handle)
-        try:
-            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
-            self.total = int(fs.size(path))
-        except FileNotFoundError:
-            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
-        except OSError as exc:
-            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+    handle: str
+    _file: Any = None
 
     def chunks(self) -> Iterator[bytes]:
         while True:
@@ -135,18 +96,62 @@ class FsspecSource(Source):
             self._file = None
 
 
+class LocalFileSource(FileSource):
+    def __init__(self, path: str, handle: str) -> None:
+        self.path = path
+        self.handle = handle
+        self.display = path
+        self._file: Any = None
+
+    def open(self) -> None:
+        try:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"archive {self.path!r} does not exist", handle=self.handle
+            ) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
+        self.total = os.fstat(self._file.fileno()).st_size
+
+    def local_file(self) -> Optional[str]:
+        return self.path
+
+
+class FsspecSource(FileSource):
+    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
+
+    def __init__(self, url: str, handle: str) -> None:
+        self.url = url
+        self.handle = handle
+        self.display = redact(url)
+        self._file: Any = None
+
+    def open(self) -> None:
+        fs, path = filesystem(self.url, self.handle)
+        try:
+            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
+            self.total = int(fs.size(path))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+
+
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
     """The fsspec filesystem and path of ``url``, with an install hint when missing.
     ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
+    scheme = url.split("://", 1)[0]
+    # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
+    # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
+    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         import fsspec
     except ImportError:
         raise MissingDependencyError(
-            f"{url.split('://', maxsplit=1)[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            f"{scheme}:// needs an extra: pip install 'hubcache[{extra or 'remote'}]'",
             handle=handle,
         ) from None
-    scheme = url.split("://", 1)[0]
-    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:

@@ -36,7 +36,8 @@ from ..local.holder import new_uid, parse_holder
 from ..serve.ranges import file_etag
 from ..serve.static import SIDECAR, STORED_SUFFIXES, StaticTree, is_archive_name
 from ..store.lock import StorageLock
-from ..store.storage import LocalStorage, Storage, open_storage
+from ..store.open import open_storage
+from ..store.storage import LocalStorage, Storage
 
 PARTIAL = ".hubcache-partial"
 LOCKS = ".hubcache-locks"

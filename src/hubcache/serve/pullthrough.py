@@ -188,29 +188,34 @@ class Fill:
             part = mirror.store.partial()
             total = source.total
             with open(part, "wb") as out:
-                self._post(
-                    state="streaming",
-                    part=part,
-                    total=total,
-                    etag=None if total is None else file_etag(total, self.started_ns),
-                    last_modified=email.utils.formatdate(self.started_ns / 1e9, usegmt=True),
-                )
+                opened: dict[str, Any] = {
+                    "state": "streaming",
+                    "part": part,
+                    "total": total,
+                    "etag": None if total is None else file_etag(total, self.started_ns),
+                    "last_modified": email.utils.formatdate(self.started_ns / 1e9, usegmt=True),
+                }
                 sha = hashlib.sha256()
                 verifier = ArchiveVerifier(mirror.config.limits)
                 size = 0
                 for chunk in source.chunks():
                     if self.cancel.is_set():
                         raise CorruptArchiveError("the mirror is shutting down")
+                    verifier.feed(chunk)  # first: an HTML page is refused before any byte goes out
                     out.write(chunk)
                     out.flush()
                     sha.update(chunk)
                     size += len(chunk)
                     mirror.on_upstream_bytes(len(chunk))
+                    if verifier.format and opened:
+                        self._post(**opened)  # readers start once it looks like an archive
+                        opened = {}
                     self._post(size=size)
-                    verifier.feed(chunk)
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 verifier.finish(part)
+                if opened:
+                    self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
             name = (

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
+from .. import _faults
 from .._config import Config
 from .._handles import Handle
 from ..local.entry import Entry
 from ..local.publish import descriptor_text, discard, publish
-from ..store.lock import StorageLock
-from ..store.remote import pin_matches
-from ..store.storage import Storage, open_storage
+from .lock import StorageLock
+from .open import open_storage
+from .remote import pin_matches
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def download_via_tier(
 ) -> None:
     """Fill the local ``entry`` from the tier, or from the origin and then fill the tier."""
     tier = _Tier(config.shared_cache)
-    _ok, store = tier.call("opening it", lambda: open_storage(config.shared_cache, handle.raw))
+    _ok, store = tier.call("opening it", lambda: open_storage(config.shared_cache, handle.shown))
     if store is None:
         download(handle, entry, config, uid, sha256)
         return
@@ -88,7 +89,7 @@ def download_via_tier(
     lock = StorageLock(
         store,
         entry.key,
-        handle=handle.raw,
+        handle=handle.shown,
         lease=config.lock_lease,
         timeout=config.lock_timeout,
     )
@@ -115,10 +116,11 @@ def _copy_down(
     if manifest is None or not pin_matches(manifest, sha256):
         return False
     staging = entry.staging(uid)
-    os.mkdir(staging, 0o755)
+    _faults.fs.mkdir(staging, 0o755)
     try:
         copied, _ = tier.call(
-            "copying from it", lambda: store.download_entry(entry.key, manifest, staging)
+            "copying from it",
+            lambda: store.download_entry(entry.key, manifest, staging, fsync=config.fsync),
         )
         if not copied:
             return False
@@ -138,4 +140,4 @@ def _upload(store: Storage, entry: Entry, handle: Handle) -> None:
     if manifest is None or store.complete_manifest(entry.key) is not None:
         return
     store.retire(entry.key)  # debris of a node that died while uploading
-    store.upload_entry(entry.key, entry.path, manifest, descriptor_text(handle.raw))
+    store.upload_entry(entry.key, entry.path, manifest, descriptor_text(handle.shown))

@@ -27,6 +27,7 @@ import threading
 import urllib.parse
 from typing import Optional
 
+from .. import _platform
 from .._handles import ARCHIVE_SUFFIXES
 
 # tried in this order for /P?tf-hub-format=...; the mirror stores under these names too
@@ -53,8 +54,8 @@ def request_parts(path: str) -> Optional[list[str]]:
     if "\x00" in rel:
         return None
     parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p.startswith(".") or "\\" in p for p in parts):
-        return None
+    if any(p.startswith(".") or "\\" in p or _platform.name_problem(p) for p in parts):
+        return None  # on Windows "C:" or "NUL" would leave DIR or name a device
     return parts
 
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Optional
 
+from .. import _platform
 from .._config import Config
 from ..local.holder import new_uid, parse_holder
 from ..serve.ranges import file_etag
@@ -67,7 +68,9 @@ class ArchiveStore:
             self.spool = os.path.join(self.tree.directory, PARTIAL)
         else:
             self.tree = None
-            self.spool = os.path.join(tempfile.gettempdir(), f"hubcache-mirror-{os.getuid()}")
+            self.spool = os.path.join(
+                tempfile.gettempdir(), f"hubcache-mirror-{_platform.user_id()}"
+            )
 
     # -- finding ---------------------------------------------------------------------------
     def find(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:
@@ -128,7 +131,7 @@ class ArchiveStore:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             self.storage.write(name + SIDECAR, line)
             os.utime(part, ns=(started_ns, started_ns))
-            os.replace(part, final)
+            _platform.retry_busy(os.replace, part, final)  # Windows: a reader may hold it
             _fsync_dir(os.path.dirname(final))
             st = os.stat(final)
             return Stored(name, size, file_etag(size, st.st_mtime_ns), st.st_mtime, final)
@@ -195,7 +198,7 @@ class ArchiveStore:
 
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _platform.READ)
         try:
             os.fsync(fd)
         finally:

@@ -567,3 +567,18 @@ def test_listed_file_outside_the_model_is_refused(
         hubcache.resolve("kaggle:evil/m/jax/v/1")
     assert not list(tmp_path.rglob("escape.txt"))
     assert list(cache_root.glob("*.manifest.json")) == []
+
+
+def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> None:
+    from hubcache._config import kaggle_settings
+    from hubcache.kaggle.credentials import find_credential
+
+    env = {"HOME": str(tmp_path), "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY}
+    settings = kaggle_settings(env)
+    credential = find_credential(settings)
+    assert credential is not None and credential.source == "KAGGLE_USERNAME + KAGGLE_KEY"
+    assert KEY not in repr(settings) and KEY not in repr(credential)
+    assert settings.rpc_base == "https://api.kaggle.com/v1"  # production by default
+    assert kaggle_settings({**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST"}).rpc_base == (
+        "http://localhost/api/v1"
+    )

@@ -38,6 +38,7 @@ from typing import IO, Any, Optional
 
 from aiohttp import web
 
+from .. import _platform
 from .._config import Config
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.metrics import Metrics
@@ -82,6 +83,8 @@ class _DecidedFileResponse(web.FileResponse):
         """The body with ``os.sendfile`` on a worker thread rather than on the event loop:
         the kernel does the copying either way, but from threads several responses are
         pushed at once on several cores (measured: benchmarks/bench_mirror.py)."""
+        if not _platform.CAN_SENDFILE:
+            return await super()._sendfile(request, fobj, offset, count)
         writer = await web.StreamResponse.prepare(self, request)  # headers, in the transport
         transport = request.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
@@ -115,7 +118,7 @@ def _send_file(sockfd: int, fobj: Any, offset: int, count: int) -> None:
     filefd = fobj.fileno()
     while count > 0:
         try:
-            sent = os.sendfile(sockfd, filefd, offset, min(count, 1 << 24))
+            sent = _platform.sendfile(sockfd, filefd, offset, min(count, 1 << 24))
         except BlockingIOError:
             _, writable, _ = select.select([], [sockfd], [], 60)
             if not writable:

@@ -23,6 +23,7 @@ client got while the bytes were still arriving (``"<mtime_ns>-<size>"``, the for
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
 import os
 import socket
@@ -67,7 +68,8 @@ class ArchiveStore:
             self.spool = os.path.join(self.tree.directory, PARTIAL)
         else:
             self.tree = None
-            self.spool = os.path.join(tempfile.gettempdir(), f"hubcache-mirror-{os.getuid()}")
+            user = getpass.getuser()  # one spool per user, made private (0700) below
+            self.spool = os.path.join(tempfile.gettempdir(), f"hubcache-mirror-{user}")
 
     # -- finding ---------------------------------------------------------------------------
     def find(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:

@@ -29,7 +29,6 @@ import hmac
 import logging
 import os
 import select
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -341,7 +340,7 @@ class Server:
             response.content_length = limit - start
         else:
             response.enable_chunked_encoding()
-        fd = os.open(fill.part, os.O_RDONLY)
+        fd = os.open(fill.part, _platform.READ)  # this response's own descriptor
         try:
             await response.prepare(request)
             if request.method == "HEAD":
@@ -351,7 +350,7 @@ class Server:
                 tick = fill.tick()
                 avail = fill.available() if limit is None else min(fill.available(), limit)
                 if pos < avail:
-                    data = os.pread(fd, min(avail - pos, CHUNK), pos)
+                    data = _platform.pread(fd, min(avail - pos, CHUNK), pos)
                     if not data:
                         _abort(request)
                         return response
@@ -426,8 +425,7 @@ async def serve(
         shown = f"[{host}]" if ":" in str(host) else host
         stop = stopping or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        _platform.on_termination(loop, stop.set)
         if server.mirror is not None:
             removed = await loop.run_in_executor(None, server.store.clean_partials)
             for path in removed:

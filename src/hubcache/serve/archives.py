@@ -23,7 +23,6 @@ client got while the bytes were still arriving (``"<mtime_ns>-<size>"``, the for
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import os
 import socket
@@ -32,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Optional
 
+from .. import _platform
 from .._config import Config
 from ..local.holder import new_uid, parse_holder
 from ..serve.ranges import file_etag
@@ -68,8 +68,9 @@ class ArchiveStore:
             self.spool = os.path.join(self.tree.directory, PARTIAL)
         else:
             self.tree = None
-            user = getpass.getuser()  # one spool per user, made private (0700) below
-            self.spool = os.path.join(tempfile.gettempdir(), f"hubcache-mirror-{user}")
+            self.spool = os.path.join(
+                tempfile.gettempdir(), f"hubcache-mirror-{_platform.user_id()}"
+            )
 
     # -- finding ---------------------------------------------------------------------------
     def find(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:
@@ -130,7 +131,7 @@ class ArchiveStore:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             self.storage.write(name + SIDECAR, line)
             os.utime(part, ns=(started_ns, started_ns))
-            os.replace(part, final)
+            _platform.retry_busy(os.replace, part, final)  # Windows: a reader may hold it
             _fsync_dir(os.path.dirname(final))
             st = os.stat(final)
             return Stored(name, size, file_etag(size, st.st_mtime_ns), st.st_mtime, final)
@@ -197,7 +198,7 @@ class ArchiveStore:
 
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _platform.READ)
         try:
             os.fsync(fd)
         finally:

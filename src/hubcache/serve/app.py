@@ -324,7 +324,7 @@ class Server:
             if chosen == "416":
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
         response = web.StreamResponse(status=206 if isinstance(chosen, tuple) else 200)
-        name = fill.base if is_archive_name(fill.base) else fill.base + ".tar.gz"
+        name = fill.name or fill.base
         _headers(
             response,
             name=name,

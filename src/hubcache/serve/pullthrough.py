@@ -103,6 +103,7 @@ class Fill:
         self.total: Optional[int] = None
         self.size = 0
         self.part = ""
+        self.name = ""  # the stored name, known once the format is
         self.etag: Optional[str] = None
         self.last_modified = ""
         self.stored: Optional[Stored] = None
@@ -179,6 +180,11 @@ class Fill:
             if lock is not None:
                 lock.release()
 
+    def _name(self, fmt: str) -> str:
+        """Where the archive is kept: the requested archive name, or the model path with
+        the suffix of the format its bytes have."""
+        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
+
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
 
@@ -210,6 +216,7 @@ class Fill:
                     size += len(chunk)
                     mirror.on_upstream_bytes(len(chunk))
                     if verifier.format and opened:
+                        opened["name"] = self._name(verifier.format)
                         self._post(**opened)  # readers start once it looks like an archive
                         opened = {}
                     self._post(size=size)
@@ -217,14 +224,11 @@ class Fill:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 verifier.finish(part)
                 if opened:
+                    opened["name"] = self._name(verifier.format)
                     self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
-            name = (
-                self.base
-                if is_archive_name(self.base)
-                else self.base + FORMAT_SUFFIX[verifier.format]
-            )
+            name = self._name(verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
             part = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())

@@ -61,18 +61,23 @@ __all__ = [
     "define_absl_flags",
     "load",
     "resolve",
+    "tensorflow_hub",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
-    """``hubcache.Cache`` is imported on first use, so ``import hubcache`` stays cheap for
-    programs that only resolve."""
+    """``hubcache.Cache`` and ``hubcache.tensorflow_hub`` are imported on first use, so
+    ``import hubcache`` stays cheap for programs that only resolve."""
     if name == "Cache":
         from ._cache import Cache
 
         return Cache
+    if name == "tensorflow_hub":  # the plug-in's public module, imported on first use
+        import importlib
+
+        return importlib.import_module(".tensorflow_hub", __name__)
     raise AttributeError(f"module 'hubcache' has no attribute {name!r}")
 
 

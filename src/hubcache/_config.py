@@ -82,6 +82,9 @@ class Config:
     no_origin: bool = False  # with mirrors: never fall back to the handle's own URL
     max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
     shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
+    # As tensorflow_hub's plug-in: a lock written by tensorflow_hub itself is judged by its
+    # rule (no progress for this many seconds), not by ``lock_lease``. None: ours for all.
+    foreign_lock_lease: Optional[float] = None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
@@ -252,6 +255,22 @@ def load_config(
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
     )
+
+
+def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """``HUBCACHE_TFHUB_PLUGIN``: unset or yes turns the tensorflow_hub plug-in on when its
+    ``.pth`` is installed, no (``0``) turns it off without uninstalling it."""
+    env = os.environ if environ is None else environ
+    raw = env.get("HUBCACHE_TFHUB_PLUGIN", "").strip()
+    if not raw:
+        return True
+    value = _flag(env, "HUBCACHE_TFHUB_PLUGIN")
+    if value is None:
+        raise ConfigurationError(
+            f"HUBCACHE_TFHUB_PLUGIN={raw!r} is not a yes/no value (1/0, true/false, yes/no, "
+            "on/off); set it to 0 to turn the tensorflow_hub plug-in off, or unset it"
+        )
+    return value
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:

@@ -49,9 +49,9 @@ def resolve(
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
-    parsed = _parse(handle)
+    parsed = parse(handle)
     if sha256 is None and parsed.kind != "directory":
-        warm = _warm_entry(parsed, cache_dir)
+        warm = warm_entry(parsed, cache_dir)
         if warm is not None and warm.is_complete():
             return warm.path
     config = load_config(
@@ -61,6 +61,18 @@ def resolve(
         mirrors=mirrors,
         no_origin=no_origin,
     )
+    return resolve_with(parsed, config, sha256=sha256, on_wait=on_wait)
+
+
+def resolve_with(
+    parsed: Handle,
+    config: Config,
+    *,
+    sha256: Optional[str] = None,
+    on_wait: Optional[Callable[[str], None]] = None,
+) -> str:
+    """The rest of :func:`resolve` once the settings are read (the tensorflow_hub plug-in
+    enters here with tensorflow_hub's reading of them)."""
     if parsed.kind == "directory":
         return _existing_directory(parsed)
     if config.load_format == "UNCOMPRESSED" and parsed.kind == "model":
@@ -81,7 +93,7 @@ def resolve(
     return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
 
 
-def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
+def warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
     """The entry a hit would be served from, found with only the reads a hit needs.
 
     This is the hot path (a few microseconds): it applies the cache-root rules and the
@@ -102,7 +114,7 @@ def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
     return entry
 
 
-def _parse(handle: str) -> Handle:
+def parse(handle: str) -> Handle:
     parsed = _HANDLES.get(handle) if isinstance(handle, str) else None
     if parsed is None:
         parsed = parse_handle(handle)
@@ -172,6 +184,7 @@ def _resolve_slow(
         lease=config.lock_lease,
         timeout=config.lock_timeout,
         on_wait=on_wait,
+        foreign_lease=config.foreign_lock_lease,
     )
     if not lock.wait_for_turn(entry.is_complete):
         return entry.path  # another process finished it while we waited

@@ -81,9 +81,7 @@ def test_identical_repeat_in_a_crafted_tar_and_a_zip_is_accepted(tmp_path: Path)
     ],
     ids=["same_size_other_bytes", "other_size", "other_mode", "third_copy_differs", "as_dir"],
 )
-def test_a_repeat_that_differs_is_refused(
-    tmp_path: Path, members: list[M], words: str
-) -> None:
+def test_a_repeat_that_differs_is_refused(tmp_path: Path, members: list[M], words: str) -> None:
     archive = tmp_path / "m.tar"
     archive.write_bytes(make_tar(members))
     cache = tmp_path / "cache"

@@ -128,7 +128,7 @@ def _installed_tensorflow_hub() -> tuple[Optional[str], str]:
     spec = importlib.util.find_spec("tensorflow_hub")
     if spec is None or not spec.submodule_search_locations:
         return version, "not installed"
-    folder = list(spec.submodule_search_locations)[0]
+    folder = next(iter(spec.submodule_search_locations))
     needs = {
         "registry.py": ("class MultiImplRegister", "self._impls", "def add_implementation"),
         "config.py": ("def _run",),

@@ -72,10 +72,9 @@ def uninstall(registry: Any, config: Any) -> bool:
     if original is not None:
         config._run = original
         removed = True
-    resolver = getattr(registry, "resolver", None)
-    impls = getattr(resolver, "_impls", None)
-    if isinstance(impls, list) and ours(registry):
-        resolver._impls = [i for i in impls if not isinstance(i, HubcacheResolver)]
+    if ours(registry):
+        impls = registry.resolver._impls
+        registry.resolver._impls = [i for i in impls if not isinstance(i, HubcacheResolver)]
         removed = True
     return removed
 

@@ -1,4 +1,4 @@
-"""Cache root selection (DESIGN §2) and environment validation, read on every call."""
+"""Cache root selection (docs/configuration.md) and environment validation, read on every call."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The default root ``<tmp>/tfhub_modules`` on a shared machine (DESIGN §5, issue 4 item 9).
+"""The default root ``<tmp>/tfhub_modules`` on a shared machine (docs/architecture.md).
 
 Tests run as root, so "another user" is made real: folders chowned to another uid, and a
 child process that drops to ``nobody``. The unsafe folder must be neither read nor written,

@@ -50,6 +50,12 @@ def test_fault_sweep_every_call(model_server: ModelServer, tmp_path: Path) -> No
     assert n > 20, calls  # the sweep covers lock, staging, files, fsyncs, publish, unlock
     ops = {line.split()[0] for line in calls}
     assert {"open", "write", "close", "fsync", "rename", "replace", "mkdir", "unlink"} <= ops
+    # every layer that writes goes through the hook: the lock (created, then removed), the
+    # staging folder, the model files, the publishing rename, the manifest and descriptor
+    lock = f"{tmp_path / 'clean'}/{key}.lock"
+    assert f"open {lock}" in calls and f"unlink {lock}" in calls, calls
+    assert any(line.startswith("rename ") and f"/{key}." in line for line in calls), calls
+    assert any(line.startswith("replace ") and line.endswith(".manifest.json") for line in calls)
 
     def one(k: int) -> tuple[int, int, str]:
         root = tmp_path / f"k{k}"

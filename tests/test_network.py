@@ -1,4 +1,4 @@
-"""The network policy of DESIGN §5 against a real, misbehaving loopback server (issue 4).
+"""The network policy of docs/architecture.md against a real, misbehaving loopback server (issue 4).
 
 Timeouts and stalls, retries with backoff and Retry-After, resume with Range + If-Range,
 the redirect policy, credentials and redaction, and the errors users actually meet. Every

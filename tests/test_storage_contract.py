@@ -1,4 +1,4 @@
-"""One contract for every storage backend (DESIGN §6): local disk, memory://, GCS, S3.
+"""One contract for every storage backend (docs/architecture.md): local disk, memory://, GCS, S3.
 
 The bookkeeping in ``Storage`` (manifest last, completeness, verified copies) relies only on
 these primitives, so each backend must pass exactly the same tests."""
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from hubcache.store.lock import StorageLock
-from hubcache.store.storage import LocalStorage, Storage, open_storage
+from hubcache.store.open import open_storage
+from hubcache.store.storage import LocalStorage, Storage
 from tests.support.emulators import activate, probe_preconditions
 
 

@@ -82,7 +82,7 @@ def __getattr__(name: str) -> Any:
 
 
 def cache_dir(cache_dir: Optional[str] = None) -> str:
-    """The cache root the rules of DESIGN §2 select right now (default-root check included)."""
+    """The cache root the rules of docs/configuration.md select now (default-root check too)."""
     from .local.root import choose_root
 
     return choose_root(_load_config(cache_dir=cache_dir))

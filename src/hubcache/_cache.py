@@ -3,15 +3,15 @@
 One facade for every kind of root; the work is done by a backend chosen once, when the
 ``Cache`` is made, so no command ever asks what kind of root it is on:
 
-* ``_cache_local.LocalRoot``: a directory with the layout of DESIGN §4 (drawn in
-  ``_entry``); last use is the manifest's atime, download time its mtime;
-* ``_cache_store.StoreRoot``: any other root (gs://, s3://, memory://) through the storage
-  seam (``_storage``); last use is the time of a ``<key>.used`` object, else the download.
+* ``manage.local.LocalRoot``: a directory with the layout of docs/cache-format.md (drawn in
+  ``local.entry``); last use is the manifest's atime, download time its mtime;
+* ``manage.store.StoreRoot``: any other root (gs://, s3://, memory://) through the storage
+  seam (``store.storage``); last use is the time of a ``<key>.used`` object, else the download.
 
 Both answer the same questions (:class:`Backend`): which keys, the facts of one entry,
 rehash it, remove it under its lock, gc, export, import.
 
-Destructive operations build a frozen :class:`Plan` first (``_prune``), then
+Destructive operations build a frozen :class:`Plan` first (``manage.prune``), then
 :meth:`Cache.execute` removes entry by entry, each under the entry's own download lock, so
 a resolve cannot start downloading an entry while it is being removed, and an entry whose
 lock a live process holds is spared. Removal order is manifest, tree, descriptor, debris:
@@ -20,87 +20,27 @@ a crash midway leaves at worst a damaged entry, which the next resolve heals.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 from ._config import load_config
-from ._errors import EntryInUseError, HubcacheError, ModelNotFoundError
+from ._errors import HubcacheError, ModelNotFoundError
 from ._handles import cache_key
-from .local.gc import GRACE, Item
-from .local.gc import Plan as GcPlan
+from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
-from .manage.prune import Candidate, Plan, PlanItem, plan_prune, plan_remove
+from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
+from .manage.prune import Plan, plan_prune, plan_remove
 
 log = logging.getLogger(__name__)
 
-KEY = re.compile(r"^[0-9a-f]{40}(?:$|\.)")  # a name that belongs to an entry
-
-
-@dataclasses.dataclass(frozen=True)
-class EntryInfo(Candidate):
-    """One row of ``hubcache ls``; ``to_json`` is what ``--json`` prints."""
-
-    path: str = ""
-    files: int = 0
-    downloaded: float = 0.0
-    reason: str = ""  # why it is damaged
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyResult:
-    key: str
-    handle: str
-    state: str  # complete / legacy / damaged / in progress
-    problems: tuple[str, ...] = ()
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ok": self.ok}
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What :meth:`Cache.execute` did: entries removed, entries spared at the last moment."""
-
-    removed: tuple[PlanItem, ...]
-    spared: tuple[PlanItem, ...]
-
-    @property
-    def bytes_freed(self) -> int:
-        return sum(item.size for item in self.removed)
-
-
-class Backend(Protocol):
-    """What ``Cache`` needs from a kind of root (see the module docstring)."""
-
-    location: str  # the root as printed: a path or a URL
-
-    def keys(self) -> list[str]: ...
-    def entries(self) -> list[EntryInfo]: ...
-    def entry(self, key: str) -> Optional[EntryInfo]: ...  # None: nothing of it is there
-    def details(self, info: EntryInfo) -> dict[str, Any]: ...
-    def rehash(self, key: str) -> tuple[list[str], str]: ...  # (problems, note)
-    def remove(self, item: PlanItem) -> None: ...  # raises EntryInUseError
-    def is_complete(self, key: str) -> bool: ...
-    def export(self, keys: Sequence[str], out: str) -> list[str]: ...
-    def import_archive(self, archive: str) -> list[Any]: ...
-    def plan_gc(self, grace: float) -> GcPlan: ...
-    def execute_gc(self, plan: GcPlan) -> list[Item]: ...
+__all__ = ["Cache", "EntryInfo", "Outcome", "VerifyResult"]
 
 
 class Cache:
-    """One cache root. ``Cache()`` uses the root the rules of DESIGN §2 select; a remote
+    """One cache root. ``Cache()`` uses the root the rules of docs/configuration.md select; a remote
     root (``gs://``, ``s3://``, ``memory://``) is managed through the storage seam."""
 
     def __init__(self, cache_dir: Optional[str] = None) -> None:
@@ -197,7 +137,7 @@ class Cache:
         return self._backend.export(keys, out)
 
     def import_archive(self, archive: str) -> list[Any]:
-        """Verify and publish the entries of an ``export`` archive (``_transfer.Imported``)."""
+        """Verify and publish the entries of an ``export`` archive (``transfer.Imported``)."""
         return self._backend.import_archive(archive)
 
     # -- removing ------------------------------------------------------------------------
@@ -224,37 +164,12 @@ class Cache:
     def execute(self, plan: Plan, *, strict: bool = False) -> Outcome:
         """Remove the plan's entries, re-checking each: an entry used or locked since the
         plan was made is spared (``strict``: raise EntryInUseError instead)."""
-        removed, spared = [], []
-        for item in plan.remove:
-            try:
-                self._backend.remove(item)
-            except EntryInUseError as exc:
-                if strict:
-                    raise
-                spared.append(dataclasses.replace(item, reason=exc.message))
-                continue
-            removed.append(item)
-        return Outcome(tuple(removed), tuple(spared))
+        return execute_plan(self._backend, plan, strict=strict)
 
     # -- debris --------------------------------------------------------------------------
-    def plan_gc(self, grace: float = GRACE) -> GcPlan:
-        """Debris of crashed downloads and uploads (``_gc``, ``_gc_store``): what may go."""
+    def plan_gc(self, grace: float = GRACE) -> DebrisPlan:
+        """Debris of crashed downloads and uploads (``local.gc``, ``manage.store_gc``)."""
         return self._backend.plan_gc(grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
         return self._backend.execute_gc(plan)
-
-
-def evict_beyond(root: str, max_size: int, *, keep: str) -> None:
-    """``HUBCACHE_MAX_SIZE``: after a download, remove LRU entries until the cache fits.
-    Same safety rules as ``prune``; never fails the resolve that triggered it."""
-    try:
-        cache = Cache(root)
-        outcome = cache.execute(cache.plan_prune(max_size=max_size, keep=[keep]))
-    except (OSError, HubcacheError) as exc:
-        log.warning("HUBCACHE_MAX_SIZE eviction in %s failed: %s", root, exc)
-        return
-    for item in outcome.removed:
-        log.info(
-            "evicted %s (%d bytes) to keep %s under its size limit", item.handle, item.size, root
-        )

@@ -4,7 +4,7 @@ Nothing here runs at import time: tests and long-lived notebooks change ``TFHUB_
 between calls and expect the next call to see it (tensorflow_hub reads it per call too).
 The environment is passed in as a mapping so tests never have to patch ``os.environ``.
 
-Cache root, first match wins (DESIGN §2):
+Cache root, first match wins (docs/configuration.md):
 
 1. an explicit ``cache_dir=`` argument or ``--cache-dir`` flag;
 2. ``TFHUB_CACHE_DIR`` when non-empty;
@@ -124,7 +124,7 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """``HUBCACHE_HTTP_HEADERS``: a JSON object of extra request headers (e.g. a token).
 
     JSON because header values contain ``;``, ``,`` and ``=``. They are sent to the host of
-    the handle only, never after a redirect to another host (DESIGN §5: credentials never
+    the handle only, never after a redirect to another host (docs/architecture.md: credentials never
     travel to another host)."""
     raw = environ.get("HUBCACHE_HTTP_HEADERS", "").strip()
     if not raw:

@@ -41,7 +41,7 @@ def stage(
     handle: Handle, key: str, staging: str, config: Config, sha256: Optional[str]
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
-    Shared by local publishing and by remote roots (``_remote``), which upload the folder."""
+    Shared by local publishing and by remote roots (``store.remote``), which upload the folder."""
     for attempt in range(config.retries + 1):
         source = open_source(handle, config)
         progress: Optional[Progress] = None

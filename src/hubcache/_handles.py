@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import urllib.parse
-from typing import Optional
 
 from ._errors import InvalidHandleError
 
@@ -44,10 +42,6 @@ class Handle:
     @property
     def key(self) -> str:
         return cache_key(self.raw)
-
-    @property
-    def is_remote(self) -> bool:
-        return self.scheme != ""
 
 
 def cache_key(handle: str) -> str:
@@ -130,10 +124,3 @@ def model_url(handle: str, load_format: str = "compressed") -> str:
         # after the model path, served without the query protocol.
         return _CHINA_STORAGE + parsed.path.strip("/") + ".tar.gz"
     return append_format_query(handle, load_format)
-
-
-def local_path(handle: Handle) -> Optional[str]:
-    """The local filesystem path of a local handle, with ``~`` expanded, else None."""
-    if handle.scheme:
-        return None
-    return os.path.abspath(os.path.expanduser(handle.location))

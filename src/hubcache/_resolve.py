@@ -218,7 +218,7 @@ def _resolve_slow(
         except OSError as exc:  # creating or publishing the staging folder failed
             raise disk_error(exc, entry.root, 0, None) from exc
         if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
-            from ._cache import evict_beyond
+            from .manage.evict import evict_beyond
 
             evict_beyond(entry.root, config.max_size, keep=entry.key)
         return entry.path

@@ -2,8 +2,10 @@
 
 Every worker is a fresh ``python`` running hubcache against a loopback server, started with
 ``subprocess`` and stopped by its own PID. Faults are asked for through
-``HUBCACHE_TEST_FAULTS`` (see ``hubcache._faults``), so the code under test is the code
-users run. Workers that must start together wait for a "go" file after importing hubcache,
+``HUBCACHE_TEST_FAULTS``, read by ``tests/support/faults/sitecustomize.py`` (put on the
+child's ``PYTHONPATH``), which fills the hook points of ``hubcache._faults``; the package
+itself carries only those points, so the code under test is the code users run.
+Workers that must start together wait for a "go" file after importing hubcache,
 which makes the race window as wide as the download itself.
 """
 
@@ -30,6 +32,7 @@ MEMBERS = [
 ]
 EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
 ARCHIVE = make_tar(MEMBERS, compression=None)  # uncompressed: a wide, steady download
+FAULTS_SITE = str(Path(__file__).parent / "faults")  # its sitecustomize injects the faults
 ENTRY_FILES = {"CACHEDIR.TAG"}  # plus <key>, <key>.descriptor.txt, <key>.manifest.json
 
 # Imports hubcache first, then waits for the go file, so N workers race on the resolve only.
@@ -49,6 +52,9 @@ def child_env(root: Path, faults: str = "", **extra: str) -> dict[str, str]:
     env["HUBCACHE_RETRY_BACKOFF"] = "0.05"
     if faults:
         env["HUBCACHE_TEST_FAULTS"] = faults
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (FAULTS_SITE, os.environ.get("PYTHONPATH", "")) if p
+        )
     env.update(extra)
     return env
 

@@ -11,7 +11,7 @@ after a member are decoded as a further member (RFC 1952 allows concatenation, a
 ``gzip -d`` does) and anything that is not a gzip member is refused, except zero padding.
 
 The fastest inflater installed wins: zlib-ng, then ISA-L, then the standard library (all
-three verify the trailer; measured in NOTES.md).
+three verify the trailer; measured in docs/architecture.md).
 """
 
 from __future__ import annotations

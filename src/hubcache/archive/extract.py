@@ -19,14 +19,14 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .. import _faults
 from .._config import Limits
 from .._errors import CorruptArchiveError, HubcacheError, NotAnArchiveError, UnsafeArchiveError
-from .._faults import checkpoint
-from ..archive.decode import DecodeError, make_decoder, sniff
-from ..archive.safetree import SafeTree
-from ..archive.tarstream import TarReader
 from ..fetch.progress import Progress
 from ..fetch.source import Source
+from .decode import DecodeError, make_decoder, sniff
+from .safetree import SafeTree
+from .tarstream import TarReader
 
 _RATIO_GRACE = 16 * 1024 * 1024  # compression-ratio checks start after this much output
 # Decompressed chunks (up to 4 MiB each) buffered between the two stages: enough to keep
@@ -37,7 +37,6 @@ _QUEUE_DEPTH = 4
 @dataclass
 class Extracted:
     format: str
-    engine: str
     archive_bytes: int
     archive_sha256: str
     files: dict[str, list[Any]] = field(default_factory=dict)
@@ -56,7 +55,7 @@ class _Meter:
         for chunk in chunks:
             self.sha256.update(chunk)
             self.count += len(chunk)
-            checkpoint("mid-download")
+            _faults.checkpoint("mid-download")
             if self._progress is not None:
                 self._progress.update(len(chunk))
             yield chunk
@@ -153,11 +152,9 @@ def extract(
         tree = SafeTree(staging, limits, fsync=fsync)
         try:
             if fmt == "zip":
-                engine = "zip"
                 _extract_zip(source, first, raw, tree)
             else:
                 decoder = make_decoder(fmt)
-                engine = getattr(decoder, "engine", decoder.name)
                 # Two stages on two cores: socket reads, the archive hash and inflating in
                 # the reader thread; tar parsing, file hashes and writes in this one.
                 stream = _inflate(decoder, first, raw, meter, limits)
@@ -175,7 +172,6 @@ def extract(
         raw.close()
     return Extracted(
         format=fmt,
-        engine=engine,
         archive_bytes=meter.count,
         archive_sha256=meter.sha256.hexdigest(),
         files={rel: [size, digest] for rel, (size, digest) in tree.files.items()},

@@ -1,7 +1,7 @@
 """Write archive members into a fresh staging directory, refusing anything unsafe.
 
 This is our own allow-list, not ``tarfile``'s filters (those were bypassed on this very
-Python, see NOTES.md). Only regular files and directories are ever created, under names
+Python, see docs/architecture.md). Only regular files and directories are ever created, under names
 we have normalised ourselves, with ``O_EXCL | O_NOFOLLOW`` so nothing already on disk is
 followed or overwritten even if a check here were wrong. Both the tar and the zip readers
 feed this one class, so every rule lives in one place:
@@ -26,9 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional, Union
 
+from .. import _faults
 from .._config import Limits
 from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
-from .._faults import checkpoint, fs
 
 _OPEN_FLAGS = (
     os.O_WRONLY
@@ -89,7 +89,7 @@ class FileWriter:
         self._unsynced = 0
         self._hash = hashlib.sha256()
         try:
-            self._fd = fs.open(path, _OPEN_FLAGS, mode)
+            self._fd = _faults.fs.open(path, _OPEN_FLAGS, mode)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -102,7 +102,7 @@ class FileWriter:
         view = memoryview(data)
         try:
             while view:
-                n = fs.write(self._fd, view)
+                n = _faults.fs.write(self._fd, view)
                 view = view[n:]
                 self.written += n
                 self._tree.total_written += n
@@ -121,7 +121,7 @@ class FileWriter:
         if fd < 0:
             return
         try:
-            fs.close(fd)
+            _faults.fs.close(fd)
         except OSError as exc:  # NFS reports a full disk at close
             raise disk_error(exc, self._tree.root, self._tree.total_written, None) from exc
         if self.written != self.size:
@@ -244,7 +244,7 @@ class SafeTree:
         if parent not in self.dirs:
             self._check_parents(rel)
         try:
-            fs.mkdir(os.path.join(self.root, rel), 0o755)
+            _faults.fs.mkdir(os.path.join(self.root, rel), 0o755)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -311,7 +311,7 @@ class SafeTree:
 
     def record_file(self, writer: FileWriter) -> None:
         self.files[writer.rel] = (writer.size, writer.sha256)
-        checkpoint("mid-extraction")
+        _faults.checkpoint("mid-extraction")
         if self.fsync:
             self._submit(_fsync_path, writer.path)
 
@@ -351,14 +351,14 @@ class SafeTree:
 
 def _fdatasync_and_close(fd: int) -> None:
     try:
-        os.fdatasync(fd)
+        _faults.fs.fdatasync(fd)
     finally:
         os.close(fd)
 
 
 def _fsync_path(path: str) -> None:
-    fd = fs.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = _faults.fs.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        fs.fsync(fd)
+        _faults.fs.fsync(fd)
     finally:
-        fs.close(fd)
+        _faults.fs.close(fd)

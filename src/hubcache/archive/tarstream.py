@@ -2,10 +2,10 @@
 
 Why not ``tarfile``: in stream mode it copies every block through its own buffers, it
 accepts a stream cut at a member boundary, and its extraction filters were bypassed on the
-Python this project runs on (NOTES.md). This parser reads ustar, GNU (long names) and pax
-(path, size) headers, verifies every header checksum, writes file data straight from the
-decompressor's buffers with ``os.write``, and hands every member to :class:`SafeTree`, which
-alone decides what may be written.
+Python this project runs on (docs/architecture.md). This parser reads ustar, GNU (long
+names) and pax (path, size) headers, verifies every header checksum, writes file data
+straight from the decompressor's buffers with ``os.write``, and hands every member to
+:class:`SafeTree`, which alone decides what may be written.
 
 Everything but regular files and directories is refused: hard and symbolic links, devices,
 FIFOs, sparse and multi-volume members. The archive must end with an end-of-archive block;
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .._errors import CorruptArchiveError, UnsafeArchiveError
-from ..archive.safetree import MemberWriter, SafeTree
+from .safetree import MemberWriter, SafeTree
 
 BLOCK = 512
 _MAX_META = 1024 * 1024  # a pax or GNU long-name header larger than this is not a real one

@@ -1,5 +1,5 @@
 """The cache-management commands of ``hubcache``: ls, info, verify, rm, prune, prefetch,
-export, import. Registered by ``_cli.build_parser``; printing only, the work is in ``Cache``.
+export, import. Registered by ``cli.main.build_parser``; printing only, the work is in ``Cache``.
 
 Data (tables, plans, JSON) goes to stdout, questions and summaries for people to stderr.
 Destructive commands print their plan, then ask; without a terminal they refuse unless
@@ -16,11 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .._units import format_age, format_size, format_time, parse_duration, parse_size
+from .common import UsageError
 
-EXIT_DAMAGED = 5  # verify found damage: the "bad archive / checksum" code of DESIGN §1
-
-
-from ..cli.main import _UsageError as UsageError  # noqa: E402 - exit 2 in _cli.main
+EXIT_DAMAGED = 5  # verify found damage: the "bad archive / checksum" code of docs/cli.md
 
 
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -282,7 +280,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from ..cli.prefetch import prefetch_file
+    from .prefetch import prefetch_file
 
     return prefetch_file(
         args.file, cache_dir=args.cache_dir, offline=args.offline, quiet=args.quiet

@@ -1,7 +1,7 @@
 """The ``hubcache`` command: a thin layer over the library, and the only place that prints.
 
 stdout carries data only (paths, tables, JSON); everything for people goes to stderr.
-Exit codes (DESIGN §1): 0 ok, 1 unexpected, 2 usage, 3 not found, 4 network, 5 bad archive,
+Exit codes (docs/cli.md): 0 ok, 1 unexpected, 2 usage, 3 not found, 4 network, 5 bad archive,
 6 cache dir unusable, 7 offline and not cached, 8 lock timeout, 130 Ctrl-C, 143 SIGTERM.
 """
 
@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from .._errors import HubcacheError
-
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError
 
 
 class _Terminated(BaseException):
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_gc)
 
-    from ..cli.cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
+    from .cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
 
     add_commands(sub, _common)
     from ..cli.tfhub import add_commands as add_tfhub  # tfhub enable | disable | status
@@ -131,7 +129,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     from .. import resolve
 
     if args.sha256 and len(args.handles) != 1:
-        raise _UsageError("--sha256 pins one archive: give exactly one HANDLE with it")
+        raise UsageError("--sha256 pins one archive: give exactly one HANDLE with it")
     for handle in args.handles:
         path = resolve(
             handle,
@@ -161,10 +159,10 @@ def _cmd_cache_dir(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from ..cli.serve import ModelHost
+    from .serve import ModelHost
 
     if not os.path.isdir(args.directory):
-        raise _UsageError(f"{args.directory} is not a directory")
+        raise UsageError(f"{args.directory} is not a directory")
     host = ModelHost(args.directory, host=args.host, port=args.port, rate_limit=args.rate_limit)
     print(f"serving {host.directory} at {host.url}", flush=True)
     try:
@@ -191,13 +189,9 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..cli.demo import run_demo
+    from .demo import run_demo
 
     return run_demo(cache_dir=args.cache_dir, out=sys.stdout)
-
-
-class _UsageError(Exception):
-    pass
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -212,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
         return 2
     except HubcacheError as exc:

@@ -4,7 +4,7 @@ FILE holds one handle per line, optionally followed by ``sha256=<64 hex>`` (the 
 pin); blank lines and ``#`` comments are ignored. Each handle is resolved in turn with its
 own progress bar off and one overall line instead ("[3/10] handle"), so a long list reads
 as one job. A failure does not stop the rest; the summary lists every failure and the exit
-code is the first failure's (DESIGN §1 codes), so a script can tell "offline" from "404".
+code is the first failure's (docs/cli.md codes), so a script can tell "offline" from "404".
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """HTTP(S) source: one archive over the network, resumable, with the network policy.
 
-Policy (DESIGN §5): connect and read timeouts and a stall detector (``_http``); retries with
-exponential backoff and jitter on connection errors, 408, 429 and 5xx, honouring
-``Retry-After`` (capped); redirects followed by hand so each hop is checked (http→https
-fine, https→http refused, non-HTTP schemes refused, at most 10 hops, extra headers never
-sent to another host); query strings redacted from everything we log or raise. A broken
-stream resumes with ``Range`` + ``If-Range``; large bodies may be fetched in parallel parts
-(``_ranges``).
-"""
+Policy (docs/architecture.md): connect and read timeouts and a stall detector
+(``fetch.pool``); retries with exponential backoff and jitter on connection errors, 408, 429
+and 5xx, honouring ``Retry-After`` (capped); redirects followed by hand so each hop is
+checked (http→https fine, https→http refused, non-HTTP schemes refused, at most 10 hops,
+extra headers never sent to another host); query strings redacted from everything we log or
+raise. A broken stream resumes with ``Range`` + ``If-Range``; large bodies may be fetched in
+parallel parts (``fetch.ranges``)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ from typing import Any, Optional
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from ..fetch.pool import StallError, manager, read_body
-from ..fetch.source import CHUNK, RestartDownloadError, Source, redact
+from .pool import StallError, manager, read_body
+from .source import CHUNK, RestartDownloadError, Source, redact
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ class HTTPSource(Source):
     def chunks(self) -> Iterator[bytes]:
         import urllib3
 
-        from ..fetch import ranges as _ranges
+        from . import ranges as _ranges
 
         response = self._response
         # The first MEASURE bytes always come over this one connection, timed; the rest
@@ -254,7 +253,7 @@ class HTTPSource(Source):
                 self._response = response
 
     def _ranged(self) -> Iterator[bytes]:
-        from ..fetch import ranges as _ranges
+        from . import ranges as _ranges
 
         stream = _ranges.RangedStream(self, self._offset, self.config.connections)
         for data in stream.chunks():

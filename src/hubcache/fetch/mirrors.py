@@ -23,7 +23,7 @@ from typing import Optional
 from .._config import Config
 from .._errors import DownloadError, HubcacheError, ModelNotFoundError
 from .._handles import Handle
-from ..fetch.source import Source, redact
+from .source import Source, redact
 
 log = logging.getLogger(__name__)
 

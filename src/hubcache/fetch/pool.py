@@ -1,7 +1,7 @@
 """HTTP plumbing under :mod:`._fetch`: connection pools (proxies, TLS) and stall-aware reads.
 
 Pools are cached because a TLS handshake costs more than a small model's download, but the
-environment is read on every call (DESIGN §2): the cache key holds everything a pool was
+environment is read on every call (docs/configuration.md): the cache key holds everything a pool was
 built from (the proxy the environment names for this URL, whether to verify, and the CA
 variables), so changing ``https_proxy`` or ``SSL_CERT_FILE`` between two calls is honoured.
 

@@ -54,11 +54,6 @@ class Progress:
             of = f" of {self.total / 1e6:.1f}" if self.total else ""
             log.info("downloading %s: %.1f%s MB", self.label, self.done / 1e6, of)
 
-    def restart(self) -> None:
-        if self._bar is not None:
-            self._bar.reset(total=self.total)
-        self.done = 0
-
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

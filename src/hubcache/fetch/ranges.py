@@ -8,7 +8,7 @@ one sequential consumer in order. The buffer holds at most ``connections + 2`` p
 memory stays bounded (about 20 MB) whatever the archive size.
 
 Adaptive by default: the first ``MEASURE`` bytes always stream over the response already
-open (``_http_source``), timed; only when that connection proves slower than ``SLOW`` does
+open (``fetch.http``), timed; only when that connection proves slower than ``SLOW`` does
 the rest of the body switch to parts. A fast link never pays for the reorder buffer.
 ``HUBCACHE_CONNECTIONS=N`` fixes the number (1 turns this off).
 
@@ -21,10 +21,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 if TYPE_CHECKING:
-    from ..fetch.http import HTTPSource
+    from .._config import Config
+
+
+class PartSource(Protocol):
+    """What ranged parts need of the download they split (``http.HTTPSource`` is one).
+
+    A protocol rather than an import, so that this module and ``http`` (which calls it)
+    do not import each other."""
+
+    total: Optional[int]
+    etag: str
+    accept_ranges: bool
+    config: Config
+
+    def range_request(self, start: int, end: Optional[int] = None) -> Any: ...
+
 
 PART = 2 * 1024 * 1024
 MEASURE = 4 * 1024 * 1024  # bytes streamed on the first connection before deciding
@@ -33,7 +48,7 @@ MAX_CONNECTIONS = 8
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
 
 
-def usable(source: HTTPSource, connections: Optional[int]) -> bool:
+def usable(source: PartSource, connections: Optional[int]) -> bool:
     """Whether the response allows ranged parts and the settings ask for them."""
     if connections == 1 or source.total is None or source.total < MIN_SIZE:
         return False
@@ -51,7 +66,7 @@ def wanted(connections: Optional[int], done: int, elapsed: float) -> bool:
 class RangedStream:
     """Yields the body of ``source`` from byte ``base`` on, in order, fetched in parts."""
 
-    def __init__(self, source: HTTPSource, base: int, connections: Optional[int]) -> None:
+    def __init__(self, source: PartSource, base: int, connections: Optional[int]) -> None:
         self.source = source
         self.base = base
         self.total = source.total or 0

@@ -2,7 +2,7 @@
 
 Every source has the same shape: :meth:`Source.open` makes the request (raising our errors
 for a missing archive), then :meth:`Source.chunks` yields the body. HTTP(S) lives in
-``_http_source``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
+``fetch.http``; when a stream cannot be resumed safely, :class:`RestartDownloadError`
 tells the pipeline to start over.
 """
 
@@ -64,58 +64,11 @@ class Source:
         return None
 
 
-class LocalFileSource(Source):
-    def __init__(self, path: str, handle: str) -> None:
-        self.path = path
-        self.handle = handle
-        self.display = path
-        self._file: Any = None
+class FileSource(Source):
+    """A source read from an open file object (``self._file``, set by ``open``)."""
 
-    def open(self) -> None:
-        try:
-            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:
-            raise ModelNotFoundError(
-                f"archive {self.path!r} does not exist", handle=self.handle
-            ) from None
-        except OSError as exc:
-            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
-        self.total = os.fstat(self._file.fileno()).st_size
-
-    def chunks(self) -> Iterator[bytes]:
-        while True:
-            data = self._file.read(CHUNK)
-            if not data:
-                return
-            yield data
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def local_file(self) -> Optional[str]:
-        return self.path
-
-
-class FsspecSource(Source):
-    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
-
-    def __init__(self, url: str, handle: str) -> None:
-        self.url = url
-        self.handle = handle
-        self.display = redact(url)
-        self._file: Any = None
-
-    def open(self) -> None:
-        fs, path = filesystem(self.url, self.handle)
-        try:
-            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
-            self.total = int(fs.size(path))
-        except FileNotFoundError:
-            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
-        except OSError as exc:
-            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+    handle: str
+    _file: Any = None
 
     def chunks(self) -> Iterator[bytes]:
         while True:
@@ -133,6 +86,48 @@ class FsspecSource(Source):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class LocalFileSource(FileSource):
+    def __init__(self, path: str, handle: str) -> None:
+        self.path = path
+        self.handle = handle
+        self.display = path
+        self._file: Any = None
+
+    def open(self) -> None:
+        try:
+            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"archive {self.path!r} does not exist", handle=self.handle
+            ) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
+        self.total = os.fstat(self._file.fileno()).st_size
+
+    def local_file(self) -> Optional[str]:
+        return self.path
+
+
+class FsspecSource(FileSource):
+    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
+
+    def __init__(self, url: str, handle: str) -> None:
+        self.url = url
+        self.handle = handle
+        self.display = redact(url)
+        self._file: Any = None
+
+    def open(self) -> None:
+        fs, path = filesystem(self.url, self.handle)
+        try:
+            self._file = fs.open(path, "rb", block_size=8 * CHUNK)
+            self.total = int(fs.size(path))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
+        except OSError as exc:
+            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
 
 
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:

@@ -1,6 +1,6 @@
 """One cache entry: its paths on disk, its manifest, and whether it is complete.
 
-Layout of a cache root (DESIGN §4), compatible with tensorflow_hub's::
+Layout of a cache root (docs/cache-format.md), compatible with tensorflow_hub's::
 
     <root>/
       CACHEDIR.TAG                   marks the folder as a cache for backup tools
@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .. import _faults
 from .._version import __version__
 
 MANIFEST_VERSION = 1
@@ -161,14 +162,14 @@ class Entry:
         """Retire a damaged entry: manifest first (so nobody trusts it), then the tree."""
         self.forget()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.manifest_path)
+            _faults.fs.unlink(self.manifest_path)
         trash = f"{self.path}.{uid}.trash"
         try:
-            os.rename(self.path, trash)
+            _faults.fs.rename(self.path, trash)
         except FileNotFoundError:
             return
         except NotADirectoryError:
-            os.unlink(self.path)
+            _faults.fs.unlink(self.path)
             return
         shutil.rmtree(trash, ignore_errors=True)  # leftovers are removed by `hubcache gc`
 
@@ -185,7 +186,7 @@ def record_use(manifest_path: str, st: os.stat_result) -> None:
     if manifest_path in _UNRECORDABLE:
         return
     try:
-        os.utime(manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
+        _faults.fs.utime(manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
     except OSError:
         _UNRECORDABLE.add(manifest_path)
 

@@ -1,10 +1,10 @@
 """Debris collection: what crashed or interrupted downloads leave next to the entries.
 
-A frozen :class:`Plan` is built first (what goes, why, how many bytes); ``hubcache gc
+A frozen :class:`DebrisPlan` is built first (what goes, why, how many bytes); ``hubcache gc
 --dry-run`` prints it, ``hubcache gc`` executes it. Resolve runs the same rules for one key
 when it takes that key's lock, so debris of earlier attempts goes away on its own.
 
-Rules, for the names of DESIGN §4 (``<key>`` is 40 hex digits)::
+Rules, for the names of docs/cache-format.md (``<key>`` is 40 hex digits)::
 
     <key>.lock                       holder on this host and dead (PID gone or reused): at once;
                                      otherwise when neither it nor its staging changed for
@@ -28,12 +28,12 @@ import os
 import re
 import shutil
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..local.lock import Holder, break_lock, parse_holder, read_text
+from .lock import Holder, break_lock, parse_holder, read_text
+from .tree import tree_stats
 
 GRACE = 3600.0  # seconds without change before unowned debris is removed
 
@@ -49,7 +49,7 @@ _PART = re.compile(r"\.\d+\.part$")
 
 
 @dataclass(frozen=True)
-class Item:
+class Debris:
     """One piece of debris that the plan removes."""
 
     path: str
@@ -60,29 +60,13 @@ class Item:
 
 
 @dataclass(frozen=True)
-class Plan:
+class DebrisPlan:
     root: str
-    items: tuple[Item, ...]
+    items: tuple[Debris, ...]
 
     @property
     def size(self) -> int:
         return sum(item.size for item in self.items)
-
-
-def _newest(path: str) -> tuple[float, int]:
-    """Latest mtime and total size of the files and directories under ``path``."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return (0.0, 0)
-    newest, total = st.st_mtime, 0 if stat.S_ISDIR(st.st_mode) else st.st_size
-    for dirpath, dirs, files in os.walk(path):
-        for name in dirs + files:
-            with contextlib.suppress(OSError):
-                sub = os.lstat(os.path.join(dirpath, name))
-                newest = max(newest, sub.st_mtime)
-                total += sub.st_size if stat.S_ISREG(sub.st_mode) else 0
-    return (newest, total)
 
 
 def plan(
@@ -92,13 +76,13 @@ def plan(
     key: Optional[str] = None,
     keep: str = "",
     now: Optional[float] = None,
-) -> Plan:
+) -> DebrisPlan:
     """What may go under ``root`` (only ``key``'s debris when given; never uid ``keep``)."""
     now = time.time() if now is None else now
     try:
         names = sorted(os.listdir(root))
     except OSError:
-        return Plan(root, ())
+        return DebrisPlan(root, ())
     if key is not None:
         names = [n for n in names if n.startswith(key + ".")]
     holders: dict[str, tuple[Optional[Holder], str, float]] = {}
@@ -107,13 +91,13 @@ def plan(
             path = os.path.join(root, name)
             contents = read_text(path)
             if contents is not None:
-                holders[name[:40]] = (parse_holder(contents), contents, _newest(path)[0])
-    items: list[Item] = []
+                holders[name[:40]] = (parse_holder(contents), contents, tree_stats(path).newest)
+    items: list[Debris] = []
     for name in names:
         item = _judge(root, name, holders, grace, now, keep)
         if item is not None:
             items.append(item)
-    return Plan(root, tuple(items))
+    return DebrisPlan(root, tuple(items))
 
 
 def _judge(  # noqa: PLR0917 - private helper of plan()
@@ -123,14 +107,15 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
     grace: float,
     now: float,
     keep: str,
-) -> Optional[Item]:
+) -> Optional[Debris]:
     path = os.path.join(root, name)
     match = _NAME.match(name)
     if match is None:
         if not _PART.search(name):
             return None
-        newest, size = _newest(path)
-        return Item(path, "partial", "half-written file", size) if now - newest > grace else None
+        stats = tree_stats(path)
+        newest, size = stats.newest, stats.size
+        return Debris(path, "partial", "half-written file", size) if now - newest > grace else None
     holder, contents, locked = holders.get(match["key"], (None, "", 0.0))
     dead = holder is not None and holder.is_dead_here()
     here = holder is not None and holder.host == socket.gethostname()
@@ -138,41 +123,42 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
         if contents == "" and not os.path.exists(path):
             return None
         if holder is not None and dead:
-            return Item(path, "lock", f"holder pid {holder.pid} is dead", 0, contents)
+            return Debris(path, "lock", f"holder pid {holder.pid} is dead", 0, contents)
         if here:
             return None  # alive on this host: however slow, it is still working
         staging = 0.0
         if holder is not None:
-            staging = _newest(os.path.join(root, f"{match['key']}.{holder.uid}.tmp"))[0]
+            staging = tree_stats(os.path.join(root, f"{match['key']}.{holder.uid}.tmp")).newest
         newest = max(locked, staging)
         if now - newest > grace:
-            return Item(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
+            return Debris(path, "lock", f"no progress for {now - newest:.0f}s", 0, contents)
         return None
-    newest, size = _newest(path)
+    stats = tree_stats(path)
+    newest, size = stats.newest, stats.size
     if match["kind"] == "tmp":
         uid = match["uid"]
         if uid == keep:
             return None
         if holder is not None and holder.uid == uid:
             if dead:
-                return Item(path, "staging", f"its holder pid {holder.pid} is dead", size)
+                return Debris(path, "staging", f"its holder pid {holder.pid} is dead", size)
             if here or now - max(newest, locked) <= grace:
                 return None  # a live download
-            return Item(
+            return Debris(
                 path, "staging", f"its holder made no progress for {now - newest:.0f}s", size
             )
         if now - newest > grace:
-            return Item(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
+            return Debris(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
         return None
     kind = "trash" if match["kind"] == "trash" else "broken" if match["broken"] else "partial"
     if now - newest > grace:
-        return Item(path, kind, f"left over, unchanged for {now - newest:.0f}s", size)
+        return Debris(path, kind, f"left over, unchanged for {now - newest:.0f}s", size)
     return None
 
 
-def execute(plan: Plan) -> list[Item]:
+def execute(plan: DebrisPlan) -> list[Debris]:
     """Remove what the plan lists; return what went. Vanished items are skipped silently."""
-    done: list[Item] = []
+    done: list[Debris] = []
     for item in plan.items:
         if item.kind == "lock":
             if break_lock(item.path, item.judged, f"gc{os.getpid()}"):

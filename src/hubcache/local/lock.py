@@ -1,15 +1,15 @@
 """The download lock: :class:`LockBase` owns the waiting; a backend says where a lock lives.
 
 The lock only avoids duplicate downloads; correctness never depends on it (each attempt
-stages in its own folder and publishes with one rename, see ``_publish``). That is why a
+stages in its own folder and publishes with one rename, see ``local.publish``). That is why a
 lock can be broken without fear once its holder is judged gone. Its contents name the
-holder, ``<host>.<pid>.<uid>`` in tensorflow_hub's format (see ``_holder``).
+holder, ``<host>.<pid>.<uid>`` in tensorflow_hub's format (see ``local.holder``).
 
 :class:`LockBase` holds the rules every backend shares: the wait loop, the timeout, the
 "waiting for ..." reports, the heartbeat and release-if-ours. A backend implements only
 primitives: create if absent, read, break if unchanged, touch, delete, and how long the
 holder has shown no progress. :class:`DownloadLock` here is the local ``<key>.lock`` file;
-``StorageLock`` in ``_storage_lock`` is the same lock on a storage root. A holder is gone:
+``StorageLock`` in ``store.lock`` is the same lock on a storage root. A holder is gone:
 
 * when it is on this host and its PID is dead, or alive but started at another time (reused):
   the lock is broken at once;
@@ -33,10 +33,11 @@ from typing import Optional
 
 from .. import _faults
 from .._errors import CacheDirError, LockTimeoutError
-from ..local.holder import Holder, new_uid, parse_holder
+from .holder import Holder, new_uid, parse_holder
+from .tree import tree_stats
 
 __all__ = ["DownloadLock", "Holder", "LockBase", "break_lock", "new_uid", "parse_holder"]
-__all__ += ["is_tfhub_uid", "read_text", "tree_size"]
+__all__ += ["is_tfhub_uid", "read_text"]
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,6 @@ def read_text(path: str) -> Optional[str]:
             return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def tree_size(path: str) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 class LockBase(abc.ABC):
@@ -90,7 +82,6 @@ class LockBase(abc.ABC):
         self._on_wait = on_wait
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.waited = 0.0
 
     # -- the primitives a backend implements --------------------------------------------
     @abc.abstractmethod
@@ -143,10 +134,8 @@ class LockBase(abc.ABC):
         last_report = 0.0
         while True:
             if self.try_acquire():
-                self.waited = time.monotonic() - start
                 return True
             if done():
-                self.waited = time.monotonic() - start
                 return False
             contents = self._read()
             if contents is None:
@@ -240,24 +229,25 @@ class DownloadLock(LockBase):
         return self._lease
 
     def _create(self) -> bool:
-        if _faults.NO_LOCK:  # tests: a filesystem whose locks silently do nothing
+        if not _faults.locking:  # tests: a filesystem whose locks silently do nothing
             return True
-        fs = _faults.fs
         try:
-            fd = fs.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = _faults.fs.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
         except FileExistsError:
             return False
         except OSError as exc:
             raise self._unusable(exc) from exc
         try:
             try:
-                fs.write(fd, self.contents.encode())
+                _faults.fs.write(fd, self.contents.encode())
             finally:
-                fs.close(fd)
+                _faults.fs.close(fd)
         except OSError as exc:
             # An empty lock names no holder, so nobody could judge it dead: never leave one.
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                _faults.fs.unlink(self.path)
             raise self._unusable(exc) from exc
         return True
 
@@ -280,7 +270,7 @@ class DownloadLock(LockBase):
             shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
 
     def _touch(self) -> None:
-        os.utime(self.path)
+        _faults.fs.utime(self.path)
 
     def _delete(self) -> None:
         _faults.fs.unlink(self.path)
@@ -290,7 +280,7 @@ class DownloadLock(LockBase):
             mtime = os.stat(self.path).st_mtime
         except OSError:
             mtime = 0.0
-        mark = (mtime, tree_size(self._staging_of(holder.uid)) if holder is not None else -1)
+        mark = (mtime, tree_stats(self._staging_of(holder.uid)).size if holder is not None else -1)
         now = time.monotonic()
         if contents != self._seen or mark != self._mark:  # a new holder, or it moved
             self._seen, self._mark, self._moved_at = contents, mark, now
@@ -317,7 +307,7 @@ def break_lock(path: str, judged: str, uid: str) -> bool:
     """
     aside = f"{path}.{uid}.broken"
     try:
-        os.rename(path, aside)
+        _faults.fs.rename(path, aside)
     except FileNotFoundError:
         return False
     ours = read_text(aside) == judged
@@ -325,7 +315,7 @@ def break_lock(path: str, judged: str, uid: str) -> bool:
         # Someone replaced the stale lock between our read and rename: put theirs back
         # (link never overwrites, so a third process's newer lock is kept instead).
         with contextlib.suppress(OSError):
-            os.link(aside, path)
+            _faults.fs.link(aside, path)
     with contextlib.suppress(OSError):
-        os.unlink(aside)
+        _faults.fs.unlink(aside)
     return ours

@@ -24,9 +24,9 @@ import shutil
 import socket
 from typing import Any
 
-from .._faults import checkpoint, fs
-from ..local.entry import Entry, build_manifest, scan_tree
-from ..local.root import fsync_dir, write_atomic
+from .. import _faults
+from .entry import Entry, build_manifest, scan_tree
+from .root import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ def descriptor_text(handle: str) -> str:
 def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool) -> bool:
     """Move ``staging`` into place; True if ours is the published tree."""
     write_atomic(entry.descriptor_path, descriptor_text(manifest["handle"]), fsync=fsync)
-    checkpoint("before-rename")
+    _faults.checkpoint("before-rename")
     try:
-        fs.rename(staging, entry.path)
+        _faults.fs.rename(staging, entry.path)
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
             return False
         raise
-    checkpoint("after-rename")
+    _faults.checkpoint("after-rename")
     entry.forget()
     try:
         if fsync:
@@ -62,7 +62,7 @@ def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool
         # The tree is already whole and synced; without its manifest the next resolve
         # adopts it as a legacy entry, so failing this call would only hide a good model.
         log.warning("could not record the manifest of %s: %s", entry.path, exc)
-    checkpoint("after-manifest")
+    _faults.checkpoint("after-manifest")
     return True
 
 

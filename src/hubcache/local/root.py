@@ -1,7 +1,7 @@
 """The cache root on disk: created on first write, checked for safety, tagged.
 
 The default root ``<tmp>/tfhub_modules`` is shared by every user of the machine, so another
-user could plant a symlink or a pre-filled folder there (DESIGN §5, "Default root
+user could plant a symlink or a pre-filled folder there (docs/architecture.md, "Default root
 safety"). We use it only when it is a real directory owned by us and not writable by
 others; otherwise one warning names the reason and ``<tmp>/tfhub_modules-<uid>`` is used.
 A root the user named explicitly is trusted as given (it may be a shared group folder).
@@ -16,9 +16,9 @@ import os
 import stat
 from typing import Optional
 
+from .. import _faults
 from .._config import Config
 from .._errors import CacheDirError
-from .._faults import fs
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ def ensure_root(root: str, *, private: bool) -> None:
     try:
         if private:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(root, 0o700)
+                _faults.fs.mkdir(root, 0o700)
             reason = unsafe_reason(root)
             if reason is not None:  # lost a race with another user creating it
                 raise CacheDirError(f"cannot use {root}: {reason}")
         else:
-            os.makedirs(root, exist_ok=True)
+            _faults.fs.makedirs(root, exist_ok=True)
     except PermissionError as exc:
         raise CacheDirError(
             f"cannot create the cache folder {root}: permission denied; set "
@@ -131,24 +131,24 @@ def _read_only_fs(path: str) -> bool:
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:
     """Write a small file so readers see the old or the new contents, never a mix."""
     tmp = f"{path}.{suffix or os.getpid()}.part"
-    fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = _faults.fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         try:
-            fs.write(fd, text.encode("utf-8"))
+            _faults.fs.write(fd, text.encode("utf-8"))
             if fsync:
-                fs.fsync(fd)
+                _faults.fs.fsync(fd)
         finally:
-            fs.close(fd)
-        fs.replace(tmp, path)
+            _faults.fs.close(fd)
+        _faults.fs.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            _faults.fs.unlink(tmp)
         raise
 
 
 def fsync_dir(path: str) -> None:
-    fd = fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = _faults.fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fs.fsync(fd)
+        _faults.fs.fsync(fd)
     finally:
-        fs.close(fd)
+        _faults.fs.close(fd)

@@ -1,8 +1,8 @@
-"""The ``Cache`` backend of a local root: the directory layout of DESIGN §4 (``_entry``).
+"""The ``Cache`` backend of a local root: the layout of docs/cache-format.md (``local.entry``).
 
 An entry is the group of names that start with one 40-hex key. Its handle comes from the
 manifest, else from tensorflow_hub's descriptor; its last use is the manifest's atime
-(``_entry.record_use``), its download time the manifest's mtime (kept by that record).
+(``local.entry.record_use``), its download time the manifest's mtime (kept by that record).
 Reads use O_NOATIME (``read_quietly``), so looking at a cache never makes it look used.
 
 Removal takes the entry's ``DownloadLock`` (a live holder spares the entry; a holder
@@ -19,15 +19,22 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .._cache import KEY, EntryInfo
-from .._errors import EntryInUseError
 from ..local.entry import Entry, read_quietly
-from ..local.gc import Item
-from ..local.gc import Plan as GcPlan
+from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
-from ..manage.prune import PlanItem
+from ..local.tree import tree_stats
+from .base import (
+    KEY,
+    EntryInfo,
+    descriptor_handle,
+    manifest_facts,
+    rehash_files,
+    take_for_removal,
+    used_since,
+)
+from .prune import PlanItem
 
 
 class LocalRoot:
@@ -81,7 +88,8 @@ class LocalRoot:
             sizes = [size for size, _digest in manifest["files"].values()]
             size, files = sum(sizes), len(sizes)
         else:
-            size, files = _tree_size(entry.path)
+            stats = tree_stats(entry.path)
+            size, files = stats.size, stats.files
         return EntryInfo(
             key=key,
             handle=handle,
@@ -122,17 +130,15 @@ class LocalRoot:
         lock = DownloadLock(
             entry.lock_path, entry.staging, handle=item.handle or item.key, lease=0, timeout=0
         )
-        for _ in range(3):
-            if lock.try_acquire():
-                break
+
+        def holder() -> tuple[Optional[str], bool]:
             contents = read_text(entry.lock_path)
-            holder = parse_holder(contents) if contents else None
-            if contents is not None and (holder is None or not holder.is_dead_here()):
-                raise in_use(item, contents)
-            if contents is not None:
-                break_lock(entry.lock_path, contents, lock.uid)  # holder died here
-        else:
-            raise EntryInUseError(f"cannot take the lock of {item.key}", handle=item.handle)
+            return contents, contents is not None and _is_live(contents)
+
+        def break_stale(contents: str) -> None:
+            break_lock(entry.lock_path, contents, lock.uid)  # its holder died here
+
+        take_for_removal(item, lock, holder, break_stale)
         try:
             with contextlib.suppress(OSError):
                 if os.stat(entry.manifest_path).st_atime > item.last_used + 1:
@@ -147,84 +153,31 @@ class LocalRoot:
             lock.release()
 
     def export(self, keys: Sequence[str], out: str) -> list[str]:
-        from ..manage.transfer import export_entries
+        from .transfer import export_entries
 
         return export_entries(self.location, keys, out)
 
     def import_archive(self, archive: str) -> list[Any]:
-        from ..manage.transfer import import_archive
+        from .transfer import import_archive
 
         return import_archive(self.location, archive)
 
-    def plan_gc(self, grace: float) -> GcPlan:
+    def plan_gc(self, grace: float) -> DebrisPlan:
         return gc_plan(self.location, grace=grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
         return gc_execute(plan)
 
 
-# -- shared with the store backend (_cache_store) -------------------------------------------
-def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's fields that ``hubcache info`` shows."""
-    return {
-        "source": manifest.get("source", ""),
-        "etag": manifest.get("etag", ""),
-        "archive": manifest.get("archive", {}),
-        "created": manifest.get("created", ""),
-        "tool": manifest.get("tool", ""),
-        "adopted": manifest.get("adopted", False),
-    }
-
-
-def rehash_files(manifest: dict[str, Any], digest: Any) -> tuple[list[str], str]:
-    """``verify --deep``: compare ``digest(rel)`` with every recorded sha256."""
-    problems, unhashed = [], 0
-    for rel, (_size, recorded) in manifest["files"].items():
-        if not recorded:
-            unhashed += 1
-            continue
-        try:
-            actual = digest(rel)
-        except OSError as exc:
-            problems.append(f"file {rel}: {exc.strerror or exc}")
-            continue
-        if actual != recorded:
-            problems.append(f"file {rel}: sha256 differs from the manifest")
-    note = (
-        f"{unhashed} files have no recorded sha256 (adopted entry): sizes checked only"
-        if unhashed
-        else ""
-    )
-    return problems, note
-
-
-def in_use(item: PlanItem, contents: str) -> EntryInUseError:
-    return EntryInUseError(
-        f"{item.handle or item.key} is in use: its lock is held by "
-        f"{contents.strip()}; try again when that process is done",
-        handle=item.handle or None,
-    )
-
-
-def used_since(item: PlanItem) -> EntryInUseError:
-    return EntryInUseError(
-        f"{item.handle or item.key} was used since the plan was made",
-        handle=item.handle or None,
-    )
-
-
-def descriptor_handle(text: bytes) -> str:
-    """The handle on the first line of tensorflow_hub's descriptor, or ""."""
-    first = text.decode("utf-8", "replace").split("\n", 1)[0]
-    return first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+def _is_live(contents: str) -> bool:
+    """A lock's holder is live unless it is provably a dead process on this host."""
+    holder = parse_holder(contents)
+    return holder is None or not holder.is_dead_here()
 
 
 def _live_holder(entry: Entry) -> str:
     contents = read_text(entry.lock_path)
-    if contents is None:
-        return ""
-    holder = parse_holder(contents)
-    if holder is not None and holder.is_dead_here():
+    if contents is None or not _is_live(contents):
         return ""
     return contents.strip() or "an unreadable lock"
 
@@ -240,13 +193,3 @@ def _mtime(path: str) -> float:
         return os.stat(path).st_mtime
     except OSError:
         return 0.0
-
-
-def _tree_size(path: str) -> tuple[int, int]:
-    size = count = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-                count += 1
-    return size, count

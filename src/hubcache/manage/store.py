@@ -1,6 +1,6 @@
 """The ``Cache`` backend of a root behind the storage seam (gs://, s3://, memory://, ...).
 
-Same layout as a local root (drawn in ``_storage``), but objects instead of files, so some
+Same layout as a local root (drawn in ``store.storage``), but objects instead of files, so some
 facts are read differently:
 
 * **listing**: one recursive listing of the root gives every key, every object's size and
@@ -30,15 +30,19 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
-from .._cache import EntryInfo
-from .._errors import EntryInUseError
-from ..local.gc import Item
-from ..local.gc import Plan as GcPlan
-from ..local.lock import parse_holder
-from ..manage.local import descriptor_handle, in_use, manifest_facts, rehash_files, used_since
-from ..manage.prune import PlanItem
-from ..store.lock import StorageLock
-from ..store.storage import CHUNK, WORKERS, open_storage
+from ..local.gc import Debris, DebrisPlan
+from ..store.lock import StorageLock, judge_store_lock
+from ..store.open import open_storage
+from ..store.storage import CHUNK, WORKERS
+from .base import (
+    EntryInfo,
+    descriptor_handle,
+    manifest_facts,
+    rehash_files,
+    take_for_removal,
+    used_since,
+)
+from .prune import PlanItem
 
 SMALL = (".manifest.json", ".descriptor.txt", ".lock", ".used")
 _NAME = re.compile(r"^[0-9a-f]{40}(?:$|[./])")  # an object of an entry: tree or sibling
@@ -122,18 +126,8 @@ class StoreRoot:
 
     def live_holder(self, key: str) -> str:
         """The lock's contents when a live (or unprovably dead) holder has it, else ""."""
-        raw = self.store.read(f"{key}.lock")
-        if raw is None:
-            return ""
-        contents = raw.decode("utf-8", "replace")
-        holder = parse_holder(contents)
-        if holder is not None and holder.is_dead_here():
-            return ""
-        touched = self.store.modified(f"{key}.lock")
-        now = self.store_now()
-        if touched is not None and now is not None and now - touched > self.lease:
-            return ""  # not refreshed for the lease: its holder stopped
-        return contents.strip() or "an unreadable lock"
+        contents, stale = judge_store_lock(self.store, key, self.lease, self.store_now())
+        return "" if stale is not None else (contents.strip() or "an unreadable lock")
 
     def store_now(self) -> Optional[float]:
         if self._clock is None:
@@ -184,18 +178,18 @@ class StoreRoot:
     def remove(self, item: PlanItem) -> None:
         store, key = self.store, item.key
         lock = StorageLock(store, key, handle=item.handle or key, lease=self.lease, timeout=0)
-        for _ in range(3):
-            if lock.try_acquire():
-                break
+
+        def holder() -> tuple[Optional[str], bool]:
             raw = store.read(f"{key}.lock")
             if raw is None:
-                continue  # released between our two calls
-            if self.live_holder(key):
-                raise in_use(item, raw.decode("utf-8", "replace"))
-            if store.read(f"{key}.lock") == raw:  # still what we judged dead or stale
+                return None, False
+            return raw.decode("utf-8", "replace"), bool(self.live_holder(key))
+
+        def break_stale(contents: str) -> None:
+            if store.read(f"{key}.lock") == contents.encode():  # still what we judged
                 store.remove(f"{key}.lock")
-        else:
-            raise EntryInUseError(f"cannot take the lock of {key}", handle=item.handle)
+
+        take_for_removal(item, lock, holder, break_stale)
         try:
             used = store.modified(f"{key}.used")
             if used is not None and used > item.last_used + 1:
@@ -208,22 +202,22 @@ class StoreRoot:
 
     # -- export, import, gc --------------------------------------------------------------
     def export(self, keys: Sequence[str], out: str) -> list[str]:
-        from ..manage.transfer_store import export_from_store
+        from .transfer_store import export_from_store
 
         return export_from_store(self.store, keys, out)
 
     def import_archive(self, archive: str) -> list[Any]:
-        from ..manage.transfer_store import import_into_store
+        from .transfer_store import import_into_store
 
         return import_into_store(self.store, archive, lease=self.lease)
 
-    def plan_gc(self, grace: float) -> GcPlan:
-        from ..manage.store_gc import plan
+    def plan_gc(self, grace: float) -> DebrisPlan:
+        from .store_gc import plan
 
         return plan(self, grace)
 
-    def execute_gc(self, plan: GcPlan) -> list[Item]:
-        from ..manage.store_gc import execute
+    def execute_gc(self, plan: DebrisPlan) -> list[Debris]:
+        from .store_gc import execute
 
         return execute(self.store, plan)
 

@@ -1,7 +1,7 @@
 """``hubcache gc`` on a root behind the storage seam: the debris of uploads that stopped.
 
 A store has no staging folders or trash (entries are uploaded in place, manifest last), so
-its debris is different from a local root's (``_gc``); the plan and items are the same::
+its debris is different from a local root's (``local.gc``); the plan and items are the same::
 
     <key>/... without <key>.manifest.json   an upload that never finished ("staging"): when
                                             no live lock covers it
@@ -21,61 +21,56 @@ listing first) or a reader finds the entry damaged and downloads it again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
-from ..local.gc import Item, Plan
-from ..local.lock import parse_holder
+from ..local.gc import Debris, DebrisPlan
+from ..store.lock import judge_store_lock
 from ..store.storage import Storage
 
-if TYPE_CHECKING:
-    from ..manage.store import StoreRoot
+
+class StoreRoot(Protocol):
+    """What gc needs of ``store.StoreRoot`` (a protocol, so the two never import each other)."""
+
+    store: Storage
+
+    def scan(self) -> dict[str, tuple[dict[str, int], set[str]]]: ...
+    def store_now(self) -> Optional[float]: ...
+
 
 CLOCK = ".hubcache-clock/"
 
 
-def plan(root: StoreRoot, grace: float) -> Plan:
+def plan(root: StoreRoot, grace: float) -> DebrisPlan:
     store = root.store
-    items: list[Item] = []
+    items: list[Debris] = []
     for key, (tree, small) in sorted(root.scan().items()):
         if ".manifest.json" in small:
             continue
-        judged, why = _lock(root, key, grace) if ".lock" in small else ("", "no lock")
+        judged, why = (
+            judge_store_lock(store, key, grace, root.store_now())
+            if ".lock" in small
+            else ("", "no lock")
+        )
         if why is None:
             continue  # a live upload
         if tree:
             reason = f"an upload that never finished (no manifest; {why})"
-            items.append(Item(store.join(key), "staging", reason, sum(tree.values()), judged))
+            items.append(Debris(store.join(key), "staging", reason, sum(tree.values()), judged))
         else:
             for suffix in (".descriptor.txt", ".used"):
                 if suffix in small:
-                    items.append(Item(store.join(key + suffix), "partial", "left over", 0))
+                    items.append(Debris(store.join(key + suffix), "partial", "left over", 0))
         if judged:
-            items.append(Item(store.join(f"{key}.lock"), "lock", why, 0, judged))
+            items.append(Debris(store.join(f"{key}.lock"), "lock", why, 0, judged))
     now = root.store_now()
     for name in sorted(store.listing(CLOCK[:-1])):
         touched = store.modified(CLOCK + name)
         if now is not None and touched is not None and now - touched > grace:
-            items.append(Item(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
-    return Plan(store.url, tuple(items))
+            items.append(Debris(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
+    return DebrisPlan(store.url, tuple(items))
 
 
-def _lock(root: StoreRoot, key: str, grace: float) -> tuple[str, Optional[str]]:
-    """(the lock's contents, why it is stale) or (contents, None) while it is live."""
-    raw = root.store.read(f"{key}.lock")
-    if raw is None:
-        return "", "no lock"
-    contents = raw.decode("utf-8", "replace")
-    holder = parse_holder(contents)
-    if holder is not None and holder.is_dead_here():
-        return contents, f"holder pid {holder.pid} is dead"
-    touched = root.store.modified(f"{key}.lock")
-    now = root.store_now()
-    if touched is not None and now is not None and now - touched > grace:
-        return contents, f"no progress for {now - touched:.0f}s"
-    return contents, None
-
-
-def execute(store: Storage, plan: Plan) -> list[Item]:
+def execute(store: Storage, plan: DebrisPlan) -> list[Debris]:
     """Remove what the plan lists, re-checking each item; return what went."""
     done = []
     for item in plan.items:

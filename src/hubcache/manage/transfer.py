@@ -1,12 +1,12 @@
 """Air-gapped transfer: complete entries into one tar (``export``) and back (``import``).
 
-The archive holds, per entry, exactly the layout of DESIGN §4 (``<key>/...``,
+The archive holds, per entry, exactly the layout of docs/cache-format.md (``<key>/...``,
 ``<key>.descriptor.txt``, ``<key>.manifest.json``), plain ustar/pax, uncompressed (models are
 already dense), regular files and directories only. It is written to ``OUT.<pid>.part`` and
 renamed, so a crash never leaves a truncated archive under the final name.
 
 Import trusts nothing in the archive: it is extracted by the same safe streaming extractor
-as any download (``_extract``: no links, no ``..``, limits) into one staging folder inside
+as any download (``archive.extract``: no links, no ``..``, limits) into one staging folder inside
 the root, which hashes every file on the way. Each entry is then checked against its own
 manifest (same file set, sizes and sha256, key == sha1(handle)) and published with the
 usual atomic rename under the entry's lock. An entry already complete is left alone.
@@ -91,7 +91,7 @@ def add_entry(  # noqa: PLR0917 - the five parts of one entry
     descriptor: bytes,
     manifest_bytes: bytes,
 ) -> None:
-    """One entry, as DESIGN §4 lays it out: ``<key>/...`` from the local folder ``tree``."""
+    """One entry, as docs/cache-format.md lays it out: ``<key>/...`` from the folder ``tree``."""
     for rel in sorted(manifest.get("dirs", [])):
         _add(tar, os.path.join(tree, rel) if rel else tree, key, rel)
     for rel in manifest["files"]:

@@ -1,6 +1,6 @@
 """``export`` and ``import`` on a root behind the storage seam (gs://, s3://, memory://).
 
-The archive format is the one of ``_transfer`` (an archive made from a bucket imports into
+The archive format is the one of ``manage.transfer`` (an archive made from a bucket imports into
 a laptop's cache and back). What differs is how entries come and go:
 
 * export copies each complete entry into local temporary space with
@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from .._config import load_config
 from .._errors import EntryInUseError, HubcacheError
 from ..local.publish import descriptor_text
-from ..manage.transfer import (
+from ..store.lock import StorageLock
+from ..store.storage import Storage
+from .transfer import (
     REJECTED,
     Imported,
     add_entry,
@@ -31,8 +33,6 @@ from ..manage.transfer import (
     read_checked,
     write_archive,
 )
-from ..store.lock import StorageLock
-from ..store.storage import Storage
 
 
 def export_from_store(store: Storage, keys: Sequence[str], out: str) -> list[str]:

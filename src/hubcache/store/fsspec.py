@@ -1,6 +1,6 @@
 """The fsspec backend of the storage seam: ``gs://`` (gcsfs), ``s3://`` (s3fs), ``memory://``
 and any other fsspec URL. Imported only when such a root is used, so ``import hubcache``
-never pays for fsspec; a missing extra raises an install hint (``_fetch.filesystem``).
+never pays for fsspec; a missing extra raises an install hint (``fetch.source.filesystem``).
 
 Credentials come the usual way of each library (gcsfs and s3fs defaults, ``AWS_*``,
 ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``, ``AWS_ENDPOINT_URL``,
@@ -24,7 +24,7 @@ import shutil
 from typing import IO, Any, Optional
 
 from ..fetch.source import filesystem
-from ..store.storage import CHUNK, Storage
+from .storage import CHUNK, Storage
 
 _PART = 8 * 1024 * 1024  # upload part / read-ahead block: bounds memory per transfer
 _EXCLUSIVE = {"gs", "gcs", "s3", "s3a", "memory", "file", "local"}

@@ -4,7 +4,7 @@ Same contents as the local lock (``<host>.<pid>.<uid>``, tensorflow_hub's format
 rules differ because there is no process table or staging folder to look at on a bucket:
 
 * **acquire**: ``Storage.create`` -- a real precondition on GCS and S3 (see
-  ``_storage_fsspec`` for the best-effort fallback elsewhere);
+  ``store.fsspec`` for the best-effort fallback elsewhere);
 * **heartbeat**: while held, the holder rewrites its lock every few seconds, which moves
   the object's modification time on the store's clock;
 * **lease**: a waiter compares that modification time with the store's clock now (read
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Optional
 
 from ..local.holder import Holder
-from ..local.lock import LockBase
-from ..store.storage import Storage
+from ..local.lock import LockBase, parse_holder
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +94,26 @@ class StorageLock(LockBase):
 
     def _describe(self, holder: Optional[Holder], contents: str) -> str:
         return f"{contents.strip()} (lock {self.where})"
+
+
+def judge_store_lock(
+    store: Storage, key: str, lease: float, now: Optional[float]
+) -> tuple[str, Optional[str]]:
+    """``(contents, why it is stale)`` of ``<key>.lock``, or ``(contents, None)`` while live.
+
+    Stale means: no lock, a holder that is a dead process on this host, or no refresh for
+    ``lease`` seconds on the store's clock (``now``; None when it cannot be read, in which
+    case only a dead holder makes a lock stale). Removal (``lease``) and gc (its grace)
+    judge with this one rule.
+    """
+    raw = store.read(f"{key}.lock")
+    if raw is None:
+        return "", "no lock"
+    contents = raw.decode("utf-8", "replace")
+    holder = parse_holder(contents)
+    if holder is not None and holder.is_dead_here():
+        return contents, f"holder pid {holder.pid} is dead"
+    touched = store.modified(f"{key}.lock")
+    if touched is not None and now is not None and now - touched > lease:
+        return contents, f"no progress for {now - touched:.0f}s"
+    return contents, None

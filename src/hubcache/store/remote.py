@@ -12,7 +12,7 @@
 There is no atomic rename on an object store, so the manifest is the only proof of
 completeness: it is created last, only if absent, and a reader checks every file it lists
 (name and size, one listing). A failed or killed upload leaves no manifest; the next
-resolve under the lock (or ``hubcache gc``, see ``_gc_store``) removes the debris.
+resolve under the lock (or ``hubcache gc``, see ``manage.store_gc``) removes the debris.
 tensorflow_hub's own entries on a bucket carry no manifest and cannot be told apart from a
 partial upload (its "rename" is a copy then a delete), so we download those once more
 rather than trust them. A hit records its use in ``<key>.used`` (``Storage.record_use``).
@@ -30,8 +30,9 @@ from .._config import Config
 from .._errors import ChecksumMismatchError, OfflineError
 from .._handles import Handle
 from ..local.publish import descriptor_text
-from ..store.lock import StorageLock
-from ..store.storage import Storage, open_storage
+from .lock import StorageLock
+from .open import open_storage
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 

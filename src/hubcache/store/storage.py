@@ -1,6 +1,6 @@
 """The storage seam: one small interface for cache roots that are not the local fast path.
 
-Layout of an entry on any storage (DESIGN §4; tensorflow_hub's names plus our manifest)::
+Layout of an entry on any storage (docs/cache-format.md; tensorflow_hub's names plus our manifest)::
 
     <root>/
       <key>/...                  the model tree, one object (or file) per file
@@ -18,7 +18,7 @@ its size. A reader that finds no manifest treats the tree as debris, whatever it
 :class:`Storage` owns that bookkeeping (manifests, parallel transfers, verification);
 a backend implements only the primitives at the top of the class: here
 :class:`LocalStorage` (a directory, e.g. an NFS mount used as a shared tier), and
-``FsspecStorage`` in ``_storage_fsspec`` (gs://, s3://, memory://, any fsspec URL).
+``FsspecStorage`` in ``store.fsspec`` (gs://, s3://, memory://, any fsspec URL).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import IO, Any, Optional
 
+from .. import _faults
 from .._errors import DownloadError
 from ..local.entry import USE_RECORD_INTERVAL
 
@@ -159,12 +160,12 @@ class Storage:
         each file's size and (when the manifest has it) sha256 on the way."""
         for rel in manifest.get("dirs", []):
             if rel:
-                os.makedirs(os.path.join(dest, *rel.split("/")), exist_ok=True)
+                _faults.fs.makedirs(os.path.join(dest, *rel.split("/")), exist_ok=True)
 
         def fetch(item: tuple[str, list[Any]]) -> None:
             rel, (size, digest) = item
             target = os.path.join(dest, *rel.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _faults.fs.makedirs(os.path.dirname(target), exist_ok=True)
             sha = hashlib.sha256()
             count = 0
             with self.open_read(f"{key}/{rel}") as src, open(target, "wb") as out:
@@ -227,7 +228,7 @@ class LocalStorage(Storage):
             return None
 
     def _stage(self, path: str, fill: Callable[[IO[bytes]], None]) -> str:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _faults.fs.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex}.part"
         with open(tmp, "wb") as f:
             fill(f)
@@ -235,19 +236,19 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        os.replace(self._stage(path, lambda f: _write_all(f, data)), path)
+        _faults.fs.replace(self._stage(path, lambda f: _write_all(f, data)), path)
 
     def create(self, name: str, data: bytes) -> bool:
         # link() never overwrites: the object appears whole, and only for one creator.
         path = self._path(name)
         tmp = self._stage(path, lambda f: _write_all(f, data))
         try:
-            os.link(tmp, path)
+            _faults.fs.link(tmp, path)
             return True
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            _faults.fs.unlink(tmp)
 
     def put_file(self, local: str, name: str) -> None:
         path = self._path(name)
@@ -256,7 +257,7 @@ class LocalStorage(Storage):
             with open(local, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
 
-        os.replace(self._stage(path, copy), path)
+        _faults.fs.replace(self._stage(path, copy), path)
 
     def open_read(self, name: str) -> IO[bytes]:
         return open(self._path(name), "rb")  # closed by the caller
@@ -279,7 +280,7 @@ class LocalStorage(Storage):
 
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(self._path(name))
+            _faults.fs.unlink(self._path(name))
 
     def remove_tree(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)
@@ -287,12 +288,3 @@ class LocalStorage(Storage):
 
 def _write_all(f: IO[bytes], data: bytes) -> None:
     f.write(data)
-
-
-def open_storage(url: str, handle: Optional[str] = None) -> Storage:
-    """The backend for a root: fsspec for URLs (imported only then), else a directory."""
-    if "://" in url and not url.startswith("file://"):
-        from ..store.fsspec import FsspecStorage
-
-        return FsspecStorage(url, handle)
-    return LocalStorage(url[len("file://") :] if url.startswith("file://") else url)

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
+from .. import _faults
 from .._config import Config
 from .._handles import Handle
 from ..local.entry import Entry
 from ..local.publish import descriptor_text, discard, publish
-from ..store.lock import StorageLock
-from ..store.remote import pin_matches
-from ..store.storage import Storage, open_storage
+from .lock import StorageLock
+from .open import open_storage
+from .remote import pin_matches
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _copy_down(
     if manifest is None or not pin_matches(manifest, sha256):
         return False
     staging = entry.staging(uid)
-    os.mkdir(staging, 0o755)
+    _faults.fs.mkdir(staging, 0o755)
     try:
         copied, _ = tier.call(
             "copying from it", lambda: store.download_entry(entry.key, manifest, staging)

@@ -340,6 +340,24 @@ def test_plugin_survives_clear_and_run_and_uninstall_restores_exactly(
     assert off["run_module"] == "tensorflow_hub.config._run"
 
 
+def test_disable_gives_tensorflow_hub_its_own_resolvers_back(venv: Venv) -> None:
+    proc = venv.hubcache("tfhub", "disable")
+    try:
+        assert proc.returncode == 0 and proc.stdout.strip() == str(venv.pth), proc.stderr
+        assert not venv.pth.exists()
+        result, _ = venv.user_code({"url": "", "ops": []})
+        assert result["impls"] == DEFAULTS
+        assert result["run_module"] == "tensorflow_hub.config._run"
+        assert result["run_wrapped"] is False
+        assert result["modules"] == []  # not even the hook was imported
+        status = venv.hubcache("tfhub", "status")
+        assert "active: no" in status.stdout and "(absent)" in status.stdout
+    finally:
+        assert venv.hubcache("tfhub", "enable").returncode == 0
+    result, _ = venv.user_code({"url": "", "ops": []})
+    assert result["impls"] == [*DEFAULTS, OURS]
+
+
 def test_kill_switch_and_a_bad_switch_value_leave_tensorflow_hub_alone(
     venv: Venv, server: Server, tmp_path: Path
 ) -> None:

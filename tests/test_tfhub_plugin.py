@@ -226,6 +226,48 @@ def test_resolves_into_tensorflow_hubs_path_with_one_request(
     assert request.headers["User-Agent"].startswith("hubcache/")
 
 
+def test_the_absl_flag_root_is_tensorflow_hubs_too(
+    fake_hub: Any, model_server: ModelServer, tmp_path: Path
+) -> None:
+    from absl import flags
+
+    defined_here = "tfhub_cache_dir" not in flags.FLAGS
+    hubcache.define_absl_flags()  # tensorflow_hub defines it at import; the stand-in does not
+    hubcache.tensorflow_hub.install()
+    url = model_server.add("/m/1", model_tar())
+    key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+    flags.FLAGS["tfhub_cache_dir"].value = str(tmp_path / "flag-root")
+    try:
+        assert fake_hub.resolve(url) == os.path.join(str(tmp_path / "flag-root"), key)
+    finally:
+        flags.FLAGS["tfhub_cache_dir"].value = None
+        if defined_here:  # leave absl's global flags as they were
+            delattr(flags.FLAGS, "tfhub_cache_dir")
+
+
+def test_a_store_root_gives_the_store_path_back(
+    fake_hub: Any, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("fsspec")
+    hubcache.tensorflow_hub.install()
+    url = model_server.add("/m/1", model_tar())
+    root = f"memory://plugin-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", root)
+    key = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+    assert fake_hub.resolve(url) == f"{root}/{key}"  # what os.path.join gives tensorflow_hub
+
+
+def test_offline_miss_is_an_oserror_there(
+    fake_hub: Any, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hubcache.tensorflow_hub.install()
+    monkeypatch.setenv("HUBCACHE_OFFLINE", "1")
+    with pytest.raises(OSError) as info:
+        fake_hub.resolve("https://tfhub.dev/google/never/1")
+    assert isinstance(info.value, hubcache.OfflineError)
+    assert "hubcache prefetch" in str(info.value)
+
+
 def test_a_file_url_root_gives_a_file_url_back(
     fake_hub: Any, model_server: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

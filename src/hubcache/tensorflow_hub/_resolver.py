@@ -25,7 +25,7 @@ import dataclasses
 import os
 import sys
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 from .._config import load_config
 from .._errors import HubcacheError, MissingDependencyError, as_os_error
@@ -121,7 +121,3 @@ def _warn_once(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         warnings.warn(f"hubcache: {message}", RuntimeWarning, stacklevel=3)
-
-
-def describe(impl: Optional[object]) -> str:
-    return "none" if impl is None else f"{type(impl).__module__}.{type(impl).__qualname__}"

@@ -72,8 +72,11 @@ def env(**extra: str) -> dict[str, str]:
     out = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TFHUB_", "HUBCACHE_")) and k not in {"PYTHONPATH", "PYTHONHOME"}
+        if not k.startswith(("TFHUB_", "HUBCACHE_"))
+        and k not in {"PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE"}
     }
+    # Bytecode is written (and used): an installed package has its .pyc files, and timing
+    # the compilation of hubcache's modules would not measure hubcache.
     out.update(TF_CPP_MIN_LOG_LEVEL="3", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     out.update(extra)
     return out

@@ -1,8 +1,10 @@
 """What the tensorflow_hub plug-in costs and gains, measured; prints figures, asserts nothing.
 
 1. Start-up: ``python -c pass`` in a throwaway environment with and without
-   ``hubcache-tfhub.pth`` (runs interleaved, median of each), and the hook's own import time
-   from ``python -X importtime``.
+   ``hubcache-tfhub.pth`` (runs interleaved, median of each; noisy on a busy machine), the
+   hook's own import time from ``python -X importtime``, and the time ``site.addpackage``
+   takes to process the ``.pth`` in a fresh process (the cost itself, without the noise of
+   starting processes).
 2. ``hub.load`` through the plug-in against tensorflow_hub alone (``HUBCACHE_TFHUB_PLUGIN=0``):
    the demo SavedModel, plus one copy padded with a random asset of ``--size-mb`` MB, served
    on 127.0.0.1. In a fresh process and a fresh cache: the first ``hub.load`` (cold: download,
@@ -124,7 +126,30 @@ def startup(python: str, pth: Path, runs: int) -> dict[str, float]:
         match = re.search(r"import time:\s+(\d+) \|\s+\d+ \|\s+_hubcache_tfhub", proc.stderr)
         if match:
             hook.append(float(match.group(1)))
+    # The .pth's own cost, in process (no process-start noise): what site does with it.
+    probe = (
+        "import site, sys, time; t = time.perf_counter_ns(); "
+        "site.addpackage(sys.argv[1], sys.argv[2], set()); "
+        "print((time.perf_counter_ns() - t) / 1e3)"
+    )
+    pth.rename(off)
+    try:
+        processed = [
+            float(
+                subprocess.run(
+                    [python, "-c", probe, str(pth.parent), off.name],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env(),
+                ).stdout
+            )
+            for _ in range(runs)
+        ]
+    finally:
+        off.rename(pth)
     return {
+        "pth_us": statistics.median(processed),
         "with_ms": statistics.median(times["with"]) * 1e3,
         "without_ms": statistics.median(times["without"]) * 1e3,
         "hook_import_us": statistics.median(hook) if hook else float("nan"),
@@ -176,6 +201,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--startup-runs", type=int, default=40)
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--startup-only", action="store_true", help="skip the hub.load rows")
     args = parser.parse_args()
     if not args.tf_python:
         parser.error("set HUBCACHE_TF_PYTHON or --tf-python (bash .ci/tf-env.sh | tail -1)")
@@ -189,6 +215,9 @@ def main() -> int:
         print(f"  without           {s['without_ms']:8.2f} ms")
         print(f"  difference        {s['with_ms'] - s['without_ms']:8.2f} ms")
         print(f"  hook import (-X importtime, self) {s['hook_import_us']:.0f} us")
+        print(f"  the .pth processed by site.addpackage, in process: {s['pth_us']:.0f} us")
+        if args.startup_only:
+            return 0
         www = work / "www"
         pack(SAMPLE, www / "tiny" / "1", 0)
         pack(SAMPLE, www / "big" / "1", args.size_mb)

@@ -106,3 +106,18 @@ def test_a_repeat_counts_against_the_member_limit(
     archive.write_bytes(make_tar([M("a", b"x")] * 4))
     with pytest.raises(hubcache.UnsafeArchiveError, match="more than 3 members"):
         hubcache.resolve(str(archive), cache_dir=str(tmp_path / "cache"))
+
+
+def test_the_corpus_repeats_differ_the_way_their_names_say() -> None:
+    import io
+
+    from tests.support.archives import HOSTILE_TAR_CASES
+
+    def members(case: str) -> list[tarfile.TarInfo]:
+        with tarfile.open(fileobj=io.BytesIO(make_tar(HOSTILE_TAR_CASES[case]))) as tar:
+            return tar.getmembers()
+
+    a, b = members("duplicate_file_same_size")
+    assert a.name == b.name and a.size == b.size
+    a, b = members("duplicate_file_other_mode")
+    assert a.name == b.name and a.size == b.size and a.mode != b.mode

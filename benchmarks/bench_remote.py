@@ -2,6 +2,7 @@
 moto), cold and warm, next to a local root. Prints figures; never asserts on time.
 
     python benchmarks/bench_remote.py [--mb 50] [--reps 3]
+    python benchmarks/bench_remote.py --smoke     # CI: 2 MB, one repetition
 
 Both emulators run on 127.0.0.1 in subprocesses and are stopped on exit. The emulators keep
 objects in memory on the same 2 cores as the client, so the figures bound the client's
@@ -43,7 +44,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="CI check: 2 MB, one repetition")
     args = parser.parse_args()
+    if args.smoke:
+        args.mb, args.reps = 2, 1
 
     import fsspec.config
     from tests.support.emulators import start_gcs, start_s3

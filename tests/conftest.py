@@ -15,10 +15,11 @@ from tests.support.httpserver import ModelServer
 from tests.support.proxy import ProxyServer
 
 # CI runs the property tests derandomized, so a red run can be reproduced exactly;
-# locally they explore new examples each run.
+# locally they explore new examples each run. No profile keeps an example database: it
+# would be written to .hypothesis/ in the checkout, which the README's flags keep clean.
+settings.register_profile("local", database=None)
 settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _KEEP = {"HUBCACHE_TF_PYTHON"}  # configures the interop tests, not hubcache
@@ -26,13 +27,15 @@ _KEEP = {"HUBCACHE_TF_PYTHON"}  # configures the interop tests, not hubcache
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clear TFHUB_*, HUBCACHE_* (but HUBCACHE_TF_PYTHON) and proxy variables; disable the
-    progress bar. Proxies go too: hubcache may honour them, and loopback tests must not
-    depend on the developer's NO_PROXY."""
+    """Clear TFHUB_*, HUBCACHE_* (but HUBCACHE_TF_PYTHON), KAGGLE_*, KAGGLEHUB_* and proxy
+    variables; disable the progress bar. Proxies go too: hubcache may honour them, and
+    loopback tests must not depend on the developer's NO_PROXY."""
     for name in list(os.environ):
         if name in _KEEP:
             continue
-        if name.startswith(("TFHUB_", "HUBCACHE_")) or name.lower() in _PROXY_VARS:
+        if name.startswith(("TFHUB_", "HUBCACHE_", "KAGGLE_", "KAGGLEHUB_")) or (
+            name.lower() in _PROXY_VARS
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TFHUB_DOWNLOAD_PROGRESS", "0")
 

@@ -68,7 +68,9 @@ def test_ls_json_lists_every_entry_with_its_facts(
         assert row["key"] == key(url) and row["state"] == "complete" and row["files"] == 3
         assert row["path"] == f"{root.url}/{key(url)}" and row["size"] == root.tree_size(key(url))
         assert abs(time.time() - AGES[name] * DAY - row["last_used"]) < 60
-        assert abs(time.time() - row["downloaded"]) < 60 or root.kind == "memory"
+        # a store has no mtime of its own: the manifest's time, which root.age moved back too
+        downloaded = time.time() - (AGES[name] * DAY if root.kind == "memory" else 0.0)
+        assert abs(downloaded - row["downloaded"]) < 60
     assert data["count"] == 4 and data["total_bytes"] == sum(r["size"] for r in rows.values())
     assert data["root"] == root.url
     if root.kind == "local":  # a bucket gets no tag: backup tools do not walk buckets
@@ -169,7 +171,10 @@ def test_rm_asks_refuses_without_a_terminal_and_removes_siblings(
     k = key(filled["old"])
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     code, _out, err = run(capsys, "rm", filled["old"])
-    assert code == 2 and "--yes" in err and root.exists(f"{k}.manifest.json")
+    assert code == 2 and root.exists(f"{k}.manifest.json")
+    assert err.endswith(
+        "hubcache: error: not a terminal, so nothing was removed: add --yes to confirm\n"
+    )
     sibling = f"{k}.deadbeef.tmp/x" if root.kind == "local" else f"{k}.used"
     root.write(sibling, b"")
     code, out, _err = run(capsys, "rm", "--yes", filled["old"])
@@ -236,8 +241,12 @@ def test_prune_refuses_a_tty_less_run_without_yes_and_needs_a_rule(
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     assert run(capsys, "prune", "--older-than", "1d")[0] == 2
     assert len(run_json(capsys, "ls")["entries"]) == 4
-    assert run(capsys, "prune")[0] == 2
-    assert run(capsys, "prune", "--max-size", "lots")[0] == 2
+    code, _out, err = run(capsys, "prune")
+    assert code == 2 and err == (
+        "hubcache: error: say what to prune: --older-than DURATION and/or --max-size SIZE\n"
+    )
+    code, _out, err = run(capsys, "prune", "--max-size", "lots")
+    assert code == 2 and err.startswith("hubcache: error: 'lots' is not a size")
 
 
 def test_a_hit_records_last_use_at_most_hourly_keeping_mtime(
@@ -330,3 +339,74 @@ def test_prefetch_file_summary_and_exit_code(
     assert model_server.count("/a/1") == 1 and model_server.count("/b/1") == 1
     listing.write_text(f"{a} sha256=nothex\n")
     assert run(capsys, "prefetch", str(listing))[0] == 2
+
+
+def test_the_key_prefix_ls_prints_is_accepted_by_info_rm_and_verify(
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    k = key(filled["old"])
+    code, out, _err = run(capsys, "ls")
+    assert code == 0 and k[:12] in out
+    assert run_json(capsys, "info", k[:12])["key"] == k
+    code, out, _err = run(capsys, "verify", k[:12])
+    assert code == 0 and out.startswith("ok")
+    code, _out, _err = run(capsys, "rm", "--yes", k[:12])
+    assert code == 0 and not root.exists(k)
+
+
+def test_an_ambiguous_key_prefix_lists_the_candidates(
+    filled: dict[str, str], root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k in ("abcdef" + "0" * 34, "abcdef" + "1" * 34):  # two legacy entries
+        root.write(f"{k}/saved_model.pb", b"pb")
+    before = root.names()
+    for command in ("info", "verify", "rm"):
+        code, out, err = run(capsys, command, *(["--yes"] if command == "rm" else []), "abcdef")
+        assert code == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "abcdef000000" in lines[0] and "abcdef111111" in lines[0]
+        assert "matches 2 entries" in lines[0]
+    assert root.names() == before
+
+
+def test_verify_of_an_uncached_handle_says_not_found_like_info(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = "https://nowhere.example/m/1"
+    info = run(capsys, "info", missing)
+    verify = run(capsys, "verify", filled["old"], missing)
+    assert info[0] == verify[0] == 3
+    assert verify[1] == "" and "DAMAGED" not in verify[2]
+    assert verify[2].strip() == info[2].strip()
+
+
+def test_rm_prints_the_caches_totals_plurals_and_a_declined_answer_exits_0(
+    filled: dict[str, str],
+    root: Root,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from hubcache._units import format_size
+
+    sizes = {r["handle"]: r["size"] for r in run_json(capsys, "ls")["entries"]}
+    total, old = sum(sizes.values()), sizes[filled["old"]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    code, out, err = run(capsys, "rm", filled["old"])
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"remove 1 entry, freeing {format_size(old)} "
+        f"({format_size(total)} -> {format_size(total - old)})"
+    )
+    assert "remove 1 entry?" in err and "declined: nothing removed" in err
+    assert root.exists(key(filled["old"]))
+    code, out, err = run(capsys, "rm", "--yes", filled["old"], filled["mid"])
+    assert code == 0 and out.startswith("remove 2 entries, ")
+    assert "removed 2 entries, freed" in err
+    code, out, err = run(capsys, "ls")
+    assert out.splitlines()[-1].startswith("2 entries, ")
+    run(capsys, "rm", "--yes", filled["new"])
+    code, out, err = run(capsys, "ls")
+    assert out.splitlines()[-1].startswith("1 entry, ")

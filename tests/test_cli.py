@@ -43,7 +43,8 @@ def test_resolve_prints_one_path_per_line_and_nothing_else(
 def test_tfhub_cache_dir_alias(model_server: ModelServer, tmp_path: Path) -> None:
     url = model_server.add("/a/1", ARCHIVE)
     result = run("resolve", url, "--tfhub_cache_dir", str(tmp_path))
-    assert result.stdout.strip() == str(tmp_path / hubcache.cache_key(url))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{tmp_path / hubcache.cache_key(url)}\n"
 
 
 @pytest.mark.parametrize(
@@ -66,9 +67,15 @@ def test_exit_codes_and_one_line_on_stderr(
 
 
 def test_usage_errors_exit_2(cache_root: Path) -> None:
-    assert run("resolve").returncode == 2
-    assert run("resolve", "ftp://host/model").returncode == 2
-    assert run("frobnicate").returncode == 2
+    missing = run("resolve")
+    assert missing.returncode == 2 and missing.stderr.startswith("usage: hubcache resolve ")
+    assert "the following arguments are required: HANDLE" in missing.stderr
+    scheme = run("resolve", "ftp://host/model")
+    assert scheme.returncode == 2
+    assert scheme.stderr.startswith("hubcache: error: ") and "ftp://host/model" in scheme.stderr
+    unknown = run("frobnicate")
+    assert unknown.returncode == 2 and "invalid choice: 'frobnicate'" in unknown.stderr
+    assert os.listdir(cache_root) == []
 
 
 def test_progress_bar_forced_on_goes_to_stderr(model_server: ModelServer, cache_root: Path) -> None:
@@ -76,13 +83,15 @@ def test_progress_bar_forced_on_goes_to_stderr(model_server: ModelServer, cache_
     result = run("resolve", url, env={"TFHUB_DOWNLOAD_PROGRESS": "1"})
     assert result.returncode == 0
     assert result.stdout.strip() == str(cache_root / hubcache.cache_key(url))
-    assert "B/s" in result.stderr or "%|" in result.stderr  # a tqdm bar
+    bar = f"{url}:   0%|"  # a tqdm bar named after the handle, sized from Content-Length
+    assert bar in result.stderr and f"/{len(ARCHIVE)} [" in result.stderr
 
 
 def test_cache_dir_command_says_which_rule_chose(tmp_path: Path) -> None:
     result = run("cache-dir", env={"TFHUB_CACHE_DIR": str(tmp_path)})
-    assert result.stdout.strip() == str(tmp_path)
-    assert "TFHUB_CACHE_DIR" in result.stderr
+    assert result.returncode == 0
+    assert result.stdout == f"{tmp_path}\n"
+    assert result.stderr == "hubcache: chosen by TFHUB_CACHE_DIR\n"
 
 
 def test_demo_runs_offline_and_cleans_up() -> None:

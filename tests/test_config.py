@@ -73,7 +73,6 @@ def test_load_format_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, value:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("TFHUB_MODEL_LOAD_FORMAT", "zipped"),
         ("HUBCACHE_LOCK_TIMEOUT", "soon"),
         ("HUBCACHE_RETRIES", "-1"),
     ],
@@ -86,9 +85,157 @@ def test_bad_settings_raise_configuration_error(
         load_config()
 
 
+def test_a_bad_load_format_is_refused_by_the_calls_that_download_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hubcache._config import check_load_format
+
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "zipped")
+    config = load_config()  # ls, rm, gc... build a Config and never use the format
+    with pytest.raises(hubcache.ConfigurationError, match="TFHUB_MODEL_LOAD_FORMAT='zipped'"):
+        check_load_format(config)
+    with pytest.raises(hubcache.ConfigurationError, match="TFHUB_MODEL_LOAD_FORMAT"):
+        hubcache.resolve("https://example.invalid/m/1", cache_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cert_validation_opt_out_has_tensorflow_hub_semantics(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for value, verify in [("true", False), ("TRUE", True), ("1", True), ("yes", True)]:
+    for value, verify in [("true", False), ("", True), ("false", True), ("0", True), ("no", True)]:
         monkeypatch.setenv("TFHUB_DISABLE_CERT_VALIDATION", value)
         assert load_config().verify_tls is verify
+
+
+# -- every setting is validated by one parser per kind (issue 10) ---------------------------
+
+# (variable, a value it accepts, out-of-range values) for every numeric setting
+NUMERIC = [
+    ("HUBCACHE_LOCK_TIMEOUT", "0", ["-1"]),
+    ("HUBCACHE_LOCK_LEASE", "30", ["0", "-5"]),
+    ("HUBCACHE_CONNECT_TIMEOUT", "2.5", ["0", "-1"]),
+    ("HUBCACHE_READ_TIMEOUT", "7", ["0", "-1"]),
+    ("HUBCACHE_STALL_TIMEOUT", "0", ["-1"]),
+    ("HUBCACHE_MIN_SPEED", "0", ["-1"]),
+    ("HUBCACHE_RETRIES", "0", ["-1", "1.5", "101"]),
+    ("HUBCACHE_CONNECTIONS", "4", ["-1", "2.5", "9"]),
+    ("HUBCACHE_RETRY_BACKOFF", "0", ["-0.5", "61"]),
+    ("HUBCACHE_STORE_TIMEOUT", "3", ["0", "-1"]),
+    ("HUBCACHE_MAX_BYTES", "1000", ["0", "-1", "1.5"]),
+    ("HUBCACHE_MAX_MEMBERS", "10", ["0", "-1"]),
+    ("HUBCACHE_MAX_NAME_LENGTH", "100", ["0"]),
+    ("HUBCACHE_MAX_DEPTH", "8", ["0"]),
+    ("HUBCACHE_MAX_RATIO", "50.5", ["0", "-1"]),
+    ("HUBCACHE_MAX_SIZE", "20GB", ["-1"]),
+]
+NOT_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "soon", "0x10", "1_000"]
+FLAGS = [
+    "HUBCACHE_OFFLINE",
+    "HUBCACHE_FSYNC",
+    "HUBCACHE_NO_ORIGIN",
+    "HUBCACHE_KAGGLEHUB",
+    "TFHUB_DOWNLOAD_PROGRESS",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, bad) for name, _, bads in NUMERIC for bad in [*bads, *NOT_NUMBERS]],
+)
+def test_every_numeric_setting_rejects_nan_inf_and_out_of_range(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(hubcache.ConfigurationError) as info:
+        load_config()
+    message = str(info.value)
+    assert name in message and repr(value) in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("name", "value"), [(name, good) for name, good, _ in NUMERIC])
+def test_every_numeric_setting_accepts_a_sane_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    load_config()
+
+
+def test_numeric_settings_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value, _ in NUMERIC:
+        monkeypatch.setenv(name, value)
+    config = load_config()
+    assert (config.lock_timeout, config.lock_lease, config.connect_timeout) == (0, 30, 2.5)
+    assert (config.retries, config.connections, config.backoff) == (0, 4, 0)
+    assert config.store_timeout == 3 and config.max_size == 20 * 1000**3
+    assert (config.limits.max_total_bytes, config.limits.max_ratio) == (1000, 50.5)
+    assert isinstance(config.limits.max_members, int) and config.limits.max_depth == 8
+
+
+@pytest.mark.parametrize("name", FLAGS)
+@pytest.mark.parametrize("value", ["maybe", "2", "yes please", "tru"])
+def test_every_yes_no_setting_rejects_what_is_neither(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(hubcache.ConfigurationError) as info:
+        load_config()
+    assert name in str(info.value) and repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("name", FLAGS)
+def test_every_yes_no_setting_accepts_both_spellings(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    attribute = {
+        "HUBCACHE_OFFLINE": "offline",
+        "HUBCACHE_FSYNC": "fsync",
+        "HUBCACHE_NO_ORIGIN": "no_origin",
+        "HUBCACHE_KAGGLEHUB": "kagglehub",
+        "TFHUB_DOWNLOAD_PROGRESS": "progress",
+    }[name]
+    for value, expected in [("1", True), ("Yes", True), (" on ", True), ("0", False)]:
+        monkeypatch.setenv(name, value)
+        assert getattr(load_config(), attribute) is expected
+    monkeypatch.setenv(name, "FALSE")
+    assert getattr(load_config(), attribute) is False
+
+
+def test_cert_validation_rejects_a_yes_that_tensorflow_hub_would_not_honour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tensorflow_hub turns checks off only for the exact string "true": "1" or "TRUE" would
+    # silently keep verifying there, so we name the mistake instead of guessing either way.
+    for value in ["1", "TRUE", "yes", "maybe"]:
+        monkeypatch.setenv("TFHUB_DISABLE_CERT_VALIDATION", value)
+        with pytest.raises(hubcache.ConfigurationError, match="exactly 'true'"):
+            load_config()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HUBCACHE_OFFLINE", "maybe"),
+        ("HUBCACHE_RETRIES", "nan"),
+        ("HUBCACHE_READ_TIMEOUT", "inf"),
+        ("HUBCACHE_CONNECT_TIMEOUT", "0"),
+        ("HUBCACHE_LOCK_LEASE", "nan"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2_before_any_download(
+    model_server: object, cache_root: Path, name: str, value: str
+) -> None:
+    from tests.support.httpserver import ModelServer
+
+    assert isinstance(model_server, ModelServer)
+    url = model_server.add("/m.tar.gz", b"never asked for")
+    env = {**os.environ, name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "hubcache", "resolve", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and name in done.stderr, done.stderr
+    assert model_server.requests == [] and list(cache_root.iterdir()) == []

@@ -56,7 +56,8 @@ def test_export_all_and_a_tampered_archive_is_rejected(
     hubcache.resolve(url)
     out = tmp_path / "all.tar"
     assert run(capsys, "export", str(out), "--all")[0] == 0
-    assert run(capsys, "export", str(out))[0] == 2
+    code, _printed, err = run(capsys, "export", str(out))
+    assert code == 2 and err == "hubcache: error: name the entries to export, or --all (not both)\n"
     tampered = tmp_path / "tampered.tar"
     with tarfile.open(out) as src, tarfile.open(tampered, "w") as dst:
         for member in src.getmembers():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import hubcache
@@ -65,6 +70,9 @@ def test_china_mirror_rule() -> None:
         ("relative/m.tar.bz2", "archive", ""),
         ("/data/model", "directory", ""),
         ("file:///data/m.tar.xz", "archive", ""),
+        ("file:/data/m.tar.xz", "archive", ""),  # RFC 8089's short form
+        ("file://localhost/data/model", "directory", ""),
+        ("/data/my model", "directory", ""),  # spaces are fine in local paths
     ],
 )
 def test_classification(handle: str, kind: str, scheme: str) -> None:
@@ -83,6 +91,44 @@ def test_malformed_handles_raise_invalid_handle_error(handle: object) -> None:
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    ("handle", "words"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("http://[::1/m/1", "not a valid URL"),
+        ("http://127.0.0.1:99999/x/1", "port"),
+        ("https://h:0/m/1", "port"),
+        ("https://h:abc/m/1", "port"),
+        ("https://tfhub.dev/google/my model/1", "white space"),
+        ("https://tf hub.dev/google/x/1", "white space"),
+        ("https://tfhub.dev/google/x/1\t", "control character"),
+        ("https://h/m/1\r", "control character"),
+        ("/data/m\x7f.tar", "control character"),
+        ("https:/tfhub.dev/google/x/1", "//"),
+        ("gs:bucket/m.tar.gz", "//"),
+        ("file://otherhost/data/m.tar", "another host"),
+        ("https://h/m/1?tf-hub-format=uncompressed", "tf-hub-format"),
+    ],
+)
+def test_unusable_handles_are_named_before_any_network_use(handle: str, words: str) -> None:
+    with pytest.raises(hubcache.InvalidHandleError) as info:
+        parse_handle(handle)
+    message = str(info.value)
+    assert words in message and "\n" not in message and info.value.exit_code == 2
+
+
+def test_a_handle_carrying_the_compressed_query_sends_it_once() -> None:
+    handle = "https://h/m/1?tf-hub-format=compressed"
+    parsed = parse_handle(handle)
+    assert parsed.location == "https://h/m/1?tf-hub-format=compressed"
+    assert parsed.key == hubcache.cache_key(handle)  # the key stays the handle as given
+
+
+def test_a_file_url_short_form_is_the_local_path() -> None:
+    assert parse_handle("file:/data/m.tar.xz").location == "/data/m.tar.xz"
+    assert parse_handle("file:///data/a%20b.tar").location == "/data/a b.tar"
+
+
 def test_errors_pickle_with_their_facts() -> None:
     import pickle
 
@@ -94,3 +140,29 @@ def test_errors_pickle_with_their_facts() -> None:
         "h",
         403,
     )
+
+
+def test_the_uncompressed_protocol_replaces_a_compressed_query() -> None:
+    handle = "https://h/m/1?a=b&tf-hub-format=compressed"
+    assert model_url(handle, "uncompressed") == "https://h/m/1?a=b&tf-hub-format=uncompressed"
+    assert model_url(handle) == handle
+
+
+@pytest.mark.parametrize(
+    "handle",
+    ["http://[::1", "http://127.0.0.1:99999/x/1", "http://127.0.0.1:1/my model/1"],
+)
+def test_the_command_line_names_a_bad_handle_in_one_line_with_exit_2(
+    handle: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "TFHUB_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "hubcache", "resolve", handle],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and handle in done.stderr, done.stderr
+    assert not (tmp_path / "cache").exists()

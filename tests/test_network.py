@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache.fetch import http as _http_source
+from hubcache.fetch import retry as _retry
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.trees import assert_no_entry, tree
@@ -38,10 +38,18 @@ def fast_network(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
     return cache_root
 
 
-def fail(url: str, error: type[BaseException] = hubcache.HubcacheError, **kw: object) -> str:
+def fail(url: str, error: type[BaseException], **kw: object) -> str:
     with pytest.raises(error) as info:
         hubcache.resolve(url, **kw)  # type: ignore[arg-type]
     return str(info.value)
+
+
+def record_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the retry waits instead of sleeping them (only hubcache's retry pause is
+    replaced, not ``time.sleep`` for the whole process)."""
+    waits: list[float] = []
+    monkeypatch.setattr(_retry, "_sleep", lambda seconds, stop: waits.append(seconds))
+    return waits
 
 
 # -- 1. timeouts ----------------------------------------------------------------------------
@@ -151,8 +159,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
 def test_retry_after_is_honoured_and_capped(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[float] = []
-    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
+    waits = record_waits(monkeypatch)
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add(
         "/m.tar.gz",
@@ -164,14 +171,25 @@ def test_retry_after_is_honoured_and_capped(
         ),
     )
     assert tree(hubcache.resolve(url)) == FILES
-    assert waits == [7.0, _http_source.MAX_RETRY_AFTER, 0.0]
+    assert waits == [7.0, _retry.MAX_RETRY_AFTER, 0.0]
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "nan", "inf", "1e999", "Wed, 99 Foo", ""])
+def test_an_unusable_retry_after_falls_back_to_our_backoff(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    waits = record_waits(monkeypatch)
+    url = model_server.add(
+        "/m.tar.gz", ARCHIVE, faults=(Fault(status=503, retry_after=value, times=1),)
+    )
+    assert tree(hubcache.resolve(url)) == FILES
+    assert len(waits) == 1 and 0.005 <= waits[0] <= 0.015  # HUBCACHE_RETRY_BACKOFF=0.01
 
 
 def test_backoff_grows_with_jitter(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[float] = []
-    monkeypatch.setattr(_http_source.time, "sleep", waits.append)
+    waits = record_waits(monkeypatch)
     monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "1")
     monkeypatch.setenv("HUBCACHE_RETRIES", "3")
     url = model_server.add("/m.tar.gz", ARCHIVE, faults=(Fault(status=502, times=3),))
@@ -434,3 +452,95 @@ def test_non_archive_bodies_show_type_and_escaped_prefix(
         assert ctype in message and repr(body[:10].decode())[1:-1] in message
     assert "\x07" not in message  # control characters are escaped, not printed
     assert_no_entry(cache_root)
+
+
+# -- credentials in the handle's URL ---------------------------------------------------------
+
+
+def with_credentials(url: str, userinfo: str = "alice:pa55word") -> str:
+    return url.replace("http://", f"http://{userinfo}@", 1)
+
+
+def test_url_credentials_are_sent_as_basic_auth_to_that_host_only(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    import base64
+
+    with ModelServer() as other:
+        target = other.add("/blob.tar.gz", ARCHIVE)
+        model_server.redirect("/m.tar.gz", "/same-host.tar.gz")  # same host: still sent
+        model_server.redirect("/same-host.tar.gz", target)  # another host: never sent
+        path = hubcache.resolve(with_credentials(model_server.url("/m.tar.gz")))
+        assert tree(path) == FILES
+        assert all("Authorization" not in r.headers for r in other.requests)
+        assert other.count("/blob.tar.gz") == 1
+    expected = "Basic " + base64.b64encode(b"alice:pa55word").decode()
+    assert [r.headers.get("Authorization") for r in model_server.requests] == [expected] * 2
+    # the key is still tensorflow_hub's: sha1 of the handle exactly as given
+    assert Path(path).name == hubcache.cache_key(with_credentials(model_server.url("/m.tar.gz")))
+
+
+def test_a_token_alone_in_the_url_is_sent_too(model_server: ModelServer) -> None:
+    import base64
+
+    url = with_credentials(model_server.add("/m.tar.gz", ARCHIVE), "t%40ken")
+    hubcache.resolve(url)
+    sent = model_server.requests[0].headers["Authorization"]
+    assert base64.b64decode(sent.removeprefix("Basic ")) == b"t@ken:"
+
+
+def test_an_explicit_authorization_header_wins_over_url_credentials(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBCACHE_HTTP_HEADERS", '{"Authorization": "Bearer tok"}')
+    hubcache.resolve(with_credentials(model_server.add("/m.tar.gz", ARCHIVE)))
+    assert model_server.requests[0].headers["Authorization"] == "Bearer tok"
+
+
+def test_url_credentials_are_never_printed_logged_or_written_to_the_cache(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    good = with_credentials(model_server.add("/m.tar.gz", ARCHIVE))
+    missing = with_credentials(model_server.url("/nope.tar.gz"))
+    env = {**os.environ, "TFHUB_DOWNLOAD_PROGRESS": "1"}
+    runs = [
+        ["resolve", "-vv", "--progress", good],
+        ["resolve", "-vv", missing],
+        ["ls"],
+        ["ls", "--json"],
+        ["info", good],
+        ["info", "--json", good],
+        ["verify", good],
+    ]
+    for args in runs:
+        done = subprocess.run(
+            [sys.executable, "-m", "hubcache", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "pa55word" not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+    assert "alice:***@" in done.stdout + done.stderr or "***@" in done.stdout + done.stderr
+    for name in os.listdir(cache_root):
+        path = cache_root / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for file in files:
+            assert b"pa55word" not in file.read_bytes(), file
+    with pytest.raises(hubcache.ModelNotFoundError) as info:
+        hubcache.resolve(missing)
+    assert "pa55word" not in str(info.value) and "pa55word" not in str(info.value.handle)
+
+
+def test_an_entry_of_a_credentialed_handle_exports_and_imports(
+    model_server: ModelServer, cache_root: Path, tmp_path: Path
+) -> None:
+    url = with_credentials(model_server.add("/m.tar.gz", ARCHIVE))
+    hubcache.resolve(url)
+    out = str(tmp_path / "out.tar")
+    hubcache.Cache(str(cache_root)).export(out, [url])
+    other = hubcache.Cache(str(tmp_path / "other"))
+    [imported] = other.import_archive(out)
+    assert imported.status == "imported", imported
+    assert other.is_complete(url) and "pa55word" not in Path(out).read_bytes().decode("latin-1")
+    assert tree(hubcache.resolve(url, cache_dir=str(tmp_path / "other"))) == FILES

@@ -38,3 +38,59 @@ def test_import_does_not_load_heavy_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+RETURNED_TYPES = {
+    "EntryInfo": ("Cache.entries", "Cache.info"),
+    "VerifyResult": ("Cache.verify",),
+    "Outcome": ("Cache.execute",),
+    "Plan": ("Cache.plan_remove", "Cache.plan_prune"),
+    "PlanItem": ("Plan.remove",),
+    "DebrisPlan": ("Cache.plan_gc",),
+    "Debris": ("Cache.execute_gc",),
+    "Imported": ("Cache.import_archive",),
+}
+
+
+def test_the_types_cache_methods_return_are_exported() -> None:
+    import typing
+
+    for name in RETURNED_TYPES:
+        assert name in hubcache.__all__, name
+        assert isinstance(getattr(hubcache, name), type), name
+        assert getattr(hubcache, name).__doc__, f"{name} has no docstring"
+    hints = {
+        method: typing.get_type_hints(getattr(hubcache.Cache, method))["return"]
+        for method in ("entries", "info", "verify", "execute", "plan_remove", "plan_gc")
+    }
+    assert hints["info"] is hubcache.EntryInfo and hints["entries"] == list[hubcache.EntryInfo]
+    assert hints["verify"] == list[hubcache.VerifyResult]
+    assert hints["execute"] is hubcache.Outcome and hints["plan_remove"] is hubcache.Plan
+    assert hints["plan_gc"] is hubcache.DebrisPlan
+    assert typing.get_type_hints(hubcache.Cache.import_archive)["return"] == list[hubcache.Imported]
+
+
+def test_help_shows_cache_and_every_exported_name_is_documented() -> None:
+    import pydoc
+
+    text = pydoc.render_doc(hubcache, renderer=pydoc.plaintext)
+    assert "class Cache" in text
+    for name in hubcache.__all__:
+        if name != "__version__":
+            assert name in (hubcache.__doc__ or ""), f"{name} is not in the module docstring"
+            assert getattr(hubcache, name).__doc__, f"{name} has no docstring"
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
+    for name in ("EntryInUseError", "cache_key", "Cache", "EntryInfo", "VerifyResult"):
+        assert f"`{name}" in readme, f"{name} is not in the README"
+
+
+def test_the_lazy_names_are_not_imported_by_import_hubcache() -> None:
+    code = (
+        "import sys, hubcache\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hubcache.') and\n"
+        "      m.split('.')[1] in ('_cache', 'manage', 'cli')))\n"
+        "print('Cache' in dir(hubcache))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]

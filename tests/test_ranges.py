@@ -34,6 +34,48 @@ def check_tree(path: str) -> None:
 @pytest.fixture
 def connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUBCACHE_CONNECTIONS", "4")
+    monkeypatch.setenv("HUBCACHE_RETRIES", "2")
+    monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "0.01")
+
+
+def test_broken_parts_draw_on_the_one_budget_of_the_download(
+    model_server: ModelServer, cache_root: Path, connections: None
+) -> None:
+    # every range request breaks: with HUBCACHE_RETRIES=2 the download may retry twice in
+    # all (parts, resumes and restarts together), then fails naming the cause
+    model_server.add("/m.tar", ARCHIVE)
+    model_server.faults("/m.tar", Fault(times=1), Fault(drop_after=1000, methods=("GET",)))
+    with pytest.raises(hubcache.DownloadError) as info:
+        hubcache.resolve(model_server.url("/m.tar"))
+    assert "IncompleteRead" in str(info.value) or "ended after" in str(info.value)
+    ranged = [r for r in ranged_requests(model_server, "/m.tar") if r]
+    # 4 workers start at once (each one request), then at most 2 retries of anything
+    assert len(ranged) <= 4 + 2, ranged
+    assert [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"] == []
+
+
+def test_ctrl_c_during_a_ranged_download_does_not_wait_for_the_parts(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    import signal
+    import time
+
+    from tests.support.procs import child_env, finish, start_cli, wait_for
+
+    # the plain request streams; every range request sends a little, then goes silent
+    model_server.add("/m.tar", ARCHIVE)
+    model_server.faults("/m.tar", Fault(times=1), Fault(stall_after=1000, methods=("GET",)))
+    env = child_env(cache_root, HUBCACHE_CONNECTIONS="4", HUBCACHE_READ_TIMEOUT="60")
+    proc = start_cli(["resolve", model_server.url("/m.tar")], env)
+    wait_for(lambda: len([r for r in ranged_requests(model_server, "/m.tar") if r]) >= 4)
+    time.sleep(0.3)  # the workers are blocked in their reads now
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc, timeout=30)
+    assert code == 130 and out == "", err
+    assert time.monotonic() - started < 5  # not the 60 s read timeout of the parts
+    assert "Traceback" not in err and err.strip() == "hubcache: interrupted"
+    assert [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"] == []
 
 
 def test_parts_are_fetched_by_several_connections_and_reassembled(
@@ -79,22 +121,25 @@ def test_a_server_that_stops_honouring_ranges_restarts_cleanly(
     model_server.add("/m.tar", ARCHIVE)
     # the first (plain) request is served normally; range requests then misbehave
     model_server.faults("/m.tar", Fault(times=1), fault)
-    with pytest.raises(hubcache.HubcacheError):
+    with pytest.raises(hubcache.DownloadError, match="could not be completed after 3 attempts"):
         # restarts keep hitting the same misbehaviour: a clear error, nothing cached
         hubcache.resolve(model_server.url("/m.tar"))
     assert [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"] == []
+    # one budget: HUBCACHE_RETRIES=2 means three plain requests in all, not 3 per layer
+    assert ranged_requests(model_server, "/m.tar").count("") == 3
 
 
 def test_object_changing_mid_download_is_never_mixed(
     model_server: ModelServer, cache_root: Path, connections: None
 ) -> None:
+    # after the first request the object changes on every request (a new ETag each time):
+    # If-Range fails, the server answers 200, and each time the download restarts from
+    # zero instead of mixing versions, until the one budget is spent; nothing is cached
     model_server.add("/m.tar", ARCHIVE, faults=(Fault(change_etag_after=1),))
-    try:
-        path = hubcache.resolve(model_server.url("/m.tar"))
-    except hubcache.HubcacheError:
-        assert [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"] == []
-    else:
-        check_tree(path)
+    with pytest.raises(hubcache.DownloadError, match="could not be completed after 3 attempts"):
+        hubcache.resolve(model_server.url("/m.tar"))
+    assert ranged_requests(model_server, "/m.tar").count("") == 3
+    assert [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"] == []
 
 
 def test_small_or_unvalidated_archives_use_one_stream(

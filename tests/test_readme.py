@@ -22,3 +22,12 @@ def test_readme_starts_with_demo_and_test_commands() -> None:
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     _demo, tests = readme_commands()
     assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_test_run_writes_no_hypothesis_database_into_the_checkout() -> None:
+    """The README's flags keep pytest's cache out of the checkout; hypothesis's example
+    database must stay out too, in every profile."""
+    from hypothesis import settings
+
+    assert settings().database is None
+    assert settings.get_profile("ci").database is None

@@ -67,8 +67,9 @@ def test_read_only_mount_with_a_stale_foreign_lock_fails_at_once(tmp_path: Path)
     archive.write_bytes(make_tar(MEMBERS, compression="gz"))
     key = hubcache.cache_key(str(archive))
     (root / f"{key}.lock").write_text("some-other-host.4242.deadbeef")  # never released
-    with read_only_view(root) as view, pytest.raises(hubcache.CacheDirError):
+    with read_only_view(root) as view, pytest.raises(hubcache.CacheDirError) as info:
         hubcache.resolve(str(archive), cache_dir=str(view))
+    assert str(info.value).startswith(f"the cache folder {view} is read-only")
 
 
 def test_read_only_mount_serves_legacy_entries(tmp_path: Path) -> None:
@@ -101,7 +102,9 @@ def test_cli_exit_codes_on_a_read_only_mount(filled: tuple[Path, str, str], ro: 
         text=True,
         timeout=60,
     )
-    assert miss.returncode == 6 and "read-only" in miss.stderr
+    assert miss.returncode == 6 and miss.stdout == ""
+    assert miss.stderr.startswith(f"hubcache: error: the cache folder {ro} is read-only")
+    assert len(miss.stderr.splitlines()) == 1
 
 
 def test_cache_of_another_user_as_nobody() -> None:
@@ -130,3 +133,20 @@ def test_cache_of_another_user_as_nobody() -> None:
                 ),
             ]
         )
+
+
+def test_import_into_a_read_only_cache_says_import(
+    filled: tuple[Path, str, str], ro: Path, tmp_path: Path
+) -> None:
+    from hubcache.cli.main import main
+
+    _root, cached, _missing = filled
+    out = tmp_path / "one.tar"
+    assert main(["export", "--cache-dir", str(filled[0]), str(out), cached]) == 0
+    before = sorted(os.listdir(ro))
+    with pytest.raises(hubcache.CacheDirError) as info:
+        hubcache.Cache(str(ro)).import_archive(str(out))
+    message = str(info.value)
+    assert message.startswith(f"cannot import into {ro}: ") and "read-only" in message
+    assert "downloaded" not in message and "missing" not in message
+    assert sorted(os.listdir(ro)) == before

@@ -203,6 +203,34 @@ def test_sha256_pin(model_server: ModelServer, cache_root: Path) -> None:
         hubcache.resolve(url, sha256="1" * 64)
 
 
+@pytest.mark.parametrize("pin", ["xyz", "0" * 63, "0" * 65, "g" * 64, "", " " * 64])
+def test_a_malformed_pin_is_refused_before_any_download(
+    model_server: ModelServer, cache_root: Path, pin: str
+) -> None:
+    url = serve(model_server, "/m/1", GOOD)
+    with pytest.raises(hubcache.ConfigurationError) as info:
+        hubcache.resolve(url, sha256=pin)
+    assert "64 hexadecimal digits" in str(info.value) and info.value.exit_code == 2
+    assert model_server.requests == [] and list(cache_root.iterdir()) == []
+
+
+def test_a_malformed_pin_on_the_command_line_is_a_usage_error(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    import subprocess
+    import sys
+
+    url = serve(model_server, "/m/1", GOOD)
+    done = subprocess.run(
+        [sys.executable, "-m", "hubcache", "resolve", "--sha256", "xyz", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "rm" not in done.stderr and model_server.requests == []
+
+
 def test_deleted_files_are_healed_with_one_warning(
     model_server: ModelServer, cache_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -109,3 +109,55 @@ def test_broken_tier_degrades_to_origin_with_one_warning(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert url_tier in warnings[0].getMessage()
+
+
+def test_files_copied_down_from_the_tier_are_fsynced_before_publishing(
+    tmp_path: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubcache import _faults
+
+    monkeypatch.setenv("HUBCACHE_SHARED_CACHE", str(tmp_path / "shared"))
+    url = serve(model_server)
+    hubcache.resolve(url, cache_dir=str(tmp_path / "node1"))  # fills the tier
+    synced: list[str] = []
+    real_fsync = _faults.fs.fsync
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def fsync(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+    monkeypatch.setattr(_faults, "fs", Recording())
+    path = hubcache.resolve(url, cache_dir=str(tmp_path / "node2"))  # copied down
+    assert model_server.count("/google/t/1") == 1 and tree(path) == FILES
+    staged = {os.path.relpath(p, tmp_path / "node2").split(os.sep, 1)[-1] for p in synced}
+    for name in FILES:  # every file was synced (in its staging folder, before the rename)
+        assert name in staged, (name, synced)
+    for folder in ("variables", "assets", "assets/empty"):
+        assert folder in staged, (folder, synced)
+
+
+def test_the_import_lock_uses_the_configured_lease(
+    tmp_path: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubcache.manage import transfer
+
+    url = serve(model_server)
+    hubcache.resolve(url, cache_dir=str(tmp_path / "a"))
+    out = str(tmp_path / "out.tar")
+    hubcache.Cache(str(tmp_path / "a")).export(out, [url])
+    leases: list[float] = []
+    real = transfer.DownloadLock
+
+    def recording(*args: Any, lease: float, **kw: Any) -> Any:
+        leases.append(lease)
+        return real(*args, lease=lease, **kw)
+
+    monkeypatch.setattr(transfer, "DownloadLock", recording)
+    monkeypatch.setenv("HUBCACHE_LOCK_LEASE", "7.5")
+    hubcache.Cache(str(tmp_path / "b")).import_archive(out)
+    assert leases == [7.5]

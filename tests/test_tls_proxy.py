@@ -93,9 +93,12 @@ def test_wrong_hostname_fails(tls_ca: Any, trusted: str) -> None:
 def test_only_the_exact_string_true_disables_verification(
     https_model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
+    # tensorflow_hub would keep verifying for these; we refuse them outright (exit 2) so a
+    # user who meant "off" learns the rule, and nothing is fetched unverified either way
     monkeypatch.setenv("TFHUB_DISABLE_CERT_VALIDATION", value)
-    with pytest.raises(hubcache.DownloadError):
+    with pytest.raises(hubcache.ConfigurationError, match="exactly 'true'"):
         hubcache.resolve(https_model_server.add("/m.tar.gz", ARCHIVE))
+    assert https_model_server.requests == []
 
 
 def test_opt_out_works_warns_loudly_and_does_not_leak(

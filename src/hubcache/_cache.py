@@ -27,14 +27,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 from ._config import load_config
-from ._errors import HubcacheError, ModelNotFoundError
+from ._errors import HubcacheError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
 from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
+from .manage.transfer import Imported
 
 log = logging.getLogger(__name__)
+
+KEY_PREFIX = re.compile(r"[0-9a-f]{6,40}")  # what may name an entry by (part of) its key
 
 __all__ = ["Cache", "EntryInfo", "Outcome", "VerifyResult"]
 
@@ -69,12 +72,35 @@ class Cache:
         return self._backend.entries()
 
     def key_of(self, handle_or_key: str) -> str:
-        """A key as given, or the key of a handle (tensorflow_hub's sha1 of the handle)."""
-        if re.fullmatch(r"[0-9a-f]{40}", handle_or_key):
+        """The key of an entry named by its key, a unique key prefix (``ls`` prints 12 hex
+        digits), or its handle (tensorflow_hub's sha1 of the handle).
+
+        A string of 6 to 39 lowercase hex digits that starts the key of an entry in this
+        cache is that entry; when it starts several, :class:`InvalidHandleError` lists
+        them. Anything else is a handle (whose key may or may not be cached)."""
+        if not handle_or_key.strip():
+            raise InvalidHandleError(
+                "an empty HANDLE_OR_KEY names no entry; give a handle, a key or a key prefix",
+                handle=handle_or_key,
+            )
+        if KEY_PREFIX.fullmatch(handle_or_key) is None:
+            return cache_key(handle_or_key)
+        if len(handle_or_key) == 40:
             return handle_or_key
-        return cache_key(handle_or_key)
+        matches = sorted(k for k in self.keys() if k.startswith(handle_or_key))
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = ", ".join(k[:12] for k in matches[:10]) + (", ..." if len(matches) > 10 else "")
+            raise InvalidHandleError(
+                f"key prefix {handle_or_key} matches {len(matches)} entries ({shown}); "
+                "give more of the key (see `hubcache ls`)",
+                handle=handle_or_key,
+            )
+        return cache_key(handle_or_key)  # no entry starts with it: maybe a handle after all
 
     def info(self, handle_or_key: str) -> EntryInfo:
+        """The facts of one entry; :class:`ModelNotFoundError` when it is not cached."""
         info = self._backend.entry(self.key_of(handle_or_key))
         if info is None:
             raise ModelNotFoundError(
@@ -92,18 +118,20 @@ class Cache:
 
     # -- checking ------------------------------------------------------------------------
     def verify(self, handles: Sequence[str] = (), *, deep: bool = False) -> list[VerifyResult]:
-        """Stat check against each manifest; ``deep`` also rehashes every file (sha256)."""
-        infos: dict[str, Optional[EntryInfo]]
+        """Stat check against each manifest; ``deep`` also rehashes every file (sha256).
+
+        Every named entry must be in the cache (else :class:`ModelNotFoundError`, before
+        anything is checked, as ``info`` does): a missing entry is not a damaged one."""
+        infos: dict[str, EntryInfo]
         if handles:
-            infos = {self.key_of(h): None for h in handles}
-            infos = {key: self._backend.entry(key) for key in infos}
+            infos = {}
+            for handle in handles:
+                info = self.info(handle)
+                infos[info.key] = info
         else:
             infos = {e.key: e for e in self.entries()}
         results = []
         for key, info in infos.items():
-            if info is None:
-                results.append(VerifyResult(key, key, "missing", ("not in the cache",)))
-                continue
             problems: list[str] = []
             note = ""
             if info.state == "damaged":
@@ -136,13 +164,17 @@ class Cache:
             keys = [e.key for e in self.entries() if e.state == "complete"]
         return self._backend.export(keys, out)
 
-    def import_archive(self, archive: str) -> list[Any]:
-        """Verify and publish the entries of an ``export`` archive (``transfer.Imported``)."""
+    def import_archive(self, archive: str) -> list[Imported]:
+        """Verify and publish the entries of an ``export`` archive: one :class:`Imported`
+        per entry, in the archive's key order."""
         return self._backend.import_archive(archive)
 
     # -- removing ------------------------------------------------------------------------
     def plan_remove(self, handles_or_keys: Iterable[str]) -> Plan:
-        return plan_remove(self.info(h) for h in handles_or_keys)
+        """Plan the removal of the named entries (each must be cached). The plan's totals
+        are the whole cache's, before and after."""
+        named = [self.info(h) for h in handles_or_keys]
+        return plan_remove(named, total_before=sum(e.size for e in self.entries()))
 
     def plan_prune(
         self,

@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
 
+T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 LOAD_FORMATS = ("AUTO", "COMPRESSED", "UNCOMPRESSED")
+MAX_CONNECTIONS = 8  # parallel ranged connections: more only adds load on the server
+MAX_RETRIES = 100
+MAX_BACKOFF = 60.0  # seconds: a first retry delay beyond this is a typo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Limits:
 
 
 # environment variable -> (Limits field, type): every limit can be tightened or loosened
+_DEFAULT_LIMITS = Limits()
 _LIMIT_VARS = {
     "HUBCACHE_MAX_BYTES": ("max_total_bytes", int),
     "HUBCACHE_MAX_MEMBERS": ("max_members", int),
@@ -80,43 +87,97 @@ class Config:
     limits: Limits = dataclasses.field(default_factory=Limits)
     mirrors: tuple[tuple[str, str], ...] = ()  # (URL prefix, replacement), tried in order
     no_origin: bool = False  # with mirrors: never fall back to the handle's own URL
+    # HUBCACHE_STORE_TIMEOUT: how long an object store (gs://, s3://) may take to answer
+    # before it counts as unreachable; without it a store with no credentials or a wrong
+    # endpoint keeps its client library retrying for a minute or more.
+    store_timeout: float = 10.0
     max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
     shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
+    kagglehub: bool = False  # HUBCACHE_KAGGLEHUB: also publish Kaggle models in kagglehub's cache
     # As tensorflow_hub's plug-in: a lock written by tensorflow_hub itself is judged by its
     # rule (no progress for this many seconds), not by ``lock_lease``. None: ours for all.
     foreign_lock_lease: Optional[float] = None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
-    value = environ.get(name, "").strip().lower()
+    """The one parser of yes/no settings: None when unset or empty, else True or False.
+
+    Anything that is neither a yes nor a no word is an error: guessing would turn a typo
+    such as ``HUBCACHE_OFFLINE=maybe`` into the opposite of what was meant."""
+    raw = environ.get(name, "")
+    value = raw.strip().lower()
+    if not value:
+        return None
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    return None
+    raise ConfigurationError(
+        f"{name}={raw!r} is neither yes nor no; use one of "
+        f"{', '.join(sorted(_TRUE))} or {', '.join(sorted(_FALSE))}, or unset it"
+    )
 
 
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: T,
+    *,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_open: bool = False,
+) -> Union[T, float]:
+    """The one parser of numeric settings: a finite decimal number in [low, high] (or
+    (low, high] with ``low_open``). nan and inf are refused: ``nan`` compares false with
+    everything, so a nan lease or timeout would silently never expire."""
+    raw = environ.get(name, "")
+    if not raw.strip():
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise ConfigurationError(f"{name}={raw!r} must not be negative")
+    value = _finite(name, raw)
+    if value < low or (low_open and value == low) or value > high:
+        raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, low_open)}")
     return value
+
+
+def _integer(
+    environ: Mapping[str, str], name: str, default: T, *, low: int = 0, high: float = math.inf
+) -> Union[T, int]:
+    """Like :func:`_number`, for settings that count things: a whole number in [low, high]."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    value = _finite(name, raw)
+    if not value.is_integer():
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number")
+    if value < low or value > high:
+        raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, False)}")
+    return int(value)
+
+
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _finite(name: str, raw: str) -> float:
+    text = raw.strip()
+    value = float(text) if _DECIMAL.match(text) else math.nan
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name}={raw!r} is not a finite decimal number; fix or unset it")
+    return value
+
+
+def _range_text(low: float, high: float, low_open: bool) -> str:
+    if high == math.inf:
+        return f"must be {'greater than' if low_open else 'at least'} {low:g}; fix or unset it"
+    return f"must be between {low:g} and {high:g}; fix or unset it"
 
 
 def _limits(environ: Mapping[str, str]) -> Limits:
     values: dict[str, Any] = {}
     for name, (attr, kind) in _LIMIT_VARS.items():
-        if environ.get(name, "").strip():
-            value = _number(environ, name, 0.0)
-            if value <= 0:
-                raise ConfigurationError(f"{name}={environ[name]!r} must be positive")
-            values[attr] = kind(value)
+        if kind is int:
+            values[attr] = _integer(environ, name, getattr(_DEFAULT_LIMITS, attr), low=1)
+        else:
+            values[attr] = _number(environ, name, getattr(_DEFAULT_LIMITS, attr), low_open=True)
     return Limits(**values)
 
 
@@ -211,49 +272,47 @@ def load_config(
     environ: Optional[Mapping[str, str]] = None,
     mirrors: Union[str, Sequence[str], None] = None,
     no_origin: Optional[bool] = None,
+    kagglehub: Optional[bool] = None,
 ) -> Config:
     """Read the settings of one call: explicit arguments win over the environment."""
     env = os.environ if environ is None else environ
     root, source = select_root(cache_dir, env)
+    # Kept as given here and checked by check_load_format() in the calls that download: a
+    # bad value must not stop `hubcache ls` or `rm`, which never use it.
     load_format = env.get("TFHUB_MODEL_LOAD_FORMAT", "AUTO").strip().upper() or "AUTO"
-    if load_format not in LOAD_FORMATS:
-        raise ConfigurationError(
-            f"TFHUB_MODEL_LOAD_FORMAT={env['TFHUB_MODEL_LOAD_FORMAT']!r} is not one of "
-            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
-        )
-    if offline is None:
-        offline = bool(_flag(env, "HUBCACHE_OFFLINE"))
-    if progress is None:
-        progress = _flag(env, "TFHUB_DOWNLOAD_PROGRESS")
-    lock_timeout: Optional[float] = None
-    if env.get("HUBCACHE_LOCK_TIMEOUT", "").strip():
-        lock_timeout = _number(env, "HUBCACHE_LOCK_TIMEOUT", 0.0)
-    # tensorflow_hub's exact semantics: only the exact string "true" disables checks.
-    verify_tls = env.get("TFHUB_DISABLE_CERT_VALIDATION", "") != "true"
+    # Every variable is checked even when an argument overrides it: a typo is reported
+    # the first time, not on the first call that happens to rely on the variable.
+    env_offline = _flag(env, "HUBCACHE_OFFLINE")
+    env_progress = _flag(env, "TFHUB_DOWNLOAD_PROGRESS")
+    env_no_origin = _flag(env, "HUBCACHE_NO_ORIGIN")
     return Config(
         root=root,
         root_source=source,
         root_is_default=source == "default",
         load_format=load_format,
-        progress=progress,
-        verify_tls=verify_tls,
-        offline=offline,
-        lock_timeout=lock_timeout,
-        lock_lease=_number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease),
-        connect_timeout=_number(env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout),
-        read_timeout=_number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout),
-        retries=int(_number(env, "HUBCACHE_RETRIES", Config.retries)),
-        connections=int(_number(env, "HUBCACHE_CONNECTIONS", 0)) or None,
-        backoff=_number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff),
+        progress=env_progress if progress is None else progress,
+        verify_tls=_verify_tls(env),
+        offline=bool(env_offline) if offline is None else offline,
+        lock_timeout=_number(env, "HUBCACHE_LOCK_TIMEOUT", None),
+        lock_lease=_number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease, low_open=True),
+        connect_timeout=_number(
+            env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout, low_open=True
+        ),
+        read_timeout=_number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout, low_open=True),
+        retries=_integer(env, "HUBCACHE_RETRIES", Config.retries, high=MAX_RETRIES),
+        connections=_integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
+        backoff=_number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff, high=MAX_BACKOFF),
         stall_timeout=_number(env, "HUBCACHE_STALL_TIMEOUT", Config.stall_timeout),
         min_speed=_number(env, "HUBCACHE_MIN_SPEED", Config.min_speed),
+        store_timeout=_number(env, "HUBCACHE_STORE_TIMEOUT", Config.store_timeout, low_open=True),
         fsync=_flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
         mirrors=parse_mirrors(env.get("HUBCACHE_MIRRORS", "") if mirrors is None else mirrors),
-        no_origin=bool(_flag(env, "HUBCACHE_NO_ORIGIN")) if no_origin is None else no_origin,
+        no_origin=bool(env_no_origin) if no_origin is None else no_origin,
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
+        kagglehub=bool(_flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
 
 
@@ -273,10 +332,109 @@ def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
     return value
 
 
+def check_load_format(config: Config) -> str:
+    """``config.load_format`` when it is one of ``LOAD_FORMATS``, else ConfigurationError
+    (exit 2). Called by the calls that download, so other commands work with a bad value."""
+    if config.load_format not in LOAD_FORMATS:
+        raise ConfigurationError(
+            f"TFHUB_MODEL_LOAD_FORMAT={config.load_format.lower()!r} is not one of "
+            f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
+        )
+    return config.load_format
+
+
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:
-    raw = environ.get("HUBCACHE_MAX_SIZE", "").strip()
-    if not raw:
+    raw = environ.get("HUBCACHE_MAX_SIZE", "")
+    if not raw.strip():
         return None
     from ._units import parse_size
 
-    return parse_size(raw)
+    try:
+        return parse_size(raw)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"HUBCACHE_MAX_SIZE={raw!r}: {exc}") from None
+
+
+def _verify_tls(environ: Mapping[str, str]) -> bool:
+    """``TFHUB_DISABLE_CERT_VALIDATION``: tensorflow_hub turns checks off only for the exact
+    string ``true``. Other yes-words (``1``, ``TRUE``) would silently keep verifying there,
+    so rather than guess either way we name the mistake; no-words and empty keep checks on."""
+    raw = environ.get("TFHUB_DISABLE_CERT_VALIDATION", "")
+    if raw == "true":
+        return False
+    if not raw.strip() or raw.strip().lower() in _FALSE:
+        return True
+    raise ConfigurationError(
+        f"TFHUB_DISABLE_CERT_VALIDATION={raw!r}: only exactly 'true' turns certificate "
+        "checks off (tensorflow_hub's rule); set it to true or false, or unset it"
+    )
+
+
+# -- Kaggle ----------------------------------------------------------------------------
+# kagglesdk's KAGGLE_API_ENVIRONMENT values -> (API endpoint, web endpoint). On production the
+# RPC API lives on its own host; elsewhere both are one endpoint with the API under /api.
+KAGGLE_ENVIRONMENTS = {
+    "PROD": ("https://api.kaggle.com", "https://www.kaggle.com"),
+    "LOCALHOST": ("http://localhost", "http://localhost"),
+    "STAGING": ("https://staging.kaggle.com", "https://staging.kaggle.com"),
+    "ADMIN": ("https://admin.kaggle.com", "https://admin.kaggle.com"),
+    "QA": ("https://qa.kaggle.com", "https://qa.kaggle.com"),
+    "TEST": ("http://localhost:7777", "http://localhost:7777"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KaggleSettings:
+    """What the Kaggle source reads from the environment, only when a Kaggle model is
+    fetched (never on a cache hit). Secrets are kept out of ``repr`` so a settings object
+    in a traceback or a log line never shows them."""
+
+    environment: str  # a KAGGLE_ENVIRONMENTS key
+    api_endpoint: str
+    web_endpoint: str
+    home: str  # the user's home folder, where ~/.kaggle lives
+    config_dir: str  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
+    kagglehub_cache: str  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
+    api_token: str = dataclasses.field(default="", repr=False)  # KAGGLE_API_TOKEN (value or path)
+    username: str = dataclasses.field(default="", repr=False)  # KAGGLE_USERNAME
+    key: str = dataclasses.field(default="", repr=False)  # KAGGLE_KEY
+
+    @property
+    def rpc_base(self) -> str:
+        """Where ``<service>/<method>`` RPCs are posted (kagglesdk's layout)."""
+        if self.environment == "PROD":
+            return self.api_endpoint + "/v1"
+        return self.api_endpoint + "/api/v1"
+
+
+def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettings:
+    """Read the Kaggle variables (kagglesdk's and kagglehub's names and defaults)."""
+    env = os.environ if environ is None else environ
+    name = env.get("KAGGLE_API_ENVIRONMENT", "").strip() or "PROD"
+    if name not in KAGGLE_ENVIRONMENTS:
+        raise ConfigurationError(
+            f"KAGGLE_API_ENVIRONMENT={name!r} is not one of "
+            f"{', '.join(KAGGLE_ENVIRONMENTS)}; unset it to use kaggle.com"
+        )
+    api, web = KAGGLE_ENVIRONMENTS[name]
+    home = env.get("HOME") or os.path.expanduser("~")
+    config_dir = env.get("KAGGLE_CONFIG_DIR", "") or os.path.join(home, ".kaggle")
+    cache = env.get("KAGGLEHUB_CACHE", "") or os.path.join(home, ".cache", "kagglehub")
+    token = env.get("KAGGLE_API_TOKEN", "").strip()
+    username = env.get("KAGGLE_USERNAME", "").strip()
+    key = env.get("KAGGLE_KEY", "").strip()
+    secrets = (("KAGGLE_API_TOKEN", token), ("KAGGLE_USERNAME", username), ("KAGGLE_KEY", key))
+    for var, value in secrets:
+        if any(c in value for c in "\r\n\x00"):
+            raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
+    return KaggleSettings(
+        environment=name,
+        api_endpoint=api,
+        web_endpoint=web,
+        home=home,
+        config_dir=expand(config_dir),
+        kagglehub_cache=expand(cache),
+        api_token=token,
+        username=username,
+        key=key,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Optional
 
 from . import _faults
@@ -18,7 +19,9 @@ from ._handles import Handle
 from .archive.extract import Extracted, extract
 from .fetch.http import HTTPSource
 from .fetch.progress import Progress
+from .fetch.retry import RetryBudget
 from .fetch.source import FsspecSource, LocalFileSource, RestartDownloadError, Source
+from .kaggle.signed import KaggleAwareSource, UseLocalCopy
 from .local.entry import Entry, build_manifest
 from .local.publish import discard, publish
 
@@ -31,7 +34,11 @@ def download(handle: Handle, entry: Entry, config: Config, uid: str, sha256: Opt
     try:
         manifest = stage(handle, entry.key, staging, config, sha256)
         if not publish(entry, staging, manifest, fsync=config.fsync):
-            log.info("another process published %s first; using its copy", handle.raw)
+            log.info("another process published %s first; using its copy", handle.shown)
+        elif config.kagglehub and manifest.get("kaggle"):
+            from .kaggle.kagglehub_cache import publish_entry
+
+            publish_entry(entry.path, manifest["kaggle"])
     finally:
         with contextlib.suppress(FileNotFoundError):
             discard(staging)
@@ -42,8 +49,17 @@ def stage(
 ) -> dict[str, Any]:
     """Fetch and extract into ``staging`` (created here); return the entry's manifest.
     Shared by local publishing and by remote roots (``store.remote``), which upload the folder."""
-    for attempt in range(config.retries + 1):
-        source = open_source(handle, config)
+    if handle.kind == "kaggle":
+        from .kaggle.stage import stage_kaggle
+
+        return stage_kaggle(handle, key, staging, config, sha256)
+    budget = RetryBudget.of(config)  # one budget for every retry of this download
+    attempt = 0
+    while True:
+        attempt += 1
+        source = open_source(handle, config, budget)
+        if isinstance(source, KaggleAwareSource):
+            source.on_model = _use_local_copy(key, config)
         progress: Optional[Progress] = None
         _faults.fs.mkdir(staging, 0o755)
         done = False
@@ -55,8 +71,8 @@ def stage(
             )
             _verify_pin(handle, result, sha256)
             done = True
-            return build_manifest(
-                handle=handle.raw,
+            manifest = build_manifest(
+                handle=handle.shown,
                 key=key,
                 files=result.files,
                 dirs=result.dirs,
@@ -69,19 +85,31 @@ def stage(
                     "sha256": result.archive_sha256,
                 },
             )
+            if getattr(source, "kaggle", None) is not None:  # tfhub.dev -> Kaggle Models
+                manifest["kaggle"] = source.kaggle.record()  # type: ignore[attr-defined]
+            return manifest
+        except UseLocalCopy as found:  # the redirect named a Kaggle model we already have
+            from .kaggle.stage import fill_from
+
+            source.close()
+            discard(staging)
+            done = True
+            return fill_from(found.donor, handle, key, staging, found.model)
         except RestartDownloadError as exc:
-            if attempt == config.retries:
+            cause = f"restarted from the start: {exc}"
+            # no wait: a restart answers a changed object, not an overloaded server
+            if not budget.pause(handle.shown, cause, wait=0.0):
                 raise DownloadError(
-                    f"the download of {handle.raw} could not be completed after "
-                    f"{attempt + 1} attempts from the start: {exc}",
-                    handle=handle.raw,
-                    attempts=attempt + 1,
+                    f"the download of {handle.shown} could not be completed after "
+                    f"{attempt} attempts from the start: {exc}{budget.earlier(cause)}",
+                    handle=handle.shown,
+                    attempts=attempt,
                 ) from None
-            log.warning("restarting the download of %s from the start: %s", handle.raw, exc)
+            log.warning("restarting the download of %s from the start: %s", handle.shown, exc)
         except HubcacheError as exc:
             if exc.handle is None:
-                exc.handle = handle.raw
-                exc.message = f"cannot resolve {handle.raw}: {exc.message}"
+                exc.handle = handle.shown
+                exc.message = f"cannot resolve {handle.shown}: {exc.message}"
                 exc.args = (exc.message,)
             raise
         finally:
@@ -91,36 +119,56 @@ def stage(
             if not done:
                 with contextlib.suppress(FileNotFoundError):
                     discard(staging)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _verify_pin(handle: Handle, result: Extracted, sha256: Optional[str]) -> None:
     if sha256 is not None and result.archive_sha256 != sha256.lower():
         raise ChecksumMismatchError(
-            f"the archive of {handle.raw} has sha256 {result.archive_sha256}, not the pinned "
+            f"the archive of {handle.shown} has sha256 {result.archive_sha256}, not the pinned "
             f"{sha256}; nothing was cached",
-            handle=handle.raw,
+            handle=handle.shown,
             expected=sha256,
             actual=result.archive_sha256,
         )
 
 
-def open_source(handle: Handle, config: Config) -> Source:
+def open_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
     if config.mirrors or config.no_origin:
         from .fetch.mirrors import MirroredSource
 
-        return MirroredSource(handle, config, _direct_source)
-    return _direct_source(handle, config)
+        return MirroredSource(handle, config, budget, _direct_source)
+    return _direct_source(handle, config, budget)
 
 
-def _direct_source(handle: Handle, config: Config) -> Source:
+def _use_local_copy(key: str, config: Config) -> Callable[[Any], None]:
+    """For a redirect that lands on a Kaggle model: stop and link an equivalent copy."""
+
+    def check(model: Any) -> None:
+        from .kaggle.donors import find_donor
+
+        donor = find_donor(model, config.root, key, _kagglehub_root())
+        if donor is not None:
+            raise UseLocalCopy(model, donor)
+
+    return check
+
+
+def _kagglehub_root() -> str:
+    from ._config import kaggle_settings
+
+    return kaggle_settings().kagglehub_cache
+
+
+def _direct_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:
+    if handle.scheme in ("http", "https") and handle.kind == "model":
+        return KaggleAwareSource(handle.location, handle.shown, config, budget=budget)
     if handle.scheme in ("http", "https"):
-        return HTTPSource(handle.location, handle.raw, config)
+        return HTTPSource(handle.location, handle.shown, config, budget)
     if handle.scheme:
-        return FsspecSource(handle.location, handle.raw)
-    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.raw)
+        return FsspecSource(handle.location, handle.shown)
+    return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.shown)
 
 
 def _label(handle: Handle) -> str:
-    text = handle.raw.split("?", 1)[0]
+    text = handle.shown.split("?", 1)[0]
     return text if len(text) <= 60 else "..." + text[-57:]

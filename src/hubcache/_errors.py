@@ -26,6 +26,7 @@ people. Every class pickles (errors cross process boundaries in ``prefetch`` and
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Optional
 
 __all__ = [
@@ -48,6 +49,22 @@ __all__ = [
 ]
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#@\s]+)@")
+
+
+def hide_credentials(text: str) -> str:
+    """``http://user:secret@host/x`` -> ``http://user:***@host/x`` (a lone ``token@`` becomes
+    ``***@``), in a URL or in any text holding URLs: what every message and record shows."""
+    if "@" not in text:
+        return text
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _secret = match.group(2).partition(":")
+        return f"{match.group(1)}{user + ':***' if colon else '***'}@"
+
+    return _USERINFO.sub(hide, text)
+
+
 class HubcacheError(Exception):
     """Root of every error raised by hubcache."""
 
@@ -55,7 +72,11 @@ class HubcacheError(Exception):
 
     def __init__(self, message: str, *, handle: Optional[str] = None, **facts: Any) -> None:
         # Exception.__init__ with one argument keeps str() and pickling simple; the
-        # keyword facts go in attributes and are restored by __reduce__.
+        # keyword facts go in attributes and are restored by __reduce__. Credentials in a
+        # URL never reach a message, whichever code raised it (the safety net of
+        # ``Handle.shown``).
+        message = hide_credentials(message)
+        handle = hide_credentials(handle) if handle is not None else None
         super().__init__(message)
         self.message = message
         self.handle = handle

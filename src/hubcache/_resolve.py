@@ -16,8 +16,15 @@ from collections.abc import Callable, Sequence
 from typing import Optional, Union
 
 from . import _faults
-from ._config import Config, load_config, select_root
-from ._errors import ChecksumMismatchError, HubcacheError, ModelNotFoundError, OfflineError
+from ._config import Config, check_load_format, load_config, select_root
+from ._errors import (
+    CacheDirError,
+    ChecksumMismatchError,
+    ConfigurationError,
+    HubcacheError,
+    ModelNotFoundError,
+    OfflineError,
+)
 from ._handles import Handle, parse_handle
 from .local.entry import Entry
 from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
@@ -38,6 +45,7 @@ def resolve(
     on_wait: Optional[Callable[[str], None]] = None,
     mirrors: Union[str, Sequence[str], None] = None,
     no_origin: Optional[bool] = None,
+    kagglehub_cache: Optional[bool] = None,
 ) -> str:
     """Return a local directory holding the model of ``handle``, downloading it at most once.
 
@@ -45,11 +53,16 @@ def resolve(
     tried in order before the origin, the cache key staying the handle; ``no_origin=True``
     never falls back to the handle's own URL.
 
+    ``kagglehub_cache=True`` (or ``HUBCACHE_KAGGLEHUB=1``) also publishes a downloaded Kaggle
+    model in kagglehub's cache (hard links), so ``kagglehub.model_download`` finds it.
+
     ``cache_dir`` overrides ``TFHUB_CACHE_DIR``; ``offline=True`` (or ``HUBCACHE_OFFLINE=1``)
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
     parsed = parse(handle)
+    if sha256 is not None:
+        sha256 = check_sha256(sha256, parsed)
     if sha256 is None and parsed.kind != "directory":
         warm = warm_entry(parsed, cache_dir)
         if warm is not None and warm.is_complete():
@@ -60,6 +73,7 @@ def resolve(
         progress=progress,
         mirrors=mirrors,
         no_origin=no_origin,
+        kagglehub=kagglehub_cache,
     )
     return resolve_with(parsed, config, sha256=sha256, on_wait=on_wait)
 
@@ -75,7 +89,11 @@ def resolve_with(
     enters here with tensorflow_hub's reading of them)."""
     if parsed.kind == "directory":
         return _existing_directory(parsed)
-    if config.load_format == "UNCOMPRESSED" and parsed.kind == "model":
+    if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
+        from .kaggle.versions import pin
+
+        parsed, _model = pin(parsed, config)  # a Kaggle model, pinned to one version
+    if check_load_format(config) == "UNCOMPRESSED" and parsed.kind == "model":
         from ._uncompressed import uncompressed_location
 
         location = uncompressed_location(parsed, config)
@@ -91,6 +109,19 @@ def resolve_with(
     if sha256 is None and entry.is_complete():
         return entry.path
     return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+
+
+def check_sha256(sha256: object, handle: Handle) -> str:
+    """A pin must look like a sha256 before anything is downloaded: a malformed one could
+    never match, so it would only fail after the whole download."""
+    text = sha256.strip() if isinstance(sha256, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ConfigurationError(
+            f"sha256 pin {sha256!r} for {handle.shown} is not 64 hexadecimal digits; copy the "
+            "archive's digest exactly, as `sha256sum` prints it",
+            handle=handle.shown,
+        )
+    return text.lower()
 
 
 def warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
@@ -128,19 +159,19 @@ def _existing_directory(handle: Handle) -> str:
     if handle.scheme:
         from .fetch.source import filesystem
 
-        fs, path = filesystem(handle.location, handle.raw)
+        fs, path = filesystem(handle.location, handle.shown)
         if not fs.isdir(path):
             raise ModelNotFoundError(
-                f"{handle.raw} is not an existing directory", handle=handle.raw
+                f"{handle.shown} is not an existing directory", handle=handle.shown
             )
         return handle.raw
     path = os.path.expanduser(handle.location)
     if not os.path.isdir(path):
         hint = "" if os.path.exists(path) else " (no such file or directory)"
         raise ModelNotFoundError(
-            f"{handle.raw!r} is neither a URL nor an existing model directory{hint}; pass an "
+            f"{handle.shown!r} is neither a URL nor an existing model directory{hint}; pass an "
             "https:// model URL, an archive (.tar.gz, .zip) or a folder holding a model",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     return path
 
@@ -166,21 +197,21 @@ def _resolve_slow(
         return entry.path
     state = entry.state()
     if state.name == "legacy" and sha256 is None:
-        adopt(entry, handle.raw) if not config.offline else None
+        adopt(entry, handle.shown) if not config.offline else None
         return entry.path
-    if config.offline:
+    if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
         raise OfflineError(
-            f"{handle.raw} is not in the cache at {entry.root} and offline mode is on "
+            f"{handle.shown} is not in the cache at {entry.root} and offline mode is on "
             "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
-            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.raw}`), then "
+            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
             "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     ensure_root(entry.root, private=config.root_is_default)
     lock = DownloadLock(
         entry.lock_path,
         entry.staging,
-        handle=handle.raw,
+        handle=handle.shown,
         lease=config.lock_lease,
         timeout=config.lock_timeout,
         on_wait=on_wait,
@@ -195,13 +226,13 @@ def _resolve_slow(
         if state.name == "complete" and sha256 is None:
             return entry.path
         if state.name == "legacy" and sha256 is None:
-            adopt(entry, handle.raw)
+            adopt(entry, handle.shown)
             return entry.path
         if state.name in ("damaged", "complete", "legacy"):
             if state.name == "damaged":
                 log.warning(
                     "the cached copy of %s at %s is damaged (%s); downloading it again",
-                    handle.raw,
+                    handle.shown,
                     entry.path,
                     state.reason,
                 )
@@ -213,10 +244,17 @@ def _resolve_slow(
                 download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
             else:
                 download(handle, entry, config, lock.uid, sha256)
+        except CacheDirError as exc:
+            if exc.handle is not None:
+                raise
+            # the extractor does not know the handle; the person reading the error needs it
+            raise CacheDirError(
+                f"cannot store {handle.raw}: {exc.message}", handle=handle.raw, **exc.facts
+            ) from exc
         except HubcacheError:
             raise
         except OSError as exc:  # creating or publishing the staging folder failed
-            raise disk_error(exc, entry.root, 0, None) from exc
+            raise disk_error(exc, entry.root, None, None, handle=handle.raw) from exc
         if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
             from .manage.evict import evict_beyond
 
@@ -231,7 +269,7 @@ def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
     recorded = manifest.get("archive", {}).get("sha256", "")
     if recorded and recorded != sha256.lower():
         raise ChecksumMismatchError(
-            f"the cached archive of {handle.raw} has sha256 {recorded}, not the pinned "
+            f"the cached archive of {handle.shown} has sha256 {recorded}, not the pinned "
             f"{sha256}; remove it with `hubcache rm` if the pin is right",
-            handle=handle.raw,
+            handle=handle.shown,
         )

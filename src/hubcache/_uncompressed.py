@@ -19,12 +19,12 @@ from ._config import Config
 from ._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from ._handles import Handle, model_url
 from .archive.decode import sniff
-from .fetch.pool import manager
+from .fetch.pool import manager, split_credentials
+from .fetch.retry import RetryBudget, send_with_retries
 from .fetch.source import redact
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 _ARCHIVES = ("gzip", "bz2", "xz", "tar", "zip")
 
 
@@ -32,29 +32,24 @@ def uncompressed_location(handle: Handle, config: Config) -> Optional[str]:
     """The ``gs://`` location of ``handle``'s files, or None to use the compressed protocol."""
     import urllib3
 
-    url = model_url(handle.raw, "uncompressed")
-    retry = urllib3.Retry(
-        total=config.retries,
-        redirect=False,
-        status_forcelist=_RETRY_STATUS,
-        backoff_factor=config.backoff,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
-    try:
-        response = manager(url, config.verify_tls).request(
+    # redirects are not followed here, so the one host asked is the handle's own
+    url, auth = split_credentials(model_url(handle.raw, "uncompressed"))
+    if any(name.lower() == "authorization" for name, _ in config.headers):
+        auth = {}  # the user's explicit header wins
+    timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
+
+    def send() -> Any:
+        return manager(url, config.verify_tls).request(
             "GET",
             url,
-            headers={"Accept-Encoding": "identity", **dict(config.headers)},
+            headers={"Accept-Encoding": "identity", **auth, **dict(config.headers)},
             redirect=False,
-            retries=retry,
+            retries=False,
             preload_content=False,
-            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
+            timeout=timeout,
         )
-    except urllib3.exceptions.HTTPError as exc:
-        raise DownloadError(
-            f"asking {redact(url)} for the model's location failed: {exc}", handle=handle.raw
-        ) from None
+
+    response = send_with_retries(RetryBudget.of(config), send, url=lambda: url, handle=handle.shown)
     try:
         return _interpret(handle, url, response)
     finally:
@@ -72,7 +67,7 @@ def _interpret(handle: Handle, url: str, response: Any) -> Optional[str]:
             raise DownloadError(
                 f"Expected server to return a GCS location but received {location[:200]!r} "
                 f"(from {where})",
-                handle=handle.raw,
+                handle=handle.shown,
             )
         return location
     if status == 200:
@@ -86,12 +81,14 @@ def _interpret(handle: Handle, url: str, response: Any) -> Optional[str]:
             return None
     if status in (404, 410):
         raise ModelNotFoundError(
-            f"{where} answered {status}: no model at this handle", handle=handle.raw, status=status
+            f"{where} answered {status}: no model at this handle",
+            handle=handle.shown,
+            status=status,
         )
     raise HTTPStatusError(
         f"Expected 303 for GCS location lookup but got HTTP {status} {response.reason or ''} "
         f"from {where}; unset TFHUB_MODEL_LOAD_FORMAT (or set it to COMPRESSED) to download "
         "the archive instead",
-        handle=handle.raw,
+        handle=handle.shown,
         status=status,
     )

@@ -43,21 +43,32 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _EARLY_SYNC = 32 * 1024 * 1024
 
 
-def disk_error(exc: OSError, where: str, written: int, needed: Optional[int]) -> CacheDirError:
-    """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why."""
+def disk_error(
+    exc: OSError,
+    where: str,
+    written: Optional[int],
+    needed: Optional[int],
+    *,
+    handle: Optional[str] = None,
+) -> CacheDirError:
+    """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why.
+    ``written`` is None when the step that failed does not count bytes (publishing)."""
+    what = f"cannot store {handle}: " if handle else ""
     if exc.errno in _DISK_FULL:
         need = f", at least {needed} more bytes needed" if needed else ""
+        after = f" after writing {written} bytes" if written is not None else ""
         mount, free = _filesystem(where)
         return CacheDirError(
-            f"no space left on the filesystem mounted at {mount} ({free} bytes free) for "
-            f"{where} ({os.strerror(exc.errno or 0)}) after writing {written} bytes{need}; "
+            f"{what}no space left on the filesystem mounted at {mount} ({free} bytes free) for "
+            f"{where} ({os.strerror(exc.errno or 0)}){after}{need}; "
             "free space or set TFHUB_CACHE_DIR to a larger disk",
+            handle=handle,
             errno=exc.errno,
             filesystem=mount,
             written=written,
             needed=needed,
         )
-    return CacheDirError(f"cannot write in {where}: {exc}", errno=exc.errno)
+    return CacheDirError(f"{what}cannot write in {where}: {exc}", handle=handle, errno=exc.errno)
 
 
 def _filesystem(path: str) -> tuple[str, str]:

@@ -1,9 +1,13 @@
 """The cache-management commands of ``hubcache``: ls, info, verify, rm, prune, prefetch,
-export, import. Registered by ``cli.main.build_parser``; printing only, the work is in ``Cache``.
+export, import. Registered by ``cli.main.build_parser``; printing only, the work is in
+``Cache``. Entries are named by handle, by key, or by a unique key prefix (the 12 hex
+digits ``ls`` prints); ``Cache.key_of`` decides which.
 
 Data (tables, plans, JSON) goes to stdout, questions and summaries for people to stderr.
 Destructive commands print their plan, then ask; without a terminal they refuse unless
 ``--yes`` is given (exit 2), because a script that never sees the question must not delete.
+Answering no is a normal outcome, not an error: "declined: nothing removed", exit 0 (as
+``rm -i`` does).
 """
 
 from __future__ import annotations
@@ -16,65 +20,114 @@ from collections.abc import Callable
 from typing import Any
 
 from .._units import format_age, format_size, format_time, parse_duration, parse_size
-from .common import UsageError
+from .common import EXIT_DAMAGED, UsageError, epilog
+from .common import entries as plural_entries
 
-EXIT_DAMAGED = 5  # verify found damage: the "bad archive / checksum" code of docs/cli.md
+TARGET = "HANDLE_OR_KEY"
+TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
+
+_ASKS = (
+    "Prints the plan, then asks. Answering no removes nothing and exits 0 (declined); "
+    "without a terminal nothing is removed unless --yes is given (exit 2)."
+)
 
 
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("ls", help="list cache entries: handle, size, files, last used, state")
+    p = sub.add_parser(
+        "ls",
+        help="list cache entries: handle, size, files, last used, state",
+        epilog=epilog("Reading an entry's facts does not count as a use of it."),
+    )
     common(p)
-    p.add_argument("--sort", choices=("size", "used", "name"), default="used")
+    p.add_argument(
+        "--sort",
+        choices=("size", "used", "name"),
+        default="used",
+        help="used: least recently used first (default: %(default)s)",
+    )
     p.add_argument("--older-than", metavar="DURATION", help="only entries unused this long (30d)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("info", help="everything known about one entry (or --root)")
+    p = sub.add_parser("info", help="everything known about one entry (or --root)", epilog=epilog())
     common(p)
-    p.add_argument("target", nargs="?", metavar="HANDLE_OR_KEY")
+    p.add_argument("target", nargs="?", metavar=TARGET, help=TARGET_HELP)
     p.add_argument("--root", action="store_true", help="the root the rules select, and why")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("verify", help="check entries against their manifests (exit 5: damage)")
+    p = sub.add_parser(
+        "verify",
+        help="check entries against their manifests (exit 5: damage)",
+        epilog=epilog(
+            "Without HANDLE_OR_KEY: every entry. A named entry not in the cache: exit 3."
+        ),
+    )
     common(p)
-    p.add_argument("targets", nargs="*", metavar="HANDLE_OR_KEY")
+    p.add_argument("targets", nargs="*", metavar=TARGET, help=TARGET_HELP)
     p.add_argument("--deep", action="store_true", help="rehash every file (sha256)")
     p.add_argument("--fix", action="store_true", help="re-download damaged entries")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("rm", help="remove entries (asks unless --yes)")
+    p = sub.add_parser(
+        "rm",
+        help="remove entries (asks unless --yes)",
+        epilog=epilog(_ASKS),
+    )
     common(p)
-    p.add_argument("targets", nargs="+", metavar="HANDLE_OR_KEY")
+    p.add_argument("targets", nargs="+", metavar=TARGET, help=TARGET_HELP)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_rm)
 
-    p = sub.add_parser("prune", help="remove least recently used entries (a plan first)")
+    p = sub.add_parser(
+        "prune",
+        help="remove least recently used entries (a plan first)",
+        epilog=epilog(_ASKS),
+    )
     common(p)
     p.add_argument("--older-than", metavar="DURATION", help="unused this long: 30d, 12h")
     p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
-    p.add_argument("--keep", action="append", default=[], metavar="HANDLE_OR_KEY")
+    p.add_argument(
+        "--keep", action="append", default=[], metavar=TARGET, help="never remove (repeatable)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("prefetch", help="resolve every handle listed in FILE")
+    p = sub.add_parser(
+        "prefetch",
+        help="resolve every handle listed in FILE",
+        epilog=epilog("A failure does not stop the rest; the exit code is the first failure's."),
+    )
     common(p)
     p.add_argument("file", metavar="FILE", help="one handle per line, optional sha256=HEX, # notes")
-    p.add_argument("--offline", action="store_true", default=None)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
+    )
     p.set_defaults(func=cmd_prefetch)
 
-    p = sub.add_parser("export", help="write complete entries into one tar for another machine")
+    p = sub.add_parser(
+        "export",
+        help="write complete entries into one tar for another machine",
+        epilog=epilog("OUT.tar appears only when whole (written beside it, then renamed)."),
+    )
     common(p)
     p.add_argument("out", metavar="OUT.tar")
-    p.add_argument("targets", nargs="*", metavar="HANDLE_OR_KEY")
+    p.add_argument("targets", nargs="*", metavar=TARGET, help=TARGET_HELP)
     p.add_argument("--all", action="store_true", help="every complete entry")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="verify and publish the entries of an exported tar")
+    p = sub.add_parser(
+        "import",
+        help="verify and publish the entries of an exported tar",
+        epilog=epilog("An entry that does not match its manifest is rejected (exit 5)."),
+    )
     common(p)
     p.add_argument("archive", metavar="IN.tar")
     p.set_defaults(func=cmd_import)
@@ -109,6 +162,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     }
     entries.sort(key=order[args.sort])
     total = sum(e.size for e in entries)
+    kagglehub = [] if args.older_than else _kagglehub_rows()
     if args.json:
         _dump(
             {
@@ -116,6 +170,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "entries": [e.to_json() for e in entries],
                 "count": len(entries),
                 "total_bytes": total,
+                "kagglehub": [
+                    {"handle": h, "path": p, "size": size, "files": n}
+                    for h, p, size, n in kagglehub
+                ],
             }
         )
         return 0
@@ -132,10 +190,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 e.state + (f" ({e.reason})" if e.reason else ""),
             )
         )
+    for handle, _path, size, count in kagglehub:
+        rows.append((_short(handle), "-", format_size(size), str(count), "-", "-", "kagglehub"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    print(f"{len(entries)} entries, {format_size(total)} in {cache.root}")
+    print(f"{plural_entries(len(entries))}, {format_size(total)} in {cache.root}")
     return 0
 
 
@@ -143,21 +203,33 @@ def _short(text: str, width: int = 56) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
+def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
+    """Models in kagglehub's cache, which hubcache uses without a request (state
+    "kagglehub"); a bad Kaggle setting only hides them."""
+    from .._config import kaggle_settings
+    from .._errors import HubcacheError
+    from ..kaggle.kagglehub_cache import entries
+
+    try:
+        root = kaggle_settings().kagglehub_cache
+    except HubcacheError:
+        return []
+    return [(f"kagglehub:{h}", p, size, n) for h, p, size, n in entries(root)]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     if args.root:
-        from .._config import load_config
-        from ..local.root import choose_root
+        from .common import root_and_why
 
-        config = load_config(cache_dir=args.cache_dir)
-        root = choose_root(config)
-        rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
-        why = rule.get(config.root_source, config.root_source)
+        root, why = root_and_why(args.cache_dir)
         if args.json:
-            _dump({"root": root, "chosen_by": config.root_source})
+            from .._config import load_config
+
+            _dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
         else:
-            print(f"{root}\tchosen by {why}")
+            print(f"{root}\t{why}")
         return 0
-    if not args.target:
+    if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
     details = _cache(args).details(args.target)
     if args.json:
@@ -179,7 +251,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     fixed = []
     if args.fix:
         for r in results:
-            if not r.ok and r.state != "missing":
+            if not r.ok:
                 _say(args, f"re-downloading {r.handle or r.key}")
                 cache.fix(r)
                 fixed.append(r.key)
@@ -199,7 +271,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")
             )
-        _say(args, f"{len(results)} checked, {len(bad)} damaged, {len(fixed)} fixed")
+        _say(
+            args, f"{plural_entries(len(results))} checked, {len(bad)} damaged, {len(fixed)} fixed"
+        )
     return EXIT_DAMAGED if bad else 0
 
 
@@ -214,7 +288,7 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
 
 def _print_plan(plan: Any, verb: str) -> None:
     print(
-        f"{verb} {len(plan.remove)} entries, freeing {format_size(plan.bytes_freed)} "
+        f"{verb} {plural_entries(len(plan.remove))}, freeing {format_size(plan.bytes_freed)} "
         f"({format_size(plan.total_before)} -> {format_size(plan.total_after)})"
     )
     now = time.time()
@@ -237,9 +311,9 @@ def _run_plan(args: argparse.Namespace, cache: Any, plan: Any, verb: str) -> int
     if getattr(args, "dry_run", False) or not plan.remove:
         _say(args, "dry run: nothing removed" if plan.remove else "nothing to remove")
         return 0
-    if not _confirm(args, f"remove {len(plan.remove)} entries?"):
-        _say(args, "nothing removed")
-        return 1
+    if not _confirm(args, f"remove {plural_entries(len(plan.remove))}?"):
+        _say(args, "declined: nothing removed")
+        return 0
     outcome = cache.execute(plan)
     if args.json:
         _dump(
@@ -252,7 +326,8 @@ def _run_plan(args: argparse.Namespace, cache: Any, plan: Any, verb: str) -> int
         )
     for item in outcome.spared:
         _say(args, f"spared {item.handle or item.key}: {item.reason}")
-    _say(args, f"removed {len(outcome.removed)} entries, freed {format_size(outcome.bytes_freed)}")
+    freed = format_size(outcome.bytes_freed)
+    _say(args, f"removed {plural_entries(len(outcome.removed))}, freed {freed}")
     return 0
 
 
@@ -293,7 +368,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     handles = _cache(args).export(args.out, args.targets)
     for handle in handles:
         print(handle)
-    _say(args, f"exported {len(handles)} entries to {args.out}")
+    _say(args, f"exported {plural_entries(len(handles))} to {args.out}")
     return 0
 
 
@@ -302,5 +377,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.status:15} {r.handle or r.key}" + (f"  ({r.reason})" if r.reason else ""))
     rejected = [r for r in results if r.status == "rejected"]
-    _say(args, f"{len(results) - len(rejected)} entries available, {len(rejected)} rejected")
+    _say(
+        args, f"{plural_entries(len(results) - len(rejected))} available, {len(rejected)} rejected"
+    )
     return EXIT_DAMAGED if rejected else 0

@@ -1,14 +1,85 @@
-"""What every command module of the CLI shares: the usage error (exit 2) and exit codes.
+"""What every command module of the CLI shares: the usage error (exit 2), the exit codes,
+and what the command says to people (help epilogs with exit codes, environment and defaults;
+counted nouns), so ``--help``, the messages and docs/cli.md agree.
 
 Lives apart from ``main`` so that command modules never import the module that imports them.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+EXIT_NOT_FOUND = 3
+EXIT_DAMAGED = 5  # verify found damage, import rejected an entry: the "bad archive" code
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_PIPE = 141  # stdout's reader went away (128 + SIGPIPE), as a shell reports it
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+
+EXIT_CODES = """\
+exit codes:
+  0    ok (also: a removal you declined at the prompt; nothing removed)
+  1    unexpected error, or an optional extra is missing (the message names it)
+  2    usage: a bad option, handle, variable, file or key prefix
+  3    not found: no such model on the server, or not in the cache
+  4    network or server error (after retries)
+  5    bad archive or checksum; verify found damage; import rejected an entry
+  6    cache folder unusable, read-only or full
+  7    offline and not cached
+  8    lock timeout, or the entry is in use by a live process
+  130  interrupted (Ctrl-C)
+  141  stdout closed early (e.g. `hubcache ls | head -1`): output stops quietly
+  143  terminated (SIGTERM)"""
+
+ENVIRONMENT = """\
+environment (an option given on the command line wins):
+  TFHUB_CACHE_DIR          cache root; default <tmp>/tfhub_modules (a private
+                           tfhub_modules-<uid> when that one is not safe to share)
+  TFHUB_MODEL_LOAD_FORMAT  AUTO (default), COMPRESSED or UNCOMPRESSED
+  TFHUB_DOWNLOAD_PROGRESS  1/0: progress bar on/off (default: on when stderr is a terminal)
+  HUBCACHE_OFFLINE         1: never use the network (default 0)
+  HUBCACHE_MIRRORS         PREFIX=REPLACEMENT,... URL rewrites tried before the origin
+  HUBCACHE_SHARED_CACHE    a second, shared cache tier (a folder, gs://, s3://)
+  HUBCACHE_MAX_SIZE        after a download, prune LRU entries beyond this size (e.g. 20GB)
+  HUBCACHE_LOCK_TIMEOUT    seconds to wait for another download of the same model
+                           (default: wait while it makes progress)
+  HUBCACHE_RETRIES         retries of a failed download (default 5)
+  ...and more (timeouts, limits, headers): see docs/configuration.md
+full reference: docs/cli.md"""
+
+
+def plural(count: int, singular: str, plural_form: str = "") -> str:
+    """``"1 entry"``, ``"2 entries"``, ``"0 items"``."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
+
+
+def entries(count: int) -> str:
+    return plural(count, "entry", "entries")
+
+
+def epilog(note: str = "") -> str:
+    """A subcommand's epilog: its own note, then the exit codes every command shares."""
+    import textwrap
+
+    return f"{textwrap.fill(note, 88)}\n\n{EXIT_CODES}" if note else EXIT_CODES
 
 
 class UsageError(Exception):
     """A command line that cannot be carried out as given: one line on stderr, exit 2."""
+
+
+def root_and_why(cache_dir: Optional[str]) -> tuple[str, str]:
+    """The root the rules select and one phrase saying why, for ``cache-dir`` and
+    ``info --root``: the rule that chose it, or that the default was unsafe and why."""
+    from .._config import load_config
+    from ..local.root import choose_root, unsafe_reason
+
+    config = load_config(cache_dir=cache_dir)
+    root = choose_root(config)
+    if config.root_is_default and root != config.root:
+        reason = unsafe_reason(config.root) or "it was not safe to share"
+        return root, f"fell back to {root} because the default {config.root}: {reason}"
+    rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
+    return root, f"chosen by {rule.get(config.root_source, config.root_source)}"

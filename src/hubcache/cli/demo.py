@@ -2,6 +2,8 @@
 
 Serves the sample SavedModel shipped in the package on 127.0.0.1, then resolves it twice
 through a cache: cold (download, inflate, extract, publish) and warm (a stat walk).
+Without ``--cache-dir`` the cache is a temporary folder, removed at the end, and the output
+says so (a printed path that then vanishes would surprise); a given root is kept.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
         with ModelHost(served) as host:
             handle = host.url + "demo/sample/1"
             print(f"serving the sample model at {handle}", file=out)
-            print(f"cache root: {cache}", file=out)
+            if cache_dir is None:
+                print(
+                    f"cache root: {cache} (temporary: removed when the demo ends; "
+                    "use --cache-dir DIR to keep it)",
+                    file=out,
+                )
+            else:
+                print(f"cache root: {cache}", file=out)
             start = time.perf_counter()
             path = resolve(handle, cache_dir=cache, progress=False)
             cold = time.perf_counter() - start
@@ -50,4 +59,8 @@ def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
         shutil.rmtree(served, ignore_errors=True)
         if cache_dir is None:
             shutil.rmtree(cache, ignore_errors=True)
+    if cache_dir is None:
+        print(f"removed the temporary cache root {cache}", file=out)
+    else:
+        print(f"kept the cache root {cache}", file=out)
     return 0

@@ -1,21 +1,36 @@
 """The ``hubcache`` command: a thin layer over the library, and the only place that prints.
 
 stdout carries data only (paths, tables, JSON); everything for people goes to stderr.
-Exit codes (docs/cli.md): 0 ok, 1 unexpected, 2 usage, 3 not found, 4 network, 5 bad archive,
-6 cache dir unusable, 7 offline and not cached, 8 lock timeout, 130 Ctrl-C, 143 SIGTERM.
+Exit codes are listed in ``cli/common.py`` (shown by ``--help``) and docs/cli.md.
+
+The common options (``--cache-dir``, ``-q``, ``-v``) are accepted before and after the
+command: the top-level parser has them with their defaults, each subparser has them with
+``SUPPRESS`` defaults, so a value given after the command wins and none is lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from .._errors import HubcacheError
-from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError
+from .common import (
+    ENVIRONMENT,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    epilog,
+    plural,
+    root_and_why,
+)
 
 
 class _Terminated(BaseException):
@@ -26,54 +41,141 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands report their own unknown options.
+
+    argparse hands a subcommand's leftovers back to the top-level parser, which then prints
+    the top-level usage; a user who mistyped ``resolve --ofline`` needs resolve's usage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``--cache-dir``, ``-q``, ``-v``: on the top-level parser with defaults, on each
+    subcommand without (``SUPPRESS``), so both places work and the later one wins."""
+    default: Any = argparse.SUPPRESS
     parser.add_argument(
         "--cache-dir",
         "--tfhub_cache_dir",
         dest="cache_dir",
         metavar="DIR",
+        default=None if top else default,
         help="cache root (default: $TFHUB_CACHE_DIR, else <tmp>/tfhub_modules)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else default,
+        help="only errors on stderr",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbose_top" if top else "verbose",
+        default=0 if top else default,
+        help="more log output (-vv: debug)",
+    )
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, non-negative number of seconds (``nan`` compares false
+    with everything, so a grace of nan would remove debris that is still in use)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hubcache",
         description="Resolve TF Hub / Kaggle model handles into a local, "
         "tensorflow_hub-compatible cache.",
+        epilog=f"{EXIT_CODES}\n\n{ENVIRONMENT}",
     )
     from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"hubcache {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("resolve", help="resolve handles; print one local path per line")
+    p = sub.add_parser(
+        "resolve",
+        help="resolve handles; print one local path per line",
+        description="Resolve each HANDLE (downloading it at most once) and print its local "
+        "folder, one per line, in the order given.",
+        epilog=epilog("Stops at the first handle that fails; the paths printed so far stand."),
+    )
     _common(p)
     p.add_argument("handles", nargs="+", metavar="HANDLE")
-    p.add_argument("--offline", action="store_true", default=None, help="never use the network")
-    p.add_argument("--sha256", help="pin the archive's sha256 (one handle only)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
+    )
+    p.add_argument("--sha256", metavar="HEX", help="pin the archive's sha256 (one handle only)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: $TFHUB_DOWNLOAD_PROGRESS, else when a terminal)",
+    )
     p.add_argument(
         "--mirror",
         action="append",
         metavar="PREFIX=REPLACEMENT",
         help="try this URL rewrite before the origin (repeatable; default $HUBCACHE_MIRRORS)",
     )
-    p.add_argument("--no-origin", action="store_true", default=None, help="mirrors only")
+    p.add_argument(
+        "--no-origin",
+        action="store_true",
+        default=None,
+        help="mirrors only, never the handle's own URL (default: $HUBCACHE_NO_ORIGIN, else off)",
+    )
+    p.add_argument(
+        "--kagglehub-cache",
+        action="store_true",
+        default=None,
+        help="also publish downloaded Kaggle models in kagglehub's cache (HUBCACHE_KAGGLEHUB=1)",
+    )
     p.set_defaults(func=_cmd_resolve)
 
-    p = sub.add_parser("cache-dir", help="print the cache root the rules select, and why")
+    p = sub.add_parser(
+        "cache-dir",
+        help="print the cache root the rules select, and why",
+        epilog=epilog("stdout: the root; stderr: the rule that chose it, or why it fell back."),
+    )
     _common(p)
     p.set_defaults(func=_cmd_cache_dir)
 
-    p = sub.add_parser("serve", help="host the models in DIR over HTTP (TF Hub protocol)")
+    p = sub.add_parser(
+        "serve", help="host the models in DIR over HTTP (TF Hub protocol)", epilog=epilog()
+    )
     _common(p)
     p.add_argument("directory", metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="0: any free port (default: %(default)s)")
     p.add_argument(
         "--rate-limit",
         type=float,
@@ -83,19 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("demo", help="serve the bundled sample model and resolve it cold, then warm")
+    p = sub.add_parser(
+        "demo",
+        help="serve the bundled sample model and resolve it cold, then warm",
+        epilog=epilog(
+            "Without --cache-dir the demo uses a temporary cache root and removes it at the end; "
+            "with --cache-dir the root is kept."
+        ),
+    )
     _common(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("gc", help="remove debris: stale locks, orphan staging, trash")
+    p = sub.add_parser(
+        "gc", help="remove debris: stale locks, orphan staging, trash", epilog=epilog()
+    )
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
     p.add_argument(
         "--grace",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="age after which unowned debris goes (default 3600)",
+        help="age after which unowned debris goes (default: 3600)",
     )
     p.set_defaults(func=_cmd_gc)
 
@@ -109,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
+    args.verbose = getattr(args, "verbose", 0) + args.verbose_top
     level = (
         logging.ERROR
         if args.quiet
@@ -139,6 +251,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
             progress=args.progress,
             mirrors=args.mirror,
             no_origin=args.no_origin,
+            kagglehub_cache=args.kagglehub_cache,
             on_wait=None if args.quiet else _status,
         )
         print(path, flush=True)
@@ -146,13 +259,10 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_dir(args: argparse.Namespace) -> int:
-    from .._config import load_config
-    from ..local.root import choose_root
-
-    config = load_config(cache_dir=args.cache_dir)
-    print(choose_root(config))
+    root, why = root_and_why(args.cache_dir)
+    print(root)
     if not args.quiet:
-        print(f"hubcache: chosen by {config.root_source}", file=sys.stderr)
+        print(f"hubcache: {why}", file=sys.stderr)
     return 0
 
 
@@ -184,7 +294,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         print(f"{verb} {item.path}  ({item.kind}: {item.reason}, {item.size} bytes)")
     if not args.quiet:
         total = sum(item.size for item in items)
-        print(f"hubcache: {verb} {len(items)} item(s), {total} bytes", file=sys.stderr)
+        print(f"hubcache: {verb} {plural(len(items), 'item')}, {total} bytes", file=sys.stderr)
     return 0
 
 
@@ -192,6 +302,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(cache_dir=args.cache_dir, out=sys.stdout)
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``hubcache ls | head -1``): point stdout at
+    /dev/null so the interpreter's final flush cannot fail again, and stop quietly, as a
+    program killed by SIGPIPE would (the exit code says so)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (embedded use)
+        pass
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -205,10 +327,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = None
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # here, so a closed pipe is reported below, not at interpreter exit
         return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
     except UsageError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except HubcacheError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
         return exc.exit_code

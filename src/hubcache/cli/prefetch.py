@@ -48,6 +48,11 @@ def prefetch_file(
             items = parse_list(f.read(), path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path} is not a text file (byte {exc.start} is not UTF-8); give a list of "
+            "handles, one per line"
+        ) from None
     cache = Cache(cache_dir)
     tty = sys.stderr.isatty()
     done, cached, failed = 0, 0, []

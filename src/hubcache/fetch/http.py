@@ -1,59 +1,56 @@
 """HTTP(S) source: one archive over the network, resumable, with the network policy.
 
 Policy (docs/architecture.md): connect and read timeouts and a stall detector
-(``fetch.pool``); retries with exponential backoff and jitter on connection errors, 408, 429
-and 5xx, honouring ``Retry-After`` (capped); redirects followed by hand so each hop is
-checked (http→https fine, https→http refused, non-HTTP schemes refused, at most 10 hops,
-extra headers never sent to another host); query strings redacted from everything we log or
-raise. A broken stream resumes with ``Range`` + ``If-Range``; large bodies may be fetched in
-parallel parts (``fetch.ranges``)."""
+(``fetch.pool``); retries on connection errors, 408, 429 and 5xx drawn from the download's
+one budget (``fetch.retry``); redirects followed by hand so each hop is checked (http→https
+fine, https→http refused, non-HTTP schemes refused, at most 10 hops, extra headers never
+sent to another host); query strings redacted from everything we log or raise. A broken
+stream resumes with ``Range`` + ``If-Range``; large bodies may be fetched in parallel parts
+(``fetch.ranges``)."""
 
 from __future__ import annotations
 
-import email.utils
+import contextlib
 import logging
-import random
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from .pool import StallError, manager, read_body
-from .source import CHUNK, RestartDownloadError, Source, redact
+from .pool import StallError, manager, read_body, split_credentials
+from .retry import RetryBudget, reason, send_with_retries
+from .source import CHUNK, CancelledError, RestartDownloadError, Source, redact
+
+if TYPE_CHECKING:
+    from .ranges import RangedStream
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
-MAX_RETRY_AFTER = 60.0
-_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _REDIRECT_STATUS = {301, 302, 303, 307, 308}
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    when = email.utils.parsedate_to_datetime(value) if value else None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class HTTPSource(Source):
     """One archive over HTTP(S), resumable with Range + If-Range."""
 
-    def __init__(self, url: str, handle: str, config: Config) -> None:
-        self.url = url
+    def __init__(
+        self, url: str, handle: str, config: Config, budget: Optional[RetryBudget] = None
+    ) -> None:
+        # credentials in the URL become a header for the origin host (see _follow)
+        self.url, self._auth = split_credentials(url)
+        if any(name.lower() == "authorization" for name, _ in config.headers):
+            self._auth = {}  # the user's explicit header wins
+        self.origin = self.url  # the host user headers belong to, even if ``url`` is replaced
         self.handle = handle
         self.config = config
+        self.budget = budget if budget is not None else RetryBudget.of(config)
+        self._cancelled = threading.Event()  # see cancel(): ends reads, resumes and waits
+        self._stream: Optional[RangedStream] = None
         self.display = redact(url)
-        self.final_url = url
-        self.attempts = 0
+        self.final_url = self.url
         self._response: Any = None
         self._offset = 0
         self.accept_ranges = False
@@ -73,64 +70,30 @@ class HTTPSource(Source):
         self.accept_ranges = headers.get("Accept-Ranges", "").lower() == "bytes"
 
     def _request(self, extra_headers: dict[str, str]) -> Any:
-        import urllib3
-
-        config = self.config
-        last: str = ""
-        delay = config.backoff
-        for attempt in range(config.retries + 1):
-            self.attempts += 1
-            try:
-                response = self._follow(extra_headers)
-            except urllib3.exceptions.SSLError as exc:
-                # Not retried: a certificate does not become valid by asking again.
-                raise DownloadError(
-                    f"TLS error talking to {redact(self.final_url)} (attempt {self.attempts}, "
-                    f"not retried): {_reason(exc)}; check the certificate, SSL_CERT_FILE, or "
-                    "(unsafe) TFHUB_DISABLE_CERT_VALIDATION=true",
-                    handle=self.handle,
-                    attempts=self.attempts,
-                ) from None
-            except urllib3.exceptions.HTTPError as exc:
-                last = f"{exc.__class__.__name__}: {_reason(exc)}"
-                wait: Optional[float] = None
-            else:
-                if response.status == 416 and "Range" in extra_headers:
-                    return response  # the caller turns it into a restart from zero
-                if response.status not in _RETRY_STATUS:
-                    return self._check_status(response)
-                last = f"HTTP {response.status} from {redact(self.final_url)}"
-                wait = _retry_after(response.headers.get("Retry-After"))
-                response.drain_conn()
-                response.release_conn()
-            if attempt == config.retries:
-                break
-            if wait is None:
-                wait = delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 30.0)
-            wait = min(wait, MAX_RETRY_AFTER)
-            log.info("retrying %s in %.1fs after %s", self.display, wait, last)
-            time.sleep(wait)
-        raise DownloadError(
-            f"downloading {self.display} failed after {self.attempts} attempts: {last}; "
-            "check the network or proxy settings and try again",
+        response = send_with_retries(
+            self.budget,
+            lambda: self._follow(extra_headers),
+            url=lambda: self.final_url,
             handle=self.handle,
-            attempts=self.attempts,
+            stop=self._cancelled,
         )
+        if response.status == 416 and "Range" in extra_headers:
+            return response  # the caller turns it into a restart from zero
+        return self._check_status(response)
 
     def _follow(self, extra_headers: dict[str, str]) -> Any:
         import urllib3
 
         url = self.url
         self.final_url = url
-        origin = _host(url)
+        origin = _host(self.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout
         )
         for _ in range(MAX_REDIRECTS + 1):
             on_origin = on_origin and _host(url) == origin
-            headers = dict(self.config.headers) if on_origin else {}
+            headers = {**self._auth, **dict(self.config.headers)} if on_origin else {}
             headers.update({"Accept-Encoding": "identity", "User-Agent": _user_agent()})
             headers.update(extra_headers)
             response = manager(url, self.config.verify_tls).request(
@@ -206,18 +169,27 @@ class HTTPSource(Source):
         response = self._response
         # The first MEASURE bytes always come over this one connection, timed; the rest
         # switches to parallel ranged parts only if it proved slow (or N were asked for).
+        # Only the time spent waiting for the network counts: time the consumer spends
+        # inflating and writing between two reads says nothing about the connection (on a
+        # fast link, counting it made a busy machine open parallel parts for nothing).
         measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
-        began = time.monotonic()
+        waited = 0.0
         resumes = 0
         while True:
             try:
-                for data in read_body(response, self.config, CHUNK):
+                body = read_body(response, self.config, CHUNK)
+                while True:
+                    began = time.monotonic() if measuring else 0.0
+                    data = next(body, None)
+                    if data is None:
+                        break
                     self._offset += len(data)
+                    if measuring:
+                        waited += time.monotonic() - began
                     yield data
                     if measuring and self._offset >= _ranges.MEASURE:
                         measuring = False
-                        elapsed = time.monotonic() - began
-                        if _ranges.wanted(self.config.connections, self._offset, elapsed):
+                        if _ranges.wanted(self.config.connections, self._offset, waited):
                             response.close()  # the rest comes in parts
                             response.release_conn()
                             self._response = None
@@ -230,35 +202,43 @@ class HTTPSource(Source):
                     )
                 return
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(exc, StallError):
+                if isinstance(exc, StallError) or self._cancelled.is_set():
                     response.close()  # a dripping connection must not go back to the pool
                 response.release_conn()
+                if self._cancelled.is_set():
+                    raise CancelledError("the download was cancelled") from None
                 resumes += 1
-                cause = f"{exc.__class__.__name__}: {_reason(exc)}"
-                if resumes > self.config.retries:
-                    raise DownloadError(
-                        f"the download of {self.display} kept breaking: {cause}, after "
-                        f"{self._offset} of {self.total or '?'} bytes and {resumes} attempts; "
-                        "check the network and try again",
-                        handle=self.handle,
-                        attempts=resumes,
-                    ) from None
+                cause = f"{exc.__class__.__name__}: {reason(exc)}"
                 log.info(
                     "download of %s broke after %d bytes (%s); resuming",
                     self.display,
                     self._offset,
                     cause,
                 )
+                self._validator()  # no way to resume: restart now, without a wasted wait
+                if not self.budget.pause(self.display, cause):
+                    raise DownloadError(
+                        f"the download of {self.display} kept breaking: {cause}, after "
+                        f"{self._offset} of {self.total or '?'} bytes and {resumes} attempts"
+                        f"{self.budget.earlier(cause)}; check the network and try again",
+                        handle=self.handle,
+                        attempts=resumes,
+                    ) from None
                 response = self._resume()
                 self._response = response
 
     def _ranged(self) -> Iterator[bytes]:
         from . import ranges as _ranges
 
-        stream = _ranges.RangedStream(self, self._offset, self.config.connections)
-        for data in stream.chunks():
-            self._offset += len(data)
-            yield data
+        stream = self._stream = _ranges.RangedStream(self, self._offset, self.config.connections)
+        if self._cancelled.is_set():
+            raise CancelledError("the download was cancelled")
+        try:
+            for data in stream.chunks():
+                self._offset += len(data)
+                yield data
+        finally:
+            self._stream = None
 
     def _resume(self) -> Any:
         return self.range_request(self._offset)
@@ -269,11 +249,8 @@ class HTTPSource(Source):
         ``If-Range`` makes a changed object come back whole (200) instead of a mix of two
         versions; that, a wrong ``Content-Range`` or a new ETag all mean: start over.
         """
-        validator = self.etag if self.etag and not self.etag.startswith("W/") else ""
-        validator = validator or self.last_modified
-        if not validator or self.total is None:
-            raise RestartDownloadError("the server gave no validator to resume safely")
-        last = self.total - 1 if end is None else end
+        validator = self._validator()
+        last = (self.total or 0) - 1 if end is None else end
         response = self._request({"Range": f"bytes={start}-{last}", "If-Range": validator})
         expected = f"bytes {start}-{last}/{self.total}"
         problem = ""
@@ -290,15 +267,27 @@ class HTTPSource(Source):
             raise RestartDownloadError(problem)
         return response
 
+    def _validator(self) -> str:
+        """What ``If-Range`` carries, or RestartDownloadError when resuming is unsafe."""
+        validator = self.etag if self.etag and not self.etag.startswith("W/") else ""
+        validator = validator or self.last_modified
+        if not validator or self.total is None:
+            raise RestartDownloadError("the server gave no validator to resume safely")
+        return validator
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        stream, response = self._stream, self._response
+        if stream is not None:
+            stream.cancel()
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.shutdown()  # a read blocked in another thread fails at once
+
     def close(self) -> None:
         if self._response is not None:
             self._response.release_conn()
             self._response = None
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason or exc)
 
 
 def _host(url: str) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from typing import Optional
 from .._config import Config
 from .._errors import DownloadError, HubcacheError, ModelNotFoundError
 from .._handles import Handle
+from .retry import RetryBudget
 from .source import Source, redact
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ class MirroredSource(Source):
         self,
         handle: Handle,
         config: Config,
-        opener: Callable[[Handle, Config], Source],
+        budget: RetryBudget,
+        opener: Callable[[Handle, Config, RetryBudget], Source],
     ) -> None:
         self.handle = handle
         self.config = config
+        self.budget = budget
         self._opener = opener
         self._chosen: Optional[Source] = None
         self.tried: list[str] = []
@@ -62,19 +65,20 @@ class MirroredSource(Source):
         places = candidates(self.handle, self.config)
         if self.config.no_origin and places == [self.handle]:
             raise ModelNotFoundError(
-                f"no mirror in HUBCACHE_MIRRORS matches {self.handle.raw} and the origin is "
+                f"no mirror in HUBCACHE_MIRRORS matches {self.handle.shown} and the origin is "
                 "disabled (--no-origin / HUBCACHE_NO_ORIGIN)",
-                handle=self.handle.raw,
+                handle=self.handle.shown,
             )
         last: Optional[HubcacheError] = None
         for index, place in enumerate(places):
             final = index == len(places) - 1
-            config = (
-                self.config
+            # a mirror gets a budget of its own (one retry); the last place the download's
+            budget = (
+                self.budget
                 if final
-                else dataclasses.replace(self.config, retries=min(self.config.retries, 1))
+                else RetryBudget(min(self.config.retries, 1), self.config.backoff)
             )
-            source = self._opener(place, config)
+            source = self._opener(place, self.config, budget)
             try:
                 source.open()
             except _FALL_THROUGH as exc:
@@ -83,15 +87,17 @@ class MirroredSource(Source):
                 self.tried.append(f"{what} {redact(place.location)}: {exc.message}")
                 last = exc
                 if not final:
-                    log.info("%s failed for %s; trying the next place", what, self.handle.raw)
+                    log.info("%s failed for %s; trying the next place", what, self.handle.shown)
                 continue
             self._adopt(source)
             return
         if last is None:  # unreachable: candidates() always returns at least one place
-            raise ModelNotFoundError(f"nowhere to fetch {self.handle.raw}", handle=self.handle.raw)
+            raise ModelNotFoundError(
+                f"nowhere to fetch {self.handle.shown}", handle=self.handle.shown
+            )
         raise type(last)(
-            f"cannot fetch {self.handle.raw}; tried, in order: " + "; ".join(self.tried),
-            handle=self.handle.raw,
+            f"cannot fetch {self.handle.shown}; tried, in order: " + "; ".join(self.tried),
+            handle=self.handle.shown,
             **{**last.facts, "tried": list(self.tried)},
         )
 
@@ -111,6 +117,10 @@ class MirroredSource(Source):
     def close(self) -> None:
         if self._chosen is not None:
             self._chosen.close()
+
+    def cancel(self) -> None:
+        if self._chosen is not None:
+            self._chosen.cancel()
 
     def local_file(self) -> Optional[str]:
         return self._chosen.local_file() if self._chosen is not None else None

@@ -49,6 +49,22 @@ def proxy_for(url: str) -> str:
     return proxy
 
 
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """(the URL without ``user:password@``, the ``Authorization`` header it asked for).
+
+    urllib3 ignores credentials in a URL, so they were silently not sent; they become a
+    Basic header here, which callers send to that URL's host only (never after a redirect
+    to another host), and the URL that is requested, logged or shown no longer holds them."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    header = {"Authorization": "Basic " + base64.b64encode(token.encode()).decode()}
+    return urllib.parse.urlunsplit(parts._replace(netloc=hostport)), header
+
+
 def manager(url: str, verify: bool) -> urllib3.PoolManager:
     """A pooled connection manager for ``url``, through the proxy the environment names."""
     import urllib3
@@ -70,11 +86,8 @@ def manager(url: str, verify: bool) -> urllib3.PoolManager:
     if proxy:
         parts = urllib.parse.urlsplit(proxy)
         if parts.username:  # urllib3 does not turn proxy URL credentials into a header
-            token = f"{urllib.parse.unquote(parts.username)}:"
-            token += urllib.parse.unquote(parts.password or "")
-            options["proxy_headers"] = {
-                "Proxy-Authorization": "Basic " + base64.b64encode(token.encode()).decode()
-            }
+            _bare, auth = split_credentials(proxy)
+            options["proxy_headers"] = {"Proxy-Authorization": auth["Authorization"]}
         pool = urllib3.ProxyManager(proxy, **options)
     else:
         pool = urllib3.PoolManager(**options)

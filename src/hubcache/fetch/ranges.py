@@ -19,12 +19,18 @@ from zero as one stream (``RestartDownloadError``), never a silent mix of two ve
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+from .._config import MAX_CONNECTIONS
+from .source import CancelledError
+
 if TYPE_CHECKING:
     from .._config import Config
+    from .retry import RetryBudget
 
 
 class PartSource(Protocol):
@@ -37,6 +43,8 @@ class PartSource(Protocol):
     etag: str
     accept_ranges: bool
     config: Config
+    display: str
+    budget: RetryBudget  # the download's one retry budget, shared with the parts
 
     def range_request(self, start: int, end: Optional[int] = None) -> Any: ...
 
@@ -44,7 +52,7 @@ class PartSource(Protocol):
 PART = 2 * 1024 * 1024
 MEASURE = 4 * 1024 * 1024  # bytes streamed on the first connection before deciding
 MIN_SIZE = 16 * 1024 * 1024  # smaller archives are not worth a second connection
-MAX_CONNECTIONS = 8
+JOIN_GRACE = 1.0  # seconds the consumer waits for workers after a cancel
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
 
 
@@ -78,6 +86,8 @@ class RangedStream:
         self._consumed = 0
         self._stop = False
         self._threads: list[threading.Thread] = []
+        self._inflight: set[Any] = set()  # responses being read, shut down on cancel
+        self._cancelled = threading.Event()  # wakes workers waiting out a retry backoff
 
     # -- workers -------------------------------------------------------------------------
     def _claim(self) -> Optional[int]:
@@ -106,16 +116,30 @@ class RangedStream:
                 return
 
     def _fetch(self, index: int) -> list[bytes]:
+        """One part; a broken part is fetched again, alone, on the download's one budget."""
+        import urllib3
+
         start = self.base + index * PART
         end = min(start + PART, self.total) - 1
-        last: Optional[BaseException] = None
-        for _ in range(self.source.config.retries + 1):
+        while True:
             response = self.source.range_request(start, end)
+            with self._cond:
+                if self._stop:
+                    response.close()
+                    response.release_conn()
+                    raise CancelledError("the ranged download was cancelled")
+                self._inflight.add(response)
             try:
                 return _read_exactly(response, end - start + 1)
-            except OSError as exc:  # a broken part is fetched again, alone
-                last = exc
-        raise last if last is not None else OSError("range request failed")
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                cause = f"{exc.__class__.__name__}: {exc}"
+                if not self.source.budget.pause(
+                    f"part {index} of {self.source.display}", cause, stop=self._cancelled
+                ):
+                    raise
+            finally:
+                with self._cond:
+                    self._inflight.discard(response)
 
     def _spawn(self, count: int) -> None:
         for _ in range(count):
@@ -130,6 +154,8 @@ class RangedStream:
             for index in range(self.parts):
                 with self._cond:
                     while index not in self._results:
+                        if self._stop:  # cancelled from another thread (Ctrl-C)
+                            raise CancelledError("the download was cancelled")
                         self._cond.wait()
                     result = self._results.pop(index)
                     self._consumed = index + 1
@@ -138,11 +164,24 @@ class RangedStream:
                     raise result
                 yield from result
         finally:
-            with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-            for thread in self._threads:
-                thread.join()
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the workers without waiting out their reads: a worker blocked on a slow
+        part would otherwise hold Ctrl-C for up to the read timeout. Sockets being read are
+        shut down (the read fails at once), backoff waits end, and each thread gets a short
+        join; a thread still busy after that is a daemon and cannot outlive the process."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+            inflight = list(self._inflight)
+        self._cancelled.set()
+        for response in inflight:
+            with contextlib.suppress(Exception):
+                response.shutdown()
+        deadline = time.monotonic() + JOIN_GRACE
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _read_exactly(response: Any, size: int) -> list[bytes]:
@@ -152,9 +191,15 @@ def _read_exactly(response: Any, size: int) -> list[bytes]:
         while got < size:
             data = response.read(min(1024 * 1024, size - got))
             if not data:
-                raise OSError(f"range body ended after {got} of {size} bytes")
+                break
             out.append(data)
             got += len(data)
+    except BaseException:
+        response.close()  # a broken or cancelled connection must not go back to the pool
+        raise
     finally:
         response.release_conn()
+    if got < size:
+        response.close()
+        raise OSError(f"range body ended after {got} of {size} bytes")
     return out

@@ -25,6 +25,10 @@ class RestartDownloadError(Exception):
     """The stream broke and cannot be resumed in place: start the download over."""
 
 
+class CancelledError(Exception):
+    """The consumer gave up (Ctrl-C, an error downstream): stop reading, never resume."""
+
+
 def redact(url: str) -> str:
     """A URL safe to show: no user info, query values replaced (signed URLs carry keys)."""
     try:
@@ -58,6 +62,10 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def cancel(self) -> None:
+        """Called from another thread when the consumer gives up: unblock any read now,
+        so nobody waits out a read timeout or a retry backoff after Ctrl-C."""
 
     def local_file(self) -> Optional[str]:
         """A seekable local path holding the whole archive, if there is one (zip needs it)."""
@@ -133,15 +141,17 @@ class FsspecSource(FileSource):
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
     """The fsspec filesystem and path of ``url``, with an install hint when missing.
     ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
+    scheme = url.split("://", 1)[0]
+    # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
+    # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
+    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         import fsspec
     except ImportError:
         raise MissingDependencyError(
-            f"{url.split('://', maxsplit=1)[0]}:// needs fsspec: pip install 'hubcache[remote]'",
+            f"{scheme}:// needs an extra: pip install 'hubcache[{extra or 'remote'}]'",
             handle=handle,
         ) from None
-    scheme = url.split("://", 1)[0]
-    extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:

@@ -50,7 +50,7 @@ _PART = re.compile(r"\.\d+\.part$")
 
 @dataclass(frozen=True)
 class Debris:
-    """One piece of debris that the plan removes."""
+    """One piece of debris that ``gc`` removes: its path, kind, why it may go, its size."""
 
     path: str
     kind: str  # "lock", "staging", "trash", "partial", "broken"
@@ -61,6 +61,9 @@ class Debris:
 
 @dataclass(frozen=True)
 class DebrisPlan:
+    """What ``gc`` would remove from one root: built first, printed by ``--dry-run``, then
+    executed item by item."""
+
     root: str
     items: tuple[Debris, ...]
 

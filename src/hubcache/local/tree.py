@@ -3,14 +3,22 @@
 The lock (how far a holder has got), gc (whether debris is still moving) and ``ls`` (an
 entry's size) all ask these questions of a tree; they share this walk so the three answers
 agree (regular files only, symlinks not followed, files vanishing mid-walk skipped).
+
+:func:`link_tree` fills one folder from another without doubling disk use: hard links,
+copies where the filesystem cannot link (another device, no link support). It fills a second
+entry for another spelling of the same Kaggle model, and kagglehub's cache. A hard link
+shares the file's inode, so both names show the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
+import shutil
 import stat
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,3 +48,33 @@ def tree_stats(path: str) -> TreeStats:
                     size += st.st_size
                     files += 1
     return TreeStats(size, files, newest)
+
+
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+
+
+def link_tree(source: str, target: str) -> dict[str, list[Any]]:
+    """Recreate ``source`` (regular files and folders only) at ``target``, which must not
+    exist; returns {relative path: [size, ""]} of the files made."""
+    files: dict[str, list[Any]] = {}
+    os.mkdir(target, 0o755)
+    for dirpath, dirnames, names in os.walk(source):
+        rel = os.path.relpath(dirpath, source)
+        out = target if rel == "." else os.path.join(target, rel)
+        for name in dirnames:
+            os.mkdir(os.path.join(out, name), 0o755)
+        for name in names:
+            src = os.path.join(dirpath, name)
+            st = os.lstat(src)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # links and devices are never part of a model tree we publish
+            dst = os.path.join(out, name)
+            try:
+                os.link(src, dst)
+            except OSError as exc:
+                if exc.errno not in _NO_LINK:
+                    raise
+                shutil.copyfile(src, dst)
+            key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+            files[key] = [st.st_size, ""]
+    return files

@@ -13,16 +13,18 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Protocol
 
-from .._errors import EntryInUseError
+from .._errors import EntryInUseError, hide_credentials
 from ..local.gc import Debris, DebrisPlan
 from .prune import Candidate, Plan, PlanItem
+from .transfer import Imported
 
 KEY = re.compile(r"^[0-9a-f]{40}(?:$|\.)")  # a name that belongs to an entry
 
 
 @dataclasses.dataclass(frozen=True)
 class EntryInfo(Candidate):
-    """One row of ``hubcache ls``; ``to_json`` is what ``--json`` prints."""
+    """The facts of one entry (a row of ``hubcache ls``); ``to_json`` is what ``--json``
+    prints. ``state`` is complete, legacy (no manifest), damaged or in progress."""
 
     path: str = ""
     files: int = 0
@@ -35,6 +37,8 @@ class EntryInfo(Candidate):
 
 @dataclasses.dataclass(frozen=True)
 class VerifyResult:
+    """What ``verify`` found in one entry: ``ok`` when ``problems`` is empty."""
+
     key: str
     handle: str
     state: str  # complete / legacy / damaged / in progress
@@ -74,7 +78,7 @@ class Backend(Protocol):
     def remove(self, item: PlanItem) -> None: ...  # raises EntryInUseError
     def is_complete(self, key: str) -> bool: ...
     def export(self, keys: Sequence[str], out: str) -> list[str]: ...
-    def import_archive(self, archive: str) -> list[Any]: ...
+    def import_archive(self, archive: str) -> list[Imported]: ...
     def plan_gc(self, grace: float) -> DebrisPlan: ...
     def execute_gc(self, plan: DebrisPlan) -> list[Debris]: ...
 
@@ -175,4 +179,5 @@ def used_since(item: PlanItem) -> EntryInUseError:
 def descriptor_handle(text: bytes) -> str:
     """The handle on the first line of tensorflow_hub's descriptor, or ""."""
     first = text.decode("utf-8", "replace").split("\n", 1)[0]
-    return first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+    handle = first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+    return hide_credentials(handle)  # tensorflow_hub writes the handle as given

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from .._errors import hide_credentials
 from ..local.entry import Entry, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
@@ -76,6 +77,7 @@ class LocalRoot:
         name, reason = state.name, state.reason
         manifest = entry.read_manifest()
         handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
+        handle = hide_credentials(handle)  # entries written before credentials were hidden
         if name == "missing" or (locked_by and name != "complete"):
             name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
         try:

@@ -40,6 +40,8 @@ class Candidate:
 
 @dataclasses.dataclass(frozen=True)
 class PlanItem:
+    """One entry of a removal :class:`Plan`: to remove, or spared, and why."""
+
     key: str
     handle: str
     size: int
@@ -130,8 +132,9 @@ def plan_prune(
     return Plan(remove=ordered, spared=tuple(spared), total_before=total)
 
 
-def plan_remove(entries: Iterable[Candidate]) -> Plan:
-    """``rm``: the named entries, minus those a live process holds (reported as spared)."""
+def plan_remove(entries: Iterable[Candidate], *, total_before: Optional[int] = None) -> Plan:
+    """``rm``: the named entries, minus those a live process holds (reported as spared).
+    ``total_before`` is the size of the whole cache (default: of the named entries)."""
     entries = list(entries)
     remove, spared = [], []
     for c in entries:
@@ -141,6 +144,6 @@ def plan_remove(entries: Iterable[Candidate]) -> Plan:
             )
         else:
             remove.append(PlanItem(c.key, c.handle, c.size, c.last_used, "named"))
-    return Plan(
-        remove=tuple(remove), spared=tuple(spared), total_before=sum(c.size for c in entries)
-    )
+    if total_before is None:
+        total_before = sum(c.size for c in entries)
+    return Plan(remove=tuple(remove), spared=tuple(spared), total_before=total_before)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
+from .._errors import hide_credentials
 from ..local.gc import Debris, DebrisPlan
 from ..store.lock import StorageLock, judge_store_lock
 from ..store.open import open_storage
@@ -88,7 +89,7 @@ class StoreRoot:
     def _info(self, key: str, tree: dict[str, int], small: set[str]) -> EntryInfo:
         store = self.store
         manifest = store.read_manifest(key) if ".manifest.json" in small else None
-        handle = str((manifest or {}).get("handle", ""))
+        handle = hide_credentials(str((manifest or {}).get("handle", "")))
         if not handle and ".descriptor.txt" in small:
             handle = descriptor_handle(store.read(f"{key}.descriptor.txt") or b"")
         locked_by = self.live_holder(key) if ".lock" in small else ""

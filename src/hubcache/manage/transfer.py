@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -24,7 +25,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from .._config import load_config
-from .._errors import ArchiveError, CorruptArchiveError, EntryInUseError, HubcacheError
+from .._errors import (
+    ArchiveError,
+    CacheDirError,
+    ConfigurationError,
+    CorruptArchiveError,
+    EntryInUseError,
+    HubcacheError,
+    hide_credentials,
+)
 from .._handles import cache_key
 from ..local.entry import Entry, read_quietly
 from ..local.lock import DownloadLock, new_uid
@@ -34,6 +43,8 @@ from ..local.root import ensure_root
 
 @dataclasses.dataclass(frozen=True)
 class Imported:
+    """What ``import`` did with one entry of the archive (``status``), and why if rejected."""
+
     key: str
     handle: str
     status: str  # "imported" | "already cached" | "rejected"
@@ -71,16 +82,39 @@ def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
 
 
 def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
-    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole."""
+    """Let ``add`` fill a tar written to ``OUT.<pid>.part``, renamed to ``out`` when whole.
+
+    ``out`` is the user's argument: a folder that does not exist or cannot be written is a
+    usage error (exit 2); a full disk there is CacheDirError's "full" (exit 6)."""
+    if os.path.islink(out) or (os.path.lexists(out) and not os.path.isfile(out)):
+        # the final rename would replace it: a device, a FIFO, a folder or a link is not
+        # ours to destroy (a regular file is: the user named it as the output)
+        raise ConfigurationError(
+            f"{out} exists and is not a regular file; give the path of a new or regular file"
+        )
     part = f"{out}.{os.getpid()}.part"
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             add(tar)
         os.replace(part, out)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(part)
+        if isinstance(exc, OSError) and not isinstance(exc, HubcacheError):
+            raise _write_error(out, exc) from None
         raise
+
+
+def _write_error(out: str, exc: OSError) -> HubcacheError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return CacheDirError(
+            f"no space left to write {out} ({exc.strerror}); free space or export elsewhere",
+            errno=exc.errno,
+        )
+    return ConfigurationError(
+        f"cannot write {out}: {exc.strerror or exc}; give a path in an existing, writable folder",
+        errno=exc.errno,
+    )
 
 
 def add_entry(  # noqa: PLR0917 - the five parts of one entry
@@ -131,16 +165,38 @@ def _read(path: str) -> bytes:
 
 def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> list[Imported]:
     """Verify and publish every entry of ``archive`` (made by ``export``) into ``root``."""
+    if os.path.isdir(archive):
+        raise ConfigurationError(
+            f"{archive} is a directory; give the .tar file that `hubcache export` wrote"
+        )
     config = load_config(cache_dir=root)
-    ensure_root(root, private=False)
+    _ensure_writable(root)
     fsync = config.fsync if fsync is None else fsync
     staging = os.path.join(root, f"hubcache-import.{new_uid()}.tmp")
     os.mkdir(staging, 0o700)
     try:
         files, keys = extract_export(archive, staging, config.limits, fsync)
-        return [_import_one(root, staging, key, files, fsync) for key in keys]
+        return [
+            _import_one(root, staging, key, files, fsync=fsync, lease=config.lock_lease)
+            for key in keys
+        ]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ensure_writable(root: str) -> None:
+    """``ensure_root``, with the reason worded for an import (its own words are a resolve's:
+    "this model is missing and cannot be downloaded")."""
+    try:
+        ensure_root(root, private=False)
+    except CacheDirError as exc:
+        if os.path.isdir(root) and not os.access(root, os.W_OK | os.X_OK):
+            raise CacheDirError(
+                f"cannot import into {root}: the folder is read-only for this process; "
+                "import into a writable cache (--cache-dir DIR or TFHUB_CACHE_DIR)",
+                **exc.facts,
+            ) from None
+        raise CacheDirError(f"cannot import into {root}: {exc.message}", **exc.facts) from None
 
 
 def extract_export(
@@ -177,7 +233,13 @@ def read_checked(
 
 
 def _import_one(
-    root: str, staging: str, key: str, extracted: dict[str, list[Any]], fsync: bool
+    root: str,
+    staging: str,
+    key: str,
+    extracted: dict[str, list[Any]],
+    *,
+    fsync: bool,
+    lease: float,
 ) -> Imported:
     try:
         handle, manifest = read_checked(staging, key, extracted)
@@ -186,7 +248,7 @@ def _import_one(
     entry = Entry(root, key)
     if entry.is_complete():
         return Imported(key, handle, "already cached")
-    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=120, timeout=0)
+    lock = DownloadLock(entry.lock_path, entry.staging, handle=handle, lease=lease, timeout=0)
     if not lock.try_acquire():
         raise EntryInUseError(
             f"{handle} is being downloaded by another process; import again later", handle=handle
@@ -211,7 +273,10 @@ def _check(
     key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]
 ) -> None:
     """The extracted tree of ``key`` must be exactly what its manifest lists."""
-    if cache_key(handle) != key:
+    # A handle whose credentials were hidden (``user:***@``) no longer hashes to its key:
+    # the manifest's own ``key`` field must agree instead.
+    hidden = "***@" in handle and hide_credentials(handle) == handle
+    if cache_key(handle) != key and not (hidden and manifest.get("key") == key):
         raise CorruptArchiveError(f"{key}: its manifest names {handle}, whose key differs")
     prefix = key + "/"
     got = {rel[len(prefix) :]: value for rel, value in extracted.items() if rel.startswith(prefix)}

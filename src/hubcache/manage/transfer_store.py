@@ -52,7 +52,7 @@ def export_from_store(store: Storage, keys: Sequence[str], out: str) -> list[str
             with tempfile.TemporaryDirectory(prefix="hubcache-export-") as tmp:
                 tree = os.path.join(tmp, key)
                 os.mkdir(tree)
-                store.download_entry(key, manifest, tree)
+                store.download_entry(key, manifest, tree, fsync=False)  # a temporary copy
                 add_entry(
                     tar,
                     key,

@@ -52,21 +52,21 @@ def resolve_remote(
     on_wait: Optional[Callable[[str], None]],
     stage: Stage,
 ) -> str:
-    store = open_storage(config.root, handle.raw)
+    store = open_storage(config.root, handle.shown)
     key = handle.key
     manifest = store.complete_manifest(key)
     if manifest is not None:
         return _checked(handle, store, key, manifest, sha256)
     if config.offline:
         raise OfflineError(
-            f"{handle.raw} is not in the cache at {config.root} and offline mode is on "
+            f"{handle.shown} is not in the cache at {config.root} and offline mode is on "
             "(HUBCACHE_OFFLINE / offline=True)",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     lock = StorageLock(
         store,
         key,
-        handle=handle.raw,
+        handle=handle.shown,
         lease=config.lock_lease,
         timeout=config.lock_timeout,
         on_wait=on_wait,
@@ -91,8 +91,8 @@ def upload(
     with tempfile.TemporaryDirectory(prefix="hubcache-") as tmp:
         staging = os.path.join(tmp, handle.key)
         manifest = stage(handle, handle.key, staging, config, sha256)
-        if not store.upload_entry(handle.key, staging, manifest, descriptor_text(handle.raw)):
-            log.info("another process published %s first; using its copy", handle.raw)
+        if not store.upload_entry(handle.key, staging, manifest, descriptor_text(handle.shown)):
+            log.info("another process published %s first; using its copy", handle.shown)
     return manifest
 
 
@@ -101,9 +101,9 @@ def _checked(
 ) -> str:
     if not pin_matches(manifest, sha256):
         raise ChecksumMismatchError(
-            f"the cached archive of {handle.raw} at {store.join(key)} has sha256 "
+            f"the cached archive of {handle.shown} at {store.join(key)} has sha256 "
             f"{manifest.get('archive', {}).get('sha256')}, not the pinned {sha256}",
-            handle=handle.raw,
+            handle=handle.shown,
         )
     store.record_use(key)  # a hit: last use for `hubcache ls` and `prune` (hourly at most)
     return store.join(key)

@@ -37,6 +37,7 @@ from typing import IO, Any, Optional
 from .. import _faults
 from .._errors import DownloadError
 from ..local.entry import USE_RECORD_INTERVAL
+from ..local.root import fsync_dir as sync_folder
 
 CHUNK = 1024 * 1024
 WORKERS = 8  # parallel transfers: enough to hide per-object latency, few enough for memory
@@ -155,11 +156,17 @@ class Storage:
         )
         return self.create(f"{key}.manifest.json", json.dumps(manifest, indent=1).encode())
 
-    def download_entry(self, key: str, manifest: dict[str, Any], dest: str) -> None:
+    def download_entry(
+        self, key: str, manifest: dict[str, Any], dest: str, *, fsync: bool = True
+    ) -> None:
         """Copy a complete entry into the empty local folder ``dest``, in parallel, checking
-        each file's size and (when the manifest has it) sha256 on the way."""
+        each file's size and (when the manifest has it) sha256 on the way. With ``fsync``
+        every file and then every folder is synced, as an extracted tree is, so the rename
+        that publishes ``dest`` never exposes a tree a crash could leave half-written."""
+        folders = {dest}
         for rel in manifest.get("dirs", []):
             if rel:
+                folders.add(os.path.join(dest, *rel.split("/")))
                 _faults.fs.makedirs(os.path.join(dest, *rel.split("/")), exist_ok=True)
 
         def fetch(item: tuple[str, list[Any]]) -> None:
@@ -173,6 +180,9 @@ class Storage:
                     sha.update(data)
                     count += len(data)
                     out.write(data)
+                if fsync:
+                    out.flush()
+                    _faults.fs.fsync(out.fileno())
             if count != size or (digest and sha.hexdigest() != digest):
                 raise DownloadError(
                     f"{self.join(key + '/' + rel)} does not match its manifest "
@@ -180,6 +190,12 @@ class Storage:
                 )
 
         parallel(fetch, manifest["files"].items())
+        if fsync:  # deepest first, so each folder's entries are on disk before its parent's
+            for rel in manifest["files"]:
+                parts = rel.split("/")[:-1]
+                folders.update(os.path.join(dest, *parts[:n]) for n in range(1, len(parts) + 1))
+            for folder in sorted(folders, key=lambda p: p.count(os.sep), reverse=True):
+                sync_folder(folder)
 
     def record_use(self, key: str) -> None:
         """Note a hit in ``<key>.used``: object stores have no atime, and rewriting the

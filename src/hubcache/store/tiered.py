@@ -80,7 +80,7 @@ def download_via_tier(
 ) -> None:
     """Fill the local ``entry`` from the tier, or from the origin and then fill the tier."""
     tier = _Tier(config.shared_cache)
-    _ok, store = tier.call("opening it", lambda: open_storage(config.shared_cache, handle.raw))
+    _ok, store = tier.call("opening it", lambda: open_storage(config.shared_cache, handle.shown))
     if store is None:
         download(handle, entry, config, uid, sha256)
         return
@@ -89,7 +89,7 @@ def download_via_tier(
     lock = StorageLock(
         store,
         entry.key,
-        handle=handle.raw,
+        handle=handle.shown,
         lease=config.lock_lease,
         timeout=config.lock_timeout,
     )
@@ -119,7 +119,8 @@ def _copy_down(
     _faults.fs.mkdir(staging, 0o755)
     try:
         copied, _ = tier.call(
-            "copying from it", lambda: store.download_entry(entry.key, manifest, staging)
+            "copying from it",
+            lambda: store.download_entry(entry.key, manifest, staging, fsync=config.fsync),
         )
         if not copied:
             return False
@@ -139,4 +140,4 @@ def _upload(store: Storage, entry: Entry, handle: Handle) -> None:
     if manifest is None or store.complete_manifest(entry.key) is not None:
         return
     store.retire(entry.key)  # debris of a node that died while uploading
-    store.upload_entry(entry.key, entry.path, manifest, descriptor_text(handle.raw))
+    store.upload_entry(entry.key, entry.path, manifest, descriptor_text(handle.shown))

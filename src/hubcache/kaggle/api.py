@@ -1,0 +1,272 @@
+"""A small client for the part of Kaggle's API that kagglehub 1.x uses to download models.
+
+Calls (kagglesdk's RPC layout: ``POST <rpc_base>/<service>/<method>`` with a JSON body whose
+fields are camelCase and whose framework is the enum's name)::
+
+    models.ModelApiService/GetModelInstance               -> {"versionNumber": N, ...}
+    models.ModelApiService/ListModelInstanceVersionFiles  -> {"files": [{"name", "size"}],
+                                                              "nextPageToken": ""}
+    models.ModelApiService/DownloadModelInstanceVersion   -> 302 Location: <signed URL>
+    GET <web>/api/v1/models/O/M/FW/VAR/VER/download       -> 302 (older servers; fallback)
+
+Credentials go on these requests only. Redirects are never followed here: the signed URL
+is returned and fetched without any credential by ``fetch.http``. Errors carry Kaggle's
+``message`` when it sends one, and 401/403 name the credential *source* that was tried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from typing import Any, Optional, overload
+
+from .._config import Config, KaggleSettings
+from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
+from ..fetch.pool import manager
+from ..fetch.retry import RetryBudget, send_with_retries
+from ..fetch.source import redact
+from .credentials import Credential
+from .identity import KaggleModel
+
+log = logging.getLogger(__name__)
+
+SERVICE = "models.ModelApiService"
+PAGE_SIZE = 25  # kagglehub downloads up to this many files one by one, else the archive
+_REDIRECT = {301, 302, 303, 307, 308}
+
+
+class KaggleApi:
+    def __init__(
+        self,
+        settings: KaggleSettings,
+        credential: Optional[Credential],
+        config: Config,
+        handle: str,
+    ) -> None:
+        self.settings = settings
+        self.credential = credential
+        self.config = config
+        self.handle = handle
+
+    # -- calls ----------------------------------------------------------------------------
+    def latest_version(self, model: KaggleModel) -> int:
+        data = self._json("GetModelInstance", _body(model), model)
+        version = data.get("versionNumber")
+        if not isinstance(version, int) or version < 1:
+            raise DownloadError(
+                f"Kaggle's answer about {model.slug} has no version number; try again later "
+                "or name the version in the handle",
+                handle=self.handle,
+            )
+        return version
+
+    def list_files(self, model: KaggleModel) -> Optional[tuple[list[tuple[str, int]], bool]]:
+        """The version's files (name, size) and whether there are more than one page; None
+        when the server has no such route (an older API: fetch the archive instead)."""
+        body = {**_body(model), "versionNumber": model.version, "pageSize": PAGE_SIZE}
+        data = self._json("ListModelInstanceVersionFiles", body, model, optional=True)
+        if data is None:
+            return None
+        files = []
+        for item in data.get("files") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise DownloadError(
+                    f"Kaggle listed a malformed file for {model.slug}", handle=self.handle
+                )
+            size = item.get("size", -1)
+            files.append((item["name"], int(size) if isinstance(size, (int, str)) else -1))
+        return files, bool(data.get("nextPageToken"))
+
+    def download_url(self, model: KaggleModel, path: Optional[str] = None) -> str:
+        """A fresh signed URL for the version's archive, or for one file of it."""
+        body: dict[str, Any] = {**_body(model), "versionNumber": model.version}
+        if path is not None:
+            body["path"] = path
+        response = self._call("POST", self._rpc("DownloadModelInstanceVersion"), body, model)
+        if response.status == 404 and path is None and not _is_json(response):
+            # The RPC route itself is missing (an older API): use the legacy download URL.
+            legacy = (
+                f"{self.settings.web_endpoint}/api/v1/models/{model.owner}/{model.model}/"
+                f"{model.framework}/{model.variation}/{model.version}/download"
+            )
+            log.info("Kaggle's RPC download route is missing; trying %s", legacy)
+            response = self._call("GET", legacy, None, model)
+        return self._location(response, model)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _rpc(self, method: str) -> str:
+        return f"{self.settings.rpc_base}/{SERVICE}/{method}"
+
+    @overload
+    def _json(self, method: str, body: dict[str, Any], model: KaggleModel) -> dict[str, Any]: ...
+    @overload
+    def _json(
+        self, method: str, body: dict[str, Any], model: KaggleModel, optional: bool
+    ) -> Optional[dict[str, Any]]: ...
+    def _json(
+        self, method: str, body: dict[str, Any], model: KaggleModel, optional: bool = False
+    ) -> Optional[dict[str, Any]]:
+        """POST one RPC; its JSON answer. ``optional``: None when the route itself is
+        missing (a bare 404 without Kaggle's JSON error body)."""
+        response = self._call("POST", self._rpc(method), body, model)
+        if optional and response.status == 404 and not _is_json(response):
+            log.info("Kaggle's API has no %s route here", method)
+            return None
+        self._raise_for_status(response, model)
+        try:
+            data = json.loads(response.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise DownloadError(
+                f"Kaggle's API answered {method} for {model.slug} with something that is not "
+                "JSON (a proxy page?); check KAGGLE_API_ENVIRONMENT and proxy settings",
+                handle=self.handle,
+            )
+        return data
+
+    def _location(self, response: Any, model: KaggleModel) -> str:
+        if response.status in _REDIRECT:
+            target = response.headers.get("Location", "")
+        elif response.status == 200 and _is_json(response):
+            try:
+                target = json.loads(response.data).get("url", "")
+            except (ValueError, AttributeError):
+                target = ""
+        else:
+            self._raise_for_status(response, model)
+            target = ""
+        url = urllib.parse.urljoin(self._rpc(""), target) if target else ""
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https") or (
+            scheme == "http" and self.settings.api_endpoint.startswith("https:")
+        ):
+            raise DownloadError(
+                f"Kaggle's API gave no usable download URL for {model.slug} "
+                f"(status {response.status}, location {redact(url) or 'none'})",
+                handle=self.handle,
+            )
+        return url
+
+    def _call(
+        self, method: str, url: str, body: Optional[dict[str, Any]], model: KaggleModel
+    ) -> Any:
+        import urllib3
+
+        from ..fetch.http import _user_agent
+
+        headers = {"User-Agent": _user_agent(), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.credential is not None and _is_api_host(url, self.settings):
+            headers["Authorization"] = self.credential.authorization
+        payload = json.dumps(body).encode() if body is not None else None
+        timeout = urllib3.Timeout(
+            connect=self.config.connect_timeout, read=self.config.read_timeout
+        )
+
+        def send() -> Any:
+            return manager(url, self.config.verify_tls).request(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                timeout=timeout,
+            )
+
+        try:  # the one retry policy of every request (fetch.retry)
+            return send_with_retries(
+                RetryBudget.of(self.config), send, url=lambda: url, handle=self.handle
+            )
+        except DownloadError as exc:
+            raise DownloadError(
+                f"Kaggle's API failed for {model.slug}: {exc.message}; check the network, "
+                "proxy settings and KAGGLE_API_ENVIRONMENT, then try again",
+                handle=self.handle,
+            ) from None
+
+    def _raise_for_status(self, response: Any, model: KaggleModel) -> None:
+        status = response.status
+        if status == 200:
+            return
+        message = _server_message(response)
+        said = f" (Kaggle said: {message})" if message else ""
+        if status in (401, 403):
+            raise access_error(
+                status, model, self.credential, self.settings, self.handle, said=said
+            )
+        if status in (404, 410):
+            raise ModelNotFoundError(
+                f"Kaggle has no model {model.slug}{said}; check the owner, model, framework, "
+                f"variation and version on {model.page(self.settings.web_endpoint)}",
+                handle=self.handle,
+                status=status,
+            )
+        raise HTTPStatusError(
+            f"Kaggle's API answered HTTP {status} for {model.slug}{said}",
+            handle=self.handle,
+            status=status,
+        )
+
+
+def access_error(
+    status: int,
+    model: KaggleModel,
+    credential: Optional[Credential],
+    settings: KaggleSettings,
+    handle: str,
+    *,
+    said: str = "",
+) -> HTTPStatusError:
+    """The one line for 401/403: accept the terms, and which credential *source* was tried."""
+    if credential is None:
+        tried = (
+            "no credential was found (set KAGGLE_API_TOKEN, or put kaggle.json in ~/.kaggle "
+            "or $KAGGLE_CONFIG_DIR)"
+        )
+    else:
+        tried = f"the credential tried came from {credential.source}"
+        if status == 401:
+            tried += " and was not accepted (wrong or expired?)"
+    return HTTPStatusError(
+        f"Kaggle refused access to {model.slug} (HTTP {status}){said}: if the model is gated, "
+        f"sign in and accept its terms at {model.page(settings.web_endpoint)}; {tried}",
+        handle=handle,
+        status=status,
+    )
+
+
+def _body(model: KaggleModel) -> dict[str, Any]:
+    return {
+        "ownerSlug": model.owner,
+        "modelSlug": model.model,
+        "framework": model.framework_enum,
+        "instanceSlug": model.variation,
+    }
+
+
+def _is_json(response: Any) -> bool:
+    return "json" in response.headers.get("Content-Type", "")
+
+
+def _server_message(response: Any) -> str:
+    if not _is_json(response):
+        return ""
+    try:
+        message = json.loads(response.data).get("message", "")
+    except (ValueError, AttributeError):
+        return ""
+    return " ".join(str(message).split())[:200]
+
+
+def _is_api_host(url: str, settings: KaggleSettings) -> bool:
+    """Credentials go to the selected environment's API and web endpoints only."""
+    target = urllib.parse.urlsplit(url)
+    for endpoint in (settings.api_endpoint, settings.web_endpoint):
+        ours = urllib.parse.urlsplit(endpoint)
+        if (target.scheme, target.hostname, target.port) == (ours.scheme, ours.hostname, ours.port):
+            return True
+    return False

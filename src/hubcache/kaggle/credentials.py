@@ -1,0 +1,123 @@
+"""Kaggle credentials, found in kagglehub's order, sent only to Kaggle's API hosts.
+
+Order (the first that gives a credential wins)::
+
+    1. KAGGLE_API_TOKEN          a token, or the path of a file holding one    -> Bearer
+    2. ~/.kaggle/access_token    (or access_token.txt) a file holding a token   -> Bearer
+    3. KAGGLE_USERNAME + KAGGLE_KEY                                             -> Basic
+    4. $KAGGLE_CONFIG_DIR/kaggle.json (default ~/.kaggle)  {"username", "key"}  -> Basic
+
+A :class:`Credential` knows where it came from (``source``, safe to print) and the header
+value (never in ``repr``, never logged, never written anywhere). Files readable by other
+users get one warning each per process, as ssh does for keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import os
+import stat
+from typing import Optional
+
+from .._config import KaggleSettings
+from .._errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    source: str  # e.g. "KAGGLE_API_TOKEN", "~/.kaggle/kaggle.json": where, never what
+    authorization: str = dataclasses.field(repr=False)  # the Authorization header value
+
+
+def find_credential(settings: KaggleSettings) -> Optional[Credential]:
+    """The first credential in kagglehub's order, or None (public models need none)."""
+    token = settings.api_token
+    if token:
+        if os.path.isfile(token):
+            value = _read_token(token)
+            if value:
+                return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
+        else:
+            return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
+    kaggle_dir = os.path.join(settings.home, ".kaggle")
+    for name in ("access_token", "access_token.txt"):
+        path = os.path.join(kaggle_dir, name)
+        value = _read_token(path) if os.path.isfile(path) else ""
+        if value:
+            return Credential(f"~/.kaggle/{name}", "Bearer " + value)
+    if settings.username and settings.key:
+        return Credential("KAGGLE_USERNAME + KAGGLE_KEY", _basic(settings.username, settings.key))
+    path = os.path.join(settings.config_dir, "kaggle.json")
+    if os.path.isfile(path):
+        username, key = _read_kaggle_json(path)
+        return Credential(path, _basic(username, key))
+    return None
+
+
+def _basic(username: str, key: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{key}".encode()).decode("ascii")
+
+
+def _read_token(path: str) -> str:
+    _warn_if_loose(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"cannot read the Kaggle token file {path}: {exc.__class__.__name__}; fix its "
+            "permissions or remove it"
+        ) from None
+    if any(c in value for c in "\r\n\x00"):
+        raise ConfigurationError(
+            f"the Kaggle token file {path} holds more than one line; it must hold only the token"
+        )
+    return value
+
+
+def _read_kaggle_json(path: str) -> tuple[str, str]:
+    _warn_if_loose(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"the Kaggle credentials file {path} is not readable JSON ({exc.__class__.__name__}); "
+            'it must hold {"username": "...", "key": "..."} (download it from kaggle.com, '
+            "Settings, API)"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) and data[k].strip() for k in ("username", "key")
+    ):
+        raise ConfigurationError(
+            f'the Kaggle credentials file {path} lacks a "username" or a "key"; it must hold '
+            '{"username": "...", "key": "..."}'
+        )
+    username, key = data["username"].strip(), data["key"].strip()
+    if any(c in username + key for c in "\r\n\x00"):
+        raise ConfigurationError(f"the Kaggle credentials file {path} has a line break in a value")
+    return username, key
+
+
+def _warn_if_loose(path: str) -> None:
+    if path in _WARNED:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _WARNED.add(path)
+        log.warning(
+            "the Kaggle credentials file %s can be read by other users (mode %o); "
+            "run `chmod 600 %s`",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )

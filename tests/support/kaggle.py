@@ -1,0 +1,497 @@
+"""A local stand-in for Kaggle Models: the API kagglehub 1.x speaks, signed storage, and a
+tfhub.dev-like redirector in front.
+
+Three servers on 127.0.0.1, each started and stopped by the test:
+
+* :class:`KaggleServer` -- Kaggle's API and web pages. Clients reach it the way they would
+  reach ``KAGGLE_API_ENVIRONMENT=LOCALHOST`` (``http://localhost``, port 80): through
+  ``http_proxy`` pointing at this server, which accepts absolute-form request lines
+  (``POST http://localhost/api/v1/...``). It serves ``GetModelInstance``,
+  ``ListModelInstanceVersionFiles`` (pages of ``pageSize``) and
+  ``DownloadModelInstanceVersion`` (302 to a signed URL), the legacy
+  ``GET /api/v1/models/O/M/FW/VAR/VER/download``, and ``/models/...`` pages (302 to the
+  archive with ``tf-hub-format=compressed``, else an HTML page). Bearer and Basic auth.
+* :class:`StorageServer` -- signed URLs: a query signature (HMAC) and an expiry; answers
+  400 ``ExpiredToken`` past the expiry, 403 ``SignatureDoesNotMatch`` for a bad signature
+  or when told to refuse the next N requests; declares the md5 in ``x-goog-hash``. Records
+  every request's headers.
+* :class:`Redirector` -- ``/<publisher>/<model>/<version>`` -> 302 to a Kaggle model URL
+  (query kept, ``tfhub-redirect=true`` added), or to the HTML catalogue for unmigrated ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import io
+import json
+import re
+import tarfile
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any, NamedTuple, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ._serving import BackgroundServer, TrackedHTTPServer
+
+SECRET = b"storage-signing-secret"
+HTML = b"<!DOCTYPE html><html><head><title>Kaggle Models</title></head><body>x</body></html>"
+
+
+class Seen(NamedTuple):
+    method: str
+    path: str
+    headers: dict[str, str]  # keys lower-cased
+    body: bytes
+
+
+def fw_id(name: str) -> str:
+    return re.sub(r"[_-]", "", name.lower())
+
+
+def enum_id(enum: str) -> str:
+    return enum.removeprefix("MODEL_FRAMEWORK_").replace("_", "").lower()
+
+
+@dataclass
+class KaggleModel:
+    """One model variation with its versions: {version: {relative path: bytes}}."""
+
+    owner: str
+    model: str
+    framework: str  # as Kaggle spells it in URLs, e.g. "tensorFlow2"
+    variation: str
+    versions: dict[int, dict[str, bytes]]
+    gated: bool = False
+
+    @property
+    def latest(self) -> int:
+        return max(self.versions)
+
+    def matches(self, owner: str, model: str, framework: str, variation: str) -> bool:
+        return (owner.lower(), model.lower(), fw_id(framework), variation.lower()) == (
+            self.owner.lower(),
+            self.model.lower(),
+            fw_id(self.framework),
+            self.variation.lower(),
+        )
+
+    def archive(self, version: int) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, data in sorted(self.versions[version].items()):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 1700000000
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+
+def saved_model_files(seed: str, extra: int = 0) -> dict[str, bytes]:
+    """A small SavedModel-shaped file set (``saved_model.pb`` + variables), plus ``extra``
+    asset files."""
+    files = {
+        "saved_model.pb": f"pb {seed}".encode() * 50,
+        "variables/variables.index": f"index {seed}".encode(),
+        "variables/variables.data-00000-of-00001": hashlib.sha256(seed.encode()).digest() * 4000,
+    }
+    for i in range(extra):
+        files[f"assets/file{i:03d}.txt"] = f"asset {i} of {seed}\n".encode()
+    return files
+
+
+# -- storage ---------------------------------------------------------------------------
+class StorageServer(BackgroundServer):
+    def __init__(self, lifetime: float = 3600.0) -> None:
+        super().__init__()
+        self.handler = _StorageHandler
+        self.blobs: dict[str, bytes] = {}
+        self.lifetime = lifetime
+        self.refuse = 0  # answer 403 to this many next requests
+        self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
+        self.drop = 0  # cut this many next bodies in half and close the connection
+        self.seen: list[Seen] = []
+
+    def sign(self, blob_id: str, data: bytes, lifetime: Optional[float] = None) -> str:
+        self.blobs[blob_id] = data
+        expires = int(time.time() + (self.lifetime if lifetime is None else lifetime))
+        sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+        query = urlencode({"X-Goog-Expires": expires, "X-Goog-Signature": sig})
+        return f"http://127.0.0.1:{self.port}/blob/{blob_id}?{query}"
+
+
+class _StorageHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: TrackedHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner: StorageServer = self.server.owner  # type: ignore[assignment]
+        with owner._lock:
+            owner.seen.append(
+                Seen("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+            )
+            refuse = owner.refuse > 0
+            owner.refuse -= 1 if refuse else 0
+            corrupt = owner.corrupt > 0
+            owner.corrupt -= 1 if corrupt else 0
+            drop = owner.drop > 0
+            owner.drop -= 1 if drop else 0
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query))
+        blob_id = url.path.removeprefix("/blob/")
+        data = owner.blobs.get(blob_id)
+        try:
+            expires = int(query.get("X-Goog-Expires", "0"))
+        except ValueError:
+            expires = 0
+        good = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+        expired = expires < time.time()
+        if (
+            refuse
+            or data is None
+            or expired
+            or not hmac.compare_digest(good, query.get("X-Goog-Signature", ""))
+        ):
+            code = "ExpiredToken" if expired and not refuse else "SignatureDoesNotMatch"
+            body = f"<?xml version='1.0'?><Error><Code>{code}</Code></Error>".encode()
+            self.send_response(400 if code == "ExpiredToken" else 403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
+        if corrupt:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
+        self.end_headers()
+        if drop:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+
+# -- Kaggle's API and web pages ----------------------------------------------------------
+@dataclass
+class Accounts:
+    tokens: set[str] = field(default_factory=set)  # Bearer tokens
+    keys: dict[str, str] = field(default_factory=dict)  # username -> key (Basic)
+    accepted_terms: set[str] = field(default_factory=set)  # tokens / usernames
+
+
+class KaggleServer(BackgroundServer):
+    def __init__(self, storage: StorageServer) -> None:
+        super().__init__()
+        self.handler = _KaggleHandler
+        self.storage = storage
+        self.models: list[KaggleModel] = []
+        self.accounts = Accounts()
+        self.seen: list[Seen] = []
+        self.rpc_missing = False  # listing and download routes answer a bare 404 (older API)
+
+    def add(self, model: KaggleModel) -> KaggleModel:
+        self.models.append(model)
+        return model
+
+    def find(self, owner: str, model: str, framework: str, variation: str) -> Optional[KaggleModel]:
+        return next((m for m in self.models if m.matches(owner, model, framework, variation)), None)
+
+    def calls(self, name: str) -> int:
+        return sum(1 for s in self.seen if s.path.endswith("/" + name) or name in s.path)
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class _KaggleHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: TrackedHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    @property
+    def owner(self) -> KaggleServer:
+        return self.server.owner  # type: ignore[return-value]
+
+    def _path(self) -> str:
+        """Absolute-form (through a proxy) or origin-form request target -> path + query."""
+        target = self.path
+        if target.startswith("http://"):
+            parts = urlsplit(target)
+            return parts.path + (f"?{parts.query}" if parts.query else "")
+        return target
+
+    def _forwarded(self) -> bool:
+        """As a proxy, relay requests for other loopback hosts (requests keeps using the
+        proxy after a redirect to the storage server); True when this request was one."""
+        parts = urlsplit(self.path)
+        if not self.path.startswith("http://") or parts.hostname in ("localhost", None):
+            return False
+        if parts.hostname != "127.0.0.1":
+            self._send(403, b"this test proxy only reaches loopback", "text/plain")
+            return True
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port or 80, timeout=30)
+        try:
+            skip = {"proxy-connection", "connection", "keep-alive", "proxy-authorization"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+            conn.request(self.command, self._path(), headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            relay = {
+                k: v
+                for k, v in resp.getheaders()
+                if k.lower() not in ("content-length", "connection", "transfer-encoding")
+            }
+            ctype = relay.pop("Content-Type", "application/octet-stream")
+            self._send(resp.status, body, ctype, relay)
+        finally:
+            conn.close()
+        return True
+
+    def _record(self, body: bytes) -> None:
+        with self.owner._lock:
+            self.owner.seen.append(
+                Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
+
+    def _send(
+        self, status: int, body: bytes, ctype: str, headers: Optional[dict[str, str]] = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, data: Any) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"code": status, "message": message})
+
+    def _who(self) -> tuple[bool, Optional[str]]:
+        """(credentials valid or absent, identity); (False, None) for wrong credentials."""
+        auth = self.headers.get("Authorization", "")
+        accounts = self.owner.accounts
+        if not auth:
+            return True, None
+        if auth.startswith("Bearer "):
+            token = auth[7:]
+            return (True, token) if token in accounts.tokens else (False, None)
+        if auth.startswith("Basic "):
+            try:
+                user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                return False, None
+            return (True, user) if accounts.keys.get(user) == key else (False, None)
+        return False, None
+
+    def _allowed(self, model: KaggleModel) -> bool:
+        valid, who = self._who()
+        if not valid:
+            self._error(401, "Unauthenticated: the credentials are not valid")
+            return False
+        if model.gated and who not in self.owner.accounts.accepted_terms:
+            self._error(403, "Permission 'models.get' was denied: accept the model's terms")
+            return False
+        return True
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self._record(body)
+        path = self._path()
+        match = re.fullmatch(r"(?:/api)?/v1/models\.ModelApiService/(\w+)", path)
+        if match is None:
+            self._send(404, b"no such route", "text/plain")
+            return
+        try:
+            req = json.loads(body)
+        except ValueError:
+            self._error(400, "bad JSON")
+            return
+        method = match.group(1)
+        missing = ("DownloadModelInstanceVersion", "ListModelInstanceVersionFiles")
+        if method in missing and self.owner.rpc_missing:
+            self._send(404, b"Not Found", "text/html")
+            return
+        model = self.owner.find(
+            req.get("ownerSlug", ""),
+            req.get("modelSlug", ""),
+            enum_id(req.get("framework", "")),
+            req.get("instanceSlug", ""),
+        )
+        if model is None:
+            self._error(404, "Model instance not found")
+            return
+        if not self._allowed(model):
+            return
+        if method == "GetModelInstance":
+            self._json(
+                200,
+                {
+                    "id": 7,
+                    "slug": model.variation,
+                    "versionNumber": model.latest,
+                    "framework": req.get("framework"),
+                },
+            )
+            return
+        version = req.get("versionNumber") or 0
+        if version not in model.versions:
+            self._error(404, f"Version {version} not found")
+            return
+        files = model.versions[version]
+        if method == "ListModelInstanceVersionFiles":
+            size = int(req.get("pageSize") or 20)
+            start = int(req.get("pageToken") or 0)
+            names = sorted(files)[start : start + size]
+            token = str(start + size) if start + size < len(files) else ""
+            self._json(
+                200,
+                {
+                    "files": [{"name": n, "size": len(files[n])} for n in names],
+                    "nextPageToken": token,
+                },
+            )
+            return
+        if method == "DownloadModelInstanceVersion":
+            self._redirect_to_blob(model, version, req.get("path"))
+            return
+        self._error(404, f"unknown method {method}")
+
+    def _redirect_to_blob(self, model: KaggleModel, version: int, path: Optional[str]) -> None:
+        files = model.versions[version]
+        key = f"{model.owner}-{model.model}-{fw_id(model.framework)}-{model.variation}-{version}"
+        if path:
+            if path not in files:
+                self._error(404, f"no file {path}")
+                return
+            url = self.owner.storage.sign(f"{key}/{path}", files[path])
+        else:
+            url = self.owner.storage.sign(f"{key}.tar.gz", model.archive(version))
+        self._send(302, b"", "text/plain", {"Location": url})
+
+    def do_GET(self) -> None:
+        if self._forwarded():
+            return
+        self._record(b"")
+        path = self._path()
+        url = urlsplit(path)
+        legacy = re.fullmatch(
+            r"/api/v1/models/([^/]+)/([^/]+)/([^/]+)/([^/]+)/(\d+)/download", url.path
+        )
+        if legacy:
+            model = self.owner.find(*legacy.groups()[:4])
+            if model is None or int(legacy.group(5)) not in model.versions:
+                self._error(404, "not found")
+                return
+            if self._allowed(model):
+                self._redirect_to_blob(model, int(legacy.group(5)), None)
+            return
+        parts = url.path.strip("/").split("/")
+        query = dict(parse_qsl(url.query))
+        if parts[0] == "models" and len(parts) == 6 and query.get("tf-hub-format") == "compressed":
+            model = self.owner.find(*parts[1:5])
+            if model is not None and parts[5].isdigit() and int(parts[5]) in model.versions:
+                if self._allowed(model):
+                    self._redirect_to_blob(model, int(parts[5]), None)
+                return
+            self._send(404, HTML, "text/html; charset=utf-8")
+            return
+        if parts[0] == "models":  # a catalogue or model page: HTML, status 200
+            self._send(200, HTML, "text/html; charset=utf-8")
+            return
+        self._send(404, b"not found", "text/plain")
+
+
+# -- tfhub.dev-like redirector ------------------------------------------------------------
+class Redirector(BackgroundServer):
+    """``routes``: tfhub path (``google/nnlm-en-dim128/2``) -> Kaggle model URL, or None
+    for a handle that was never migrated (sent to the catalogue page)."""
+
+    def __init__(self, kaggle_web: str = "http://localhost") -> None:
+        super().__init__()
+        self.handler = _RedirectHandler
+        self.routes: dict[str, Optional[str]] = {}
+        self.web = kaggle_web
+        self.hits = 0
+
+
+class _RedirectHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: TrackedHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        owner: Redirector = self.server.owner  # type: ignore[assignment]
+        with owner._lock:
+            owner.hits += 1
+        url = urlsplit(self.path)
+        key = url.path.strip("/")
+        if key not in owner.routes:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        target = owner.routes[key]
+        query = [*parse_qsl(url.query), ("tfhub-redirect", "true")]
+        location = (target or f"{owner.web}/models") + "?" + urlencode(query)
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class KaggleWorld:
+    """The three servers together, plus the environment that points clients at them."""
+
+    def __init__(self) -> None:
+        self.storage = StorageServer()
+        self.kaggle = KaggleServer(self.storage)
+        self.tfhub = Redirector()
+
+    def __enter__(self) -> KaggleWorld:
+        self.storage.start()
+        self.kaggle.start()
+        self.tfhub.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.tfhub.stop()
+        self.kaggle.stop()
+        self.storage.stop()
+
+    def env(self) -> dict[str, str]:
+        """kagglesdk's LOCALHOST hosts, reached through the API server acting as the proxy;
+        loopback addresses (storage, redirector) go direct."""
+        return {
+            "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+            "http_proxy": self.kaggle.proxy,
+            "HTTP_PROXY": self.kaggle.proxy,
+            "no_proxy": "127.0.0.1",
+            "NO_PROXY": "127.0.0.1",
+        }
+
+    def tfhub_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.tfhub.port}/{path}"

@@ -1,0 +1,564 @@
+"""Kaggle Models as a source: handles, the API as kagglehub 1.x uses it, credentials,
+signed URLs, tfhub.dev redirects, equivalent handles and kagglehub's cache.
+
+Everything runs against tests/support/kaggle.py: a Kaggle API server reached as
+``KAGGLE_API_ENVIRONMENT=LOCALHOST`` through ``http_proxy``, a signed-URL storage server and
+a tfhub.dev-like redirector, all on 127.0.0.1 and stopped at the end of each test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import hubcache
+from hubcache import cache_key
+from tests.support.kaggle import KaggleModel, KaggleWorld, saved_model_files
+
+NNLM = "google/nnlm/tensorFlow2/en-dim128"
+BIG = "google/bignet/tensorFlow2/default"
+GATED = "google/gemma/keras/gemma-2b"
+TOKEN = "tok-" + "a" * 20
+USER, KEY = "alice", "k" * 32
+
+
+@pytest.fixture
+def world(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, cache_root: pathlib.Path
+) -> Iterator[KaggleWorld]:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "0.01")
+    with KaggleWorld() as w:
+        for name, value in w.env().items():
+            monkeypatch.setenv(name, value)
+        w.kaggle.add(
+            KaggleModel(
+                "google",
+                "nnlm",
+                "tensorFlow2",
+                "en-dim128",
+                {1: saved_model_files("v1"), 2: saved_model_files("v2")},
+            )
+        )
+        w.kaggle.add(
+            KaggleModel(
+                "google",
+                "bignet",
+                "tensorFlow2",
+                "default",
+                {1: saved_model_files("big", extra=30)},
+            )
+        )
+        w.kaggle.add(
+            KaggleModel(
+                "google",
+                "gemma",
+                "keras",
+                "gemma-2b",
+                {1: {"model.weights.h5": b"w" * 5000, "config.json": b"{}"}},
+                gated=True,
+            )
+        )
+        w.kaggle.accounts.tokens.add(TOKEN)
+        w.kaggle.accounts.keys[USER] = KEY
+        w.kaggle.accounts.accepted_terms.update({TOKEN, USER})
+        yield w
+    assert not (w.kaggle.errors or w.storage.errors or w.tfhub.errors)
+
+
+def tree(path: str) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, path).replace(os.sep, "/")] = pathlib.Path(full).read_bytes()
+    return out
+
+
+def kagglehub_download(handle: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real kagglehub client, in its own process (it keeps global state)."""
+    code = "import kagglehub, sys; print(kagglehub.model_download(sys.argv[1]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, handle],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hubcache", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def manifest(path: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(pathlib.Path(path + ".manifest.json").read_text())
+    return data
+
+
+def storage_gets(world: KaggleWorld) -> int:
+    return len(world.storage.seen)
+
+
+def no_secret_reached_storage(world: KaggleWorld, *secrets: str) -> None:
+    for seen in world.storage.seen:
+        assert "authorization" not in seen.headers
+        assert not any(s in v for v in seen.headers.values() for s in secrets)
+
+
+# -- the local server speaks Kaggle's protocol as the real kagglehub knows it ---------------
+@pytest.mark.parametrize("slug", [f"{NNLM}/2", f"{BIG}/1"], ids=["files", "archive"])
+def test_real_kagglehub_downloads_from_the_local_server(world: KaggleWorld, slug: str) -> None:
+    out = kagglehub_download(slug, KAGGLE_API_TOKEN=TOKEN)
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip().splitlines()[-1]
+    expected = saved_model_files("big", extra=30) if "bignet" in slug else saved_model_files("v2")
+    assert tree(path) == expected
+    api = [s for s in world.kaggle.seen if "ModelApiService" in s.path]
+    assert api and all(s.headers["authorization"] == f"Bearer {TOKEN}" for s in api)
+    no_secret_reached_storage(world, TOKEN)
+    assert os.path.isfile(path + ".complete")  # kagglehub's own marker
+
+
+# -- hubcache downloads ------------------------------------------------------------------
+def test_file_set_is_downloaded_file_by_file_and_recorded(world: KaggleWorld) -> None:
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    m = manifest(path)
+    assert m["kaggle"] == {
+        "owner": "google",
+        "model": "nnlm",
+        "framework": "tensorFlow2",
+        "variation": "en-dim128",
+        "version": 2,
+    }
+    assert set(m["files"]) == set(saved_model_files("v2"))
+    assert all(len(digest) == 64 for _size, digest in m["files"].values())
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 3  # one per file
+    assert storage_gets(world) == 3
+    assert os.path.basename(path) == cache_key(f"kaggle:{NNLM}/2")
+
+
+def test_many_files_come_as_one_archive(world: KaggleWorld) -> None:
+    path = hubcache.resolve(f"kaggle:{BIG}/1")
+    assert tree(path) == saved_model_files("big", extra=30)
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 1
+    assert manifest(path)["archive"]["format"] == "gzip"
+
+
+def test_url_handles_keep_tensorflow_hubs_key(world: KaggleWorld) -> None:
+    short = f"http://localhost/models/{NNLM}/1"
+    long = (
+        "http://localhost/models/google/nnlm/frameworks/TensorFlow2/variations/en-dim128/versions/2"
+    )
+    assert os.path.basename(hubcache.resolve(short)) == cache_key(short)
+    assert os.path.basename(hubcache.resolve(long)) == cache_key(long)
+    assert tree(hubcache.resolve(long)) == saved_model_files("v2")
+
+
+def test_md5_declared_by_storage_is_checked(world: KaggleWorld, cache_root: pathlib.Path) -> None:
+    world.storage.corrupt = 1
+    with pytest.raises(hubcache.CorruptArchiveError, match="x-goog-hash"):
+        hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert not any(p.name.endswith((".manifest.json", ".tmp")) for p in cache_root.iterdir())
+    hubcache.resolve(f"kaggle:{NNLM}/2")  # and the next try succeeds
+
+
+def test_broken_file_stream_is_fetched_again(world: KaggleWorld) -> None:
+    world.storage.drop = 1  # no validator to resume with: that file starts over
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert storage_gets(world) == 4
+
+
+def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld) -> None:
+    world.kaggle.rpc_missing = True
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert any(
+        "/api/v1/models/google/nnlm/tensorFlow2/en-dim128/2/download" in s.path
+        for s in world.kaggle.seen
+    )
+    assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_url_handle_falls_back_to_the_tfhub_protocol(world: KaggleWorld) -> None:
+    world.kaggle.rpc_missing = True
+    handle = f"http://localhost/models/{NNLM}/2"
+    path = hubcache.resolve(handle)
+    assert tree(path) == saved_model_files("v2")
+    assert any("tf-hub-format=compressed" in s.path for s in world.kaggle.seen)
+    assert not any("/download" in s.path for s in world.kaggle.seen)
+    assert manifest(path)["kaggle"]["version"] == 2 and os.path.basename(path) == cache_key(handle)
+
+
+# -- credentials ---------------------------------------------------------------------------
+def _write(path: pathlib.Path, text: str, mode: int = 0o600) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "source", ["token", "token-file", "access_token", "username-key", "config-dir", "home-json"]
+)
+def test_every_credential_source_reaches_the_api_and_never_storage(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, source: str
+) -> None:
+    home = pathlib.Path(os.environ["HOME"])
+    basic = "Basic " + base64.b64encode(f"{USER}:{KEY}".encode()).decode()
+    expected = f"Bearer {TOKEN}"
+    if source == "token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    elif source == "token-file":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", _write(tmp_path / "tok", TOKEN + "\n"))
+    elif source == "access_token":
+        _write(home / ".kaggle" / "access_token", TOKEN)
+    elif source == "username-key":
+        monkeypatch.setenv("KAGGLE_USERNAME", USER)
+        monkeypatch.setenv("KAGGLE_KEY", KEY)
+        expected = basic
+    elif source == "config-dir":
+        monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "cfg"))
+        _write(tmp_path / "cfg" / "kaggle.json", json.dumps({"username": USER, "key": KEY}))
+        expected = basic
+    else:
+        _write(home / ".kaggle" / "kaggle.json", json.dumps({"username": USER, "key": KEY}))
+        expected = basic
+    path = hubcache.resolve(f"kaggle:{GATED}/1")
+    assert tree(path)["config.json"] == b"{}"
+    api = [s for s in world.kaggle.seen if "ModelApiService" in s.path]
+    assert api and all(s.headers.get("authorization") == expected for s in api)
+    no_secret_reached_storage(world, TOKEN, KEY, basic)
+    # never written to the cache either
+    for p in pathlib.Path(os.environ["TFHUB_CACHE_DIR"]).rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert TOKEN.encode() not in data and KEY.encode() not in data
+
+
+def test_token_wins_over_username_and_key(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", "wrong")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    hubcache.resolve(f"kaggle:{GATED}/1")
+    assert all(
+        s.headers.get("authorization") == f"Bearer {TOKEN}"
+        for s in world.kaggle.seen
+        if "ModelApiService" in s.path
+    )
+
+
+def test_loose_credential_file_gets_a_warning(
+    world: KaggleWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = pathlib.Path(os.environ["HOME"])
+    _write(home / ".kaggle" / "kaggle.json", json.dumps({"username": USER, "key": KEY}), 0o644)
+    hubcache.resolve(f"kaggle:{GATED}/1")
+    assert any("chmod 600" in r.getMessage() for r in caplog.records)
+    assert KEY not in caplog.text
+
+
+def test_gated_model_without_credentials_says_what_to_do(world: KaggleWorld) -> None:
+    out = cli("resolve", f"kaggle:{GATED}/1")
+    assert out.returncode == 4
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert "accept its terms" in lines[0] and "http://localhost/models/google/gemma" in lines[0]
+    assert "no credential was found" in lines[0]
+
+
+def test_wrong_credential_names_its_source_not_its_value(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", "not-the-key-0123456789")
+    out = cli("resolve", "-v", f"kaggle:{GATED}/1")
+    assert out.returncode == 4
+    assert "KAGGLE_USERNAME + KAGGLE_KEY" in out.stderr and "401" in out.stderr
+    assert "not-the-key-0123456789" not in out.stderr + out.stdout
+
+
+def test_terms_not_accepted_is_403_with_the_source(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.kaggle.accounts.accepted_terms.clear()
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    with pytest.raises(hubcache.HTTPStatusError) as info:
+        hubcache.resolve(f"kaggle:{GATED}/1")
+    assert info.value.status == 403 and "KAGGLE_API_TOKEN" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+def test_bad_kaggle_json_is_a_usage_error(world: KaggleWorld) -> None:
+    _write(pathlib.Path(os.environ["HOME"]) / ".kaggle" / "kaggle.json", "{not json")
+    out = cli("resolve", f"kaggle:{GATED}/1")
+    assert out.returncode == 2 and "kaggle.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_api_environment_is_a_usage_error(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "MARS")
+    with pytest.raises(hubcache.ConfigurationError, match="KAGGLE_API_ENVIRONMENT"):
+        hubcache.resolve(f"kaggle:{NNLM}/2")
+
+
+def test_unknown_model_is_not_found(world: KaggleWorld) -> None:
+    out = cli("resolve", "kaggle:google/nothere/tensorFlow2/x/1")
+    assert out.returncode == 3 and "no model" in out.stderr
+
+
+# -- signed URLs -----------------------------------------------------------------------------
+def test_refused_signed_url_is_replaced_once(world: KaggleWorld) -> None:
+    world.storage.refuse = 1
+    path = hubcache.resolve(f"kaggle:{BIG}/1")
+    assert tree(path) == saved_model_files("big", extra=30)
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
+
+
+def test_expired_signed_urls_fail_after_one_refresh(
+    world: KaggleWorld, cache_root: pathlib.Path
+) -> None:
+    world.storage.lifetime = -60  # every URL the API hands out is already expired
+    with pytest.raises(hubcache.HTTPStatusError) as info:
+        hubcache.resolve(f"kaggle:{BIG}/1")
+    assert info.value.status == 400  # GCS's answer to an expired V4 signature
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
+    signatures = [s.path.split("X-Goog-Signature=")[1] for s in world.storage.seen]
+    assert signatures and not any(sig in str(info.value) for sig in signatures)  # redacted
+    assert list(cache_root.glob("*.manifest.json")) == []
+
+
+# -- tfhub.dev redirects to Kaggle Models -----------------------------------------------------
+def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None:
+    world.tfhub.routes["google/nnlm-en-dim128/2"] = f"http://localhost/models/{NNLM}/2"
+    handle = world.tfhub_url("google/nnlm-en-dim128/2")
+    path = hubcache.resolve(handle)
+    assert os.path.basename(path) == cache_key(handle)
+    assert tree(path) == saved_model_files("v2")
+    assert manifest(path)["kaggle"]["version"] == 2
+
+
+def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:
+    signed, handed_out, lock = world.storage.sign, [], threading.Lock()
+
+    def first_one_expired(blob_id: str, data: bytes, lifetime: float | None = None) -> str:
+        with lock:  # the files are fetched in parallel: exactly one URL is expired
+            handed_out.append(blob_id)
+            first = len(handed_out) == 1
+        return signed(blob_id, data, -60 if first else 3600)
+
+    world.storage.sign = first_one_expired  # type: ignore[method-assign]
+    path = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert tree(path) == saved_model_files("v2")
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 4  # 3 files + 1 fresh URL
+    assert handed_out.count(handed_out[0]) == 2  # the expired file was asked for again
+
+
+def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:
+    world.tfhub.routes["google/nnlm-en-dim128/2"] = f"http://localhost/models/{NNLM}/2"
+    world.storage.refuse = 1
+    path = hubcache.resolve(world.tfhub_url("google/nnlm-en-dim128/2"))
+    assert tree(path) == saved_model_files("v2")
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == 1
+
+
+def test_unmigrated_tfhub_handle_is_not_found(world: KaggleWorld) -> None:
+    world.tfhub.routes["google/never-migrated/1"] = None
+    out = cli("resolve", world.tfhub_url("google/never-migrated/1"))
+    assert out.returncode == 3 and "not migrated" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# -- equivalent handles share one download ---------------------------------------------------
+def test_equivalent_handles_share_one_download(world: KaggleWorld) -> None:
+    first = hubcache.resolve(f"kaggle:{NNLM}/2")
+    world.tfhub.routes["google/nnlm-en-dim128/2"] = f"http://localhost/models/{NNLM}/2"
+    via_tfhub = hubcache.resolve(world.tfhub_url("google/nnlm-en-dim128/2"))
+    gets = storage_gets(world)
+    world.kaggle.stop()
+    world.storage.stop()  # the other spellings need no network at all
+    others = [
+        hubcache.resolve(f"http://localhost/models/{NNLM}/2"),
+        hubcache.resolve(
+            "http://localhost/models/google/nnlm/frameworks/tensorflow2/variations/en-dim128/versions/2"
+        ),
+        hubcache.resolve("kaggle:google/nnlm/TENSORFLOW2/en-dim128/2"),
+    ]
+    assert gets == 3  # the three files, once
+    for path in [via_tfhub, *others]:
+        assert path != first and tree(path) == tree(first)
+        for rel in saved_model_files("v2"):  # hard links: the disk holds one copy
+            assert (
+                os.stat(os.path.join(path, rel)).st_ino == os.stat(os.path.join(first, rel)).st_ino
+            )
+        assert manifest(path)["kaggle"]["version"] == 2
+
+
+# -- unversioned handles --------------------------------------------------------------------
+def test_unversioned_handle_is_the_latest_asked_once(world: KaggleWorld) -> None:
+    path = hubcache.resolve(f"kaggle:{NNLM}")
+    assert tree(path) == saved_model_files("v2")
+    assert os.path.basename(path) == cache_key(f"kaggle:{NNLM}/2")
+    again = hubcache.resolve(f"kaggle:{NNLM}")
+    assert again == path and world.kaggle.calls("GetModelInstance") == 1  # remembered
+    url = hubcache.resolve(
+        "http://localhost/models/google/nnlm/frameworks/tensorFlow2/variations/en-dim128"
+    )
+    assert os.path.basename(url) == cache_key(
+        "http://localhost/models/google/nnlm/frameworks/tensorFlow2/variations/en-dim128/versions/2"
+    )
+
+
+def test_unversioned_offline_uses_the_newest_cached(
+    world: KaggleWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/1")
+    world.stop()
+    path = hubcache.resolve(f"http://localhost/models/{NNLM}", offline=True)
+    assert tree(path) == saved_model_files("v1")
+    assert any("newest cached" in r.getMessage() for r in caplog.records)
+    with pytest.raises(hubcache.OfflineError):
+        hubcache.resolve(f"kaggle:{BIG}", offline=True)
+
+
+def test_offline_cli_says_so_on_stderr(world: KaggleWorld) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/1")
+    out = cli("resolve", "--offline", f"kaggle:{NNLM}")
+    assert out.returncode == 0 and "version 1, the newest cached" in out.stderr
+
+
+# -- kagglehub's cache, both ways ------------------------------------------------------------
+def test_hubcache_uses_what_kagglehub_downloaded_without_a_request(world: KaggleWorld) -> None:
+    out = kagglehub_download(f"{NNLM}/2")
+    assert out.returncode == 0, out.stderr
+    kh_path = out.stdout.strip().splitlines()[-1]
+    world.stop()
+    path = hubcache.resolve("kaggle:google/nnlm/tensorflow2/en-dim128/2")
+    assert tree(path) == saved_model_files("v2")
+    assert (
+        os.stat(os.path.join(path, "saved_model.pb")).st_ino
+        == os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
+    )
+    listing = cli("ls")
+    assert "kagglehub:google/nnlm/tensorFlow2/en-dim128/2" in listing.stdout
+
+
+def test_incomplete_kagglehub_copy_is_not_used(world: KaggleWorld) -> None:
+    out = kagglehub_download(f"{NNLM}/2")
+    kh_path = out.stdout.strip().splitlines()[-1]
+    os.unlink(os.path.join(kh_path, "saved_model.pb"))
+    world.stop()
+    with pytest.raises(hubcache.OfflineError):
+        hubcache.resolve(f"kaggle:{NNLM}/2", offline=True)
+
+
+def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
+    out = cli("resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2")
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip()
+    root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
+    assert (root / "2.complete").is_file()
+    world.stop()  # kagglehub must not need the network
+    out = kagglehub_download(f"{NNLM}/2")
+    assert out.returncode == 0, out.stderr
+    kh_path = out.stdout.strip().splitlines()[-1]
+    assert tree(kh_path) == saved_model_files("v2")
+    assert (
+        os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
+        == os.stat(os.path.join(path, "saved_model.pb")).st_ino
+    )
+
+
+def test_library_switch_publishes_for_kagglehub(world: KaggleWorld) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/1", kagglehub_cache=True)
+    root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
+    assert (root / "1.complete").is_file() and tree(str(root / "1")) == saved_model_files("v1")
+
+
+def test_env_switch_publishes_for_kagglehub(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBCACHE_KAGGLEHUB", "1")
+    hubcache.resolve(f"kaggle:{BIG}/1")
+    root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/bignet/tensorFlow2/default"
+    assert (root / "1.complete").is_file() and (root / "1" / "saved_model.pb").is_file()
+    assert not list(root.glob(".*"))  # no staging left behind
+
+
+# -- the warm path stays free of Kaggle code ---------------------------------------------------
+def test_warm_resolve_does_not_import_kaggle_code(world: KaggleWorld) -> None:
+    hubcache.resolve(f"kaggle:{NNLM}/2")
+    code = (
+        "import sys, hubcache\n"
+        f"hubcache.resolve('kaggle:{NNLM}/2')\n"
+        "print(sorted(m for m in sys.modules if 'kaggle' in m))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- handles ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "handle",
+    [
+        "kaggle:google/nnlm/tensorFlow2",  # too few parts
+        "kaggle:google/nnlm/tensorFlow2/en-dim128/2/3",  # too many
+        "kaggle:google/nnlm/notaframework/en-dim128/2",
+        "kaggle:google/nnlm/tensorFlow2/en-dim128/latest",
+        "kaggle:google/nnlm/tensorFlow2/en-dim128/0",
+        "kaggle:google/../tensorFlow2/en-dim128/1",
+    ],
+)
+def test_bad_kaggle_handles_are_usage_errors(world: KaggleWorld, handle: str) -> None:
+    out = cli("resolve", handle)
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert world.kaggle.seen == []
+
+
+def test_kaggle_url_forms_and_framework_case() -> None:
+    from hubcache.kaggle.identity import from_url
+
+    short = from_url("https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim128/2")
+    long = from_url(
+        "https://www.kaggle.com/models/google/nnlm/frameworks/tensorflow2/variations/en-dim128"
+        "/versions/2?tfhub-redirect=true"
+    )
+    assert short is not None and long is not None and short.same(long)
+    assert short.framework_enum == "MODEL_FRAMEWORK_TENSOR_FLOW_2"
+    assert from_url("https://www.kaggle.com/models/google/nnlm/pytorch/v/1").framework_enum == (  # type: ignore[union-attr]
+        "MODEL_FRAMEWORK_PY_TORCH"
+    )
+    assert from_url("https://www.kaggle.com/models?tfhub-redirect=true") is None
+    assert from_url("https://example.com/models/google/nnlm/tensorFlow2/en-dim128/2") is None
+
+
+def test_listed_file_outside_the_model_is_refused(
+    world: KaggleWorld, tmp_path: pathlib.Path, cache_root: pathlib.Path
+) -> None:
+    world.kaggle.add(
+        KaggleModel("evil", "m", "jax", "v", {1: {"ok.txt": b"x", "../../escape.txt": b"y"}})
+    )
+    with pytest.raises(hubcache.UnsafeArchiveError):
+        hubcache.resolve("kaggle:evil/m/jax/v/1")
+    assert not list(tmp_path.rglob("escape.txt"))
+    assert list(cache_root.glob("*.manifest.json")) == []

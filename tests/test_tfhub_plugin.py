@@ -450,14 +450,14 @@ def test_an_unknown_registry_is_one_warning_not_a_crash(tmp_path: Path) -> None:
 
 def test_disable_leaves_a_foreign_file_alone(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / _pth.PTH_NAME).write_text("/some/path\n")
-    assert main(["tfhub", "disable", "--site-dir", str(tmp_path)]) == 1
+    assert main(["tfhub", "disable", "--site-dir", str(tmp_path)]) == 2
     assert "not written by hubcache" in capsys.readouterr().err
     assert (tmp_path / _pth.PTH_NAME).read_text() == "/some/path\n"
 
 
 def test_enable_where_it_cannot_write_says_so(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "file").write_text("")
-    assert main(["tfhub", "enable", "--site-dir", str(tmp_path / "file" / "site")]) == 1
+    assert main(["tfhub", "enable", "--site-dir", str(tmp_path / "file" / "site")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write the .pth" in err
 

@@ -177,7 +177,9 @@ def test_kill_switch_values(value: str, expected: bool) -> None:
 
 
 def test_a_bad_kill_switch_value_is_a_configuration_error() -> None:
-    with pytest.raises(hubcache.ConfigurationError, match="HUBCACHE_TFHUB_PLUGIN='maybe'"):
+    with pytest.raises(
+        hubcache.ConfigurationError, match="HUBCACHE_TFHUB_PLUGIN='maybe' is neither yes nor no"
+    ):
         tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "maybe"})
 
 

@@ -319,17 +319,8 @@ def load_config(
 def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
     """``HUBCACHE_TFHUB_PLUGIN``: unset or yes turns the tensorflow_hub plug-in on when its
     ``.pth`` is installed, no (``0``) turns it off without uninstalling it."""
-    env = os.environ if environ is None else environ
-    raw = env.get("HUBCACHE_TFHUB_PLUGIN", "").strip()
-    if not raw:
-        return True
-    value = _flag(env, "HUBCACHE_TFHUB_PLUGIN")
-    if value is None:
-        raise ConfigurationError(
-            f"HUBCACHE_TFHUB_PLUGIN={raw!r} is not a yes/no value (1/0, true/false, yes/no, "
-            "on/off); set it to 0 to turn the tensorflow_hub plug-in off, or unset it"
-        )
-    return value
+    value = _flag(os.environ if environ is None else environ, "HUBCACHE_TFHUB_PLUGIN")
+    return True if value is None else value
 
 
 def check_load_format(config: Config) -> str:

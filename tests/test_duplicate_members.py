@@ -121,3 +121,18 @@ def test_the_corpus_repeats_differ_the_way_their_names_say() -> None:
     assert a.name == b.name and a.size == b.size
     a, b = members("duplicate_file_other_mode")
     assert a.name == b.name and a.size == b.size and a.mode != b.mode
+
+
+def test_the_mirrors_archive_check_agrees_on_repeats() -> None:
+    """`hubcache serve --upstream` checks archives without extracting them: the same rule."""
+    from hubcache._config import Limits
+    from hubcache.archive.verify import ArchiveVerifier
+
+    def check(members: list[M]) -> None:
+        verifier = ArchiveVerifier(Limits())
+        verifier.feed(make_tar(members, compression="gz"))
+        verifier.finish()
+
+    check([M("a", b"same"), M("b", b""), M("a", b"same")])
+    with pytest.raises(hubcache.UnsafeArchiveError, match="different content"):
+        check([M("a", b"one"), M("a", b"two")])

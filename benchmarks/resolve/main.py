@@ -33,7 +33,7 @@ from . import datagen
 from .datagen import MB, SETS
 from .measure import Bench, Row
 from .procs import Server, environment, rmtree
-from .report import chart, chart_points, table
+from .report import chart, chart_points, summary, table
 from .streamed import run_streamed
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/
@@ -140,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _save(
+    args: argparse.Namespace,
+    out: str,
+    results: dict[str, Any],
+    done: list[tuple[datagen.Archive, dict[str, Row]]],
+    started: float,
+) -> None:
+    """Write the JSON and the chart with what is measured so far."""
+    results["environment"]["load_after"] = os.getloadavg()
+    results["chart"] = chart_points(done)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+    title = (
+        f"cold resolve of a model archive, loopback, median of {args.reps} "
+        f"({time.strftime('%Y-%m-%d', time.gmtime(started))}, {os.cpu_count()} cores)"
+    )
+    print(chart(done, args.chart or os.path.join(out, "resolve.png"), title), file=sys.stderr)
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwind: the finally blocks stop the servers
 
@@ -203,21 +223,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results["sizes"][archive.name] = {
                     "archive_bytes": archive.archive_bytes,
                     "extracted_bytes": archive.extracted_bytes,
+                    "load": os.getloadavg(),
                     "rows": {k: dataclasses.asdict(r) for k, r in rows.items()},
                 }
+                _save(args, out, results, done, started)  # a cut-short run keeps its results
     finally:
         rmtree(work)
-        results["environment"]["load_after"] = os.getloadavg()
-        results["chart"] = chart_points(done)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=1)
+    print("\n" + summary(done) + "\n", flush=True)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    title = (
-        f"cold resolve of a model archive, loopback, median of {args.reps} "
-        f"({time.strftime('%Y-%m-%d', time.gmtime(started))}, {os.cpu_count()} cores)"
-    )
-    print(chart(done, args.chart or os.path.join(out, "resolve.png"), title), file=sys.stderr)
     print(f"load average after the run: {load}", file=sys.stderr)
     failures = [
         (name, k, r["errors"])

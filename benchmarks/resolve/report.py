@@ -175,3 +175,30 @@ def chart(results: Sequence[tuple[Archive, Mapping[str, Row]]], path: str, title
     fig.savefig(path, dpi=90, metadata={"Software": None})  # no version: stable bytes
     plt.close(fig)
     return f"chart: {path}"
+
+
+def summary(results: Sequence[tuple[Archive, Mapping[str, Row]]]) -> str:
+    """One line per archive: the cold times side by side and hubcache's ratios to each."""
+    lines = [
+        "### summary: cold resolve, median seconds (ratio = hubcache cold / that column)",
+        "",
+        "| archive | hubcache cold | curl\\|pigz\\|tar | curl\\|tar | tensorflow_hub "
+        "| inflate limit | hubcache peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for archive, rows in results:
+        hc = rows.get("hubcache_cold")
+        limit = best_inflate(rows)
+        cells = [
+            f"{archive.name} ({archive.archive_bytes / MB:.0f} MB)",
+            fmt_time(hc and hc.median),
+        ]
+        for ref in (rows.get("curl_pigz_tar"), rows.get("curl_tar"), rows.get("tfhub_cold"), limit):
+            if ref is None or ref.median is None:
+                cells.append("–")
+                continue
+            what = f" {ref.key.split('_', 1)[1]}" if ref is limit else ""
+            cells.append(f"{fmt_time(ref.median)}{what} ({ratio(hc, ref) if hc else 'n/a'})")
+        cells.append(f"{max(hc.rss_kb) / 1024:.0f}" if hc and hc.rss_kb else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,19 +1,18 @@
 """Extract: bytes of an archive in, a verified tree in a staging folder out.
 
 The archive is never held whole. Three stages, joined by bounded queues: a network thread
-reads the socket and counts bytes; an inflating thread decompresses (the longest task, a C
-call that releases the GIL, so it gets a core of its own); this thread hashes the
-archive's bytes (handed over by reference), parses tar headers, hashes each file and writes
-it as its bytes arrive. Profiled on float32 weights, inflating is ~60 % of the CPU time,
-the two sha256 ~30 %, socket reads and writes the rest: with everything but inflating on
-the other side, a cold resolve runs close to the inflater's own speed. Zip is the
-exception: its index sits at the end, so a remote zip is spooled to an unnamed temporary
-file first.
+reads the socket, counts the archive's bytes and hashes them; an inflating thread
+decompresses (the longest task, a C call that releases the GIL, so it gets a core to
+itself); this thread parses tar headers, hashes each file and writes it as its bytes
+arrive. Profiled on float32 weights (per 100 MB: inflate ~0.4 s of CPU, network and
+archive hash ~0.15 s, tar, file hashes and writes ~0.15 s), the other two stages share
+the second core and a cold resolve runs close to the inflater's own speed; on random data
+(stored blocks, inflate is a copy) the three are about even. Zip is the exception: its
+index sits at the end, so a remote zip is spooled to an unnamed temporary file first.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import os
 import queue
@@ -49,42 +48,17 @@ class Extracted:
 
 
 class _Meter:
-    """Counts and hashes the archive's bytes as they pass.
-
-    Counting happens in the reader thread, as the bytes arrive. Hashing can be deferred
-    (``defer()``): the reader thread then only queues each chunk and the extracting
-    thread hashes it (``drain()``) between two writes. The reader thread inflates, which
-    is the longest stage on two cores; the sha256 of the archive (about a fifth of its
-    time, profiled) fits in the other stage's slack instead.
-    """
+    """Counts and hashes the archive's bytes as they pass (in the network thread, which
+    has the cycles to spare: the sha256 is a C call that releases the GIL)."""
 
     def __init__(self, progress: Optional[Progress]) -> None:
-        self._sha256 = hashlib.sha256()
+        self.sha256 = hashlib.sha256()
         self.count = 0
         self._progress = progress
-        self._pending: Optional[collections.deque[bytes]] = None
-
-    def defer(self) -> None:
-        self._pending = collections.deque()
-
-    def drain(self) -> None:
-        """Hash the chunks the reader thread has queued so far (extracting thread)."""
-        pending = self._pending
-        if pending is not None:
-            update = self._sha256.update
-            while pending:
-                update(pending.popleft())
-
-    def hexdigest(self) -> str:
-        self.drain()
-        return self._sha256.hexdigest()
 
     def wrap(self, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
         for chunk in chunks:
-            if self._pending is None:
-                self._sha256.update(chunk)
-            else:
-                self._pending.append(chunk)  # deque.append is atomic: no lock needed
+            self.sha256.update(chunk)
             self.count += len(chunk)
             _faults.checkpoint("mid-download")
             if self._progress is not None:
@@ -100,7 +74,8 @@ def read_ahead(
     chunks: Iterator[bytes],
     depth: int = _QUEUE_DEPTH,
     on_stop: Optional[Callable[[], None]] = None,
-) -> Iterator[bytes]:
+    name: str = "hubcache-reader",
+) -> Generator[bytes, None, None]:
     """Run ``chunks`` in a thread, handing results over a bounded queue.
 
     Exceptions raised by the producer are re-raised in the consumer; when the consumer
@@ -131,7 +106,7 @@ def read_ahead(
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=produce, name="hubcache-reader", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -197,18 +172,19 @@ def extract(
                 _extract_zip(source, first, raw, tree)
             else:
                 decoder = make_decoder(fmt)
-                # Two stages on two cores: socket reads, the archive hash and inflating in
-                # the reader thread; tar parsing, file hashes and writes in this one.
-                meter.defer()
-                if threaded:  # socket reads | inflate | hashes, tar and writes (this one)
+                if not threaded:
+                    _extract_tar(_inflate(decoder, first, raw, meter, limits), tree)
+                else:  # socket reads | inflate | tar, hashes and writes (this thread)
                     # both stages can unblock the source: whichever stops first cancels it
                     cancel = source.cancel
-                    raw_ahead = read_ahead(raw, on_stop=cancel)
-                    inflated = _inflate(decoder, first, raw_ahead, meter, limits)
-                    stream = read_ahead(inflated, on_stop=cancel)
-                else:
-                    stream = _inflate(decoder, first, raw, meter, limits)
-                _extract_tar(stream, tree, meter)
+                    net = read_ahead(raw, on_stop=cancel, name="hubcache-net")
+                    try:
+                        inflated = _inflate(decoder, first, net, meter, limits)
+                        stream = read_ahead(inflated, on_stop=cancel, name="hubcache-inflate")
+                        _extract_tar(stream, tree)
+                    finally:
+                        if not getattr(net, "gi_running", False):  # stuck past its grace?
+                            net.close()  # on an error downstream: stop and join the reader
             if source.total is not None and meter.count != source.total:
                 raise CorruptArchiveError(
                     f"{source.display} sent {meter.count} bytes but announced {source.total}"
@@ -219,11 +195,12 @@ def extract(
         finally:
             tree.close()
     finally:
-        raw.close()
+        if not getattr(raw, "gi_running", False):  # a network thread stuck in a read?
+            raw.close()
     return Extracted(
         format=fmt,
         archive_bytes=meter.count,
-        archive_sha256=meter.hexdigest(),
+        archive_sha256=meter.sha256.hexdigest(),
         files={rel: [size, digest] for rel, (size, digest) in tree.files.items()},
         dirs=sorted(tree.dirs),
     )
@@ -250,11 +227,10 @@ def _inflate(
         raise CorruptArchiveError(str(exc)) from None
 
 
-def _extract_tar(stream: Iterator[bytes], tree: SafeTree, meter: _Meter) -> None:
+def _extract_tar(stream: Iterator[bytes], tree: SafeTree) -> None:
     reader = TarReader(tree)
     try:
         for out in stream:
-            meter.drain()
             reader.feed(out)
         reader.finish()
     finally:

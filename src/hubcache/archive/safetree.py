@@ -22,21 +22,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional, Union
 
-from .. import _faults
+from .. import _faults, _platform
 from .._config import Limits
 from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
 
-_OPEN_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
@@ -80,8 +74,7 @@ def _filesystem(path: str) -> tuple[str, str]:
         device = os.stat(path).st_dev
         while os.path.dirname(path) != path and os.stat(os.path.dirname(path)).st_dev == device:
             path = os.path.dirname(path)
-        st = os.statvfs(path)
-        return path, str(st.f_bavail * st.f_frsize)
+        return path, str(shutil.disk_usage(path).free)  # statvfs's f_bavail * f_frsize
     except OSError:
         return path, "unknown"
 
@@ -100,7 +93,7 @@ class FileWriter:
         self._unsynced = 0
         self._hash = hashlib.sha256()
         try:
-            self._fd = _faults.fs.open(path, _OPEN_FLAGS, mode)
+            self._fd = _faults.fs.open(path, _platform.CREATE_NEW_FILE, mode)
         except FileExistsError:
             raise UnsafeArchiveError(f"archive member {rel!r} collides with another") from None
         except OSError as exc:
@@ -219,6 +212,10 @@ class SafeTree:
             raise UnsafeArchiveError(
                 f"archive member {raw!r} has a '..' component and would escape the model directory"
             )
+        for part in parts:  # on Windows: drives, devices, streams, backslashes
+            problem = _platform.name_problem(part)
+            if problem is not None:
+                raise UnsafeArchiveError(f"archive member {raw[:200]!r}: {part!r} {problem}")
         if len(parts) > self.limits.max_depth:
             raise UnsafeArchiveError(
                 f"archive member {raw[:200]!r} is {len(parts)} directories deep "
@@ -301,7 +298,11 @@ class SafeTree:
         # this member's data is cut short.
         self.files[rel] = (size, "")
         self.modes[rel] = clean_mode
-        return FileWriter(self, rel, os.path.join(self.root, rel), size, clean_mode)
+        return self._open_writer(rel, size, clean_mode)
+
+    def _open_writer(self, rel: str, size: int, mode: int) -> FileWriter:
+        """The writer of one checked member (a verifier overrides it to write nothing)."""
+        return FileWriter(self, rel, os.path.join(self.root, rel), size, mode)
 
     def _repeat(self, rel: str, size: int, clean_mode: int) -> RepeatedFile:
         first_size, first_sha256 = self.files[rel]
@@ -324,7 +325,7 @@ class SafeTree:
         self.files[writer.rel] = (writer.size, writer.sha256)
         _faults.checkpoint("mid-extraction")
         if self.fsync:
-            self._submit(_fsync_path, writer.path)
+            self._submit(_fsync_file, writer.path)
 
     def sync_soon(self, fd: int) -> None:
         """Start writing back a file being extracted; ``fd`` is a duplicate we close."""
@@ -346,8 +347,10 @@ class SafeTree:
             for future in self._pending:
                 future.result()
             if self.fsync:
-                for rel in sorted(self.dirs, key=len, reverse=True):
-                    _fsync_path(os.path.join(self.root, rel) if rel else self.root)
+                if _platform.SYNC_DIRS:
+                    for rel in sorted(self.dirs, key=len, reverse=True):
+                        _fsync_path(os.path.join(self.root, rel) if rel else self.root)
+                _platform.flush_drive_cache(self.root)
         except OSError as exc:
             raise disk_error(exc, self.root, self.total_written, None) from exc
         finally:
@@ -362,13 +365,17 @@ class SafeTree:
 
 def _fdatasync_and_close(fd: int) -> None:
     try:
-        _faults.fs.fdatasync(fd)
+        _platform.writeback(fd)
     finally:
         os.close(fd)
 
 
-def _fsync_path(path: str) -> None:
-    fd = _faults.fs.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def _fsync_file(path: str) -> None:
+    _fsync_path(path, _platform.SYNC_FILE)
+
+
+def _fsync_path(path: str, flags: int = _platform.READ) -> None:
+    fd = _faults.fs.open(path, flags)
     try:
         _faults.fs.fsync(fd)
     finally:

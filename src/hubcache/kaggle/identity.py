@@ -108,10 +108,10 @@ def parse_slug(text: str, handle: str) -> KaggleModel:
             handle=handle,
         )
     if framework_id(parts[2]) not in FRAMEWORKS:
-        known = ", ".join(sorted(FRAMEWORKS)[:8])
         raise InvalidHandleError(
-            f"{handle!r} names the framework {parts[2]!r}, which Kaggle does not know; "
-            f"use one of {known}, ... (any case)",
+            f"{handle!r} names the framework {parts[2]!r}, which Kaggle does not know; use "
+            "the one on the model's Kaggle page, e.g. tensorFlow2, tensorFlow1, tfLite, "
+            "pyTorch, jax, keras, transformers, gguf (any case)",
             handle=handle,
         )
     version: Optional[int] = None

@@ -22,6 +22,7 @@ import os
 import uuid
 from typing import Optional
 
+from .. import _platform
 from ..local.tree import link_tree, tree_stats
 from .identity import KaggleModel, framework_id
 
@@ -90,7 +91,7 @@ def publish(tree: str, model: KaggleModel, cache_root: str) -> Optional[str]:
     staging = os.path.join(variation, f".{model.version}.hubcache-{uuid.uuid4().hex[:12]}.tmp")
     try:
         link_tree(tree, staging)
-        os.rename(staging, target)
+        _platform.retry_busy(os.rename, staging, target)  # Windows: a scanner may hold a file
     except OSError:
         import shutil
 

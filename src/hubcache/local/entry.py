@@ -37,14 +37,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .. import _faults
+from .. import _faults, _platform
+from .._errors import CacheDirError
 from .._version import __version__
 
 MANIFEST_VERSION = 1
 
 # The manifest's atime is the entry's last-used time, refreshed at most this often (seconds).
 USE_RECORD_INTERVAL = 3600.0
-_O_NOATIME = getattr(os, "O_NOATIME", 0)
 _UNRECORDABLE: set[str] = set()  # manifests we failed to touch (read-only cache): not retried
 
 # manifest path -> (manifest stat signature, ((directory, mtime_ns), ...))
@@ -165,12 +165,19 @@ class Entry:
             _faults.fs.unlink(self.manifest_path)
         trash = f"{self.path}.{uid}.trash"
         try:
-            _faults.fs.rename(self.path, trash)
+            _platform.retry_busy(_faults.fs.rename, self.path, trash)
         except FileNotFoundError:
             return
         except NotADirectoryError:
             _faults.fs.unlink(self.path)
             return
+        except PermissionError as exc:
+            # Windows: another process (TensorFlow with this model loaded) holds a file open.
+            raise CacheDirError(
+                f"cannot move the damaged entry {self.path} aside: {exc.strerror}; close the "
+                "programs using it and retry",
+                errno=exc.errno,
+            ) from exc
         shutil.rmtree(trash, ignore_errors=True)  # leftovers are removed by `hubcache gc`
 
 
@@ -186,7 +193,8 @@ def record_use(manifest_path: str, st: os.stat_result) -> None:
     if manifest_path in _UNRECORDABLE:
         return
     try:
-        _faults.fs.utime(manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
+        # Windows' utime opens the file unshared: a reader holding it is waited for briefly.
+        _platform.retry_busy(_faults.fs.utime, manifest_path, ns=(time.time_ns(), st.st_mtime_ns))
     except OSError:
         _UNRECORDABLE.add(manifest_path)
 
@@ -195,11 +203,11 @@ def read_quietly(path: str) -> bytes:
     """Read a small file without updating its atime, which records last use, not reads:
     ``hubcache ls`` and backup tools must not make stale entries look used."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+        fd = os.open(path, _platform.READ | _platform.O_NOATIME)
     except PermissionError:
-        if not _O_NOATIME:
+        if not _platform.O_NOATIME:
             raise
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # O_NOATIME needs ownership
+        fd = os.open(path, _platform.READ)  # O_NOATIME needs ownership
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):

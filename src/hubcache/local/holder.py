@@ -3,7 +3,8 @@
 The format is tensorflow_hub's, so each client can read the other's locks. tensorflow_hub
 takes the text after the last dot as the holder's task id and watches ``<key>.<uid>.tmp``
 grow; our staging folders use the same name, so its stale-lock check sees our progress.
-Our uid is ``<32 hex>t<process start time in hex>``: still one dot-free token for
+Our uid is ``<32 hex><start token>``, the token being when our process started
+(``t<hex>`` on Linux, see ``_platform.start_token``): still one dot-free token for
 tensorflow_hub, and for us a guard against PID reuse when judging a holder on this host.
 """
 
@@ -15,20 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
-
-def _start_time(pid: int) -> Optional[int]:
-    """The start time of ``pid`` in clock ticks since boot (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ")".
-    fields = stat.rsplit(b")", 1)[-1].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+from .. import _platform
 
 
 @dataclass(frozen=True)
@@ -41,28 +29,23 @@ class Holder:
     raw: str
 
     @property
-    def start_time(self) -> Optional[int]:
-        if len(self.uid) > 33 and self.uid[32] == "t":
-            try:
-                return int(self.uid[33:], 16)
-            except ValueError:
-                return None
-        return None
+    def start_token(self) -> Optional[str]:
+        """When the holder's process started (``_platform.start_token``), if it said so."""
+        return self.uid[32:] if len(self.uid) > 33 else None
 
     def is_dead_here(self) -> bool:
-        """True when the holder is on this host and its process is gone (or PID reused)."""
+        """True when the holder is on this host and its process is gone (or PID reused).
+        Whatever cannot be told (another platform's token, no way to ask) counts as alive:
+        the lease then decides, so a live holder is never judged dead."""
         if self.host != socket.gethostname():
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # alive, owned by another user
-        except OSError:
+        alive = _platform.pid_alive(self.pid)
+        if alive is None:
             return False
-        expected = self.start_time
-        return expected is not None and _start_time(self.pid) not in (None, expected)
+        if not alive:
+            return True
+        token = self.start_token
+        return token is not None and _platform.same_start(self.pid, token) is False
 
 
 def parse_holder(text: str) -> Optional[Holder]:
@@ -73,5 +56,4 @@ def parse_holder(text: str) -> Optional[Holder]:
 
 
 def new_uid() -> str:
-    start = _start_time(os.getpid())
-    return uuid.uuid4().hex + (f"t{start:x}" if start is not None else "")
+    return uuid.uuid4().hex + (_platform.start_token(os.getpid()) or "")

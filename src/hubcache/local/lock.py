@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
-from .. import _faults
+from .. import _faults, _platform
 from .._errors import CacheDirError, LockTimeoutError
 from .holder import Holder, new_uid, parse_holder
 from .tree import tree_stats
@@ -232,9 +232,7 @@ class DownloadLock(LockBase):
         if not _faults.locking:  # tests: a filesystem whose locks silently do nothing
             return True
         try:
-            fd = _faults.fs.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-            )
+            fd = _platform.retry_busy(_faults.fs.open, self.path, _platform.CREATE_EXCLUSIVE, 0o644)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -270,10 +268,10 @@ class DownloadLock(LockBase):
             shutil.rmtree(self._staging_of(holder.uid), ignore_errors=True)
 
     def _touch(self) -> None:
-        _faults.fs.utime(self.path)
+        _platform.retry_busy(_faults.fs.utime, self.path)  # Windows: a waiter may be reading
 
     def _delete(self) -> None:
-        _faults.fs.unlink(self.path)
+        _platform.retry_busy(_faults.fs.unlink, self.path)  # Windows: a waiter may be reading it
 
     def _idle_for(self, holder: Optional[Holder], contents: str) -> float:
         try:
@@ -307,15 +305,15 @@ def break_lock(path: str, judged: str, uid: str) -> bool:
     """
     aside = f"{path}.{uid}.broken"
     try:
-        _faults.fs.rename(path, aside)
+        _platform.retry_busy(_faults.fs.rename, path, aside)
     except FileNotFoundError:
         return False
     ours = read_text(aside) == judged
     if not ours:
-        # Someone replaced the stale lock between our read and rename: put theirs back
-        # (link never overwrites, so a third process's newer lock is kept instead).
+        # Someone replaced the stale lock between our read and rename: put theirs back,
+        # never over a third process's newer lock (create_from never overwrites).
         with contextlib.suppress(OSError):
-            _faults.fs.link(aside, path)
+            _platform.create_from(aside, path)
     with contextlib.suppress(OSError):
         _faults.fs.unlink(aside)
     return ours

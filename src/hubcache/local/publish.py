@@ -6,7 +6,9 @@ Order (each step safe to crash after):
    it has no meaning for completeness, so overwriting it is harmless);
 2. ``rename(<key>.<uid>.tmp, <key>)``: the tree appears whole or not at all. If ``<key>``
    already exists another process won (possible when locks do not work, e.g. on some
-   network filesystems): we lose cleanly and use the winner's tree;
+   network filesystems): we lose cleanly and use the winner's tree. The staging name is
+   fresh (ours alone) and the rename never replaces a tree on any platform (POSIX refuses a
+   non-empty target, Windows any target), so no reader ever sees a mix;
 3. ``<key>.manifest.json``, written atomically, only by the winner: hubcache's proof of
    completeness. A crash between 2 and 3 leaves a whole tree without a manifest, which the
    next resolve adopts as a legacy entry.
@@ -24,7 +26,7 @@ import shutil
 import socket
 from typing import Any
 
-from .. import _faults
+from .. import _faults, _platform
 from .entry import Entry, build_manifest, scan_tree
 from .root import fsync_dir, write_atomic
 
@@ -45,10 +47,14 @@ def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool
     write_atomic(entry.descriptor_path, descriptor_text(manifest["handle"]), fsync=fsync)
     _faults.checkpoint("before-rename")
     try:
-        _faults.fs.rename(staging, entry.path)
+        # Windows: a rename never replaces (EEXIST: we lost), and fails for a moment while
+        # a scanner holds a fresh file of the staging open (retried).
+        _platform.retry_busy(_faults.fs.rename, staging, entry.path)
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
             return False
+        if isinstance(exc, PermissionError) and _platform.WINDOWS and os.path.isdir(entry.path):
+            return False  # the winner's tree is there (and in use)
         raise
     _faults.checkpoint("after-rename")
     entry.forget()

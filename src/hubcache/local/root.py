@@ -4,6 +4,8 @@ The default root ``<tmp>/tfhub_modules`` is shared by every user of the machine,
 user could plant a symlink or a pre-filled folder there (docs/architecture.md, "Default root
 safety"). We use it only when it is a real directory owned by us and not writable by
 others; otherwise one warning names the reason and ``<tmp>/tfhub_modules-<uid>`` is used.
+Windows has no owners or modes to check: there the folder must lie inside the user's
+profile, which its ACL keeps private (``_platform.private_folder_problem``).
 A root the user named explicitly is trusted as given (it may be a shared group folder).
 """
 
@@ -13,10 +15,9 @@ import contextlib
 import errno
 import logging
 import os
-import stat
 from typing import Optional
 
-from .. import _faults
+from .. import _faults, _platform
 from .._config import Config
 from .._errors import CacheDirError
 
@@ -39,22 +40,12 @@ def local_root(root: str) -> str:
 
 
 def unsafe_reason(path: str) -> Optional[str]:
-    """Why a shared-temp folder may not be used, or None (also None when it is absent)."""
+    """Why a shared-temp folder may not be used, or None (on POSIX also when it is absent)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        return "it is a symbolic link"
-    if not stat.S_ISDIR(st.st_mode):
-        return "it is not a directory"
-    if st.st_uid != os.geteuid():
-        return f"it belongs to another user (uid {st.st_uid})"
-    if st.st_mode & stat.S_IWOTH:
-        return "it is writable by other users"
-    if st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid():
-        return "it is writable by another group"
-    return None
+        return _platform.location_problem(path)  # Windows: outside the profile is shared
+    return _platform.private_folder_problem(path, st)
 
 
 def choose_root(config: Config) -> str:
@@ -65,7 +56,7 @@ def choose_root(config: Config) -> str:
     reason = unsafe_reason(root)
     if reason is None:
         return root
-    fallback = f"{root}-{os.geteuid()}"
+    fallback = _platform.private_fallback(root)
     if (root, reason) not in _WARNED:
         _WARNED.add((root, reason))
         log.warning(
@@ -88,6 +79,8 @@ def ensure_root(root: str, *, private: bool) -> None:
     """Create the root (0700 when it is the shared-temp default) and its CACHEDIR.TAG."""
     try:
         if private:
+            if _platform.WINDOWS:  # its fallback lies in a folder of the profile's own
+                _faults.fs.makedirs(os.path.dirname(root), exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 _faults.fs.mkdir(root, 0o700)
             reason = unsafe_reason(root)
@@ -113,7 +106,7 @@ def ensure_root(root: str, *, private: bool) -> None:
             f"the cache folder {root} is read-only for this process: cached models are "
             "served from it, but this one is missing and cannot be downloaded there; fill "
             "the cache where it is writable, or set TFHUB_CACHE_DIR to a writable folder",
-            errno=errno.EROFS if _read_only_fs(root) else errno.EACCES,
+            errno=errno.EROFS if _platform.read_only_fs(root) else errno.EACCES,
         )
     tag = os.path.join(root, "CACHEDIR.TAG")
     if not os.path.exists(tag):
@@ -121,17 +114,10 @@ def ensure_root(root: str, *, private: bool) -> None:
             write_atomic(tag, CACHEDIR_TAG, fsync=False)
 
 
-def _read_only_fs(path: str) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        return False
-
-
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:
     """Write a small file so readers see the old or the new contents, never a mix."""
     tmp = f"{path}.{suffix or os.getpid()}.part"
-    fd = _faults.fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = _faults.fs.open(tmp, _platform.WRITE_TRUNCATE, 0o644)
     try:
         try:
             _faults.fs.write(fd, text.encode("utf-8"))
@@ -139,7 +125,7 @@ def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") 
                 _faults.fs.fsync(fd)
         finally:
             _faults.fs.close(fd)
-        _faults.fs.replace(tmp, path)
+        _platform.retry_busy(_faults.fs.replace, tmp, path)  # Windows: a reader may hold it
     except BaseException:
         with contextlib.suppress(OSError):
             _faults.fs.unlink(tmp)
@@ -147,7 +133,10 @@ def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") 
 
 
 def fsync_dir(path: str) -> None:
-    fd = _faults.fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    """Make the names in ``path`` durable (a no-op where directories cannot be synced)."""
+    if not _platform.SYNC_DIRS:
+        return
+    fd = _faults.fs.open(path, _platform.READ)
     try:
         _faults.fs.fsync(fd)
     finally:

@@ -50,7 +50,9 @@ def tree_stats(path: str) -> TreeStats:
     return TreeStats(size, files, newest)
 
 
-_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+# Windows reports a filesystem without links (FAT, some shares) as EINVAL.
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
+_NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 
 
 def link_tree(source: str, target: str) -> dict[str, list[Any]]:

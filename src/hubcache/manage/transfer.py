@@ -24,6 +24,7 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
+from .. import _platform
 from .._config import load_config
 from .._errors import (
     ArchiveError,
@@ -96,7 +97,7 @@ def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
     try:
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             add(tar)
-        os.replace(part, out)
+        _platform.retry_busy(os.replace, part, out)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(part)
@@ -260,7 +261,7 @@ def _import_one(
         if state.name != "missing":
             entry.move_aside(lock.uid)
         tree = entry.staging(lock.uid)
-        os.rename(os.path.join(staging, key), tree)
+        _platform.retry_busy(os.rename, os.path.join(staging, key), tree)
         if not publish(entry, tree, manifest, fsync=fsync):
             shutil.rmtree(tree, ignore_errors=True)
             return Imported(key, handle, "already cached")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import IO, Any, Optional
 
-from .. import _faults
+from .. import _faults, _platform
 from .._errors import DownloadError
 from ..local.entry import USE_RECORD_INTERVAL
 from ..local.root import fsync_dir as sync_folder
@@ -162,16 +162,17 @@ class Storage:
         """Copy a complete entry into the empty local folder ``dest``, in parallel, checking
         each file's size and (when the manifest has it) sha256 on the way. With ``fsync``
         every file and then every folder is synced, as an extracted tree is, so the rename
-        that publishes ``dest`` never exposes a tree a crash could leave half-written."""
+        that publishes ``dest`` never exposes a tree a crash could leave half-written. Names
+        come from a manifest another host wrote: one that would leave ``dest`` is refused."""
         folders = {dest}
         for rel in manifest.get("dirs", []):
             if rel:
-                folders.add(os.path.join(dest, *rel.split("/")))
-                _faults.fs.makedirs(os.path.join(dest, *rel.split("/")), exist_ok=True)
+                folders.add(os.path.join(dest, *self._parts(key, rel)))
+                _faults.fs.makedirs(os.path.join(dest, *self._parts(key, rel)), exist_ok=True)
 
         def fetch(item: tuple[str, list[Any]]) -> None:
             rel, (size, digest) = item
-            target = os.path.join(dest, *rel.split("/"))
+            target = os.path.join(dest, *self._parts(key, rel))
             _faults.fs.makedirs(os.path.dirname(target), exist_ok=True)
             sha = hashlib.sha256()
             count = 0
@@ -196,6 +197,16 @@ class Storage:
                 folders.update(os.path.join(dest, *parts[:n]) for n in range(1, len(parts) + 1))
             for folder in sorted(folders, key=lambda p: p.count(os.sep), reverse=True):
                 sync_folder(folder)
+
+    def _parts(self, key: str, rel: str) -> list[str]:
+        parts = rel.split("/")
+        for part in parts:
+            if part in ("", ".", "..") or _platform.name_problem(part):
+                raise DownloadError(
+                    f"{self.join(key + '.manifest.json')} lists {rel[:200]!r}, which would "
+                    "leave the model folder; the shared copy is damaged"
+                )
+        return parts
 
     def record_use(self, key: str) -> None:
         """Note a hit in ``<key>.used``: object stores have no atime, and rewriting the
@@ -252,19 +263,20 @@ class LocalStorage(Storage):
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        _faults.fs.replace(self._stage(path, lambda f: _write_all(f, data)), path)
+        _platform.retry_busy(
+            _faults.fs.replace, self._stage(path, lambda f: _write_all(f, data)), path
+        )
 
     def create(self, name: str, data: bytes) -> bool:
-        # link() never overwrites: the object appears whole, and only for one creator.
+        # Never overwrites: the object appears whole (link, or rename on Windows), and only
+        # for one creator; without hard links (FAT, some shares) exclusive but not atomic.
         path = self._path(name)
         tmp = self._stage(path, lambda f: _write_all(f, data))
         try:
-            _faults.fs.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
+            return _platform.create_from(tmp, path)
         finally:
-            _faults.fs.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                _faults.fs.unlink(tmp)
 
     def put_file(self, local: str, name: str) -> None:
         path = self._path(name)
@@ -273,7 +285,7 @@ class LocalStorage(Storage):
             with open(local, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
 
-        _faults.fs.replace(self._stage(path, copy), path)
+        _platform.retry_busy(_faults.fs.replace, self._stage(path, copy), path)
 
     def open_read(self, name: str) -> IO[bytes]:
         return open(self._path(name), "rb")  # closed by the caller

@@ -374,21 +374,49 @@ KAGGLE_ENVIRONMENTS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
 class KaggleSettings:
     """What the Kaggle source reads from the environment, only when a Kaggle model is
-    fetched (never on a cache hit). Secrets are kept out of ``repr`` so a settings object
-    in a traceback or a log line never shows them."""
+    fetched (never on a cache hit). Read-only by convention; a plain slotted class rather
+    than a dataclass because ``import hubcache`` would pay ~0.5 ms to build one. Secrets
+    are kept out of ``repr`` so a settings object in a traceback or log never shows them."""
 
-    environment: str  # a KAGGLE_ENVIRONMENTS key
-    api_endpoint: str
-    web_endpoint: str
-    home: str  # the user's home folder, where ~/.kaggle lives
-    config_dir: str  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
-    kagglehub_cache: str  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
-    api_token: str = dataclasses.field(default="", repr=False)  # KAGGLE_API_TOKEN (value or path)
-    username: str = dataclasses.field(default="", repr=False)  # KAGGLE_USERNAME
-    key: str = dataclasses.field(default="", repr=False)  # KAGGLE_KEY
+    __slots__ = (
+        "api_endpoint",
+        "api_token",
+        "config_dir",
+        "environment",
+        "home",
+        "kagglehub_cache",
+        "key",
+        "username",
+        "web_endpoint",
+    )
+
+    def __init__(
+        self,
+        *,
+        environment: str,  # a KAGGLE_ENVIRONMENTS key
+        home: str,  # the user's home folder, where ~/.kaggle lives
+        config_dir: str,  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
+        kagglehub_cache: str,  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
+        api_token: str = "",  # KAGGLE_API_TOKEN (a token or a file's path)
+        username: str = "",  # KAGGLE_USERNAME
+        key: str = "",  # KAGGLE_KEY
+    ) -> None:
+        self.environment = environment
+        self.api_endpoint, self.web_endpoint = KAGGLE_ENVIRONMENTS[environment]
+        self.home = home
+        self.config_dir = config_dir
+        self.kagglehub_cache = kagglehub_cache
+        self.api_token = api_token
+        self.username = username
+        self.key = key
+
+    def __repr__(self) -> str:
+        return (
+            f"KaggleSettings(environment={self.environment!r}, "
+            f"config_dir={self.config_dir!r}, kagglehub_cache={self.kagglehub_cache!r})"
+        )
 
     @property
     def rpc_base(self) -> str:
@@ -407,7 +435,6 @@ def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettin
             f"KAGGLE_API_ENVIRONMENT={name!r} is not one of "
             f"{', '.join(KAGGLE_ENVIRONMENTS)}; unset it to use kaggle.com"
         )
-    api, web = KAGGLE_ENVIRONMENTS[name]
     home = env.get("HOME") or os.path.expanduser("~")
     config_dir = env.get("KAGGLE_CONFIG_DIR", "") or os.path.join(home, ".kaggle")
     cache = env.get("KAGGLEHUB_CACHE", "") or os.path.join(home, ".cache", "kagglehub")
@@ -420,8 +447,6 @@ def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettin
             raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
     return KaggleSettings(
         environment=name,
-        api_endpoint=api,
-        web_endpoint=web,
         home=home,
         config_dir=expand(config_dir),
         kagglehub_cache=expand(cache),

@@ -350,3 +350,24 @@ def test_two_replicas_on_one_s3_store_fetch_once(
         one.get("/m/1?tf-hub-format=compressed", headers={"Range": "bytes=0-9"})
         assert two.get("/m/1?tf-hub-format=compressed").data == ARCHIVE
         assert model_server.count("/m/1") == 1
+
+
+def test_kaggle_upstreams_get_the_servers_kaggle_credential(
+    store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hubcache._config import load_config
+    from hubcache.serve.archives import ArchiveStore
+    from hubcache.serve.pullthrough import Mirror, parse_upstream
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kaggle of the developer's
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "server-token")
+    upstreams = (
+        parse_upstream("www.kaggle.com/models/=https://www.kaggle.com/models/"),
+        parse_upstream("tfhub.dev/=https://tfhub.dev/"),
+    )
+    mirror = Mirror(
+        ArchiveStore(str(store)), upstreams, load_config(), negative_ttl=1, max_size=None
+    )
+    kaggle = mirror.config_for("https://www.kaggle.com/models/o/m/tensorFlow2/v/1")
+    assert ("Authorization", "Bearer server-token") in kaggle.headers
+    assert "server-token" not in repr(mirror.config_for("https://tfhub.dev/google/m/1").headers)

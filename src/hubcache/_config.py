@@ -94,6 +94,9 @@ class Config:
     max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
     shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
     kagglehub: bool = False  # HUBCACHE_KAGGLEHUB: also publish Kaggle models in kagglehub's cache
+    # As tensorflow_hub's plug-in: a lock written by tensorflow_hub itself is judged by its
+    # rule (no progress for this many seconds), not by ``lock_lease``. None: ours for all.
+    foreign_lock_lease: Optional[float] = None
 
 
 def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
@@ -311,6 +314,13 @@ def load_config(
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
         kagglehub=bool(_flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
+
+
+def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """``HUBCACHE_TFHUB_PLUGIN``: unset or yes turns the tensorflow_hub plug-in on when its
+    ``.pth`` is installed, no (``0``) turns it off without uninstalling it."""
+    value = _flag(os.environ if environ is None else environ, "HUBCACHE_TFHUB_PLUGIN")
+    return True if value is None else value
 
 
 def check_load_format(config: Config) -> str:

@@ -488,3 +488,12 @@ def name_problem(part: str, windows: bool = WINDOWS) -> Optional[str]:
     if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
         return "is a device name on Windows"
     return None
+
+
+# The mirror sends stored archives with os.sendfile from worker threads (serve/app.py);
+# Windows has no os.sendfile, and there aiohttp's own file sending is used instead.
+CAN_SENDFILE = hasattr(os, "sendfile")
+
+
+def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    return os.sendfile(out_fd, in_fd, offset, count)

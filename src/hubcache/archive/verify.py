@@ -11,6 +11,7 @@ finished local file (every member's CRC).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Optional
 
 from .._config import Limits
@@ -21,7 +22,8 @@ from ..archive.tarstream import TarReader
 
 
 class _CountingWriter(FileWriter):
-    """A member whose bytes are counted against its declared size and dropped."""
+    """A member whose bytes are counted against its declared size, hashed and dropped (the
+    digest lets a later identical repeat of the member pass, as extraction lets it)."""
 
     def __init__(self, tree: SafeTree, rel: str, size: int) -> None:  # no file is opened
         self._tree = tree
@@ -30,10 +32,12 @@ class _CountingWriter(FileWriter):
         self.size = size
         self.written = 0
         self._fd = -1
+        self._hash = hashlib.sha256()
 
     def write(self, data: memoryview | bytes) -> None:
         if self.written + len(data) > self.size:
             raise CorruptArchiveError(f"archive member {self.rel!r} is longer than declared")
+        self._hash.update(data)
         self.written += len(data)
 
     def close(self) -> None:
@@ -41,7 +45,7 @@ class _CountingWriter(FileWriter):
             raise CorruptArchiveError(
                 f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
             )
-        self._tree.files[self.rel] = (self.size, "")
+        self._tree.files[self.rel] = (self.size, self._hash.hexdigest())
 
     def abort(self) -> None:
         pass

@@ -181,7 +181,7 @@ def _access_log(args: argparse.Namespace) -> None:
         access.setLevel(logging.INFO)
     access.propagate = False
     # aiohttp's own loggers speak through ours, without tracebacks
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio"):
         logging.getLogger(name).addHandler(_OneLine())
         logging.getLogger(name).propagate = False
 

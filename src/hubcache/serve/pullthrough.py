@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import logging
@@ -40,6 +41,7 @@ from .._config import Config
 from .._errors import ConfigurationError, CorruptArchiveError, HubcacheError, ModelNotFoundError
 from .._handles import append_format_query
 from ..archive.verify import ArchiveVerifier
+from ..kaggle.identity import KAGGLE_HOSTS
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.ranges import file_etag
 from ..serve.static import FORMAT_SUFFIX, is_archive_name
@@ -101,6 +103,7 @@ class Fill:
         self.total: Optional[int] = None
         self.size = 0
         self.part = ""
+        self.name = ""  # the stored name, known once the format is
         self.etag: Optional[str] = None
         self.last_modified = ""
         self.stored: Optional[Stored] = None
@@ -177,11 +180,16 @@ class Fill:
             if lock is not None:
                 lock.release()
 
+    def _name(self, fmt: str) -> str:
+        """Where the archive is kept: the requested archive name, or the model path with
+        the suffix of the format its bytes have."""
+        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
+
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
 
         mirror = self.mirror
-        source = HTTPSource(self.url, self.url, mirror.config)
+        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
         part = ""
         try:
             source.open()
@@ -208,6 +216,7 @@ class Fill:
                     size += len(chunk)
                     mirror.on_upstream_bytes(len(chunk))
                     if verifier.format and opened:
+                        opened["name"] = self._name(verifier.format)
                         self._post(**opened)  # readers start once it looks like an archive
                         opened = {}
                     self._post(size=size)
@@ -215,14 +224,11 @@ class Fill:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 verifier.finish(part)
                 if opened:
+                    opened["name"] = self._name(verifier.format)
                     self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
-            name = (
-                self.base
-                if is_archive_name(self.base)
-                else self.base + FORMAT_SUFFIX[verifier.format]
-            )
+            name = self._name(verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
             part = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
@@ -261,6 +267,27 @@ class Mirror:
         self.serving: dict[str, int] = {}
         self.index = store.inventory()  # stored by the mirror: name -> (size, last served)
         self._noted: dict[str, float] = {}
+        self._kaggle: Optional[str] = None  # the Authorization value for Kaggle upstreams
+
+    def config_for(self, url: str) -> Config:
+        """The fetch settings for one upstream URL: the server's own, plus its Kaggle
+        credential (kagglehub's order, read once) when the upstream is Kaggle's web host.
+        HTTPSource sends these headers to that host only, never to a redirect target."""
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        if host not in KAGGLE_HOSTS:
+            return self.config
+        if self._kaggle is None:
+            from .._config import kaggle_settings
+            from ..kaggle.credentials import find_credential
+
+            found = find_credential(kaggle_settings())
+            self._kaggle = found.authorization if found is not None else ""
+            if found is not None:
+                log.info("Kaggle upstreams get the credential from %s", found.source)
+        if not self._kaggle or any(k.lower() == "authorization" for k, _ in self.config.headers):
+            return self.config
+        headers = (*self.config.headers, ("Authorization", self._kaggle))
+        return dataclasses.replace(self.config, headers=headers)
 
     def url_for(self, parts: list[str]) -> Optional[str]:
         return upstream_url(self.upstreams, parts)

@@ -167,3 +167,25 @@ def test_demo_runs_without_the_server_extra() -> None:
     result = run("demo", code=hide)
     assert result.returncode == 0, result.stderr
     assert "server requests: 1" in result.stdout
+
+
+def test_an_unreachable_bucket_is_one_line_at_start(tmp_path: Path) -> None:
+    from tests.support.emulators import free_port
+
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HUBCACHE_STORE_TIMEOUT": "5",
+    }
+    argv = ["serve", "s3://bucket/mirror", "--upstream", "http://127.0.0.1:9/", "--port", "0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hubcache", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    one_line_error(result, 4, "s3://bucket/mirror")

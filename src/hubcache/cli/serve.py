@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any, Optional
 
-from .._errors import CacheDirError, ConfigurationError
+from .._errors import CacheDirError, ConfigurationError, HubcacheError
 
 
 class ServeError(ConfigurationError):
@@ -167,8 +167,44 @@ def run(args: argparse.Namespace) -> int:
         drain=_duration(args.drain_timeout, "--drain-timeout"),
     )
     config = load_config(cache_dir=None, progress=False)
+    if "://" in directory:
+        _probe_store(directory, config.store_timeout)
     _access_log(args)
     return _run(settings, config, directory)
+
+
+def _probe_store(url: str, timeout: float) -> None:
+    """Read one (absent) object, within ``timeout`` seconds: a bucket that cannot be reached
+    or read is one line and exit 4 at start, not an error on every request later."""
+    import threading
+
+    from .._errors import DownloadError
+    from ..serve.archives import ArchiveStore
+
+    outcome: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            ArchiveStore(url).storage.read(".hubcache-probe")
+        except BaseException as exc:  # reported below, in this thread's words
+            outcome.append(exc)
+
+    thread = threading.Thread(target=probe, name="hubcache-store-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DownloadError(
+            f"{url} did not answer within {timeout:g}s (HUBCACHE_STORE_TIMEOUT); check the "
+            "bucket's endpoint, network and credentials"
+        )
+    if outcome:
+        exc = outcome[0]
+        if isinstance(exc, HubcacheError):
+            raise exc
+        raise DownloadError(
+            f"{url} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); check the bucket "
+            "name, its endpoint and the credentials"
+        )
 
 
 def _access_log(args: argparse.Namespace) -> None:

@@ -371,3 +371,22 @@ def test_kaggle_upstreams_get_the_servers_kaggle_credential(
     kaggle = mirror.config_for("https://www.kaggle.com/models/o/m/tensorFlow2/v/1")
     assert ("Authorization", "Bearer server-token") in kaggle.headers
     assert "server-token" not in repr(mirror.config_for("https://tfhub.dev/google/m/1").headers)
+
+
+def test_a_planted_bucket_spool_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bucket mirror spools fills under <tmp>/hubcache-mirror-<uid>; on a shared temp
+    folder another user may have made that name first. Such a folder is refused."""
+    from hubcache.serve.archives import ArchiveStore
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    archives = ArchiveStore("memory://planted-spool")
+    os.makedirs(archives.spool)
+    os.chown(archives.spool, 65534, 65534)  # another user's
+    os.chmod(archives.spool, 0o777)
+    planted = archives.spool
+    part = archives.partial()
+    assert os.path.dirname(part) != planted
+    assert os.stat(os.path.dirname(part)).st_uid == os.getuid()
+    assert "not spooling in" in caplog.text

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import tempfile
@@ -34,6 +35,7 @@ from typing import IO, Optional
 from .. import _platform
 from .._config import Config
 from ..local.holder import new_uid, parse_holder
+from ..local.root import unsafe_reason
 from ..serve.ranges import file_etag
 from ..serve.static import SIDECAR, STORED_SUFFIXES, StaticTree, is_archive_name
 from ..store.lock import StorageLock
@@ -43,6 +45,9 @@ from ..store.storage import LocalStorage, Storage
 PARTIAL = ".hubcache-partial"
 LOCKS = ".hubcache-locks"
 _STALE_PARTIAL = 6 * 3600.0  # a partial from another host older than this is debris
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,13 @@ class ArchiveStore:
     def partial(self) -> str:
         """A fresh local file name for one fill's bytes."""
         os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        if not self.local:
+            reason = unsafe_reason(self.spool)
+            if reason is not None:
+                # On a shared temp folder another user may have made this name first, and
+                # could then swap a part file between its check and its upload.
+                log.warning("not spooling in %s because %s", self.spool, reason)
+                self.spool = tempfile.mkdtemp(prefix="hubcache-mirror-")
         return os.path.join(self.spool, f"{socket.gethostname()}.{os.getpid()}.{new_uid()}.part")
 
     def lock(self, name: str, config: Config) -> StorageLock:

@@ -384,7 +384,7 @@ def test_a_planted_bucket_spool_is_never_written(
     archives = ArchiveStore("memory://planted-spool")
     os.makedirs(archives.spool)
     os.chown(archives.spool, 65534, 65534)  # another user's
-    os.chmod(archives.spool, 0o777)
+    os.chmod(archives.spool, 0o777)  # noqa: S103 - the planted folder is world-writable
     planted = archives.spool
     part = archives.partial()
     assert os.path.dirname(part) != planted

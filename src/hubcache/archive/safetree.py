@@ -144,21 +144,16 @@ class FileWriter:
         return self._hash.hexdigest()
 
 
-class RepeatedFile:
-    """A file member seen before: its bytes are hashed and compared, never written.
+class HashedSink:
+    """A file member whose bytes are checked against its declared size and hashed, but
+    never written: what a repeat of a member and the mirror's verifier both need."""
 
-    Accepting an identical repeat is harmless (the tree is the same either way); a repeat
-    whose bytes differ could smuggle content past a reviewer of the first copy, so it is
-    refused when its end shows the digests differ.
-    """
+    __slots__ = ("_hash", "rel", "size", "written")
 
-    __slots__ = ("_expected", "_hash", "rel", "size", "written")
-
-    def __init__(self, rel: str, size: int, expected_sha256: str) -> None:
+    def __init__(self, rel: str, size: int) -> None:
         self.rel = rel
         self.size = size
         self.written = 0
-        self._expected = expected_sha256
         self._hash = hashlib.sha256()
 
     def write(self, data: memoryview | bytes) -> None:
@@ -172,16 +167,38 @@ class RepeatedFile:
             raise CorruptArchiveError(
                 f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
             )
-        if self._hash.hexdigest() != self._expected:
-            raise UnsafeArchiveError(
-                f"archive member {self.rel!r} appears twice with different content"
-            )
 
     def abort(self) -> None:
         pass
 
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
-MemberWriter = Union[FileWriter, RepeatedFile]
+
+class RepeatedFile(HashedSink):
+    """A file member seen before: its bytes are hashed and compared, never written.
+
+    Accepting an identical repeat is harmless (the tree is the same either way); a repeat
+    whose bytes differ could smuggle content past a reviewer of the first copy, so it is
+    refused when its end shows the digests differ.
+    """
+
+    __slots__ = ("_expected",)
+
+    def __init__(self, rel: str, size: int, expected_sha256: str) -> None:
+        super().__init__(rel, size)
+        self._expected = expected_sha256
+
+    def close(self) -> None:
+        super().close()
+        if self.sha256 != self._expected:
+            raise UnsafeArchiveError(
+                f"archive member {self.rel!r} appears twice with different content"
+            )
+
+
+MemberWriter = Union[FileWriter, HashedSink]
 
 
 class SafeTree:
@@ -300,7 +317,7 @@ class SafeTree:
         self.modes[rel] = clean_mode
         return self._open_writer(rel, size, clean_mode)
 
-    def _open_writer(self, rel: str, size: int, mode: int) -> FileWriter:
+    def _open_writer(self, rel: str, size: int, mode: int) -> MemberWriter:
         """The writer of one checked member (a verifier overrides it to write nothing)."""
         return FileWriter(self, rel, os.path.join(self.root, rel), size, mode)
 

@@ -11,44 +11,27 @@ finished local file (every member's CRC).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Optional
 
 from .._config import Limits
 from .._errors import CorruptArchiveError, NotAnArchiveError
-from ..archive.decode import DecodeError, Decoder, make_decoder, sniff
-from ..archive.safetree import FileWriter, SafeTree
-from ..archive.tarstream import TarReader
+from .decode import DecodeError, Decoder, make_decoder, sniff
+from .safetree import HashedSink, MemberWriter, SafeTree
+from .tarstream import TarReader
 
 
-class _CountingWriter(FileWriter):
-    """A member whose bytes are counted against its declared size, hashed and dropped (the
-    digest lets a later identical repeat of the member pass, as extraction lets it)."""
+class _CountingWriter(HashedSink):
+    """Counted and hashed, never written; its digest lets an identical repeat pass."""
 
-    def __init__(self, tree: SafeTree, rel: str, size: int) -> None:  # no file is opened
+    __slots__ = ("_tree",)
+
+    def __init__(self, tree: SafeTree, rel: str, size: int) -> None:
+        super().__init__(rel, size)
         self._tree = tree
-        self.rel = rel
-        self.path = ""
-        self.size = size
-        self.written = 0
-        self._fd = -1
-        self._hash = hashlib.sha256()
-
-    def write(self, data: memoryview | bytes) -> None:
-        if self.written + len(data) > self.size:
-            raise CorruptArchiveError(f"archive member {self.rel!r} is longer than declared")
-        self._hash.update(data)
-        self.written += len(data)
 
     def close(self) -> None:
-        if self.written != self.size:
-            raise CorruptArchiveError(
-                f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
-            )
-        self._tree.files[self.rel] = (self.size, self._hash.hexdigest())
-
-    def abort(self) -> None:
-        pass
+        super().close()
+        self._tree.files[self.rel] = (self.size, self.sha256)
 
 
 class _NameTree(SafeTree):
@@ -63,7 +46,7 @@ class _NameTree(SafeTree):
             self._check_parents(rel)
         self.dirs.add(rel)
 
-    def _open_writer(self, rel: str, size: int, mode: int) -> FileWriter:
+    def _open_writer(self, rel: str, size: int, mode: int) -> MemberWriter:
         return _CountingWriter(self, rel, size)
 
 

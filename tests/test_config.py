@@ -239,3 +239,12 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_any_download(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and name in done.stderr, done.stderr
     assert model_server.requests == [] and list(cache_root.iterdir()) == []
+
+
+def test_the_plugin_switch_uses_the_same_yes_no_parser() -> None:
+    from hubcache._config import tfhub_plugin_enabled
+
+    assert tfhub_plugin_enabled({}) is True and tfhub_plugin_enabled({"X": "1"}) is True
+    assert tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "off"}) is False
+    with pytest.raises(hubcache.ConfigurationError, match="HUBCACHE_TFHUB_PLUGIN"):
+        tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "maybe"})

@@ -319,6 +319,9 @@ def test_bad_api_environment_is_a_usage_error(
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "MARS")
     with pytest.raises(hubcache.ConfigurationError, match="KAGGLE_API_ENVIRONMENT"):
         hubcache.resolve(f"kaggle:{NNLM}/2")
+    # a URL that is not Kaggle's is not held up by a bad Kaggle setting
+    with pytest.raises(hubcache.ModelNotFoundError):
+        hubcache.resolve(world.tfhub_url("models/y/1"))
 
 
 def test_unknown_model_is_not_found(world: KaggleWorld) -> None:
@@ -355,6 +358,8 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
+    info = cli("info", "--json", handle)
+    assert json.loads(info.stdout)["kaggle"]["variation"] == "en-dim128"
 
 
 def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:
@@ -562,3 +567,18 @@ def test_listed_file_outside_the_model_is_refused(
         hubcache.resolve("kaggle:evil/m/jax/v/1")
     assert not list(tmp_path.rglob("escape.txt"))
     assert list(cache_root.glob("*.manifest.json")) == []
+
+
+def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> None:
+    from hubcache._config import kaggle_settings
+    from hubcache.kaggle.credentials import find_credential
+
+    env = {"HOME": str(tmp_path), "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY}
+    settings = kaggle_settings(env)
+    credential = find_credential(settings)
+    assert credential is not None and credential.source == "KAGGLE_USERNAME + KAGGLE_KEY"
+    assert KEY not in repr(settings) and KEY not in repr(credential)
+    assert settings.rpc_base == "https://api.kaggle.com/v1"  # production by default
+    assert kaggle_settings({**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST"}).rpc_base == (
+        "http://localhost/api/v1"
+    )

@@ -190,6 +190,24 @@ def test_writeback_without_fdatasync(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert calls == ["fdatasync", "fsync"]
 
 
+def test_macos_flushes_the_drive_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mac = load("darwin", monkeypatch)
+    calls: list[tuple[int, int]] = []
+
+    def fcntl(fd: int, op: int) -> None:
+        calls.append((fd, op))
+        os.fstat(fd)  # a real, open descriptor of the folder
+        if len(calls) == 2:
+            raise OSError(errno.ENOTSUP, "not on this filesystem (SMB)")
+
+    monkeypatch.setitem(sys.modules, "fcntl", types.SimpleNamespace(F_FULLFSYNC=51, fcntl=fcntl))
+    mac.flush_drive_cache(str(tmp_path))
+    mac.flush_drive_cache(str(tmp_path))  # refused: ignored, the files were fsynced already
+    assert [op for _fd, op in calls] == [51, 51]
+    platform_here.flush_drive_cache(str(tmp_path))  # Linux: fsync already flushed the drive
+    assert len(calls) == 2
+
+
 def test_flush_drive_cache_is_harmless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     platform_here.flush_drive_cache(str(tmp_path))  # Linux: nothing to do
     load("darwin", monkeypatch).flush_drive_cache(str(tmp_path))  # no F_FULLFSYNC here: fsync'd
@@ -347,6 +365,7 @@ SRC = Path(platform_here.__file__).parent
 OS_SPECIFIC = {"kill", "geteuid", "getegid", "getuid", "getgid", "statvfs", "fstatvfs"}
 OS_SPECIFIC |= {"fdatasync", "sendfile", "O_NOFOLLOW", "O_CLOEXEC", "O_NOATIME", "O_BINARY"}
 OS_SPECIFIC |= {"ST_RDONLY", "getpgid", "killpg", "name", "chown", "fchown", "lchown"}
+OS_SPECIFIC |= {"pread", "pwrite", "preadv", "pwritev"}
 SIGNAL_SPECIFIC = {"SIGKILL", "SIGSTOP", "SIGCONT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"}
 MODULES_SPECIFIC = {"fcntl", "msvcrt", "pwd", "grp", "winreg", "resource", "termios"}
 # What ``_faults.fs`` (typed Any, so invisible to mypy) may be asked for outside _platform:
@@ -365,6 +384,8 @@ def _platform_specific(tree: ast.AST) -> Iterator[tuple[int, str]]:
                 or (owner == "sys" and name == "platform")
             ):
                 yield node.lineno, f"{owner}.{name}"
+        if isinstance(node, ast.Attribute) and node.attr == "add_signal_handler":
+            yield node.lineno, "loop.add_signal_handler (absent on Windows)"
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in ("getattr", "hasattr") and len(node.args) > 1:
                 target = node.args[0]
@@ -397,7 +418,8 @@ def test_platform_specific_calls_live_in_one_module() -> None:
 def test_the_rule_catches_what_it_should() -> None:
     code = "import fcntl\nos.kill(1, 0)\nx = os.O_CLOEXEC\nif sys.platform: pass\n"
     code += "getattr(os, 'fdatasync')\nopen('/proc/1/stat')\nsignal.SIGKILL\n"
-    assert len(list(_platform_specific(ast.parse(code)))) == 7
+    code += "os.pread(1, 2, 3)\nloop.add_signal_handler(2, f)\n"
+    assert len(list(_platform_specific(ast.parse(code)))) == 9
     ok = "os.open(p, os.O_RDONLY)\nos.getpid()\nsignal.SIGTERM\n'/tmp'\n"
     assert list(_platform_specific(ast.parse(ok))) == []
 
@@ -436,3 +458,53 @@ def test_shared_copy_cannot_write_outside(rel: str, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="would leave the model folder"):
         store.download_entry("k", {"files": {}, "dirs": [rel]}, str(dest))
     assert sorted(p.name for p in (tmp_path / "stage").rglob("*")) == ["inner"]
+
+
+@pytest.mark.parametrize("name", ["linux", "win32"])
+def test_pread(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = platform_here if name == "linux" else load(name, monkeypatch)
+    (tmp_path / "f").write_bytes(b"0123456789")
+    fd = os.open(tmp_path / "f", p.READ)
+    try:
+        assert p.pread(fd, 3, 4) == b"456"
+        assert p.pread(fd, 100, 8) == b"89"
+        assert p.pread(fd, 2, 0) == b"01"
+        assert p.pread(fd, 5, 10) == b""
+    finally:
+        os.close(fd)
+
+
+def test_user_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert platform_here.user_id() == str(os.getuid())
+    monkeypatch.delattr(os, "getuid")  # Windows
+    monkeypatch.setenv("HOME", str(tmp_path / "bob"))
+    assert platform_here.user_id() == "bob"
+
+
+def test_on_termination_without_loop_signal_support() -> None:
+    """Windows' asyncio loop has no add_signal_handler: a plain handler hands over."""
+    import signal
+
+    class WindowsLoop:
+        def __init__(self) -> None:
+            self.handed: list[object] = []
+
+        def add_signal_handler(self, sig: int, callback: object) -> None:
+            raise NotImplementedError
+
+        def call_soon_threadsafe(self, callback: object) -> None:
+            self.handed.append(callback)
+
+    def stop() -> None:
+        pass
+
+    loop = WindowsLoop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        platform_here.on_termination(loop, stop)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert loop.handed == [stop, stop]

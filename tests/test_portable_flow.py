@@ -69,7 +69,10 @@ def probe(env: dict[str, str]) -> str:
 def test_resolve_and_manage_without_posix_calls(
     platform: str, with_psutil: bool, model_server: ModelServer, cache_root: Path
 ) -> None:
-    env = sim_env(cache_root, platform, with_psutil=with_psutil)
+    flushes = cache_root.parent / "fullfsync.log"
+    env = sim_env(
+        cache_root, platform, with_psutil=with_psutil, HUBCACHE_TEST_FULLFSYNC_LOG=str(flushes)
+    )
     system = {"win32": "windows", "darwin": "macos"}[platform]
     # Windows without psutil (and no kernel32 here) cannot tell; signal 0 is fine on macOS
     alive = {"win32": "True" if with_psutil else "None", "darwin": "True"}[platform]
@@ -94,6 +97,10 @@ def test_resolve_and_manage_without_posix_calls(
         (cache_root / f"{key}.descriptor.txt").read_bytes().startswith(b"Module: " + url.encode())
     )
     assert debris(cache_root, key) == set()
+    # macOS: one drive flush before the publishing rename (fsync alone stops at the drive)
+    assert (flushes.read_text() if flushes.exists() else "") == (
+        "F_FULLFSYNC\n" if platform == "darwin" else ""
+    )
 
     warm = run_cli(["resolve", url], env)
     assert warm.returncode == 0, warm.stderr

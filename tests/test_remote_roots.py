@@ -50,6 +50,61 @@ def serve(server: ModelServer) -> str:
     return server.url("/google/m/1")
 
 
+def test_a_killed_remote_resolve_leaves_its_local_staging_where_gc_finds_it(
+    remote: Any, model_server: ModelServer, tmp_path: Path
+) -> None:
+    root, variables, _emulator = remote
+    url = serve(model_server)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _child(
+        _SLOW_UPLOADER.replace("sys.argv[1]", repr(url)), variables, root, TMPDIR=str(tmp)
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip() == "UPLOADING", proc.stderr.read()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    [left] = os.listdir(tmp)  # the killed process's extracted tree, in TMPDIR
+    env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "TMPDIR": str(tmp)}
+    run = [sys.executable, "-m", "hubcache", "gc", "--grace", "0"]
+    dry = subprocess.run([*run, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and str(tmp / left) in dry.stdout, dry.stdout + dry.stderr
+    assert os.listdir(tmp) == [left]
+    done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and str(tmp / left) in done.stdout, done.stdout + done.stderr
+    assert os.listdir(tmp) == []
+
+
+def test_the_next_remote_resolve_removes_a_dead_resolve_s_local_staging(
+    remote: Any, model_server: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import tempfile
+
+    root, _variables, _emulator = remote
+    url = serve(model_server)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / f"hubcache-stage.{socket.gethostname()}.{dead.stdout.strip()}.0123abcd"
+    (stale / "k").mkdir(parents=True)
+    (stale / "k" / "saved_model.pb").write_bytes(b"x" * 1000)
+    mine = tmp_path / f"hubcache-stage.{socket.gethostname()}.{os.getpid()}.live"
+    mine.mkdir()  # a live process's staging is never touched
+    other = tmp_path / "hubcache-unrelated"
+    other.mkdir()  # nor anything hubcache-stage did not name
+    hubcache.resolve(url, cache_dir=root)
+    assert not stale.exists() and mine.exists() and other.exists()
+
+
 def test_resolve_into_remote_root_then_hit_without_origin(
     remote: Any, model_server: ModelServer
 ) -> None:
@@ -84,8 +139,8 @@ def test_archive_handle_on_an_object_store(remote: Any, tmp_path: Path) -> None:
     assert hubcache.resolve(handle, cache_dir=root) == f"{root}/{hubcache.cache_key(handle)}"
 
 
-def _child(code: str, variables: dict[str, str], root: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "PYTHONPATH": REPO}
+def _child(code: str, variables: dict[str, str], root: str, **extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "PYTHONPATH": REPO, **extra}
     return subprocess.Popen(
         [sys.executable, "-c", code],
         env=env,

@@ -534,6 +534,8 @@ EXPECTED = {
     "block_device": [("dev", b"4")],
     "fifo": [("pipe", b"6")],
     "duplicate_file": [("a", b"0"), ("a", b"0")],
+    "duplicate_file_same_size": [("a", b"0"), ("a", b"0")],
+    "duplicate_file_other_mode": [("a", b"0"), ("a", b"0")],
     "file_then_dir": [("a", b"0"), ("a/", b"5")],
     "dir_then_file": [("a/", b"5"), ("a", b"0")],
     "huge_declared_size": [("big", b"0")],

@@ -58,13 +58,13 @@ def test_ssl_cert_file_is_honoured_and_env_changes_are_seen(
     https_model_server: ModelServer, tls_ca: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = https_model_server.add("/m.tar.gz", ARCHIVE)
-    with pytest.raises(hubcache.DownloadError):
+    with pytest.raises(hubcache.DownloadError, match="TLS error"):
         hubcache.resolve(url)  # builds and caches a pool with the default trust store
     monkeypatch.setenv("SSL_CERT_FILE", ca_bundle(tls_ca, tmp_path))
     assert os.path.isdir(hubcache.resolve(url))
     monkeypatch.delenv("SSL_CERT_FILE")
     other = https_model_server.add("/n.tar.gz", ARCHIVE)
-    with pytest.raises(hubcache.DownloadError):  # trust withdrawn: the next call sees it
+    with pytest.raises(hubcache.DownloadError, match="TLS error"):  # trust withdrawn: seen
         hubcache.resolve(other)
 
 
@@ -125,7 +125,7 @@ def test_opt_out_works_warns_loudly_and_does_not_leak(
         other.request("GET", https_model_server.url("/m.tar.gz"), retries=False)
     # and hubcache itself verifies again as soon as the variable is gone
     monkeypatch.delenv("TFHUB_DISABLE_CERT_VALIDATION")
-    with pytest.raises(hubcache.DownloadError):
+    with pytest.raises(hubcache.DownloadError, match="TLS error"):
         hubcache.resolve(https_model_server.add("/o.tar.gz", ARCHIVE))
 
 

@@ -110,20 +110,24 @@ __all__ = [
     "define_absl_flags",
     "load",
     "resolve",
+    "tensorflow_hub",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
-    """The names of ``_LAZY``, imported on first use."""
-    if name in _LAZY:
-        import importlib
+    """The names of ``_LAZY``, imported on first use; also ``hubcache.tensorflow_hub``, the
+    plug-in's public module."""
+    import importlib
 
+    if name in _LAZY:
         module, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module, __name__), attribute)
         globals()[name] = value  # later lookups skip this function
         return value
+    if name == "tensorflow_hub":
+        return importlib.import_module(".tensorflow_hub", __name__)
     raise AttributeError(f"module 'hubcache' has no attribute {name!r}")
 
 

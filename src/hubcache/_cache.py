@@ -53,7 +53,9 @@ class Cache:
         if is_remote(config.root):
             from .manage.store import StoreRoot
 
-            self._backend = StoreRoot(config.root, lease=config.lock_lease)
+            self._backend = StoreRoot(
+                config.root, lease=config.lock_lease, timeout=config.store_timeout
+            )
         else:
             from .manage.local import LocalRoot
 

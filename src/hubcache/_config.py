@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
+from ._values import NO_WORDS, flag, integer, number
 
 T = TypeVar("T")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 LOAD_FORMATS = ("AUTO", "COMPRESSED", "UNCOMPRESSED")
 MAX_CONNECTIONS = 8  # parallel ranged connections: more only adds load on the server
 MAX_RETRIES = 100
@@ -94,87 +91,18 @@ class Config:
     max_size: Optional[int] = None  # HUBCACHE_MAX_SIZE: prune LRU beyond it after a download
     shared_cache: str = ""  # HUBCACHE_SHARED_CACHE: a second tier (gs://, s3://, a path)
     kagglehub: bool = False  # HUBCACHE_KAGGLEHUB: also publish Kaggle models in kagglehub's cache
-
-
-def _flag(environ: Mapping[str, str], name: str) -> Optional[bool]:
-    """The one parser of yes/no settings: None when unset or empty, else True or False.
-
-    Anything that is neither a yes nor a no word is an error: guessing would turn a typo
-    such as ``HUBCACHE_OFFLINE=maybe`` into the opposite of what was meant."""
-    raw = environ.get(name, "")
-    value = raw.strip().lower()
-    if not value:
-        return None
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigurationError(
-        f"{name}={raw!r} is neither yes nor no; use one of "
-        f"{', '.join(sorted(_TRUE))} or {', '.join(sorted(_FALSE))}, or unset it"
-    )
-
-
-def _number(
-    environ: Mapping[str, str],
-    name: str,
-    default: T,
-    *,
-    low: float = 0.0,
-    high: float = math.inf,
-    low_open: bool = False,
-) -> Union[T, float]:
-    """The one parser of numeric settings: a finite decimal number in [low, high] (or
-    (low, high] with ``low_open``). nan and inf are refused: ``nan`` compares false with
-    everything, so a nan lease or timeout would silently never expire."""
-    raw = environ.get(name, "")
-    if not raw.strip():
-        return default
-    value = _finite(name, raw)
-    if value < low or (low_open and value == low) or value > high:
-        raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, low_open)}")
-    return value
-
-
-def _integer(
-    environ: Mapping[str, str], name: str, default: T, *, low: int = 0, high: float = math.inf
-) -> Union[T, int]:
-    """Like :func:`_number`, for settings that count things: a whole number in [low, high]."""
-    raw = environ.get(name, "")
-    if not raw.strip():
-        return default
-    value = _finite(name, raw)
-    if not value.is_integer():
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number")
-    if value < low or value > high:
-        raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, False)}")
-    return int(value)
-
-
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _finite(name: str, raw: str) -> float:
-    text = raw.strip()
-    value = float(text) if _DECIMAL.match(text) else math.nan
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{name}={raw!r} is not a finite decimal number; fix or unset it")
-    return value
-
-
-def _range_text(low: float, high: float, low_open: bool) -> str:
-    if high == math.inf:
-        return f"must be {'greater than' if low_open else 'at least'} {low:g}; fix or unset it"
-    return f"must be between {low:g} and {high:g}; fix or unset it"
+    # As tensorflow_hub's plug-in: a lock written by tensorflow_hub itself is judged by its
+    # rule (no progress for this many seconds), not by ``lock_lease``. None: ours for all.
+    foreign_lock_lease: Optional[float] = None
 
 
 def _limits(environ: Mapping[str, str]) -> Limits:
     values: dict[str, Any] = {}
     for name, (attr, kind) in _LIMIT_VARS.items():
         if kind is int:
-            values[attr] = _integer(environ, name, getattr(_DEFAULT_LIMITS, attr), low=1)
+            values[attr] = integer(environ, name, getattr(_DEFAULT_LIMITS, attr), low=1)
         else:
-            values[attr] = _number(environ, name, getattr(_DEFAULT_LIMITS, attr), low_open=True)
+            values[attr] = number(environ, name, getattr(_DEFAULT_LIMITS, attr), low_open=True)
     return Limits(**values)
 
 
@@ -279,9 +207,9 @@ def load_config(
     load_format = env.get("TFHUB_MODEL_LOAD_FORMAT", "AUTO").strip().upper() or "AUTO"
     # Every variable is checked even when an argument overrides it: a typo is reported
     # the first time, not on the first call that happens to rely on the variable.
-    env_offline = _flag(env, "HUBCACHE_OFFLINE")
-    env_progress = _flag(env, "TFHUB_DOWNLOAD_PROGRESS")
-    env_no_origin = _flag(env, "HUBCACHE_NO_ORIGIN")
+    env_offline = flag(env, "HUBCACHE_OFFLINE")
+    env_progress = flag(env, "TFHUB_DOWNLOAD_PROGRESS")
+    env_no_origin = flag(env, "HUBCACHE_NO_ORIGIN")
     return Config(
         root=root,
         root_source=source,
@@ -290,27 +218,34 @@ def load_config(
         progress=env_progress if progress is None else progress,
         verify_tls=_verify_tls(env),
         offline=bool(env_offline) if offline is None else offline,
-        lock_timeout=_number(env, "HUBCACHE_LOCK_TIMEOUT", None),
-        lock_lease=_number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease, low_open=True),
-        connect_timeout=_number(
+        lock_timeout=number(env, "HUBCACHE_LOCK_TIMEOUT", None),
+        lock_lease=number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease, low_open=True),
+        connect_timeout=number(
             env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout, low_open=True
         ),
-        read_timeout=_number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout, low_open=True),
-        retries=_integer(env, "HUBCACHE_RETRIES", Config.retries, high=MAX_RETRIES),
-        connections=_integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
-        backoff=_number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff, high=MAX_BACKOFF),
-        stall_timeout=_number(env, "HUBCACHE_STALL_TIMEOUT", Config.stall_timeout),
-        min_speed=_number(env, "HUBCACHE_MIN_SPEED", Config.min_speed),
-        store_timeout=_number(env, "HUBCACHE_STORE_TIMEOUT", Config.store_timeout, low_open=True),
-        fsync=_flag(env, "HUBCACHE_FSYNC") is not False,
+        read_timeout=number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout, low_open=True),
+        retries=integer(env, "HUBCACHE_RETRIES", Config.retries, high=MAX_RETRIES),
+        connections=integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
+        backoff=number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff, high=MAX_BACKOFF),
+        stall_timeout=number(env, "HUBCACHE_STALL_TIMEOUT", Config.stall_timeout),
+        min_speed=number(env, "HUBCACHE_MIN_SPEED", Config.min_speed),
+        store_timeout=number(env, "HUBCACHE_STORE_TIMEOUT", Config.store_timeout, low_open=True),
+        fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
         mirrors=parse_mirrors(env.get("HUBCACHE_MIRRORS", "") if mirrors is None else mirrors),
         no_origin=bool(env_no_origin) if no_origin is None else no_origin,
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
-        kagglehub=bool(_flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
+        kagglehub=bool(flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
+
+
+def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """``HUBCACHE_TFHUB_PLUGIN``: unset or yes turns the tensorflow_hub plug-in on when its
+    ``.pth`` is installed, no (``0``) turns it off without uninstalling it."""
+    value = flag(os.environ if environ is None else environ, "HUBCACHE_TFHUB_PLUGIN")
+    return True if value is None else value
 
 
 def check_load_format(config: Config) -> str:
@@ -343,7 +278,7 @@ def _verify_tls(environ: Mapping[str, str]) -> bool:
     raw = environ.get("TFHUB_DISABLE_CERT_VALIDATION", "")
     if raw == "true":
         return False
-    if not raw.strip() or raw.strip().lower() in _FALSE:
+    if not raw.strip() or raw.strip().lower() in NO_WORDS:
         return True
     raise ConfigurationError(
         f"TFHUB_DISABLE_CERT_VALIDATION={raw!r}: only exactly 'true' turns certificate "
@@ -364,21 +299,49 @@ KAGGLE_ENVIRONMENTS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
 class KaggleSettings:
     """What the Kaggle source reads from the environment, only when a Kaggle model is
-    fetched (never on a cache hit). Secrets are kept out of ``repr`` so a settings object
-    in a traceback or a log line never shows them."""
+    fetched (never on a cache hit). Read-only by convention; a plain slotted class rather
+    than a dataclass because ``import hubcache`` would pay ~0.5 ms to build one. Secrets
+    are kept out of ``repr`` so a settings object in a traceback or log never shows them."""
 
-    environment: str  # a KAGGLE_ENVIRONMENTS key
-    api_endpoint: str
-    web_endpoint: str
-    home: str  # the user's home folder, where ~/.kaggle lives
-    config_dir: str  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
-    kagglehub_cache: str  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
-    api_token: str = dataclasses.field(default="", repr=False)  # KAGGLE_API_TOKEN (value or path)
-    username: str = dataclasses.field(default="", repr=False)  # KAGGLE_USERNAME
-    key: str = dataclasses.field(default="", repr=False)  # KAGGLE_KEY
+    __slots__ = (
+        "api_endpoint",
+        "api_token",
+        "config_dir",
+        "environment",
+        "home",
+        "kagglehub_cache",
+        "key",
+        "username",
+        "web_endpoint",
+    )
+
+    def __init__(
+        self,
+        *,
+        environment: str,  # a KAGGLE_ENVIRONMENTS key
+        home: str,  # the user's home folder, where ~/.kaggle lives
+        config_dir: str,  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
+        kagglehub_cache: str,  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
+        api_token: str = "",  # KAGGLE_API_TOKEN (a token or a file's path)
+        username: str = "",  # KAGGLE_USERNAME
+        key: str = "",  # KAGGLE_KEY
+    ) -> None:
+        self.environment = environment
+        self.api_endpoint, self.web_endpoint = KAGGLE_ENVIRONMENTS[environment]
+        self.home = home
+        self.config_dir = config_dir
+        self.kagglehub_cache = kagglehub_cache
+        self.api_token = api_token
+        self.username = username
+        self.key = key
+
+    def __repr__(self) -> str:
+        return (
+            f"KaggleSettings(environment={self.environment!r}, "
+            f"config_dir={self.config_dir!r}, kagglehub_cache={self.kagglehub_cache!r})"
+        )
 
     @property
     def rpc_base(self) -> str:
@@ -397,7 +360,6 @@ def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettin
             f"KAGGLE_API_ENVIRONMENT={name!r} is not one of "
             f"{', '.join(KAGGLE_ENVIRONMENTS)}; unset it to use kaggle.com"
         )
-    api, web = KAGGLE_ENVIRONMENTS[name]
     home = env.get("HOME") or os.path.expanduser("~")
     config_dir = env.get("KAGGLE_CONFIG_DIR", "") or os.path.join(home, ".kaggle")
     cache = env.get("KAGGLEHUB_CACHE", "") or os.path.join(home, ".cache", "kagglehub")
@@ -410,8 +372,6 @@ def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettin
             raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
     return KaggleSettings(
         environment=name,
-        api_endpoint=api,
-        web_endpoint=web,
         home=home,
         config_dir=expand(config_dir),
         kagglehub_cache=expand(cache),

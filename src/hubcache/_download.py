@@ -165,7 +165,7 @@ def _direct_source(handle: Handle, config: Config, budget: RetryBudget) -> Sourc
     if handle.scheme in ("http", "https"):
         return HTTPSource(handle.location, handle.shown, config, budget)
     if handle.scheme:
-        return FsspecSource(handle.location, handle.shown)
+        return FsspecSource(handle.location, handle.shown, config.store_timeout)
     return LocalFileSource(os.path.abspath(os.path.expanduser(handle.location)), handle.shown)
 
 

@@ -175,3 +175,57 @@ class MissingDependencyError(HubcacheError, ImportError):
     """A feature needs an optional extra that is not installed; the message names it."""
 
     exit_code = 1
+
+
+# -- raised in tensorflow_hub's place (hubcache.tensorflow_hub) --------------------------------
+# tensorflow_hub's own resolvers fail with OSError (urllib's HTTPError and URLError, "... does
+# not appear to be a valid module"), so code written against it catches OSError. As its
+# plug-in we raise these instead of the classes above that are not OSErrors: the same class
+# (so ``except CorruptArchiveError`` still works), message and facts, plus OSError.
+
+
+class PluginModelNotFoundError(ModelNotFoundError, OSError):
+    """:class:`ModelNotFoundError` raised through tensorflow_hub (urllib's 404 was an OSError)."""
+
+
+class PluginArchiveError(ArchiveError, OSError):
+    """:class:`ArchiveError` raised through tensorflow_hub ("not a valid module": OSError)."""
+
+
+class PluginNotAnArchiveError(NotAnArchiveError, OSError):
+    """:class:`NotAnArchiveError` raised through tensorflow_hub."""
+
+
+class PluginCorruptArchiveError(CorruptArchiveError, OSError):
+    """:class:`CorruptArchiveError` raised through tensorflow_hub."""
+
+
+class PluginUnsafeArchiveError(UnsafeArchiveError, OSError):
+    """:class:`UnsafeArchiveError` raised through tensorflow_hub."""
+
+
+class PluginChecksumMismatchError(ChecksumMismatchError, OSError):
+    """:class:`ChecksumMismatchError` raised through tensorflow_hub."""
+
+
+class PluginOfflineError(OfflineError, OSError):
+    """:class:`OfflineError` raised through tensorflow_hub (urllib's URLError was an OSError)."""
+
+
+_OS_TWINS: dict[type[HubcacheError], type[HubcacheError]] = {
+    ModelNotFoundError: PluginModelNotFoundError,
+    ArchiveError: PluginArchiveError,
+    NotAnArchiveError: PluginNotAnArchiveError,
+    CorruptArchiveError: PluginCorruptArchiveError,
+    UnsafeArchiveError: PluginUnsafeArchiveError,
+    ChecksumMismatchError: PluginChecksumMismatchError,
+    OfflineError: PluginOfflineError,
+}
+
+
+def as_os_error(exc: HubcacheError) -> HubcacheError:
+    """``exc`` as an OSError where tensorflow_hub raised one (same message and facts)."""
+    twin = _OS_TWINS.get(type(exc))
+    if twin is None:
+        return exc
+    return twin(exc.message, handle=exc.handle, **exc.facts)

@@ -254,7 +254,45 @@ def _kernel32() -> Optional[_Kernel32]:
     return _KERNEL32[0]
 
 
+def on_termination(loop: Any, callback: Callable[[], None]) -> None:
+    """Run ``callback`` in the asyncio ``loop`` on SIGTERM or SIGINT. Unix loops take signal
+    handlers themselves; Windows' loop has no ``add_signal_handler``, so a plain handler
+    hands the call over to the loop (Windows delivers SIGINT, Ctrl-C, and SIGTERM only
+    from within the process)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
+
+
+def user_id() -> str:
+    """A short name for this user, for per-user folders in a shared temp area: the uid on
+    POSIX; on Windows (no uid) the profile folder's name, the temp folder being per-user."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None:
+        return str(getuid())
+    return os.path.basename(os.path.expanduser("~")) or "user"
+
+
 # -- files -------------------------------------------------------------------------------
+if sys.platform == "win32":
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        """Read ``size`` bytes at ``offset``. Windows has no ``pread``: seek, then read, so
+        one descriptor must not be shared between readers (each response opens its own)."""
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
+
+else:
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        """Read ``size`` bytes at ``offset`` without moving the descriptor's position."""
+        return os.pread(fd, size, offset)
+
+
 def writeback(fd: int) -> None:
     """Push a file's data towards the disk early (a hint: the final fsync is what counts)."""
     if hasattr(os, "fdatasync"):  # Linux; macOS and Windows have only fsync
@@ -450,3 +488,12 @@ def name_problem(part: str, windows: bool = WINDOWS) -> Optional[str]:
     if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
         return "is a device name on Windows"
     return None
+
+
+# The mirror sends stored archives with os.sendfile from worker threads (serve/app.py);
+# Windows has no os.sendfile, and there aiohttp's own file sending is used instead.
+CAN_SENDFILE = hasattr(os, "sendfile")
+
+
+def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+    return os.sendfile(out_fd, in_fd, offset, count)

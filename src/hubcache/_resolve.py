@@ -60,11 +60,11 @@ def resolve(
     never touches the network; ``sha256`` pins the archive's digest (a mismatch raises
     ``ChecksumMismatchError`` and nothing is cached); ``progress`` forces the bar on or off.
     """
-    parsed = _parse(handle)
+    parsed = parse(handle)
     if sha256 is not None:
         sha256 = check_sha256(sha256, parsed)
     if sha256 is None and parsed.kind != "directory":
-        warm = _warm_entry(parsed, cache_dir)
+        warm = warm_entry(parsed, cache_dir)
         if warm is not None and warm.is_complete():
             return warm.path
     config = load_config(
@@ -75,6 +75,18 @@ def resolve(
         no_origin=no_origin,
         kagglehub=kagglehub_cache,
     )
+    return resolve_with(parsed, config, sha256=sha256, on_wait=on_wait)
+
+
+def resolve_with(
+    parsed: Handle,
+    config: Config,
+    *,
+    sha256: Optional[str] = None,
+    on_wait: Optional[Callable[[str], None]] = None,
+) -> str:
+    """The rest of :func:`resolve` once the settings are read (the tensorflow_hub plug-in
+    enters here with tensorflow_hub's reading of them)."""
     if parsed.kind == "directory":
         return _existing_directory(parsed)
     if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
@@ -112,7 +124,7 @@ def check_sha256(sha256: object, handle: Handle) -> str:
     return text.lower()
 
 
-def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
+def warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
     """The entry a hit would be served from, found with only the reads a hit needs.
 
     This is the hot path (a few microseconds): it applies the cache-root rules and the
@@ -133,7 +145,7 @@ def _warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
     return entry
 
 
-def _parse(handle: str) -> Handle:
+def parse(handle: str) -> Handle:
     parsed = _HANDLES.get(handle) if isinstance(handle, str) else None
     if parsed is None:
         parsed = parse_handle(handle)
@@ -145,10 +157,18 @@ def _parse(handle: str) -> Handle:
 def _existing_directory(handle: Handle) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
+        from .fetch.objectstore import first_contact, store_error
         from .fetch.source import filesystem
 
         fs, path = filesystem(handle.location, handle.shown)
-        if not fs.isdir(path):
+        try:
+            first_contact(handle.location, load_config().store_timeout, lambda: fs.isdir(path))
+            is_dir = fs.isdir(path)
+        except HubcacheError:
+            raise
+        except Exception as exc:
+            raise store_error(handle.location, exc, handle.shown) from exc
+        if not is_dir:
             raise ModelNotFoundError(
                 f"{handle.shown} is not an existing directory", handle=handle.shown
             )
@@ -203,6 +223,7 @@ def _resolve_slow(
         lease=config.lock_lease,
         timeout=config.lock_timeout,
         on_wait=on_wait,
+        foreign_lease=config.foreign_lock_lease,
     )
     if not lock.wait_for_turn(entry.is_complete):
         return entry.path  # another process finished it while we waited

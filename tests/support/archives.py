@@ -396,6 +396,8 @@ HOSTILE_TAR_CASES: dict[str, list[M]] = {
     "block_device": [M("dev", type="blk", devmajor=8, devminor=0)],
     "fifo": [M("pipe", type="fifo")],
     "duplicate_file": [M("a", b"first"), M("a", b"second")],
+    "duplicate_file_same_size": [M("a", b"one"), M("a", b"two")],
+    "duplicate_file_other_mode": [M("a", b"x", mode=0o644), M("a", b"x", mode=0o755)],
     "file_then_dir": [M("a", b"x"), M("a", type="dir")],
     "dir_then_file": [M("a", type="dir"), M("a", b"x")],
     "huge_declared_size": [M("big", b"tiny", size_override=1 << 40)],

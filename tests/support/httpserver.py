@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from urllib3 import HTTPHeaderDict
 
+from hubcache.serve.ranges import if_range_fresh, parse_range
+
 from ._serving import BackgroundServer, TrackedHTTPServer
 
 CHUNK = 64 * 1024
@@ -194,39 +196,6 @@ class ModelServer(BackgroundServer):
         return Fault(), hits
 
 
-def _parse_range(value: str, size: int) -> Union[tuple[int, int], str, None]:
-    """One ``bytes=a-b`` / ``a-`` / ``-n`` range -> (first, last); "416"; None to ignore."""
-    unit, _, spec = value.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # multi-range and unknown units: answering 200 is allowed
-    first, _, last = spec.strip().partition("-")
-    try:
-        if not first:
-            start, end = max(0, size - int(last)), size - 1
-        else:
-            start, end = int(first), (int(last) if last else size - 1)
-    except ValueError:
-        return None
-    if start > end and first and last:
-        return None
-    if start >= size:
-        return "416"
-    return start, min(end, size - 1)
-
-
-def _if_range_fresh(cond: str, etag: Optional[str], last_modified: Optional[str]) -> bool:
-    """If-Range holds a strong ETag (weak ones never match) or an exact Last-Modified date."""
-    if cond.startswith(('"', "W/")):
-        return cond == etag and not cond.startswith("W/")
-    if last_modified is None:
-        return False
-    try:
-        parse = email.utils.parsedate_to_datetime
-        return parse(cond) == parse(last_modified)
-    except (TypeError, ValueError):
-        return False
-
-
 class _ModelHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real CDN
     timeout = 30  # an idle keep-alive connection gives up eventually
@@ -305,12 +274,12 @@ class _ModelHandler(BaseHTTPRequestHandler):
         size, start, end, status = res.size, 0, res.size - 1, 200
         value = self.headers.get("Range")
         if value and res.accept_ranges and not f.ignore_range:
-            parsed = _parse_range(value, size)
+            parsed = parse_range(value, size)
             if parsed == "416":
                 self._reply(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
                 return
             cond = self.headers.get("If-Range")
-            if cond is not None and not _if_range_fresh(cond.strip(), etag, last_modified):
+            if cond is not None and not if_range_fresh(cond, etag, last_modified):
                 parsed = None
             if isinstance(parsed, tuple):
                 (start, end), status = parsed, 206

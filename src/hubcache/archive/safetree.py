@@ -8,7 +8,10 @@ feed this one class, so every rule lives in one place:
 
 * names: leading ``/`` stripped (tensorflow_hub compatibility), ``.`` and empty components
   dropped, any ``..`` component refused (``..hidden`` is a fine name), NUL refused;
-* no duplicate files, no file where a directory was or the reverse;
+* a file may repeat only identically (same size, mode and bytes: what ``tarfile.add(dir)``
+  followed by adding each file again makes, as tensorflow_hub's own tests do); the repeat is
+  compared, never written; any other duplicate, and a file where a directory was or the
+  reverse, is refused;
 * limits on member count, total bytes, name length and depth (``Limits``);
 * modes sanitised: files 0644 or 0755, directories 0755 (no setuid, no world-write);
 * every file is hashed (sha256) as it is written and fsynced before publishing.
@@ -22,7 +25,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .. import _faults, _platform
 from .._config import Limits
@@ -141,6 +144,63 @@ class FileWriter:
         return self._hash.hexdigest()
 
 
+class HashedSink:
+    """A file member whose bytes are checked against its declared size and hashed, but
+    never written: what a repeat of a member and the mirror's verifier both need."""
+
+    __slots__ = ("_hash", "rel", "size", "written")
+
+    def __init__(self, rel: str, size: int) -> None:
+        self.rel = rel
+        self.size = size
+        self.written = 0
+        self._hash = hashlib.sha256()
+
+    def write(self, data: memoryview | bytes) -> None:
+        if self.written + len(data) > self.size:
+            raise CorruptArchiveError(f"archive member {self.rel!r} is longer than declared")
+        self._hash.update(data)
+        self.written += len(data)
+
+    def close(self) -> None:
+        if self.written != self.size:
+            raise CorruptArchiveError(
+                f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
+            )
+
+    def abort(self) -> None:
+        pass
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class RepeatedFile(HashedSink):
+    """A file member seen before: its bytes are hashed and compared, never written.
+
+    Accepting an identical repeat is harmless (the tree is the same either way); a repeat
+    whose bytes differ could smuggle content past a reviewer of the first copy, so it is
+    refused when its end shows the digests differ.
+    """
+
+    __slots__ = ("_expected",)
+
+    def __init__(self, rel: str, size: int, expected_sha256: str) -> None:
+        super().__init__(rel, size)
+        self._expected = expected_sha256
+
+    def close(self) -> None:
+        super().close()
+        if self.sha256 != self._expected:
+            raise UnsafeArchiveError(
+                f"archive member {self.rel!r} appears twice with different content"
+            )
+
+
+MemberWriter = Union[FileWriter, HashedSink]
+
+
 class SafeTree:
     """The staging directory of one extraction and everything written into it."""
 
@@ -148,6 +208,7 @@ class SafeTree:
         self.root = root
         self.limits = limits
         self.files: dict[str, tuple[int, str]] = {}  # relative path -> (size, sha256)
+        self.modes: dict[str, int] = {}  # relative path -> sanitised mode (repeats must match)
         self.dirs: set[str] = {""}
         self.members = 0
         self.declared_bytes = 0
@@ -237,12 +298,13 @@ class SafeTree:
         self._check_parents(rel)
         self._mkdir(rel)
 
-    def add_file(self, raw: str, size: int, mode: int) -> FileWriter:
+    def add_file(self, raw: str, size: int, mode: int) -> MemberWriter:
         rel = self.normalize(raw)
         if not rel:
             raise UnsafeArchiveError(f"archive member {raw!r} names the model directory itself")
+        clean_mode = 0o755 if mode & 0o100 else 0o644
         if rel in self.files:
-            raise UnsafeArchiveError(f"archive member {rel!r} appears twice")
+            return self._repeat(rel, size, clean_mode)
         if rel in self.dirs:
             raise UnsafeArchiveError(f"archive member {rel!r} is both a directory and a file")
         if size < 0:
@@ -252,8 +314,29 @@ class SafeTree:
         # Reserve the name before the file exists so a later duplicate is caught even if
         # this member's data is cut short.
         self.files[rel] = (size, "")
-        clean_mode = 0o755 if mode & 0o100 else 0o644
-        return FileWriter(self, rel, os.path.join(self.root, rel), size, clean_mode)
+        self.modes[rel] = clean_mode
+        return self._open_writer(rel, size, clean_mode)
+
+    def _open_writer(self, rel: str, size: int, mode: int) -> MemberWriter:
+        """The writer of one checked member (a verifier overrides it to write nothing)."""
+        return FileWriter(self, rel, os.path.join(self.root, rel), size, mode)
+
+    def _repeat(self, rel: str, size: int, clean_mode: int) -> RepeatedFile:
+        first_size, first_sha256 = self.files[rel]
+        if not first_sha256:  # the first copy never finished: cannot compare
+            raise UnsafeArchiveError(f"archive member {rel!r} appears twice")
+        if size != first_size:
+            raise UnsafeArchiveError(
+                f"archive member {rel!r} appears twice with different sizes "
+                f"({first_size} and {size} bytes)"
+            )
+        if clean_mode != self.modes[rel]:
+            raise UnsafeArchiveError(
+                f"archive member {rel!r} appears twice with different modes "
+                f"({self.modes[rel]:o} and {clean_mode:o})"
+            )
+        self._count(rel, size)
+        return RepeatedFile(rel, size, first_sha256)
 
     def record_file(self, writer: FileWriter) -> None:
         self.files[writer.rel] = (writer.size, writer.sha256)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .._errors import CorruptArchiveError, UnsafeArchiveError
-from .safetree import FileWriter, SafeTree
+from .safetree import MemberWriter, SafeTree
 
 BLOCK = 512
 _MAX_META = 1024 * 1024  # a pax or GNU long-name header larger than this is not a real one
@@ -93,7 +93,7 @@ class TarReader:
         self._header = bytearray()
         self._remaining = 0  # data bytes left in the current member
         self._padding = 0  # bytes of block padding after it
-        self._writer: Optional[FileWriter] = None
+        self._writer: Optional[MemberWriter] = None
         self._meta = bytearray()
         self._meta_kind = b""
         self._pax: dict[str, str] = {}

@@ -45,7 +45,7 @@ environment (an option given on the command line wins):
   HUBCACHE_MAX_SIZE        after a download, prune LRU entries beyond this size (e.g. 20GB)
   HUBCACHE_LOCK_TIMEOUT    seconds to wait for another download of the same model
                            (default: wait while it makes progress)
-  HUBCACHE_RETRIES         retries of a failed download (default 5)
+  HUBCACHE_RETRIES         retries of one download, in all (default 5)
   ...and more (timeouts, limits, headers): see docs/configuration.md
 full reference: docs/cli.md"""
 

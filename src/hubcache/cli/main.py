@@ -168,21 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cache_dir)
 
     p = sub.add_parser(
-        "serve", help="host the models in DIR over HTTP (TF Hub protocol)", epilog=epilog()
+        "serve",
+        help="host the models in DIR over HTTP (TF Hub protocol); with --upstream, a "
+        "pull-through mirror (needs hubcache[server])",
+        epilog=epilog(),
     )
     _common(p)
-    p.add_argument("directory", metavar="DIR")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    p.add_argument("--port", type=int, default=8000, help="0: any free port (default: %(default)s)")
-    p.add_argument(
-        "--rate-limit",
-        type=float,
-        default=None,
-        metavar="BYTES_PER_SEC",
-        help="throttle each connection (for testing parallel downloads)",
-    )
+    from ..cli.serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
@@ -213,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
 
     add_commands(sub, _common)
+    from ..cli.tfhub import add_commands as add_tfhub  # tfhub enable | disable | status
+
+    add_tfhub(sub, _common)
     return parser
 
 
@@ -228,6 +225,17 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root = logging.getLogger("hubcache")
     root.addHandler(handler)
     root.setLevel(level)
+    # The object-store libraries log their own retries and failures with tracebacks (which
+    # Python's last-resort handler prints); hubcache reports those failures itself in one
+    # line, so their records are shown only with -vv, through our handler.
+    for name in _LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.propagate = False
+        library.addHandler(handler if args.verbose >= 2 else logging.NullHandler())
+        library.setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL + 1)
+
+
+_LIBRARY_LOGGERS = ("gcsfs", "s3fs", "fsspec", "aiobotocore", "botocore", "google", "asyncio")
 
 
 def _status(message: str) -> None:
@@ -264,19 +272,9 @@ def _cmd_cache_dir(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import os
+    from ..cli.serve import run
 
-    from .serve import ModelHost
-
-    if not os.path.isdir(args.directory):
-        raise UsageError(f"{args.directory} is not a directory")
-    host = ModelHost(args.directory, host=args.host, port=args.port, rate_limit=args.rate_limit)
-    print(f"serving {host.directory} at {host.url}", flush=True)
-    try:
-        host.serve_forever()
-    finally:
-        host.stop()
-    return 0
+    return run(args)
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:

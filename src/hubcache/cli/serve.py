@@ -1,222 +1,257 @@
-"""``hubcache serve DIR``: host models over HTTP with the TF Hub hosting protocol.
+"""``hubcache serve DIR``: the command line of the server in ``hubcache.serve``.
 
-What it answers, for a request path ``/P``:
-
-* ``/P?tf-hub-format=compressed`` -> the archive ``DIR/P.tar.gz``, or ``DIR/P/`` packed as
-  a ``.tar.gz`` once per process (kept in a temporary folder);
-* ``/P`` where ``DIR/P`` is an archive file (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) -> it;
-* anything else -> 404.
-
-Responses carry ``Content-Length``, a strong ``ETag``, ``Last-Modified`` and
-``Accept-Ranges: bytes``; single ``Range`` requests get 206 (``If-Range`` honoured), so
-resumed and parallel downloads can be exercised against it. ``rate_limit`` throttles each
-connection, to model a far-away server on loopback. Files are sent with ``socket.sendfile``,
-which falls back to plain sends where ``os.sendfile`` is missing (Windows).
+Checks every option before anything listens (one line and exit 2 for a bad one), needs
+the ``[server]`` extra (aiohttp, prometheus_client) and says so in one line when it is
+missing, prints ``serving DIR at URL`` on stdout once listening (scripts wait for it), and
+an access-log line per request on stderr.
 """
 
 from __future__ import annotations
 
-import email.utils
+import argparse
+import errno
 import logging
 import os
-import re
-import shutil
 import socket
-import tarfile
-import tempfile
-import threading
-import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
 from typing import Any, Optional
 
-from .. import _platform
-from .._handles import ARCHIVE_SUFFIXES
-
-log = logging.getLogger(__name__)
-
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_CONTENT_TYPES = {".zip": "application/zip", ".tar": "application/x-tar"}
+from .._errors import CacheDirError, ConfigurationError, HubcacheError
 
 
-class ModelHost:
-    """A threaded HTTP server for one directory; ``start()``/``stop()`` or a context."""
+class ServeError(ConfigurationError):
+    """A server that cannot start because of how it was asked to (exit 2)."""
 
-    def __init__(
-        self,
-        directory: str,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        rate_limit: Optional[float] = None,
-    ) -> None:
-        self.directory = os.path.abspath(directory)
-        self.rate_limit = rate_limit
-        self.requests = 0
-        self._packed: dict[str, str] = {}
-        self._pack_lock = threading.Lock()
-        self._tmp: Optional[str] = None
-        self._thread: Optional[threading.Thread] = None
-        handler = type("Handler", (_Handler,), {"host": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+class ServeDirError(CacheDirError):
+    """DIR cannot hold what a mirror fetches (exit 6)."""
 
-    def start(self) -> ModelHost:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name="hubcache-serve", daemon=True
-        )
-        self._thread.start()
-        return self
 
-    def serve_forever(self) -> None:
-        self.server.serve_forever()
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "directory", metavar="DIR", help="a folder, or gs://... / s3://... with --upstream"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (8000; 0: any free)")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="[PREFIX=]URL",
+        help="pull-through: fetch what DIR lacks from URL (repeatable; with PREFIX, only "
+        "paths under /PREFIX/ go to that URL)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token>', a token of FILE (one per line)",
+    )
+    p.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="evict what the mirror stored beyond SIZE (e.g. 500GB), least recently served first",
+    )
+    p.add_argument(
+        "--rate-limit",
+        metavar="BYTES_PER_SEC",
+        help="throttle each response, e.g. 20M (for testing; sizes as in --max-size)",
+    )
+    p.add_argument(
+        "--negative-ttl",
+        default="30s",
+        metavar="DURATION",
+        help="remember an upstream 404 this long (30s)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        default="30s",
+        metavar="DURATION",
+        help="on SIGTERM, let in-flight responses finish for this long (30s)",
+    )
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self.server.server_close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
-    def __enter__(self) -> ModelHost:
-        return self.start()
+def _size(text: Optional[str], option: str) -> Optional[int]:
+    from .._units import parse_size
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- mapping a request to a file -----------------------------------------------------
-    def lookup(self, path: str, query: str) -> Optional[str]:
-        rel = urllib.parse.unquote(path).lstrip("/")
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        if ".." in parts or any(_platform.name_problem(p) for p in parts):
-            return None  # on Windows "C:", "\\" or "NUL" would leave DIR or name a device
-        local = os.path.join(self.directory, *parts) if parts else self.directory
-        wants_archive = ("tf-hub-format", "compressed") in urllib.parse.parse_qsl(query)
-        if local.lower().endswith(ARCHIVE_SUFFIXES) and os.path.isfile(local):
-            return local
-        if not wants_archive:
-            return None
-        for suffix in (".tar.gz", ".tgz", ".tar"):
-            if os.path.isfile(local + suffix):
-                return local + suffix
-        if os.path.isdir(local) and parts:
-            return self._pack(local)
+    if text is None:
         return None
-
-    def _pack(self, folder: str) -> str:
-        with self._pack_lock:
-            packed = self._packed.get(folder)
-            if packed is None:
-                if self._tmp is None:
-                    self._tmp = tempfile.mkdtemp(prefix="hubcache-serve-")
-                packed = os.path.join(self._tmp, f"{len(self._packed)}.tar.gz")
-                with tarfile.open(packed, "w:gz") as archive:
-                    for name in sorted(os.listdir(folder)):
-                        archive.add(os.path.join(folder, name), arcname=name)
-                self._packed[folder] = packed
-            return packed
+    try:
+        value = parse_size(text)
+    except ConfigurationError as exc:
+        raise ServeError(f"{option}: {exc}") from None
+    if value <= 0:
+        raise ServeError(f"{option} must be more than 0, e.g. 20M")
+    return value
 
 
-class _Handler(BaseHTTPRequestHandler):
-    host: ModelHost
-    protocol_version = "HTTP/1.1"
-    server_version = "hubcache-serve"
+def _duration(text: str, option: str) -> float:
+    from .._units import parse_duration
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and a small body go out as two writes; without this, Nagle's algorithm
-        # holds the body until the client's delayed ACK (~40 ms per small model).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        return parse_duration(text)
+    except ConfigurationError as exc:
+        raise ServeError(f"{option}: {exc}") from None
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
 
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
+def _tokens(path: Optional[str]) -> frozenset[str]:
+    if path is None:
+        return frozenset()
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = frozenset(
+                line.strip() for line in f if line.strip() and not line.startswith("#")
+            )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServeError(f"--token-file {path}: cannot read it ({exc})") from None
+    if not tokens:
+        raise ServeError(f"--token-file {path} holds no token (one per line)")
+    return tokens
 
-    def do_GET(self) -> None:
-        self._serve(body=True)
 
-    def _serve(self, *, body: bool) -> None:
-        self.host.requests += 1
-        parts = urllib.parse.urlsplit(self.path)
-        path = self.host.lookup(parts.path, parts.query)
-        if path is None:
-            self._plain(404, "no model or archive at this path\n", body)
-            return
-        st = os.stat(path)
-        size = st.st_size
-        etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-        start, end = 0, size - 1
-        status = 200
-        wanted = self.headers.get("Range")
-        if_range = self.headers.get("If-Range")
-        if wanted and (if_range is None or if_range in (etag, modified)):
-            match = _RANGE.match(wanted.strip())
-            if match and (match.group(1) or match.group(2)):
-                if match.group(1):
-                    start = int(match.group(1))
-                    end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-                else:
-                    start, end = max(0, size - int(match.group(2))), size - 1
-                if start >= size or start > end:
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{size}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                status = 206
-        length = end - start + 1
-        self.send_response(status)
-        suffix = os.path.splitext(path)[1].lower()
-        self.send_header("Content-Type", _CONTENT_TYPES.get(suffix, "application/gzip"))
-        self.send_header("Content-Length", str(length))
-        self.send_header("ETag", etag)
-        self.send_header("Last-Modified", modified)
-        self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if body:
-            with open(path, "rb") as f:
-                self._send(f, start, length)
+def _check_directory(directory: str, pull_through: bool) -> str:
+    if "://" in directory and not directory.startswith("file://"):
+        if not pull_through:
+            raise ServeError(f"{directory}: a bucket can be served only as a mirror (--upstream)")
+        return directory.rstrip("/")
+    directory = os.path.abspath(os.path.expanduser(directory.removeprefix("file://")))
+    if not os.path.isdir(directory):
+        raise ServeError(f"{directory} is not a directory; create it or name another")
+    if pull_through and not os.access(directory, os.W_OK | os.X_OK):
+        raise ServeDirError(
+            f"{directory} is not writable, and a mirror stores what it fetches there; "
+            "fix its permissions or name another DIR"
+        )
+    return directory
 
-    def _send(self, f: Any, offset: int, length: int) -> None:
-        rate = self.host.rate_limit
+
+def run(args: argparse.Namespace) -> int:
+    """The ``serve`` command. Raises ServeError / HubcacheError for the CLI to print."""
+    try:
+        import aiohttp  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ServeError(
+            "hubcache serve needs the server extra: pip install 'hubcache[server]'"
+        ) from None
+    from .._config import load_config
+    from ..serve.pullthrough import parse_upstream
+
+    if not 0 <= args.port <= 65535:
+        raise ServeError(f"--port {args.port} is not a port number (0-65535; 0 picks a free one)")
+    try:
+        upstreams = tuple(parse_upstream(spec) for spec in args.upstream)
+    except ConfigurationError as exc:
+        raise ServeError(str(exc)) from None
+    prefixes = [u.prefix for u in upstreams]
+    if len(set(prefixes)) != len(prefixes):
+        raise ServeError("two --upstream options share a prefix; give each prefix once")
+    max_size = _size(args.max_size, "--max-size")
+    if max_size is not None and not upstreams:
+        raise ServeError("--max-size needs --upstream: only what the mirror stored is evicted")
+    directory = _check_directory(args.directory, bool(upstreams))
+    if max_size is not None and "://" in directory:
+        raise ServeError(
+            "--max-size works on a local DIR; on a bucket use its lifecycle rules instead"
+        )
+    from ..serve.app import Settings
+
+    settings = Settings(
+        directory=directory,
+        host=args.host,
+        port=args.port,
+        upstreams=upstreams,
+        tokens=_tokens(args.token_file),
+        max_size=max_size,
+        rate_limit=_size(args.rate_limit, "--rate-limit"),
+        negative_ttl=_duration(args.negative_ttl, "--negative-ttl"),
+        drain=_duration(args.drain_timeout, "--drain-timeout"),
+    )
+    config = load_config(cache_dir=None, progress=False)
+    if "://" in directory:
+        _probe_store(directory, config.store_timeout)
+    _access_log(args)
+    return _run(settings, config, directory)
+
+
+def _probe_store(url: str, timeout: float) -> None:
+    """Read one (absent) object, within ``timeout`` seconds: a bucket that cannot be reached
+    or read is one line and exit 4 at start, not an error on every request later."""
+    import threading
+
+    from .._errors import DownloadError
+    from ..serve.archives import ArchiveStore
+
+    outcome: list[BaseException] = []
+
+    def probe() -> None:
         try:
-            if not rate:
-                self.connection.sendfile(f, offset, length)
-                return
-            f.seek(offset)
-            began = time.monotonic()
-            sent = 0
-            step = max(1024, int(rate / 20))
-            while sent < length:
-                data = f.read(min(step, length - sent))
-                if not data:
-                    return
-                self.wfile.write(data)
-                sent += len(data)
-                ahead = sent / rate - (time.monotonic() - began)
-                if ahead > 0:
-                    time.sleep(ahead)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            ArchiveStore(url).storage.read(".hubcache-probe")
+        except BaseException as exc:  # reported below, in this thread's words
+            outcome.append(exc)
 
-    def _plain(self, status: int, text: str, body: bool) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
+    thread = threading.Thread(target=probe, name="hubcache-store-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DownloadError(
+            f"{url} did not answer within {timeout:g}s (HUBCACHE_STORE_TIMEOUT); check the "
+            "bucket's endpoint, network and credentials"
+        )
+    if outcome:
+        exc = outcome[0]
+        if isinstance(exc, HubcacheError):
+            raise exc
+        raise DownloadError(
+            f"{url} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); check the bucket "
+            "name, its endpoint and the credentials"
+        )
+
+
+def _access_log(args: argparse.Namespace) -> None:
+    """One line per request on stderr, unless -q."""
+    access = logging.getLogger("hubcache.serve.access")
+    if not args.quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+    access.propagate = False
+    # aiohttp's own loggers speak through ours, without tracebacks
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio"):
+        logging.getLogger(name).addHandler(_OneLine())
+        logging.getLogger(name).propagate = False
+
+
+class _OneLine(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            exc = record.exc_info[1] if record.exc_info else None
+            detail = f": {type(exc).__name__}: {exc}" if exc else ""
+            print(f"hubcache: {record.getMessage()}{detail}", file=sys.stderr, flush=True)
+
+
+def _run(settings: Any, config: Any, directory: str) -> int:
+    import asyncio
+
+    from ..serve.app import Server, serve
+
+    server = Server(settings, config)
+
+    def ready(url: str) -> None:
+        print(f"serving {directory} at {url}", flush=True)
+
+    try:
+        asyncio.run(serve(server, ready))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {settings.port} on {settings.host} is in use; stop what uses it or "
+                "choose another with --port"
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EADDRNOTAVAIL) or isinstance(exc, socket.gaierror):
+            raise ServeError(
+                f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+                "choose another --host or --port (ports below 1024 need privileges)"
+            ) from None
+        raise
+    return 0

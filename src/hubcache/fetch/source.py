@@ -14,7 +14,8 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from .._errors import DownloadError, MissingDependencyError, ModelNotFoundError
+from .._config import Config
+from .._errors import DownloadError, HubcacheError, MissingDependencyError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +122,28 @@ class LocalFileSource(FileSource):
 class FsspecSource(FileSource):
     """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
 
-    def __init__(self, url: str, handle: str) -> None:
+    def __init__(self, url: str, handle: str, timeout: Optional[float] = None) -> None:
         self.url = url
         self.handle = handle
         self.display = redact(url)
+        self.timeout = Config.store_timeout if timeout is None else timeout
         self._file: Any = None
 
     def open(self) -> None:
+        from .objectstore import first_contact, store_error
+
         fs, path = filesystem(self.url, self.handle)
         try:
+            size = first_contact(self.url, self.timeout, lambda: fs.size(path))
             self._file = fs.open(path, "rb", block_size=8 * CHUNK)
-            self.total = int(fs.size(path))
+            self.total = int(fs.size(path) if size is None else size)
         except FileNotFoundError:
             raise ModelNotFoundError(f"{self.display} does not exist", handle=self.handle) from None
-        except OSError as exc:
-            raise DownloadError(f"cannot read {self.display}: {exc}", handle=self.handle) from exc
+        except HubcacheError as exc:
+            exc.handle = exc.handle or self.handle
+            raise
+        except Exception as exc:
+            raise store_error(self.url, exc, self.handle) from exc
 
 
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:

@@ -16,11 +16,11 @@ import time
 from typing import Optional
 
 from .._config import Config, kaggle_settings
-from .._errors import OfflineError
+from .._errors import ConfigurationError, OfflineError
 from .._handles import Handle
 from . import kagglehub_cache
 from .donors import cached_versions
-from .identity import KaggleModel, kaggle_handle, versioned
+from .identity import KaggleModel, from_url, kaggle_handle, versioned
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,12 @@ _LATEST: dict[tuple[str, str, str, str, str, str], tuple[int, float]] = {}
 
 def pin(handle: Handle, config: Config) -> tuple[Handle, Optional[KaggleModel]]:
     """(the handle to resolve, its Kaggle model) -- the handle unchanged when not Kaggle."""
-    settings = kaggle_settings()
+    try:
+        settings = kaggle_settings()
+    except ConfigurationError:
+        if handle.kind == "model" and from_url(handle.raw) is None:
+            return handle, None  # not a Kaggle URL: a bad Kaggle setting is not its problem
+        raise
     found = kaggle_handle(handle, settings.web_endpoint)
     if found is None:
         return handle, None

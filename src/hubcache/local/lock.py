@@ -37,7 +37,7 @@ from .holder import Holder, new_uid, parse_holder
 from .tree import tree_stats
 
 __all__ = ["DownloadLock", "Holder", "LockBase", "break_lock", "new_uid", "parse_holder"]
-__all__ += ["read_text"]
+__all__ += ["is_tfhub_uid", "read_text"]
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,11 @@ class LockBase(abc.ABC):
         if holder is not None and holder.is_dead_here():
             return f"its holder (pid {holder.pid} on this host) is dead"
         idle = self._idle_for(holder, contents)
-        return f"{self._stale} for {idle:.0f}s" if idle > self._lease else None
+        return f"{self._stale} for {idle:.0f}s" if idle > self._lease_for(holder) else None
+
+    def _lease_for(self, holder: Optional[Holder]) -> float:
+        """Seconds without progress after which ``holder`` counts as gone."""
+        return self._lease
 
     # -- hold ----------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -205,14 +209,24 @@ class DownloadLock(LockBase):
         lease: float,
         timeout: Optional[float],
         on_wait: Optional[Callable[[str], None]] = None,
+        foreign_lease: Optional[float] = None,
     ) -> None:
         super().__init__(path, handle=handle, lease=lease, timeout=timeout, on_wait=on_wait)
         self.path = path
+        self._foreign_lease = foreign_lease
         self._staging_of = staging_of
         # Progress seen so far: whose lock, its (mtime, staging size), and when that moved.
         self._seen: Optional[str] = None
         self._mark = (0.0, -1)
         self._moved_at = 0.0
+
+    def _lease_for(self, holder: Optional[Holder]) -> float:
+        """As tensorflow_hub's plug-in, its own locks are judged by its rule (``foreign_lease``
+        seconds without progress, 600 in every release); a dead holder here is still broken
+        at once. Its task id is a bare 32-hex uuid, ours carries ``t<start time>``."""
+        if self._foreign_lease is not None and holder is not None and is_tfhub_uid(holder.uid):
+            return self._foreign_lease
+        return self._lease
 
     def _create(self) -> bool:
         if not _faults.locking:  # tests: a filesystem whose locks silently do nothing
@@ -276,6 +290,11 @@ class DownloadLock(LockBase):
         size = self._mark[1]
         done = f", {size / 1e6:.1f} MB extracted so far" if size >= 0 else ""
         return f"pid {holder.pid} on {holder.host}{done}"
+
+
+def is_tfhub_uid(uid: str) -> bool:
+    """True for tensorflow_hub's task id (``uuid.uuid4().hex``), which ours extends."""
+    return len(uid) == 32 and all(c in "0123456789abcdef" for c in uid)
 
 
 def break_lock(path: str, judged: str, uid: str) -> bool:

@@ -136,6 +136,7 @@ def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
         "created": manifest.get("created", ""),
         "tool": manifest.get("tool", ""),
         "adopted": manifest.get("adopted", False),
+        **({"kaggle": manifest["kaggle"]} if "kaggle" in manifest else {}),  # Kaggle's model
     }
 
 

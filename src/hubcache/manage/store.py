@@ -50,8 +50,8 @@ _NAME = re.compile(r"^[0-9a-f]{40}(?:$|[./])")  # an object of an entry: tree or
 
 
 class StoreRoot:
-    def __init__(self, url: str, *, lease: float) -> None:
-        self.store = open_storage(url)
+    def __init__(self, url: str, *, lease: float, timeout: Optional[float] = None) -> None:
+        self.store = open_storage(url, timeout=timeout)
         self.location = self.store.url
         self.lease = lease
         self._clock: Optional[float] = None  # store clock minus ours, read once when needed

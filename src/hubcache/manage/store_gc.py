@@ -11,6 +11,9 @@ its debris is different from a local root's (``local.gc``); the plan and items a
       without manifest or tree              manifest nor live lock remains
     .hubcache-clock/<uid>                   a clock probe left by a killed process, after
                                             the grace period
+    <tmp>/hubcache-stage.<host>.<pid>.<uid> on THIS machine: the local extraction folder of
+                                            a resolve into this root that was killed
+                                            (``store.remote.stale_local_stagings``)
 
 Executing re-checks each item: a tree is kept when its manifest appeared or its lock
 changed hands since the plan was made; a lock is deleted only if it still holds what was
@@ -21,10 +24,12 @@ listing first) or a reader finds the entry damaged and downloads it again.
 
 from __future__ import annotations
 
+import shutil
 from typing import Optional, Protocol
 
 from ..local.gc import Debris, DebrisPlan
 from ..store.lock import judge_store_lock
+from ..store.remote import stale_local_stagings
 from ..store.storage import Storage
 
 
@@ -67,13 +72,20 @@ def plan(root: StoreRoot, grace: float) -> DebrisPlan:
         touched = store.modified(CLOCK + name)
         if now is not None and touched is not None and now - touched > grace:
             items.append(Debris(store.join(CLOCK + name), "partial", "a clock probe left over", 0))
+    items.extend(stale_local_stagings(grace))
     return DebrisPlan(store.url, tuple(items))
 
 
 def execute(store: Storage, plan: DebrisPlan) -> list[Debris]:
     """Remove what the plan lists, re-checking each item; return what went."""
     done = []
+    local = {item.path for item in stale_local_stagings(0.0)}  # re-judged now
     for item in plan.items:
+        if not item.path.startswith(store.url + "/"):  # a local staging folder
+            if item.path in local:
+                shutil.rmtree(item.path, ignore_errors=True)
+                done.append(item)
+            continue
         name = item.path[len(store.url) + 1 :]
         try:
             if item.kind == "staging":

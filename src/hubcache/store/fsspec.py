@@ -4,7 +4,9 @@ never pays for fsspec; a missing extra raises an install hint (``fetch.source.fi
 
 Credentials come the usual way of each library (gcsfs and s3fs defaults, ``AWS_*``,
 ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``, ``AWS_ENDPOINT_URL``,
-``FSSPEC_<PROTOCOL>_<OPTION>``): nothing of ours to configure.
+``FSSPEC_<PROTOCOL>_<OPTION>``): nothing of ours to configure. A store that cannot be used
+(unreachable, no credentials) gives one of our errors after at most
+``HUBCACHE_STORE_TIMEOUT`` seconds, never the library's traceback (``fetch.objectstore``).
 
 Create-if-absent: ``pipe_file(mode="create")`` is a real precondition on GCS
 (``ifGenerationMatch=0``), S3 (``If-None-Match: *``), memory and local files. Note that
@@ -20,14 +22,38 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import shutil
-from typing import IO, Any, Optional
+from collections.abc import Callable
+from typing import IO, Any, Optional, TypeVar
 
+from .._config import Config
+from ..fetch.objectstore import first_contact, store_error
 from ..fetch.source import filesystem
 from .storage import CHUNK, Storage
 
 _PART = 8 * 1024 * 1024  # upload part / read-ahead block: bounds memory per transfer
 _EXCLUSIVE = {"gs", "gcs", "s3", "s3a", "memory", "file", "local"}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Bound the first contact with the store, and turn the library's exceptions into ours
+    (missing objects and lost create races keep their meaning)."""
+
+    @functools.wraps(method)
+    def call(self: FsspecStorage, *args: Any, **kwargs: Any) -> Any:
+        first_contact(self.url, self.timeout, self._probe)
+        try:
+            return method(self, *args, **kwargs)
+        except (FileNotFoundError, FileExistsError):
+            raise
+        except Exception as exc:
+            raise store_error(self.url, exc) from exc
+
+    return call  # type: ignore[return-value]
 
 
 def _protocols(fs: Any) -> set[str]:
@@ -39,11 +65,18 @@ class FsspecStorage(Storage):
     """A cache root on an fsspec filesystem. Listings are never cached: other processes
     change the store behind our back, and a stale listing could hide a lock or a manifest."""
 
-    def __init__(self, url: str, handle: Optional[str] = None) -> None:
+    def __init__(
+        self, url: str, handle: Optional[str] = None, timeout: Optional[float] = None
+    ) -> None:
         self.url = url.rstrip("/")
+        self.timeout = Config.store_timeout if timeout is None else timeout
         self.fs, path = filesystem(self.url, handle, use_listings_cache=False)
         self.base = path.rstrip("/")
         self.exclusive_create = bool(_protocols(self.fs) & _EXCLUSIVE)
+
+    def _probe(self) -> bool:
+        """The first request: one read of an object that need not exist."""
+        return bool(self.fs.exists(self._p(".hubcache-probe")))
 
     def _p(self, name: str) -> str:
         return f"{self.base}/{name}"
@@ -51,15 +84,18 @@ class FsspecStorage(Storage):
     def join(self, name: str) -> str:
         return f"{self.url}/{name}"
 
+    @_guarded
     def read(self, name: str) -> Optional[bytes]:
         try:
             return bytes(self.fs.cat_file(self._p(name)))
         except FileNotFoundError:
             return None
 
+    @_guarded
     def write(self, name: str, data: bytes) -> None:
         self.fs.pipe_file(self._p(name), data)
 
+    @_guarded
     def create(self, name: str, data: bytes) -> bool:
         path = self._p(name)
         if self.exclusive_create:
@@ -74,13 +110,16 @@ class FsspecStorage(Storage):
         self.fs.pipe_file(path, data)
         return self.read(name) == data
 
+    @_guarded
     def put_file(self, local: str, name: str) -> None:
         with open(local, "rb") as src, self.fs.open(self._p(name), "wb", block_size=_PART) as dst:
             shutil.copyfileobj(src, dst, CHUNK)
 
+    @_guarded
     def open_read(self, name: str) -> IO[bytes]:
         return self.fs.open(self._p(name), "rb", block_size=_PART)  # type: ignore[no-any-return]
 
+    @_guarded
     def listing(self, prefix: str) -> dict[str, int]:
         root = self._p(prefix).rstrip("/") + "/"
         try:
@@ -94,6 +133,7 @@ class FsspecStorage(Storage):
                 out[path[len(root) :]] = int(info.get("size") or 0)
         return out
 
+    @_guarded
     def modified(self, name: str) -> Optional[float]:
         try:
             when = self.fs.modified(self._p(name))
@@ -105,10 +145,12 @@ class FsspecStorage(Storage):
             when = when.replace(tzinfo=datetime.timezone.utc)
         return float(when.timestamp())
 
+    @_guarded
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._p(name))
 
+    @_guarded
     def remove_tree(self, prefix: str) -> None:
         root = self._p(prefix).rstrip("/") + "/"
         with contextlib.suppress(FileNotFoundError):

@@ -80,7 +80,9 @@ def download_via_tier(
 ) -> None:
     """Fill the local ``entry`` from the tier, or from the origin and then fill the tier."""
     tier = _Tier(config.shared_cache)
-    _ok, store = tier.call("opening it", lambda: open_storage(config.shared_cache, handle.shown))
+    _ok, store = tier.call(
+        "opening it", lambda: open_storage(config.shared_cache, handle.shown, config.store_timeout)
+    )
     if store is None:
         download(handle, entry, config, uid, sha256)
         return

@@ -12,6 +12,8 @@ or ``darwin``. Python imports this module at start-up, before the code under tes
   the rest of the process, the standard library included, runs as on Linux);
 * on ``win32``, ``os.kill`` called from hubcache's code raises: a liveness check by signal
   would terminate the process there (psutil's own use of it on Linux is let through);
+* on ``darwin`` with ``HUBCACHE_TEST_FULLFSYNC_LOG=PATH``, ``fcntl`` gets macOS's
+  ``F_FULLFSYNC`` and each such call appends a line to PATH;
 * ``HUBCACHE_TEST_NO_PSUTIL=1`` makes ``import psutil`` fail (a platform without its
   wheel) and ``/proc`` unreadable from hubcache, so only the last fallbacks remain.
 """
@@ -40,12 +42,12 @@ def _from_hubcache() -> bool:
 
 
 def _install() -> None:
+    real_open = builtins.open
     for name in _REMOVED[_PLATFORM]:
         if hasattr(os, name):
             delattr(os, name)
     if os.environ.get("HUBCACHE_TEST_NO_PSUTIL") == "1":
         sys.modules["psutil"] = None  # type: ignore[assignment]
-        real_open = builtins.open
 
         def no_proc_open(file: Any, *args: Any, **kwargs: Any) -> Any:
             if str(file).startswith("/proc/") and _from_hubcache():
@@ -64,6 +66,23 @@ def _install() -> None:
         os.kill = kill
     import hubcache._platform
 
+    log = os.environ.get("HUBCACHE_TEST_FULLFSYNC_LOG")
+    if _PLATFORM == "darwin" and log:  # record the drive flushes macOS would do
+        import fcntl
+
+        real_fcntl = fcntl.fcntl
+        full = 51  # F_FULLFSYNC's value on macOS
+
+        def fake_fcntl(fd: Any, op: int, *args: Any) -> Any:
+            if op == full:
+                os.fstat(fd)
+                with real_open(log, "a") as f:
+                    f.write("F_FULLFSYNC\n")
+                return 0
+            return real_fcntl(fd, op, *args)
+
+        fcntl.F_FULLFSYNC = full  # type: ignore[attr-defined]
+        fcntl.fcntl = fake_fcntl  # type: ignore[assignment]
     real_platform = sys.platform
     sys.platform = _PLATFORM  # only while _platform's definitions are chosen
     try:

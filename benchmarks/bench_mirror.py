@@ -1,0 +1,322 @@
+"""The pull-through mirror (``hubcache serve --upstream``) under many clients at once.
+
+(a) fan-out of an uncached model: an upstream throttled to ``--rate`` per response (a
+    far-away origin), one fresh mirror in front of it; wall time until N clients have the
+    whole archive, against one client alone through a fresh mirror (target <= 1.2x) and
+    against N clients going straight to the upstream;
+(b) a stored model: N clients at once, aggregate MB/s from the mirror (aiohttp +
+    sendfile) against the same file from nginx (when installed; started on loopback with
+    a config of our own and stopped by its PID) and from ``python -m http.server``
+    (target >= 0.8x the best static server);
+plus the mirror's peak RSS (VmHWM) over the whole run (target < 200 MB).
+
+Clients are ``curl -o /dev/null`` when curl is installed (cheap, so the servers are what
+is measured), else a small Python reader; ``--client hubcache`` runs ``hubcache resolve``
+into one cache per client instead (that also extracts, so it measures the clients too).
+Each client's body is checked against the archive's sha256. Every server is a child
+process stopped by its PID. Exact command of the published table: see the README.
+
+    python benchmarks/bench_mirror.py                    # 200 MB, 32 clients, 50 MB/s
+    python benchmarks/bench_mirror.py --smoke            # CI: 5 MB, 4 clients
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+Row = tuple[str, str]
+PY_CLIENT = r"""
+import hashlib, sys, urllib3
+sha = hashlib.sha256()
+with urllib3.PoolManager(retries=urllib3.Retry(5, backoff_factor=0.1)) as http:
+    r = http.request("GET", sys.argv[1], preload_content=False)
+    for chunk in r.stream(1 << 20):
+        sha.update(chunk)
+    if r.status != 200: sys.exit(f"HTTP {r.status}")
+print(sha.hexdigest())
+"""
+
+
+def make_archive(path: Path, size: int) -> str:
+    """An uncompressed tar of incompressible 'weights' of about ``size`` bytes; its sha256."""
+    with tarfile.open(path, "w") as tar:
+        left, i = size, 0
+        while left > 0:
+            n = min(left, 64 << 20)
+            info = tarfile.TarInfo(f"variables/variables.data-{i:05d}")
+            info.size = n
+            import io
+
+            tar.addfile(info, io.BytesIO(os.urandom(n)))
+            left -= n
+            i += 1
+    return sha256_file(path)
+
+
+def sha256_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            sha.update(data)
+    return sha.hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Server:
+    """A child process serving on 127.0.0.1:port, stopped by its PID."""
+
+    def __init__(self, argv: list[str], port: int, cwd: Optional[Path] = None) -> None:
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        self.port = port
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(port, self.proc)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def peak_rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            match = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def hubcache_serve(directory: Path, *args: str) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "hubcache", "serve", str(directory), "--port", str(port)]
+    return Server([*argv, "-q", *args], port)
+
+
+def nginx(directory: Path, work: Path) -> Optional[Server]:
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
+    if binary is None:
+        return None
+    port = free_port()
+    prefix = work / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        "worker_processes 2;\n"
+        f"pid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/logs/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off; sendfile on; tcp_nopush on;\n"
+        f"  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;\n"
+        f"  fastcgi_temp_path {prefix}/tmp; uwsgi_temp_path {prefix}/tmp;\n"
+        f"  scgi_temp_path {prefix}/tmp;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {directory}; }}\n"
+        "}\n"
+    )
+    try:
+        return Server([binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"], port)
+    except (RuntimeError, OSError) as exc:
+        print(f"nginx did not start ({exc}); skipping it", file=sys.stderr)
+        return None
+
+
+def http_server(directory: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    return Server(argv, port, cwd=directory)
+
+
+def clients(urls: list[str], kind: str, work: Path, expected: str) -> float:
+    """Run one client per URL at once; seconds until the last one has the whole archive."""
+    curl = shutil.which("curl") if kind == "http" else None
+    procs = []
+    began = time.perf_counter()
+    for i, url in enumerate(urls):
+        if kind == "hubcache":
+            env = dict(os.environ, PYTHONPATH=str(SRC), HUBCACHE_FSYNC="0")
+            env["TFHUB_CACHE_DIR"] = str(work / f"client{i}")
+            argv = [sys.executable, "-m", "hubcache", "resolve", url.split("?")[0], "-q"]
+        elif curl:
+            env = dict(os.environ)
+            argv = [curl, "-sSf", "--retry", "5", "-o", "/dev/null", "-w", "%{size_download}", url]
+        else:
+            env = dict(os.environ)
+            argv = [sys.executable, "-c", PY_CLIENT, url]
+        procs.append(
+            subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    for proc in procs:
+        out, err = proc.communicate(600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a client failed: {err.strip()}")
+        if kind == "http" and not curl and out.strip() != expected:
+            raise RuntimeError("a client got different bytes")
+    elapsed = time.perf_counter() - began
+    if kind == "hubcache":
+        for i in range(len(urls)):
+            shutil.rmtree(work / f"client{i}", ignore_errors=True)
+    return elapsed
+
+
+def fan_out(args: argparse.Namespace, work: Path, expected: str, peaks: list[float]) -> list[Row]:
+    """Part (a): an uncached model behind a throttled upstream."""
+    path, n = "m/1?tf-hub-format=compressed", args.clients
+    upstream = hubcache_serve(work / "upstream", "--rate-limit", args.rate)
+    try:
+
+        def through_fresh_mirror(count: int) -> float:
+            store = work / f"mirror-{count}"
+            store.mkdir()
+            mirror = hubcache_serve(store, "--upstream", upstream.url(""))
+            try:
+                seconds = clients([mirror.url(path)] * count, args.client, work, expected)
+                if sha256_file(store / "m" / "1.tar") != expected:
+                    raise RuntimeError("the mirror stored different bytes")
+                peaks.append(mirror.peak_rss_mb())
+                return seconds
+            finally:
+                mirror.stop()
+                shutil.rmtree(store, ignore_errors=True)
+
+        one = through_fresh_mirror(1)
+        many = through_fresh_mirror(n)
+        direct = clients([upstream.url(path)] * n, args.client, work, expected)
+    finally:
+        upstream.stop()
+    return [
+        (f"(a) 1 client via a fresh mirror, upstream {args.rate}B/s", f"{one:.2f} s"),
+        (
+            f"(a) {n} clients via a fresh mirror",
+            f"{many:.2f} s = {many / one:.2f}x one client (target <= 1.2x)",
+        ),
+        (
+            f"(a) {n} clients straight to the upstream",
+            f"{direct:.2f} s = {direct / one:.2f}x; the upstream sent {n}x the bytes",
+        ),
+    ]
+
+
+def stored(
+    args: argparse.Namespace, work: Path, expected: str, size_mb: float, peaks: list[float]
+) -> list[Row]:
+    """Part (b): a stored model, the mirror against plain static servers."""
+    n = args.clients
+    folder = work / "upstream"
+    rates: dict[str, float] = {}
+    starts: list[tuple[str, Callable[[], Optional[Server]], str]] = [
+        (
+            "hubcache serve (mirror, stored)",
+            lambda: hubcache_serve(folder, "--upstream", "http://127.0.0.1:9/"),
+            "m/1?tf-hub-format=compressed",
+        ),
+        ("nginx", lambda: nginx(folder, work), "m/1.tar"),
+        ("python -m http.server", lambda: http_server(folder), "m/1.tar"),
+    ]
+    running: list[tuple[str, Server, str]] = []
+    try:
+        for name, start, path in starts:
+            server = start()
+            if server is not None:
+                running.append((name, server, path))
+                clients([server.url(path)], args.client, work, expected)  # warm the page cache
+        for _ in range(args.reps):  # interleaved, best of reps: the machine may be shared
+            for name, server, path in running:
+                seconds = clients([server.url(path)] * n, args.client, work, expected)
+                rates[name] = max(rates.get(name, 0.0), n * size_mb / seconds)
+        for name, server, _path in running:
+            if name.startswith("hubcache"):
+                peaks.append(server.peak_rss_mb())
+    finally:
+        for _name, server, _path in running:
+            server.stop()
+    best = max(v for k, v in rates.items() if not k.startswith("hubcache"))
+    rows = []
+    for name, rate in rates.items():
+        ratio = f" = {rate / best:.2f}x the best static server" if name.startswith("hub") else ""
+        rows.append((f"(b) {n} clients, stored: {name}", f"{rate:,.0f} MB/s aggregate{ratio}"))
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rate", default="50M", help="upstream bytes/s per response (50M)")
+    parser.add_argument("--client", choices=("http", "hubcache"), default="http")
+    parser.add_argument("--only", choices=("a", "b"), help="run only part (a) or (b)")
+    parser.add_argument("--reps", type=int, default=3, help="part (b): best of N (3)")
+    parser.add_argument("--smoke", action="store_true", help="CI: 5 MB, 4 clients")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.size_mb, args.clients, args.rate, args.reps = 5, 4, "10M", 1
+    work = Path(tempfile.mkdtemp(prefix="hubcache-bench-mirror-"))
+    work.chmod(0o755)  # nginx's workers run as another user when started by root
+    rows: list[Row] = []
+    peaks: list[float] = []
+    try:
+        (work / "upstream" / "m").mkdir(parents=True)
+        archive = work / "upstream" / "m" / "1.tar"
+        expected = make_archive(archive, args.size_mb * 10**6)
+        size_mb = archive.stat().st_size / 1e6
+        if args.only != "b":
+            rows += fan_out(args, work, expected, peaks)
+        if args.only != "a":
+            rows += stored(args, work, expected, size_mb, peaks)
+        rows.append(("peak RSS of the mirror (VmHWM, worst run)", f"{max(peaks):.0f} MB"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    who = f"{args.clients} clients ({args.client})"
+    print(f"\nmirror: {size_mb:.0f} MB archive, {who}, {os.cpu_count()} cores\n")
+    width = max(len(k) for k, _ in rows)
+    print(f"| {'measure'.ljust(width)} | result |")
+    print(f"| {'-' * width} | --- |")
+    for key, value in rows:
+        print(f"| {key.ljust(width)} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

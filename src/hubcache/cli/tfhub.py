@@ -1,0 +1,123 @@
+"""``hubcache tfhub enable | disable | status``: hubcache as tensorflow_hub's resolver.
+
+``enable`` and ``disable`` print the ``.pth`` path they wrote or removed on stdout;
+``status`` prints ``key: value`` lines (or ``--json``). The work is in
+``hubcache.tensorflow_hub``; this module only prints. A site-packages folder that cannot be
+written (or a file there that hubcache did not write) is a usage error, exit 2: the command
+was run with the wrong python or user, as ``export`` into an unwritable folder is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .common import UsageError, epilog
+
+_NOTES = {
+    "enable": "Writes hubcache-tfhub.pth into this python's site-packages (or --site-dir): "
+    "every later `import tensorflow_hub` in this environment registers hubcache as its first "
+    "resolver. Nothing is imported at start-up. HUBCACHE_TFHUB_PLUGIN=0 turns it off for a "
+    "process. stdout: the path written.",
+    "disable": "Removes the .pth that enable wrote (never a file hubcache did not write). "
+    "stdout: the path removed, nothing when there was none.",
+    "status": "Whether a new process here would use the plug-in, where the .pth is, the "
+    "switch, the installed tensorflow_hub version and whether its registry is one the plug-in "
+    "knows (read from its source, without importing TensorFlow).",
+}
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "tfhub",
+        help="use hubcache from unmodified tensorflow_hub code (enable, disable, status)",
+        epilog=epilog("See docs/tensorflow_hub.md."),
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for name, helptext, func in (
+        ("enable", "make every `import tensorflow_hub` here use hubcache", _cmd_enable),
+        ("disable", "undo enable: tensorflow_hub uses its own resolvers again", _cmd_disable),
+        ("status", "is the plug-in active, which tensorflow_hub, where the .pth is", _cmd_status),
+    ):
+        q = actions.add_parser(name, help=helptext, epilog=epilog(_NOTES[name]))
+        common(q)
+        q.add_argument(
+            "--site-dir",
+            metavar="DIR",
+            help="the site-packages folder of the .pth (default: this python's)",
+        )
+        if name == "status":
+            q.add_argument("--json", action="store_true", help="print JSON for scripts")
+        q.set_defaults(func=func)
+
+
+def _cmd_enable(args: argparse.Namespace) -> int:
+    from ..tensorflow_hub import enable, status
+
+    try:
+        path = enable(args.site_dir)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the .pth in {_folder(exc, args)}: {exc.strerror or exc}; run "
+            "`hubcache tfhub enable` with the environment's own python, as a user who may "
+            "write its site-packages (or use a virtual environment)"
+        ) from None
+    print(path)
+    if not args.quiet:
+        state = status(args.site_dir)
+        print(
+            "hubcache: tensorflow_hub will use hubcache in this environment "
+            f"(tensorflow_hub {state.tensorflow_hub_version or 'not installed yet'}; "
+            f"plug-in switch {state.switch}); undo with `hubcache tfhub disable`",
+            file=sys.stderr,
+        )
+        if state.registry.startswith("differs"):
+            print(f"hubcache: warning: registry {state.registry}", file=sys.stderr)
+    return 0
+
+
+def _cmd_disable(args: argparse.Namespace) -> int:
+    from ..tensorflow_hub import disable
+
+    try:
+        path = disable(args.site_dir)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot remove the .pth in {_folder(exc, args)}: {exc.strerror or exc}"
+        ) from None
+    if path is None:
+        if not args.quiet:
+            print("hubcache: the plug-in was not enabled here; nothing to do", file=sys.stderr)
+        return 0
+    print(path)
+    if not args.quiet:
+        print("hubcache: tensorflow_hub uses its own resolvers again", file=sys.stderr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ..tensorflow_hub import status
+
+    state = status(args.site_dir)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(state), indent=2))
+        return 0
+    print(f"active: {'yes' if state.active else 'no'}")
+    print(f"pth: {state.pth_path} ({'present' if state.pth_present else 'absent'})")
+    print(f"switch: {state.switch}")
+    print(f"tensorflow_hub: {state.tensorflow_hub_version or 'not installed'}")
+    print(f"registry: {state.registry}")
+    return 0
+
+
+def _folder(exc: OSError, args: argparse.Namespace) -> str:
+    import os
+
+    return os.path.dirname(str(exc.filename)) if exc.filename else str(args.site_dir)

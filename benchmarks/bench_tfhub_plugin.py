@@ -12,6 +12,7 @@
    call (mean of 2000); in another, a cold ``hub.resolve`` alone (download and extract).
 
     HUBCACHE_TF_PYTHON=$(bash .ci/tf-env.sh | tail -1) python benchmarks/bench_tfhub_plugin.py
+    ... python benchmarks/bench_tfhub_plugin.py --smoke    # CI: 2 MB, one repetition
 
 The throwaway environment is made from the TF environment's python with ``--without-pip``;
 a ``.pth`` of paths puts the TF environment's packages and this checkout's ``src`` on it.
@@ -202,7 +203,13 @@ def main() -> int:
     parser.add_argument("--startup-runs", type=int, default=40)
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--startup-only", action="store_true", help="skip the hub.load rows")
+    parser.add_argument("--smoke", action="store_true", help="CI check: 2 MB, one repetition")
     args = parser.parse_args()
+    if args.smoke:
+        args.reps, args.startup_runs, args.size_mb = 1, 2, 2
+        if not args.tf_python:  # no TF environment: nothing of this benchmark can run
+            print("smoke run skipped: no tensorflow_hub environment (HUBCACHE_TF_PYTHON)")
+            return 0
     if not args.tf_python:
         parser.error("set HUBCACHE_TF_PYTHON or --tf-python (bash .ci/tf-env.sh | tail -1)")
     work = Path(tempfile.mkdtemp(prefix="bench-tfhub-"))

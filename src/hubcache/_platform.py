@@ -492,8 +492,14 @@ def name_problem(part: str, windows: bool = WINDOWS) -> Optional[str]:
 
 # The mirror sends stored archives with os.sendfile from worker threads (serve/app.py);
 # Windows has no os.sendfile, and there aiohttp's own file sending is used instead.
-CAN_SENDFILE = hasattr(os, "sendfile")
+if sys.platform == "win32":
+    CAN_SENDFILE = False
 
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        raise OSError(errno.ENOSYS, "os.sendfile does not exist on Windows")
 
-def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
-    return os.sendfile(out_fd, in_fd, offset, count)
+else:
+    CAN_SENDFILE = hasattr(os, "sendfile")
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        return os.sendfile(out_fd, in_fd, offset, count)

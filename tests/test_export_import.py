@@ -71,3 +71,51 @@ def test_export_all_and_a_tampered_archive_is_rejected(
     assert not (other / hubcache.cache_key(url)).exists()
     with pytest.raises(hubcache.OfflineError):
         hubcache.resolve(url, cache_dir=str(other), offline=True)
+
+
+def test_export_refuses_damaged_and_manifestless_entries_with_exit_5(
+    model_server: ModelServer,
+    cache_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only what a manifest proves whole leaves the machine: a damaged entry and one made by
+    tensorflow_hub are each refused with exit 5 (not 1) and advice, and no tar appears."""
+    damaged = serve(model_server, "/damaged/1", model(3000))
+    (Path(hubcache.resolve(damaged)) / "saved_model.pb").unlink()
+    legacy = serve(model_server, "/legacy/1", model(3000))
+    made_by_tfhub = Path(hubcache.resolve(legacy))
+    (cache_root / f"{made_by_tfhub.name}.manifest.json").unlink()  # as tensorflow_hub leaves it
+    out = tmp_path / "x.tar"
+    code, printed, err = run(capsys, "export", str(out), damaged)
+    assert (code, printed) == (5, "") and not out.exists()
+    assert "is not a complete entry" in err and "hubcache verify --fix" in err
+    assert err.count("\n") == 1
+    code, printed, err = run(capsys, "export", str(out), legacy)
+    assert (code, printed) == (5, "") and not out.exists()
+    assert "has no manifest" in err and "adopts it" in err and err.count("\n") == 1
+    seen = len(model_server.requests)
+    hubcache.resolve(legacy)  # the advice works: resolving adopts it, with no request
+    assert len(model_server.requests) == seen
+    assert run(capsys, "export", str(out), legacy)[0] == 0 and out.exists()
+
+
+def test_verify_fix_goes_on_past_an_entry_it_cannot_download_again(
+    model_server: ModelServer, cache_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An emptied folder with no manifest and no descriptor has no known handle: --fix says
+    so, still fixes the others, and exits 5 because damage remains (not 1 mid-way)."""
+    url = serve(model_server, "/fixable/1", model(3000))
+    path = Path(hubcache.resolve(url))
+    (path / "saved_model.pb").unlink()
+    orphan = cache_root / ("ab" * 20)
+    orphan.mkdir()
+    before = model_server.count("/fixable/1")
+    code, printed, err = run(capsys, "verify", "--fix")
+    assert code == 5
+    assert model_server.count("/fixable/1") == before + 1 and (path / "saved_model.pb").exists()
+    status = {line.split()[2]: line.split()[0] for line in printed.splitlines()}
+    assert status == {url: "fixed", "ab" * 20: "DAMAGED"}
+    assert f"cannot re-download {'ab' * 20}: its handle is unknown" in err
+    assert f"hubcache rm {'ab' * 20}" in err
+    assert run(capsys, "verify")[0] == 5  # the orphan is still there, as the user's to remove

@@ -25,7 +25,8 @@ Errors, all under ``HubcacheError`` (each has an ``exit_code``, the CLI's):
 and its ``HTTPStatusError``, ``ArchiveError`` and its ``NotAnArchiveError``,
 ``CorruptArchiveError``, ``UnsafeArchiveError``, ``ChecksumMismatchError``,
 ``CacheDirError``, ``OfflineError``, ``LockTimeoutError``, ``EntryInUseError`` (rm, prune
-or import met an entry a live process holds) and ``MissingDependencyError``.
+or import met an entry a live process holds), ``DamagedEntryError`` (export or
+``verify --fix`` met an entry it cannot vouch for) and ``MissingDependencyError``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ._errors import (
     ChecksumMismatchError,
     ConfigurationError,
     CorruptArchiveError,
+    DamagedEntryError,
     DownloadError,
     EntryInUseError,
     HTTPStatusError,
@@ -85,6 +87,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "CorruptArchiveError",
+    "DamagedEntryError",
     "Debris",
     "DebrisPlan",
     "DownloadError",

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 from ._config import load_config
-from ._errors import HubcacheError, InvalidHandleError, ModelNotFoundError
+from ._errors import DamagedEntryError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
@@ -148,9 +148,10 @@ class Cache:
     def fix(self, result: VerifyResult) -> str:
         """Remove a damaged entry and download it again; returns its new path."""
         if not result.handle or result.handle == result.key:
-            raise HubcacheError(
+            raise DamagedEntryError(
                 f"cannot re-download {result.key}: its handle is unknown (no manifest or "
-                "descriptor); remove it with `hubcache rm`"
+                f"descriptor); remove it with `hubcache rm {result.key}`",
+                key=result.key,
             )
         from ._resolve import resolve
 

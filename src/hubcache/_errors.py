@@ -171,6 +171,13 @@ class EntryInUseError(HubcacheError):
     exit_code = 8
 
 
+class DamagedEntryError(HubcacheError):
+    """A cache entry cannot be used as it is: damaged, or without the manifest that would
+    prove it whole (export refuses it; ``verify --fix`` cannot re-download it)."""
+
+    exit_code = 5
+
+
 class MissingDependencyError(HubcacheError, ImportError):
     """A feature needs an optional extra that is not installed; the message names it."""
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import DamagedEntryError
 from .._units import format_age, format_size, format_time, parse_duration, parse_size
 from .common import EXIT_DAMAGED, UsageError, epilog
 from .common import entries as plural_entries
@@ -253,7 +254,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for r in results:
             if not r.ok:
                 _say(args, f"re-downloading {r.handle or r.key}")
-                cache.fix(r)
+                try:
+                    cache.fix(r)
+                except DamagedEntryError as exc:  # this one cannot be fixed; the others can
+                    print(f"hubcache: error: {exc}", file=sys.stderr)
+                    continue
                 fixed.append(r.key)
     bad = [r for r in results if not r.ok and r.key not in fixed]
     if args.json:

@@ -25,7 +25,8 @@ exit codes:
   2    usage: a bad option, handle, variable, file or key prefix
   3    not found: no such model on the server, or not in the cache
   4    network or server error (after retries)
-  5    bad archive or checksum; verify found damage; import rejected an entry
+  5    bad archive or checksum; verify found damage; import rejected an entry;
+       export met an entry that is not complete
   6    cache folder unusable, read-only or full
   7    offline and not cached
   8    lock timeout, or the entry is in use by a live process

@@ -31,6 +31,7 @@ from .._errors import (
     CacheDirError,
     ConfigurationError,
     CorruptArchiveError,
+    DamagedEntryError,
     EntryInUseError,
     HubcacheError,
     hide_credentials,
@@ -52,17 +53,31 @@ class Imported:
     reason: str = ""
 
 
+def not_exportable(key: str, state: str, reason: str = "") -> DamagedEntryError:
+    """Why the entry ``key`` is refused: only complete entries are exported, so the other
+    machine gets exactly what its manifest proves (and ``import`` checks)."""
+    if state == "legacy":
+        why = (
+            "has no manifest (made by tensorflow_hub or by hand), so nothing proves it whole; "
+            "resolve its handle with hubcache once (that adopts it), then export it"
+        )
+    else:
+        why = (
+            f"is not a complete entry{f' ({reason})' if reason else ''}; "
+            f"`hubcache verify --fix {key}` downloads it again"
+        )
+    return DamagedEntryError(f"{key} {why}; nothing exported", key=key, state=state)
+
+
 def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
     """Write the complete entries ``keys`` of ``root`` into the tar ``out``; their handles."""
     handles = []
     entries = []
     for key in keys:
         entry = Entry(root, key)
-        if entry.state().name != "complete":
-            raise HubcacheError(
-                f"{key} is not a complete entry (see `hubcache verify {key}`); only complete "
-                "entries are exported, so the other machine gets exactly what was verified"
-            )
+        state = entry.state()
+        if state.name != "complete":
+            raise not_exportable(key, state.name, state.reason)
         manifest = entry.read_manifest() or {}
         handles.append(str(manifest.get("handle", key)))
         entries.append((entry, manifest))
@@ -145,7 +160,9 @@ def _add(tar: tarfile.TarFile, path: str, key: str, rel: str) -> None:
         with open(path, "rb") as f:
             tar.addfile(info, f)
     else:
-        raise HubcacheError(f"{path} is not a regular file; not exported")
+        raise DamagedEntryError(
+            f"{path} is not a regular file, which no entry holds; nothing exported"
+        )
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 
 from .._config import load_config
-from .._errors import EntryInUseError, HubcacheError
+from .._errors import EntryInUseError
 from ..local.publish import descriptor_text
 from ..store.lock import StorageLock
 from ..store.storage import Storage
@@ -30,6 +30,7 @@ from .transfer import (
     Imported,
     add_entry,
     extract_export,
+    not_exportable,
     read_checked,
     write_archive,
 )
@@ -41,10 +42,7 @@ def export_from_store(store: Storage, keys: Sequence[str], out: str) -> list[str
     for key in keys:
         manifest = store.complete_manifest(key)
         if manifest is None:
-            raise HubcacheError(
-                f"{key} is not a complete entry (see `hubcache verify {key}`); only complete "
-                "entries are exported, so the other machine gets exactly what was verified"
-            )
+            raise not_exportable(key, "incomplete")
         manifests.append((key, manifest))
 
     def add(tar: tarfile.TarFile) -> None:

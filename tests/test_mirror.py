@@ -390,3 +390,63 @@ def test_a_planted_bucket_spool_is_never_written(
     assert os.path.dirname(part) != planted
     assert os.stat(os.path.dirname(part)).st_uid == os.getuid()
     assert "not spooling in" in caplog.text
+
+
+def test_an_upstream_without_content_length_is_filled_whole_or_not_at_all(
+    model_server: ModelServer, store: Path, cache_root: Path
+) -> None:
+    """A streaming origin (chunked, no Content-Length): clients during the fill get the whole
+    archive, and a chunked stream cut before its last chunk is never stored nor served as
+    whole, even though no length says it was short."""
+    streamed = (Fault(chunked=True, rate_limit=RATE),)
+    model_server.add("/m/1", ARCHIVE, faults=streamed)
+    with mirror(store, model_server) as server:
+        bodies: list[bytes] = []
+        clients = [
+            threading.Thread(
+                target=lambda: bodies.append(server.get("/m/1?tf-hub-format=compressed").data)
+            )
+            for _ in range(3)
+        ]
+        for client in clients:
+            client.start()
+        wait_for(lambda: model_server.count("/m/1") == 1, what="the fill to start")
+        # No length yet, so no Content-Range can be written: the whole body, ranges unoffered
+        whole = server.get("/m/1?tf-hub-format=compressed", headers={"Range": "bytes=100-199"})
+        assert (whole.status, whole.data) == (200, ARCHIVE)
+        assert "Accept-Ranges" not in whole.headers and "Content-Length" not in whole.headers
+        for client in clients:
+            client.join(30)
+        assert bodies == [ARCHIVE] * 3
+        part = server.get("/m/1?tf-hub-format=compressed", headers={"Range": "bytes=100-199"})
+        assert (part.status, part.data) == (206, ARCHIVE[100:200])  # once stored, it has one
+        assert tree(hubcache.resolve(server.url + "m/1")) == EXPECTED
+        assert model_server.count("/m/1") == 1
+        assert_stored_whole(store, "m/1.tar", ARCHIVE)
+
+        # Cut mid-stream with no length and no validator: the fill starts again and checks
+        # the bytes readers already have against the new stream, so the client gets it whole.
+        half = len(ARCHIVE) // 2
+        model_server.add("/m/2", ARCHIVE, faults=(Fault(chunked=True, drop_after=half, times=1),))
+        assert server.get("/m/2?tf-hub-format=compressed").data == ARCHIVE
+        assert model_server.count("/m/2") == 2
+        assert_stored_whole(store, "m/2.tar", ARCHIVE)
+        wait_for(lambda: "fill of m/2 broke after" in server.stderr, what="the restart's log line")
+        # Cut on every try: after HUBCACHE_RETRIES restarts the connection breaks, nothing kept.
+        model_server.add("/m/3", ARCHIVE, faults=(Fault(chunked=True, drop_after=half),))
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            server.get("/m/3?tf-hub-format=compressed")
+        assert model_server.count("/m/3") == 2
+        assert "m/3.tar" not in stored_archives(store)
+        # Another archive after the restart: readers hold bytes of the first, so it fails.
+        other = make_tar([M("saved_model.pb", os.urandom(len(ARCHIVE)))])
+        changed = (Fault(chunked=True, drop_after=half, times=1), Fault(body_override=other))
+        model_server.add("/m/4", ARCHIVE, faults=changed)
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            server.get("/m/4?tf-hub-format=compressed")
+        wait_for(lambda: "answered different bytes" in server.stderr, what="the refusal")
+        assert "m/4.tar" not in stored_archives(store)
+        model_server.faults("/m/3", Fault(chunked=True))
+        assert server.get("/m/3?tf-hub-format=compressed").data == ARCHIVE
+        server.stop()
+        assert "Traceback" not in server.stderr

@@ -547,3 +547,21 @@ def test_an_entry_of_a_credentialed_handle_exports_and_imports(
     assert imported.status == "imported", imported
     assert other.is_complete(url) and "pa55word" not in Path(out).read_bytes().decode("latin-1")
     assert tree(hubcache.resolve(url, cache_dir=str(tmp_path / "other"))) == FILES
+
+
+def test_an_origin_without_content_length_resolves_and_a_cut_one_caches_nothing(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """A streaming origin (chunked, no Content-Length) resolves. Cut before its last chunk,
+    no length can tell it was short: the chunk framing must, so it is a download error
+    (after the retries) with nothing cached, and the next try succeeds."""
+    whole = model_server.add("/whole.tar.gz", ARCHIVE, faults=(Fault(chunked=True),))
+    cut = model_server.add(
+        "/cut.tar.gz", ARCHIVE, faults=(Fault(chunked=True, drop_after=len(ARCHIVE) // 3),)
+    )
+    fail(cut, hubcache.DownloadError)
+    assert model_server.count("/cut.tar.gz") == 3  # the first try and HUBCACHE_RETRIES=2
+    assert_no_entry(cache_root)
+    assert tree(hubcache.resolve(whole)) == FILES
+    model_server.faults("/cut.tar.gz", Fault(chunked=True))
+    assert tree(hubcache.resolve(cut)) == FILES

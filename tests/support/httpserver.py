@@ -59,6 +59,7 @@ class Fault:
     drip: Optional[int] = None  # bytes per second, sent in tiny pieces
     rate_limit: Optional[int] = None  # bytes per second for this connection
     wrong_length: int = 0  # declared Content-Length = real length + this
+    chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length (a streaming origin)
     ignore_range: bool = False  # 200 + full body even to a Range request
     change_etag_after: Optional[int] = None  # after N requests to the path, a new ETag/date
     wrong_content_range: bool = False  # 206 whose Content-Range start is off
@@ -286,7 +287,10 @@ class _ModelHandler(BaseHTTPRequestHandler):
         length = max(0, end - start + 1)
         self.send_response(status)
         self.send_header("Content-Type", res.content_type)
-        self.send_header("Content-Length", str(length + f.wrong_length))
+        if f.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length + f.wrong_length))
         if etag:
             self.send_header("ETag", etag)
         if last_modified:
@@ -326,7 +330,10 @@ class _ModelHandler(BaseHTTPRequestHandler):
                     n = min(n, max(0, f.stall_after - sent))  # type: ignore[operator]
                 if n:
                     data = src.read(n) if src else view[start + sent : start + sent + n]
-                    self.wfile.write(data)
+                    if f.chunked:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (n, bytes(data)))
+                    else:
+                        self.wfile.write(data)
                     sent += n
                 if not stalled and sent >= f.stall_after:  # type: ignore[operator]
                     stalled = True
@@ -336,6 +343,8 @@ class _ModelHandler(BaseHTTPRequestHandler):
                 delay = began + sent / pace - time.monotonic()
                 if delay > 0 and owner._stopping.wait(delay):
                     break
+            if f.chunked and sent == length and not owner._stopping.is_set():
+                self.wfile.write(b"0\r\n\r\n")  # the last chunk: only now is the body whole
             if f.drop_after is not None or owner._stopping.is_set():
                 self.close_connection = True
                 if f.reset:  # linger 0: the kernel answers with RST when the fd closes

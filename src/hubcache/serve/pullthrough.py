@@ -33,12 +33,18 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from .._config import Config
-from .._errors import ConfigurationError, CorruptArchiveError, HubcacheError, ModelNotFoundError
+from .._errors import (
+    ConfigurationError,
+    CorruptArchiveError,
+    DownloadError,
+    HubcacheError,
+    ModelNotFoundError,
+)
 from .._handles import append_format_query
 from ..archive.verify import ArchiveVerifier
 from ..kaggle.identity import KAGGLE_HOSTS
@@ -187,6 +193,7 @@ class Fill:
 
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
+        from ..fetch.source import RestartDownloadError
 
         mirror = self.mirror
         source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
@@ -205,21 +212,48 @@ class Fill:
                 }
                 sha = hashlib.sha256()
                 verifier = ArchiveVerifier(mirror.config.limits)
-                size = 0
-                for chunk in source.chunks():
-                    if self.cancel.is_set():
-                        raise CorruptArchiveError("the mirror is shutting down")
-                    verifier.feed(chunk)  # first: an HTML page is refused before any byte goes out
-                    out.write(chunk)
-                    out.flush()
-                    sha.update(chunk)
-                    size += len(chunk)
-                    mirror.on_upstream_bytes(len(chunk))
-                    if verifier.format and opened:
-                        opened["name"] = self._name(verifier.format)
-                        self._post(**opened)  # readers start once it looks like an archive
-                        opened = {}
-                    self._post(size=size)
+                size = restarts = 0
+                stream = source.chunks()
+                while True:
+                    try:
+                        for chunk in stream:
+                            if self.cancel.is_set():
+                                raise CorruptArchiveError("the mirror is shutting down")
+                            verifier.feed(chunk)  # first: HTML is refused before a byte goes out
+                            out.write(chunk)
+                            out.flush()
+                            sha.update(chunk)
+                            size += len(chunk)
+                            mirror.on_upstream_bytes(len(chunk))
+                            if verifier.format and opened:
+                                opened["name"] = self._name(verifier.format)
+                                self._post(**opened)  # readers start once it looks like one
+                                opened = {}
+                            self._post(size=size)
+                        break
+                    except RestartDownloadError as exc:
+                        restarts += 1
+                        if restarts > mirror.config.retries:
+                            raise DownloadError(
+                                f"the upstream stream broke after {size} bytes and could not be "
+                                f"resumed ({exc}), {restarts} times; nothing kept"
+                            ) from None
+                        log.warning(
+                            "fill of %s broke after %d bytes (%s); fetching it again from the "
+                            "start and checking those bytes against what was already sent",
+                            self.base,
+                            size,
+                            exc,
+                        )
+                        source.close()
+                        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+                        source.open()
+                        if total is not None and source.total != total:
+                            raise DownloadError(
+                                f"the upstream's archive changed during the fill ({total} "
+                                f"bytes, now {source.total}); nothing kept"
+                            ) from None
+                        stream = _after_same_prefix(source.chunks(), part, size)
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 verifier.finish(part)
@@ -238,6 +272,29 @@ class Fill:
             if part:
                 with contextlib.suppress(OSError):
                     os.unlink(part)
+
+
+def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:
+    """The bytes of a restarted stream that follow its first ``length``, which must equal
+    the first ``length`` bytes of ``path``: readers already have those, so a restart that
+    does not repeat them exactly (an object that changed, with no validator to tell) fails
+    the fill instead of handing anyone a mix of two versions."""
+    changed = DownloadError(
+        "the upstream answered different bytes when the fill started again (the archive "
+        "changed, and it gives no validator to tell); nothing kept"
+    )
+    with open(path, "rb") as sent:
+        for data in chunks:
+            rest = data
+            if length:
+                head, rest = data[:length], data[length:]
+                if sent.read(len(head)) != head:
+                    raise changed
+                length -= len(head)
+            if rest:
+                yield rest
+    if length:
+        raise changed  # shorter than what readers already have
 
 
 class Mirror:

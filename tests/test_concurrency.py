@@ -34,6 +34,7 @@ from tests.support.procs import (
     tree,
     wait_for,
 )
+from tests.support.tfenv import TF_PYTHON
 
 RATE = len(ARCHIVE)  # bytes per second: about one second per download
 
@@ -191,7 +192,6 @@ def test_holder_killed_while_others_wait(
 
 # -- tensorflow_hub and hubcache racing on one cache -------------------------------------
 
-TF_PYTHON = os.environ.get("HUBCACHE_TF_PYTHON", "")
 # Runs in the TF env: import (slow), say so, wait for the go file, then hub.resolve.
 TF_WORKER = r"""
 import os, pathlib, sys, time

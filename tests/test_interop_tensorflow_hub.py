@@ -35,25 +35,23 @@ from typing import Any
 
 import pytest
 
-TF_PYTHON = os.environ.get("HUBCACHE_TF_PYTHON", "")
-REPO = Path(__file__).resolve().parent.parent
-SRC = REPO / "src"
+from tests.support.tfenv import (
+    REPO,
+    SAMPLE_EXPECTED,
+    SAMPLE_MODEL,
+    SRC,
+    TF_PYTHON,
+    interop_marks,
+    run_result,
+)
+
 MAKE_SAMPLE_MODEL = REPO / "scripts" / "make_sample_model.py"
-PACKAGED_SAMPLE_MODEL = SRC / "hubcache" / "_data" / "sample_model"
 MODEL_PATH = "models/tiny/1"  # served as DIR/models/tiny/1.tar.gz
 
-EXPECTED = {"y": [1.5, 4.5, 9.5], "total": 15.5, "labels": "sample\nmodel\n"}
+EXPECTED = SAMPLE_EXPECTED
 TF_TIMEOUT = 240  # seconds for one TF subprocess (import alone is ~4 s)
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        not TF_PYTHON,
-        reason="HUBCACHE_TF_PYTHON is unset: set it to the python of the tensorflow + "
-        "tensorflow_hub env, e.g. export HUBCACHE_TF_PYTHON=$(bash .ci/tf-env.sh | tail -1)",
-    ),
-]
+pytestmark = interop_marks(600)
 
 # tensorflow_hub writes exactly this (resolver._write_module_descriptor_file), no final newline.
 DESCRIPTOR_RE = re.compile(
@@ -177,21 +175,7 @@ def tf_env(cache_dir: Path, *, with_hubcache: bool = False) -> dict[str, str]:
 
 def run_tf(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Run TF_SCRIPT in the TF env and return its result dict."""
-    proc = subprocess.run(
-        [TF_PYTHON, "-c", TF_SCRIPT, json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TF_TIMEOUT,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"TF subprocess failed (exit {proc.returncode}) for ops {spec['ops']}\n"
-        f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-8000:]}"
-    )
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
-    return result
+    return run_result(TF_SCRIPT, [json.dumps(spec)], env, TF_TIMEOUT, f"TF ops {spec['ops']}")[0]
 
 
 def pack_tar_gz(model_dir: Path, archive: Path) -> None:
@@ -364,9 +348,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_packaged_sample_model_loads_in_tensorflow(tf_python: str, tmp_path: Path) -> None:
     """The SavedModel shipped in hubcache/_data loads with plain tf.saved_model.load."""
-    assert_is_sample_model(PACKAGED_SAMPLE_MODEL)
+    assert_is_sample_model(SAMPLE_MODEL)
     model = tmp_path / "copy"
-    shutil.copytree(PACKAGED_SAMPLE_MODEL, model)
+    shutil.copytree(SAMPLE_MODEL, model)
     result = run_tf(
         {"url": "", "path": str(model), "ops": ["forbid_network", "saved_model_load"]},
         tf_env(tmp_path / "cache"),

@@ -27,23 +27,19 @@ from typing import Any
 import pytest
 
 from tests.support.archives import HOSTILE_TAR_CASES, M, flip_byte, make_tar
+from tests.support.tfenv import (
+    SAMPLE_EXPECTED,
+    SAMPLE_MODEL,
+    SRC,
+    TF_PYTHON,
+    interop_marks,
+    run_result,
+)
 
-TF_PYTHON = os.environ.get("HUBCACHE_TF_PYTHON", "")
-REPO = Path(__file__).resolve().parent.parent
-SRC = REPO / "src"
-SAMPLE_MODEL = SRC / "hubcache" / "_data" / "sample_model"
-EXPECTED = {"y": [1.5, 4.5, 9.5], "total": 15.5, "labels": "sample\nmodel\n"}
+EXPECTED = SAMPLE_EXPECTED
 TF_TIMEOUT = 300
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        not TF_PYTHON,
-        reason="HUBCACHE_TF_PYTHON is unset: export HUBCACHE_TF_PYTHON=$(bash .ci/tf-env.sh | "
-        "tail -1)",
-    ),
-]
+pytestmark = interop_marks(900)
 
 # Unmodified user code: argv[1] is a JSON spec {"url", "ops"}; prints one RESULT line.
 USER_CODE = r"""
@@ -209,21 +205,8 @@ class Venv:
         )
 
     def user_code(self, spec: dict[str, Any], **env: str) -> tuple[dict[str, Any], str]:
-        proc = subprocess.run(
-            [self.python, "-c", USER_CODE, json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            env=clean(**env),
-            timeout=TF_TIMEOUT,
-            check=False,
-        )
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, (
-            f"user code failed (exit {proc.returncode}) for {spec['ops']}\n"
-            f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
-        )
-        result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
-        return result, proc.stderr
+        what = f"user code {spec['ops']}"
+        return run_result(USER_CODE, [json.dumps(spec)], clean(**env), TF_TIMEOUT, what)
 
 
 def clean(**extra: str) -> dict[str, str]:

@@ -40,8 +40,9 @@ from aiohttp import web
 from .. import _platform
 from .._config import Config
 from ..serve.archives import ArchiveStore, Stored
+from ..serve.fill import Fill
 from ..serve.metrics import Metrics
-from ..serve.pullthrough import Fill, Mirror, Upstream
+from ..serve.pullthrough import Mirror, Upstream
 from ..serve.ranges import choose_range
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
@@ -307,7 +308,8 @@ class Server:
                 return await self.send_stored(request, fill.stored)
             return await self._stream_fill(request, fill)
         finally:
-            fill.mirror.reader_done(fill)
+            if self.mirror is not None:  # always: only a mirror makes fills
+                self.mirror.reader_done(fill)
 
     async def _stream_fill(self, request: web.Request, fill: Fill) -> web.StreamResponse:
         """Send the fill's bytes as they arrive; break the connection if it fails."""

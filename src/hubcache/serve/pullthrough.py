@@ -1,13 +1,9 @@
 """Pull-through: fetch an archive from upstream once, hand its bytes to every waiting client.
 
-One :class:`Fill` per archive at a time (single flight). Its thread fetches with hubcache's
-own HTTP source (redirects checked hop by hop, retries, resume), writes the bytes to a
-partial file, hashes them and checks the archive's integrity as they pass
-(``archive.verify``), then keeps it through :class:`~hubcache.serve.archives.ArchiveStore`.
-Clients read the partial file as it grows; the last byte is held back until the archive
-is verified and kept, so no client ever receives a whole-looking body of an archive that
-was then refused. A fill that fails tells its readers to break their connections, keeps
-nothing, and is forgotten: the next request starts a fresh one.
+The :class:`Mirror` maps request paths to upstream URLs and keeps one
+:class:`~hubcache.serve.fill.Fill` per archive at a time (single flight); how one fill
+fetches, verifies and keeps an archive while clients read it is told in ``serve.fill``.
+A fill that fails keeps nothing and is forgotten: the next request starts a fresh one.
 
 Replicas sharing a store take the store's lock first (``.hubcache-locks``), then look
 again: the second replica finds the archive the first one kept and serves it, so each
@@ -23,34 +19,21 @@ credentials can end up stored for others.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import email.utils
-import hashlib
 import logging
-import os
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from .._config import Config
-from .._errors import (
-    ConfigurationError,
-    CorruptArchiveError,
-    DownloadError,
-    HubcacheError,
-    ModelNotFoundError,
-)
+from .._errors import ConfigurationError
 from .._handles import append_format_query
-from ..archive.verify import ArchiveVerifier
 from ..kaggle.identity import KAGGLE_HOSTS
 from ..serve.archives import ArchiveStore, Stored
-from ..serve.ranges import file_etag
-from ..serve.static import FORMAT_SUFFIX, is_archive_name
+from ..serve.static import is_archive_name
+from .fill import Fill
 
 log = logging.getLogger(__name__)
 
@@ -90,211 +73,6 @@ def upstream_url(upstreams: tuple[Upstream, ...], parts: list[str]) -> Optional[
         return None
     url = best.url + urllib.parse.quote(rel[len(best.prefix) :])
     return url if is_archive_name(rel) else append_format_query(url, "compressed")
-
-
-class Fill:
-    """One upstream fetch and the clients reading it (module docstring).
-
-    State, changed only on the event loop: ``pending`` (waiting for the store's lock or
-    the upstream's answer) -> ``streaming`` (``part`` grows; ``total`` may be known) ->
-    ``stored``; or ``missing`` (upstream 404/410) or ``failed`` (anything else)."""
-
-    def __init__(self, mirror: Mirror, parts: list[str], fmt: Optional[str], url: str) -> None:
-        self.mirror = mirror
-        self.parts = parts
-        self.fmt = fmt
-        self.base = "/".join(parts)
-        self.url = url
-        self.state = "pending"
-        self.total: Optional[int] = None
-        self.size = 0
-        self.part = ""
-        self.name = ""  # the stored name, known once the format is
-        self.etag: Optional[str] = None
-        self.last_modified = ""
-        self.stored: Optional[Stored] = None
-        self.error = ""
-        self.readers = 0
-        self.started_ns = time.time_ns() // 10**9 * 10**9  # whole seconds: every FS keeps them
-        self.cancel = threading.Event()
-        self._loop = asyncio.get_running_loop()
-        self._tick = asyncio.Event()
-
-    # -- the loop side ------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return self.state in ("stored", "missing", "failed")
-
-    def available(self) -> int:
-        """Bytes a reader may send now: all once kept, else all but the last."""
-        return self.size if self.state == "stored" else max(0, self.size - 1)
-
-    def tick(self) -> asyncio.Event:
-        """The event set at the next change; take it before looking at the state."""
-        return self._tick
-
-    def _apply(self, changes: dict[str, Any]) -> None:
-        for name, value in changes.items():
-            setattr(self, name, value)
-        tick, self._tick = self._tick, asyncio.Event()
-        tick.set()
-        if self.finished:
-            self.mirror.finished(self)
-
-    def _post(self, **changes: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            self._loop.call_soon_threadsafe(self._apply, changes)
-
-    # -- the thread side ----------------------------------------------------------------
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"hubcache-fill {self.base}", daemon=True).start()
-
-    def _run(self) -> None:
-        store = self.mirror.store
-        lock = None
-        try:
-            stored = store.find(self.parts, self.fmt)
-            if stored is None:
-                lock = store.lock(self.base, self.mirror.config)
-                found: list[Stored] = []
-
-                def done() -> bool:
-                    hit = store.find(self.parts, self.fmt)
-                    if hit is not None:
-                        found.append(hit)
-                    return hit is not None or self.cancel.is_set()
-
-                if not lock.wait_for_turn(done):
-                    lock = None
-                    stored = found[0] if found else None
-                else:
-                    stored = store.find(self.parts, self.fmt)  # kept while we took the lock?
-            if stored is not None:
-                self._post(state="stored", stored=stored, size=stored.size, total=stored.size)
-                return
-            if not self.cancel.is_set():
-                self._fetch()
-            else:
-                self._post(state="failed", error="the mirror is shutting down")
-        except ModelNotFoundError as exc:
-            self._post(state="missing", error=str(exc))
-        except Exception as exc:  # any failure ends this fill, never the server
-            message = str(exc) if isinstance(exc, HubcacheError) else f"{type(exc).__name__}: {exc}"
-            log.warning("fill of %s from %s failed: %s", self.base, self.url, message)
-            self._post(state="failed", error=message)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    def _name(self, fmt: str) -> str:
-        """Where the archive is kept: the requested archive name, or the model path with
-        the suffix of the format its bytes have."""
-        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
-
-    def _fetch(self) -> None:
-        from ..fetch.http import HTTPSource
-        from ..fetch.source import RestartDownloadError
-
-        mirror = self.mirror
-        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
-        part = ""
-        try:
-            source.open()
-            part = mirror.store.partial()
-            total = source.total
-            with open(part, "wb") as out:
-                opened: dict[str, Any] = {
-                    "state": "streaming",
-                    "part": part,
-                    "total": total,
-                    "etag": None if total is None else file_etag(total, self.started_ns),
-                    "last_modified": email.utils.formatdate(self.started_ns / 1e9, usegmt=True),
-                }
-                sha = hashlib.sha256()
-                verifier = ArchiveVerifier(mirror.config.limits)
-                size = restarts = 0
-                stream = source.chunks()
-                while True:
-                    try:
-                        for chunk in stream:
-                            if self.cancel.is_set():
-                                raise CorruptArchiveError("the mirror is shutting down")
-                            verifier.feed(chunk)  # first: HTML is refused before a byte goes out
-                            out.write(chunk)
-                            out.flush()
-                            sha.update(chunk)
-                            size += len(chunk)
-                            mirror.on_upstream_bytes(len(chunk))
-                            if verifier.format and opened:
-                                opened["name"] = self._name(verifier.format)
-                                self._post(**opened)  # readers start once it looks like one
-                                opened = {}
-                            self._post(size=size)
-                        break
-                    except RestartDownloadError as exc:
-                        restarts += 1
-                        if restarts > mirror.config.retries:
-                            raise DownloadError(
-                                f"the upstream stream broke after {size} bytes and could not be "
-                                f"resumed ({exc}), {restarts} times; nothing kept"
-                            ) from None
-                        log.warning(
-                            "fill of %s broke after %d bytes (%s); fetching it again from the "
-                            "start and checking those bytes against what was already sent",
-                            self.base,
-                            size,
-                            exc,
-                        )
-                        source.close()
-                        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
-                        source.open()
-                        if total is not None and source.total != total:
-                            raise DownloadError(
-                                f"the upstream's archive changed during the fill ({total} "
-                                f"bytes, now {source.total}); nothing kept"
-                            ) from None
-                        stream = _after_same_prefix(source.chunks(), part, size)
-                if total is not None and size != total:
-                    raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
-                verifier.finish(part)
-                if opened:
-                    opened["name"] = self._name(verifier.format)
-                    self._post(**opened)  # a tiny archive: whole before it was recognised
-                if mirror.config.fsync:
-                    os.fsync(out.fileno())
-            name = self._name(verifier.format)
-            stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
-            part = ""
-            log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
-            self._post(state="stored", stored=stored, size=size, total=size)
-        finally:
-            source.close()
-            if part:
-                with contextlib.suppress(OSError):
-                    os.unlink(part)
-
-
-def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:
-    """The bytes of a restarted stream that follow its first ``length``, which must equal
-    the first ``length`` bytes of ``path``: readers already have those, so a restart that
-    does not repeat them exactly (an object that changed, with no validator to tell) fails
-    the fill instead of handing anyone a mix of two versions."""
-    changed = DownloadError(
-        "the upstream answered different bytes when the fill started again (the archive "
-        "changed, and it gives no validator to tell); nothing kept"
-    )
-    with open(path, "rb") as sent:
-        for data in chunks:
-            rest = data
-            if length:
-                head, rest = data[:length], data[length:]
-                if sent.read(len(head)) != head:
-                    raise changed
-                length -= len(head)
-            if rest:
-                yield rest
-    if length:
-        raise changed  # shorter than what readers already have
 
 
 class Mirror:

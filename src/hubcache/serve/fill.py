@@ -1,0 +1,257 @@
+"""One fill: an archive fetched from upstream once, while every waiting client reads it.
+
+Its thread fetches with hubcache's own HTTP source (redirects checked hop by hop, retries,
+resume), writes the bytes to a partial file, hashes them and checks the archive's integrity
+as they pass (``archive.verify``), then keeps it through
+:class:`~hubcache.serve.archives.ArchiveStore`. Clients read the partial file as it grows;
+the last byte is held back until the archive is verified and kept, so no client ever
+receives a whole-looking body of an archive that was then refused. A fill that fails tells
+its readers to break their connections and keeps nothing.
+
+An upstream that cannot resume a broken stream (no length or no validator: a streaming
+origin) is fetched again from the start, and its first bytes are compared with those
+readers already have: the fill goes on only when they are the same.
+
+The fill knows its owner (the :class:`~hubcache.serve.pullthrough.Mirror`) only through
+:class:`FillOwner`, so this module does not import the one that creates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Optional, Protocol
+
+from .._config import Config
+from .._errors import CorruptArchiveError, DownloadError, HubcacheError, ModelNotFoundError
+from ..archive.verify import ArchiveVerifier
+from ..serve.archives import ArchiveStore, Stored
+from ..serve.ranges import file_etag
+from ..serve.static import FORMAT_SUFFIX, is_archive_name
+
+log = logging.getLogger(__name__)
+
+
+class FillOwner(Protocol):
+    """What a fill needs from the mirror that started it."""
+
+    store: ArchiveStore
+    config: Config
+
+    def config_for(self, url: str) -> Config: ...
+
+    def on_upstream_bytes(self, n: int) -> None: ...
+
+    def finished(self, fill: Fill) -> None: ...
+
+
+class Fill:
+    """One upstream fetch and the clients reading it (module docstring).
+
+    State, changed only on the event loop: ``pending`` (waiting for the store's lock or
+    the upstream's answer) -> ``streaming`` (``part`` grows; ``total`` may be known) ->
+    ``stored``; or ``missing`` (upstream 404/410) or ``failed`` (anything else)."""
+
+    def __init__(self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str) -> None:
+        self.mirror = mirror
+        self.parts = parts
+        self.fmt = fmt
+        self.base = "/".join(parts)
+        self.url = url
+        self.state = "pending"
+        self.total: Optional[int] = None
+        self.size = 0
+        self.part = ""
+        self.name = ""  # the stored name, known once the format is
+        self.etag: Optional[str] = None
+        self.last_modified = ""
+        self.stored: Optional[Stored] = None
+        self.error = ""
+        self.readers = 0
+        self.started_ns = time.time_ns() // 10**9 * 10**9  # whole seconds: every FS keeps them
+        self.cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._tick = asyncio.Event()
+
+    # -- the loop side ------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.state in ("stored", "missing", "failed")
+
+    def available(self) -> int:
+        """Bytes a reader may send now: all once kept, else all but the last."""
+        return self.size if self.state == "stored" else max(0, self.size - 1)
+
+    def tick(self) -> asyncio.Event:
+        """The event set at the next change; take it before looking at the state."""
+        return self._tick
+
+    def _apply(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+        if self.finished:
+            self.mirror.finished(self)
+
+    def _post(self, **changes: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            self._loop.call_soon_threadsafe(self._apply, changes)
+
+    # -- the thread side ----------------------------------------------------------------
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"hubcache-fill {self.base}", daemon=True).start()
+
+    def _run(self) -> None:
+        store = self.mirror.store
+        lock = None
+        try:
+            stored = store.find(self.parts, self.fmt)
+            if stored is None:
+                lock = store.lock(self.base, self.mirror.config)
+                found: list[Stored] = []
+
+                def done() -> bool:
+                    hit = store.find(self.parts, self.fmt)
+                    if hit is not None:
+                        found.append(hit)
+                    return hit is not None or self.cancel.is_set()
+
+                if not lock.wait_for_turn(done):
+                    lock = None
+                    stored = found[0] if found else None
+                else:
+                    stored = store.find(self.parts, self.fmt)  # kept while we took the lock?
+            if stored is not None:
+                self._post(state="stored", stored=stored, size=stored.size, total=stored.size)
+                return
+            if not self.cancel.is_set():
+                self._fetch()
+            else:
+                self._post(state="failed", error="the mirror is shutting down")
+        except ModelNotFoundError as exc:
+            self._post(state="missing", error=str(exc))
+        except Exception as exc:  # any failure ends this fill, never the server
+            message = str(exc) if isinstance(exc, HubcacheError) else f"{type(exc).__name__}: {exc}"
+            log.warning("fill of %s from %s failed: %s", self.base, self.url, message)
+            self._post(state="failed", error=message)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _name(self, fmt: str) -> str:
+        """Where the archive is kept: the requested archive name, or the model path with
+        the suffix of the format its bytes have."""
+        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
+
+    def _fetch(self) -> None:
+        from ..fetch.http import HTTPSource
+        from ..fetch.source import RestartDownloadError
+
+        mirror = self.mirror
+        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+        part = ""
+        try:
+            source.open()
+            part = mirror.store.partial()
+            total = source.total
+            with open(part, "wb") as out:
+                opened: dict[str, Any] = {
+                    "state": "streaming",
+                    "part": part,
+                    "total": total,
+                    "etag": None if total is None else file_etag(total, self.started_ns),
+                    "last_modified": email.utils.formatdate(self.started_ns / 1e9, usegmt=True),
+                }
+                sha = hashlib.sha256()
+                verifier = ArchiveVerifier(mirror.config.limits)
+                size = restarts = 0
+                stream = source.chunks()
+                while True:
+                    try:
+                        for chunk in stream:
+                            if self.cancel.is_set():
+                                raise CorruptArchiveError("the mirror is shutting down")
+                            verifier.feed(chunk)  # first: HTML is refused before a byte goes out
+                            out.write(chunk)
+                            out.flush()
+                            sha.update(chunk)
+                            size += len(chunk)
+                            mirror.on_upstream_bytes(len(chunk))
+                            if verifier.format and opened:
+                                opened["name"] = self._name(verifier.format)
+                                self._post(**opened)  # readers start once it looks like one
+                                opened = {}
+                            self._post(size=size)
+                        break
+                    except RestartDownloadError as exc:
+                        restarts += 1
+                        if restarts > mirror.config.retries:
+                            raise DownloadError(
+                                f"the upstream stream broke after {size} bytes and could not be "
+                                f"resumed ({exc}), {restarts} times; nothing kept"
+                            ) from None
+                        log.warning(
+                            "fill of %s broke after %d bytes (%s); fetching it again from the "
+                            "start and checking those bytes against what was already sent",
+                            self.base,
+                            size,
+                            exc,
+                        )
+                        source.close()
+                        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+                        source.open()
+                        if total is not None and source.total != total:
+                            raise DownloadError(
+                                f"the upstream's archive changed during the fill ({total} "
+                                f"bytes, now {source.total}); nothing kept"
+                            ) from None
+                        stream = _after_same_prefix(source.chunks(), part, size)
+                if total is not None and size != total:
+                    raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
+                verifier.finish(part)
+                if opened:
+                    opened["name"] = self._name(verifier.format)
+                    self._post(**opened)  # a tiny archive: whole before it was recognised
+                if mirror.config.fsync:
+                    os.fsync(out.fileno())
+            name = self._name(verifier.format)
+            stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
+            part = ""
+            log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
+            self._post(state="stored", stored=stored, size=size, total=size)
+        finally:
+            source.close()
+            if part:
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
+
+
+def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:
+    """The bytes of a restarted stream that follow its first ``length``, which must equal
+    the first ``length`` bytes of ``path``: readers already have those, so a restart that
+    does not repeat them exactly (an object that changed, with no validator to tell) fails
+    the fill instead of handing anyone a mix of two versions."""
+    changed = DownloadError(
+        "the upstream answered different bytes when the fill started again (the archive "
+        "changed, and it gives no validator to tell); nothing kept"
+    )
+    with open(path, "rb") as sent:
+        for data in chunks:
+            rest = data
+            if length:
+                head, rest = data[:length], data[length:]
+                if sent.read(len(head)) != head:
+                    raise changed
+                length -= len(head)
+            if rest:
+                yield rest
+    if length:
+        raise changed  # shorter than what readers already have

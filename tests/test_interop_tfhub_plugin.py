@@ -206,7 +206,9 @@ class Venv:
 
     def user_code(self, spec: dict[str, Any], **env: str) -> tuple[dict[str, Any], str]:
         what = f"user code {spec['ops']}"
-        return run_result(USER_CODE, [json.dumps(spec)], clean(**env), TF_TIMEOUT, what)
+        return run_result(
+            USER_CODE, [json.dumps(spec)], clean(**env), TF_TIMEOUT, what, python=self.python
+        )
 
 
 def clean(**extra: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,28 @@ def interop_marks(timeout: int) -> list[pytest.MarkDecorator]:
 
 
 def run_result(
-    script: str, args: list[str], env: dict[str, str], timeout: float, what: str
+    script: str,
+    args: list[str],
+    env: dict[str, str],
+    timeout: float,
+    what: str,
+    *,
+    python: str = "",
 ) -> tuple[dict[str, Any], str]:
-    """Run ``script`` with the TF env's python; its last RESULT line, and its stderr. A
-    failure shows the ends of both streams, since TensorFlow's reason is usually at the end."""
-    proc = subprocess.run(
-        [TF_PYTHON, "-c", script, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run ``script`` with ``python`` (default: the TF env's); its last RESULT line, and its
+    stderr. A failure shows the ends of both streams, since TensorFlow's reason is usually
+    at the end."""
+    with tempfile.TemporaryDirectory(prefix="tf-child-") as tmp:
+        # TensorFlow writes its own files (autograph's generated modules) into the temp
+        # folder and leaves them: give it one that goes when the child does.
+        proc = subprocess.run(
+            [python or TF_PYTHON, "-c", script, *args],
+            env={"TMPDIR": tmp, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, (
         f"{what} failed (exit {proc.returncode})\n"

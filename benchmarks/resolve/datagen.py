@@ -194,7 +194,12 @@ def _tensor_plan(kind: str, total: int, rng: random.Random) -> list[tuple[str, s
 
 
 def _tensor_bytes(plan: list[tuple[str, str, int]], seed: int) -> Iterator[bytes]:
-    import numpy as np  # benchmark-only dependency
+    try:
+        import numpy as np  # benchmark-only dependency
+    except ImportError:
+        raise SystemExit(
+            "the benchmark data needs numpy, which is not installed: pip install -e '.[bench]'"
+        ) from None
 
     gen = np.random.default_rng(seed)
     for _name, kind, size in plan:

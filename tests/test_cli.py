@@ -99,7 +99,21 @@ def test_demo_runs_offline_and_cleans_up() -> None:
     assert result.returncode == 0, result.stderr
     assert "cold resolve" in result.stdout and "warm resolve" in result.stdout
     assert "server requests: 1" in result.stdout
-    assert "saved_model.pb" in result.stdout
+    listing = result.stdout.split("cache contents:\n")[1].splitlines()
+    key = next(line.strip()[:-1] for line in listing if line.endswith("/"))
+    at = listing.index(f"  {key}/")
+    assert listing[at + 1 : at + 6] == [  # the model's files, right under its entry folder
+        "    fingerprint.pb (97 bytes)",
+        "    saved_model.pb (18235 bytes)",
+        "    assets/labels.txt (13 bytes)",
+        "    variables/variables.data-00000-of-00001 (337 bytes)",
+        "    variables/variables.index (238 bytes)",
+    ]
+    assert listing[at + 6 :] == [
+        f"  {key}.descriptor.txt",
+        f"  {key}.manifest.json",
+        f"removed the temporary cache root {result.stdout.split('cache root: ')[1].split()[0]}",
+    ]
 
 
 def test_serve_announces_its_url_and_serves(tmp_path: Path, cache_root: Path) -> None:

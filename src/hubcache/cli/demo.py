@@ -49,12 +49,15 @@ def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
             print(f"server requests: {host.requests} (one download, then hits)", file=out)
         print("cache contents:", file=out)
         for name in sorted(os.listdir(cache)):
-            print(f"  {name}{'/' if os.path.isdir(os.path.join(cache, name)) else ''}", file=out)
-        for dirpath, _dirs, files in sorted(os.walk(path)):
-            for name in sorted(files):
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, path)
-                print(f"    {rel} ({os.path.getsize(full)} bytes)", file=out)
+            folder = os.path.join(cache, name)
+            print(f"  {name}{'/' if os.path.isdir(folder) else ''}", file=out)
+            if folder != path:
+                continue
+            for dirpath, _dirs, files in sorted(os.walk(path)):  # the model, under its entry
+                for file in sorted(files):
+                    full = os.path.join(dirpath, file)
+                    rel = os.path.relpath(full, path)
+                    print(f"    {rel} ({os.path.getsize(full)} bytes)", file=out)
     finally:
         shutil.rmtree(served, ignore_errors=True)
         if cache_dir is None:

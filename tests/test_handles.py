@@ -108,6 +108,9 @@ def test_malformed_handles_raise_invalid_handle_error(handle: object) -> None:
         ("gs:bucket/m.tar.gz", "//"),
         ("file://otherhost/data/m.tar", "another host"),
         ("https://h/m/1?tf-hub-format=uncompressed", "tf-hub-format"),
+        ("https://tfhub.dev/", "no model on it"),
+        ("https://tfhub.dev", "no model on it"),
+        ("http://127.0.0.1:8000/?x=1", "no model on it"),
     ],
 )
 def test_unusable_handles_are_named_before_any_network_use(handle: str, words: str) -> None:

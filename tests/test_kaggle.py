@@ -324,6 +324,26 @@ def test_bad_api_environment_is_a_usage_error(
         hubcache.resolve(world.tfhub_url("models/y/1"))
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://www.kaggle.com/models/google", "is not a Kaggle model URL"),
+        (f"https://www.kaggle.com/models/{NNLM.rsplit('/', 1)[0]}", "is not a Kaggle model URL"),
+        (f"https://www.kaggle.com/models/{NNLM}/2/extra", "is not a Kaggle model URL"),
+        (f"http://localhost/models/{NNLM}/0", "a version is a number from 1"),
+        ("https://kaggle.com/models/google/nnlm/frameworks/tensorFlow2", "not a Kaggle model"),
+    ],
+)
+def test_a_kaggle_url_that_names_no_model_version_is_refused_before_any_request(
+    world: KaggleWorld, url: str, words: str
+) -> None:
+    """Under a Kaggle host's /models/, a URL that does not name one model version is a
+    usage error naming the expected form: never sent to the web page as a TF Hub host."""
+    out = cli("resolve", url)
+    assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1
+    assert world.kaggle.seen == []
+
+
 def test_unknown_model_is_not_found(world: KaggleWorld) -> None:
     out = cli("resolve", "kaggle:google/nothere/tensorFlow2/x/1")
     assert out.returncode == 3 and "no model" in out.stderr

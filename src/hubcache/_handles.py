@@ -181,6 +181,12 @@ def _http_handle(handle: str, scheme: str) -> Handle:
         )
     if is_archive_name(parsed.path):
         return Handle(handle, "archive", scheme, handle)
+    if not parsed.path.strip("/"):
+        raise InvalidHandleError(
+            f"handle {handle!r} names a host but no model on it; add the model's path, e.g. "
+            f"{scheme}://{parsed.netloc}/google/nnlm-en-dim128/1",
+            handle=handle,
+        )
     formats = [v for k, v in urllib.parse.parse_qsl(parsed.query) if k == "tf-hub-format"]
     if any(value != "compressed" for value in formats):
         raise InvalidHandleError(

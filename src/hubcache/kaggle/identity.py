@@ -126,8 +126,14 @@ def parse_slug(text: str, handle: str) -> KaggleModel:
     return KaggleModel(parts[0], parts[1], parts[2], parts[3], version)
 
 
-def from_url(url: str, hosts: Iterable[str] = KAGGLE_HOSTS) -> Optional[KaggleModel]:
-    """The model a Kaggle model URL names (short or long form), or None for other URLs."""
+def from_url(
+    url: str, hosts: Iterable[str] = KAGGLE_HOSTS, *, strict: bool = False
+) -> Optional[KaggleModel]:
+    """The model a Kaggle model URL names (short or long form), or None for other URLs.
+
+    ``strict`` (a handle the user typed): a URL under a Kaggle host's ``/models/`` that does
+    not name one model version is an InvalidHandleError naming the expected form, rather
+    than None, which would send it to the web page as if it were a TF Hub host."""
     try:
         parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -137,19 +143,28 @@ def from_url(url: str, hosts: Iterable[str] = KAGGLE_HOSTS) -> Optional[KaggleMo
     if host not in hosts and netloc not in hosts:
         return None
     segments = [urllib.parse.unquote(s) for s in parts.path.strip("/").split("/")]
-    if len(segments) < 5 or segments[0] != "models":
+    if segments[0] != "models":
         return None
     rest = segments[1:]
-    if len(rest) >= 6 and rest[2] == "frameworks" and rest[4] == "variations":
-        if len(rest) == 6:
+    if len(rest) >= 3 and rest[2] == "frameworks":  # the long form
+        if len(rest) == 6 and rest[4] == "variations":
             rest = [rest[0], rest[1], rest[3], rest[5]]
-        elif len(rest) == 8 and rest[6] == "versions":
+        elif len(rest) == 8 and rest[4] == "variations" and rest[6] == "versions":
             rest = [rest[0], rest[1], rest[3], rest[5], rest[7]]
         else:
-            return None
+            rest = []  # a framework's or a variation's page, not one model
+    if strict and len(rest) not in (4, 5):
+        raise InvalidHandleError(
+            f"{url!r} is not a Kaggle model URL: expected https://www.kaggle.com/models/"
+            "OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION], as the model's page shows it "
+            "(e.g. https://www.kaggle.com/models/google/nnlm/tensorFlow2/en-dim128/2)",
+            handle=url,
+        )
     try:
         return parse_slug("/".join(rest), url)
     except InvalidHandleError:
+        if strict:
+            raise
         return None
 
 
@@ -167,7 +182,7 @@ def kaggle_handle(handle: Handle, web_endpoint: str) -> Optional[tuple[Handle, K
         return handle, parse_slug(handle.location, handle.raw)
     if handle.kind != "model":
         return None
-    model = from_url(handle.raw, web_hosts(web_endpoint))
+    model = from_url(handle.raw, web_hosts(web_endpoint), strict=True)
     if model is None:
         return None
     return Handle(handle.raw, "kaggle", handle.scheme, model.slug), model

@@ -320,13 +320,18 @@ def test_sigterm_drains_in_flight_responses(model_server: ModelServer, store: Pa
 
 
 @pytest.mark.slow
-def test_two_replicas_on_one_s3_store_fetch_once(
-    model_server: ModelServer, s3_emulator: object, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("scheme", ["s3", "gcs"])
+def test_two_replicas_on_one_bucket_fetch_once(
+    model_server: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    scheme: str,
 ) -> None:
-    variables = activate(s3_emulator, monkeypatch)  # type: ignore[arg-type]
-    bucket = s3_emulator.new_bucket()  # type: ignore[attr-defined]
+    emulator = request.getfixturevalue(f"{scheme}_emulator")
+    variables = activate(emulator, monkeypatch)
+    bucket = emulator.new_bucket()
     model_server.add("/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE),))
-    url = f"s3://{bucket}/mirror"
+    url = f"{emulator.scheme}://{bucket}/mirror"
     with (
         mirror(url, model_server, env=variables) as one,
         mirror(url, model_server, env=variables) as two,
@@ -345,7 +350,7 @@ def test_two_replicas_on_one_s3_store_fetch_once(
             thread.join(60)
         assert bodies == [ARCHIVE] * 4
         assert model_server.count("/m/1") == 1
-        fs = s3_emulator.filesystem()  # type: ignore[attr-defined]
+        fs = emulator.filesystem()
         assert fs.cat_file(f"{bucket}/mirror/m/1.tar") == ARCHIVE
         one.get("/m/1?tf-hub-format=compressed", headers={"Range": "bytes=0-9"})
         assert two.get("/m/1?tf-hub-format=compressed").data == ARCHIVE

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from hubcache.manage.prune import Candidate, plan_prune
+from hubcache.manage.prune import Candidate, disk_usage, plan_prune, plan_remove
 from hubcache.store import storage as _storage
 from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
 from tests.support.httpserver import ModelServer
@@ -233,6 +233,27 @@ def test_prune_rules_are_pure_and_lru_first() -> None:
     assert [i.key for i in plan.spared] == ["d"]
     assert plan_prune(c, now=now, older_than=20 * DAY).remove[0].key == "c"
     assert not plan_prune(c, now=now, older_than=20 * DAY, keep=frozenset("c")).remove
+
+
+def test_files_shared_through_hard_links_count_once() -> None:
+    """Two spellings of one model linked to one set of files: the total counts them once,
+    removing one spelling frees only its own files, removing both frees the shared ones."""
+    now = 1_000_000_000.0
+    shared = (("1:10", 70), ("1:11", 20))
+    c = [
+        Candidate("a", "a", 100, now - 30 * DAY, "complete", links=shared),  # 10 of its own
+        Candidate("b", "b", 90, now - 20 * DAY, "complete", links=shared),
+        Candidate("c", "c", 50, now - 10 * DAY, "complete"),
+    ]
+    assert disk_usage(c) == 10 + 90 + 50
+    plan = plan_prune(c, now=now, max_size=100)
+    assert [(i.key, i.freed) for i in plan.remove] == [("a", 10), ("b", 90)]
+    assert (plan.total_before, plan.bytes_freed, plan.total_after) == (150, 100, 50)
+    one = plan_remove(c[:1], others=c)
+    assert (one.bytes_freed, one.total_before, one.total_after) == (10, 150, 140)
+    both = plan_remove(c[:2], others=c)
+    assert [i.freed for i in both.remove] == [10, 90] and both.total_after == 50
+    assert plan_remove(c[:1]).bytes_freed == 100  # alone in what it was told: all of it
 
 
 def test_prune_refuses_a_tty_less_run_without_yes_and_needs_a_rule(

@@ -438,6 +438,30 @@ def test_equivalent_handles_share_one_download(world: KaggleWorld) -> None:
         assert manifest(path)["kaggle"]["version"] == 2
 
 
+def test_linked_spellings_are_counted_once_by_ls_and_rm(world: KaggleWorld) -> None:
+    """ls totals what the disk holds; rm of one spelling frees nothing while another keeps
+    the files, and the last one frees them all."""
+    first = hubcache.resolve(f"kaggle:{NNLM}/2")
+    second = hubcache.resolve(f"http://localhost/models/{NNLM}/2")
+    size = sum(os.path.getsize(os.path.join(first, rel)) for rel in saved_model_files("v2"))
+    listed = json.loads(cli("ls", "--json").stdout)
+    assert (listed["total_bytes"], listed["disk_bytes"]) == (2 * size, size)
+    assert [e["linked_bytes"] for e in listed["entries"]] == [size, size]
+    out = cli("ls")
+    assert "on disk: linked entries share files" in out.stdout.splitlines()[-1]
+    gone = cli("rm", "--yes", "--json", f"kaggle:{NNLM}/2")
+    plan = json.loads(gone.stdout)["plan"]
+    assert (plan["bytes_freed"], plan["total_before"], plan["total_after"]) == (0, size, size)
+    assert not os.path.exists(first) and os.path.isdir(second)
+    listed = json.loads(cli("ls", "--json").stdout)
+    assert listed["disk_bytes"] == listed["total_bytes"] == size
+    assert [e["linked_bytes"] for e in listed["entries"]] == [0]  # its only name now
+    plan = json.loads(cli("rm", "--yes", "--json", f"http://localhost/models/{NNLM}/2").stdout)[
+        "plan"
+    ]
+    assert (plan["bytes_freed"], plan["total_after"]) == (size, 0)
+
+
 # -- unversioned handles --------------------------------------------------------------------
 def test_unversioned_handle_is_the_latest_asked_once(world: KaggleWorld) -> None:
     path = hubcache.resolve(f"kaggle:{NNLM}")

@@ -177,7 +177,7 @@ class Cache:
         """Plan the removal of the named entries (each must be cached). The plan's totals
         are the whole cache's, before and after."""
         named = [self.info(h) for h in handles_or_keys]
-        return plan_remove(named, total_before=sum(e.size for e in self.entries()))
+        return plan_remove(named, others=self.entries())
 
     def plan_prune(
         self,

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._errors import DamagedEntryError
 from .._units import format_age, format_size, format_time, parse_duration, parse_size
+from ..manage.prune import disk_usage
 from .common import EXIT_DAMAGED, UsageError, epilog
 from .common import entries as plural_entries
 
@@ -163,6 +164,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     }
     entries.sort(key=order[args.sort])
     total = sum(e.size for e in entries)
+    on_disk = disk_usage(entries)  # less when entries share files (hard links)
     kagglehub = [] if args.older_than else _kagglehub_rows()
     if args.json:
         _dump(
@@ -171,6 +173,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "entries": [e.to_json() for e in entries],
                 "count": len(entries),
                 "total_bytes": total,
+                "disk_bytes": on_disk,
                 "kagglehub": [
                     {"handle": h, "path": p, "size": size, "files": n}
                     for h, p, size, n in kagglehub
@@ -196,7 +199,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    print(f"{plural_entries(len(entries))}, {format_size(total)} in {cache.root}")
+    shared = (
+        f" ({format_size(on_disk)} on disk: linked entries share files)" if on_disk < total else ""
+    )
+    print(f"{plural_entries(len(entries))}, {format_size(total)}{shared} in {cache.root}")
     return 0
 
 
@@ -299,9 +305,12 @@ def _print_plan(plan: Any, verb: str) -> None:
     now = time.time()
     for item in plan.remove:
         used = format_age(now - item.last_used) if item.last_used else "never"
+        size = format_size(item.size)
+        if item.freed < item.size:  # hard links: what stays keeps the shared files
+            size += f" (frees {format_size(item.freed)}: the rest is shared with kept entries)"
         print(
             f"  - {_short(item.handle or item.key)}  {item.key[:12]}  "
-            f"{format_size(item.size)}  used {used}  ({item.reason})"
+            f"{size}  used {used}  ({item.reason})"
         )
     for item in plan.spared:
         print(f"  = spared {_short(item.handle or item.key)}  {item.key[:12]}: {item.reason}")

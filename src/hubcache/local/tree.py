@@ -26,6 +26,9 @@ class TreeStats:
     size: int  # bytes in regular files
     files: int  # regular files
     newest: float  # latest mtime of the folder itself or of anything below it (0: absent)
+    # regular files with other hard links: ("device:inode", size), so that disk accounting
+    # counts a file that several entries share once (``manage.prune.disk_usage``)
+    links: tuple[tuple[str, int], ...] = ()
 
 
 def tree_stats(path: str) -> TreeStats:
@@ -39,6 +42,7 @@ def tree_stats(path: str) -> TreeStats:
         return TreeStats(top.st_size if regular else 0, int(regular), top.st_mtime)
     size = files = 0
     newest = top.st_mtime
+    links = []
     for dirpath, dirs, names in os.walk(path):
         for name in dirs + names:
             with contextlib.suppress(OSError):
@@ -47,7 +51,9 @@ def tree_stats(path: str) -> TreeStats:
                 if stat.S_ISREG(st.st_mode):
                     size += st.st_size
                     files += 1
-    return TreeStats(size, files, newest)
+                    if st.st_nlink > 1:
+                        links.append((f"{st.st_dev}:{st.st_ino}", st.st_size))
+    return TreeStats(size, files, newest, tuple(links))
 
 
 # Windows reports a filesystem without links (FAT, some shares) as EINVAL.

@@ -32,7 +32,10 @@ class EntryInfo(Candidate):
     reason: str = ""  # why it is damaged
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        links = data.pop("links")
+        data["linked_bytes"] = sum(size for _identity, size in links)  # shared with others
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Outcome:
 
     @property
     def bytes_freed(self) -> int:
-        return sum(item.size for item in self.removed)
+        return sum(item.freed for item in self.removed)
 
 
 class Backend(Protocol):

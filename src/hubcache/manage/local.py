@@ -86,11 +86,11 @@ class LocalRoot:
         except OSError:  # legacy or damaged: the descriptor (or the tree) is all we have
             downloaded = _mtime(entry.descriptor_path) or _mtime(entry.path)
             last_used = downloaded
+        stats = tree_stats(entry.path)  # one walk: also which files other entries may share
         if name == "complete" and manifest is not None:
             sizes = [size for size, _digest in manifest["files"].values()]
             size, files = sum(sizes), len(sizes)
         else:
-            stats = tree_stats(entry.path)
             size, files = stats.size, stats.files
         return EntryInfo(
             key=key,
@@ -99,6 +99,7 @@ class LocalRoot:
             last_used=last_used,
             state=name,
             locked_by=locked_by,
+            links=stats.links,
             path=entry.path,
             files=files,
             downloaded=downloaded,

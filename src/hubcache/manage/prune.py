@@ -11,6 +11,12 @@ USE_RECORD_INTERVAL (an hour), so a record younger than that plus a few minutes'
 cannot prove the entry has been idle for those few minutes. Among the rest, least recently
 used first: everything unused for ``older_than``, then more until the total fits
 ``max_size``.
+
+Bytes are counted as the disk counts them. Entries may share files through hard links (two
+spellings of one Kaggle model version are one download): a file shared by several entries
+counts once in a total, and removing one of them frees it only when no other entry that
+stays still links it. ``Candidate.links`` lists those files; without links, an entry's
+``size`` is what removing it frees.
 """
 
 from __future__ import annotations
@@ -36,6 +42,37 @@ class Candidate:
     last_used: float  # POSIX seconds; 0 when unknown (sorts as the oldest)
     state: str
     locked_by: str = ""  # lock contents when a live (or unprovably dead) process holds it
+    # files with more than one link: (identity "device:inode", size), for disk accounting
+    links: tuple[tuple[str, int], ...] = ()
+
+
+def disk_usage(entries: Iterable[Candidate]) -> int:
+    """Bytes the entries hold on disk: a file several of them link counts once."""
+    total = 0
+    seen: dict[str, int] = {}
+    for c in entries:
+        total += c.size - sum(size for _identity, size in c.links)
+        seen.update(c.links)
+    return total + sum(seen.values())
+
+
+class _Freeing:
+    """Bytes freed as entries are removed one by one: a linked file goes with the last of
+    the entries that link it."""
+
+    def __init__(self, entries: Iterable[Candidate]) -> None:
+        self.holders: dict[str, int] = {}
+        for c in entries:
+            for identity, _size in c.links:
+                self.holders[identity] = self.holders.get(identity, 0) + 1
+
+    def remove(self, c: Candidate) -> int:
+        freed = c.size
+        for identity, size in c.links:
+            self.holders[identity] -= 1
+            if self.holders[identity] > 0:
+                freed -= size  # another entry that stays keeps it
+        return freed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +84,11 @@ class PlanItem:
     size: int
     last_used: float
     reason: str
+    freed: int = -1  # bytes its removal frees (-1: all of ``size``; less when it shares files)
+
+    def __post_init__(self) -> None:
+        if self.freed < 0:
+            object.__setattr__(self, "freed", self.size)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -62,7 +104,7 @@ class Plan:
 
     @property
     def bytes_freed(self) -> int:
-        return sum(item.size for item in self.remove)
+        return sum(item.freed for item in self.remove)
 
     @property
     def total_after(self) -> int:
@@ -100,7 +142,8 @@ def plan_prune(
     keep: frozenset[str] = frozenset(),
 ) -> Plan:
     entries = list(entries)
-    total = sum(c.size for c in entries)
+    total = disk_usage(entries)
+    freeing = _Freeing(entries)
     spared: list[PlanItem] = []
     free: list[Candidate] = []
     for c in sorted(entries, key=lambda c: (c.last_used, c.key)):
@@ -110,6 +153,12 @@ def plan_prune(
         else:
             spared.append(PlanItem(c.key, c.handle, c.size, c.last_used, why))
     chosen: dict[str, PlanItem] = {}
+
+    def choose(c: Candidate, reason: str) -> int:
+        freed = freeing.remove(c)
+        chosen[c.key] = PlanItem(c.key, c.handle, c.size, c.last_used, reason, freed)
+        return freed
+
     if older_than is not None:
         for c in free:
             if now - c.last_used >= older_than:
@@ -118,24 +167,27 @@ def plan_prune(
                     if not c.last_used
                     else f"last used {format_age(now - c.last_used)}"
                 )
-                chosen[c.key] = PlanItem(c.key, c.handle, c.size, c.last_used, reason)
+                choose(c, reason)
     if max_size is not None:
-        remaining = total - sum(item.size for item in chosen.values())
+        remaining = total - sum(item.freed for item in chosen.values())
         for c in free:
             if remaining <= max_size:
                 break
             if c.key not in chosen:
                 reason = f"least recently used while the cache exceeds {format_size(max_size)}"
-                chosen[c.key] = PlanItem(c.key, c.handle, c.size, c.last_used, reason)
-                remaining -= c.size
+                remaining -= choose(c, reason)
     ordered = tuple(sorted(chosen.values(), key=lambda item: (item.last_used, item.key)))
     return Plan(remove=ordered, spared=tuple(spared), total_before=total)
 
 
-def plan_remove(entries: Iterable[Candidate], *, total_before: Optional[int] = None) -> Plan:
+def plan_remove(entries: Iterable[Candidate], *, others: Iterable[Candidate] = ()) -> Plan:
     """``rm``: the named entries, minus those a live process holds (reported as spared).
-    ``total_before`` is the size of the whole cache (default: of the named entries)."""
+    ``others`` are the rest of the cache: the totals are the whole cache's, and a file
+    an entry shares with one of them is not counted as freed."""
     entries = list(entries)
+    named = {c.key for c in entries}
+    everything = entries + [c for c in others if c.key not in named]
+    freeing = _Freeing(everything)
     remove, spared = [], []
     for c in entries:
         if c.locked_by:
@@ -143,7 +195,6 @@ def plan_remove(entries: Iterable[Candidate], *, total_before: Optional[int] = N
                 PlanItem(c.key, c.handle, c.size, c.last_used, f"its lock is held by {c.locked_by}")
             )
         else:
-            remove.append(PlanItem(c.key, c.handle, c.size, c.last_used, "named"))
-    if total_before is None:
-        total_before = sum(c.size for c in entries)
-    return Plan(remove=tuple(remove), spared=tuple(spared), total_before=total_before)
+            freed = freeing.remove(c)
+            remove.append(PlanItem(c.key, c.handle, c.size, c.last_used, "named", freed))
+    return Plan(remove=tuple(remove), spared=tuple(spared), total_before=disk_usage(everything))

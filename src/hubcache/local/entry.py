@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import _faults, _platform
-from .._errors import CacheDirError
+from .._errors import CacheDirError, hide_credentials
 from .._version import __version__
 
 MANIFEST_VERSION = 1
@@ -281,3 +281,10 @@ def build_manifest(
         "dirs": sorted(dirs),
         "files": dict(sorted(files.items())),
     }
+
+
+def descriptor_handle(text: bytes) -> str:
+    """The handle on the first line of tensorflow_hub's descriptor, or ""."""
+    first = text.decode("utf-8", "replace").split("\n", 1)[0]
+    handle = first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
+    return hide_credentials(handle)  # tensorflow_hub writes the handle as given

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, Protocol
 
-from .._errors import EntryInUseError, hide_credentials
+from .._errors import EntryInUseError
 from ..local.gc import Debris, DebrisPlan
 from .prune import Candidate, Plan, PlanItem
 from .transfer import Imported
@@ -178,10 +178,3 @@ def used_since(item: PlanItem) -> EntryInUseError:
         f"{item.handle or item.key} was used since the plan was made",
         handle=item.handle or None,
     )
-
-
-def descriptor_handle(text: bytes) -> str:
-    """The handle on the first line of tensorflow_hub's descriptor, or ""."""
-    first = text.decode("utf-8", "replace").split("\n", 1)[0]
-    handle = first[len("Module: ") :].strip() if first.startswith("Module: ") else ""
-    return hide_credentials(handle)  # tensorflow_hub writes the handle as given

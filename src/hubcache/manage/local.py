@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from .._errors import hide_credentials
-from ..local.entry import Entry, read_quietly
+from ..local.entry import Entry, descriptor_handle, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
@@ -29,7 +29,6 @@ from ..local.tree import tree_stats
 from .base import (
     KEY,
     EntryInfo,
-    descriptor_handle,
     manifest_facts,
     rehash_files,
     take_for_removal,

@@ -31,13 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from .._errors import hide_credentials
+from ..local.entry import descriptor_handle
 from ..local.gc import Debris, DebrisPlan
 from ..store.lock import StorageLock, judge_store_lock
 from ..store.open import open_storage
 from ..store.storage import CHUNK, WORKERS
 from .base import (
     EntryInfo,
-    descriptor_handle,
     manifest_facts,
     rehash_files,
     take_for_removal,

@@ -438,6 +438,27 @@ def test_equivalent_handles_share_one_download(world: KaggleWorld) -> None:
         assert manifest(path)["kaggle"]["version"] == 2
 
 
+@pytest.mark.parametrize("adopted", [False, True], ids=["as-tfhub-left-it", "adopted"])
+def test_an_entry_tensorflow_hub_made_for_a_kaggle_url_is_shared_too(
+    world: KaggleWorld, adopted: bool
+) -> None:
+    """tensorflow_hub caches a Kaggle URL with no manifest (or hubcache adopted it without
+    the Kaggle record): another spelling still links it instead of downloading again."""
+    url = f"http://localhost/models/{NNLM}/2"
+    made = hubcache.resolve(url)
+    pathlib.Path(made + ".manifest.json").unlink()  # what tensorflow_hub leaves: descriptor only
+    if adopted:
+        assert hubcache.resolve(url) == made  # adopts it: a manifest without "kaggle"
+        assert "kaggle" not in manifest(made)
+    world.kaggle.stop()
+    world.storage.stop()  # no network from here on
+    other = hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert other != made and tree(other) == tree(made)
+    for rel in saved_model_files("v2"):
+        assert os.stat(os.path.join(other, rel)).st_ino == os.stat(os.path.join(made, rel)).st_ino
+    assert manifest(other)["source"] == f"linked from tensorflow_hub entry {cache_key(url)}"
+
+
 def test_linked_spellings_are_counted_once_by_ls_and_rm(world: KaggleWorld) -> None:
     """ls totals what the disk holds; rm of one spelling frees nothing while another keeps
     the files, and the last one frees them all."""

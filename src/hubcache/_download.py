@@ -144,19 +144,17 @@ def _use_local_copy(key: str, config: Config) -> Callable[[Any], None]:
     """For a redirect that lands on a Kaggle model: stop and link an equivalent copy."""
 
     def check(model: Any) -> None:
+        from ._config import kaggle_settings
         from .kaggle.donors import find_donor
+        from .kaggle.identity import web_hosts
 
-        donor = find_donor(model, config.root, key, _kagglehub_root())
+        settings = kaggle_settings()
+        hosts = web_hosts(settings.web_endpoint)
+        donor = find_donor(model, config.root, key, settings.kagglehub_cache, hosts)
         if donor is not None:
             raise UseLocalCopy(model, donor)
 
     return check
-
-
-def _kagglehub_root() -> str:
-    from ._config import kaggle_settings
-
-    return kaggle_settings().kagglehub_cache
 
 
 def _direct_source(handle: Handle, config: Config, budget: RetryBudget) -> Source:

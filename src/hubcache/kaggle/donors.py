@@ -7,7 +7,10 @@ manifest; a miss looks for a complete entry with the same model, then in kaggleh
 and fills the new entry from it with hard links: no network, no second copy on disk.
 
 The scan reads each manifest that mentions ``"kaggle"`` (a substring test first, so other
-manifests cost one read); it runs only on a miss, where it replaces a download.
+manifests cost one read); it runs only on a miss, where it replaces a download. Entries
+tensorflow_hub made for a Kaggle URL have no such record (no manifest, or one hubcache wrote
+when it adopted them): their descriptor's handle is parsed as a Kaggle URL instead, and an
+entry that looks usable is a donor too.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..local.entry import Entry, read_quietly
+from ..local.entry import Entry, descriptor_handle, read_quietly
 from . import kagglehub_cache
-from .identity import KaggleModel
+from .identity import KAGGLE_HOSTS, KaggleModel, from_url
 
 _SUFFIX = ".manifest.json"
+_DESCRIPTOR = ".descriptor.txt"
+_USABLE = ("complete", "legacy")  # legacy: tensorflow_hub's, no manifest, nothing missing
 
 
 @dataclass(frozen=True)
@@ -52,15 +58,44 @@ def _kaggle_manifests(root: str) -> list[tuple[str, KaggleModel, dict[str, Any]]
     return found
 
 
+def _url_entries(root: str, hosts: Iterable[str]) -> list[tuple[str, KaggleModel]]:
+    """Entries whose descriptor names a Kaggle model URL and whose manifest (if any) does
+    not record the model: those tensorflow_hub made, adopted or not."""
+    found = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            if not name.endswith(_DESCRIPTOR) or len(name) != 40 + len(_DESCRIPTOR):
+                continue
+            key = name[:40]
+            with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(FileNotFoundError):
+                    if b'"kaggle"' in read_quietly(os.path.join(root, key + _SUFFIX)):
+                        continue  # recorded: the manifest scan has it
+                handle = descriptor_handle(read_quietly(os.path.join(root, name)))
+                model = from_url(handle, hosts) if "://" in handle else None
+                if model is not None:
+                    found.append((key, model))
+    return found
+
+
 def find_donor(
-    model: KaggleModel, root: str, key: str, kagglehub_root: Optional[str]
+    model: KaggleModel,
+    root: str,
+    key: str,
+    kagglehub_root: Optional[str],
+    hosts: Iterable[str] = KAGGLE_HOSTS,
 ) -> Optional[Donor]:
-    """A complete copy of ``model`` (versioned) other than entry ``key``, or None."""
+    """A complete copy of ``model`` (versioned) other than entry ``key``, or None.
+    ``hosts``: the Kaggle web hosts whose model URLs tensorflow_hub may have cached."""
     if "://" not in root:
         for other, found, manifest in _kaggle_manifests(root):
             if other != key and found.same(model) and Entry(root, other).is_complete():
                 path = os.path.join(root, other)
                 return Donor(path, manifest["files"], f"hubcache entry {other}")
+        for other, found in _url_entries(root, hosts):
+            entry = Entry(root, other)
+            if other != key and found.same(model) and entry.state().name in _USABLE:
+                return Donor(entry.path, None, f"tensorflow_hub entry {other}")
     if kagglehub_root:
         copy = kagglehub_cache.find(kagglehub_root, model)
         if copy is not None:

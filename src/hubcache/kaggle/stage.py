@@ -46,7 +46,7 @@ from ..local.tree import link_tree
 from .api import KaggleApi
 from .credentials import find_credential
 from .donors import Donor, find_donor
-from .identity import KaggleModel, parse_slug
+from .identity import KaggleModel, parse_slug, web_hosts
 from .signed import KaggleAwareSource, SignedSource
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ def stage_kaggle(
 ) -> dict[str, Any]:
     model = parse_slug(handle.location, handle.raw)
     settings = kaggle_settings()
-    donor = find_donor(model, config.root, key, settings.kagglehub_cache)
+    hosts = web_hosts(settings.web_endpoint)
+    donor = find_donor(model, config.root, key, settings.kagglehub_cache, hosts)
     if donor is not None:
         return fill_from(donor, handle, key, staging, model)
     if config.offline:

@@ -213,6 +213,10 @@ def main() -> int:
     if not args.tf_python:
         parser.error("set HUBCACHE_TF_PYTHON or --tf-python (bash .ci/tf-env.sh | tail -1)")
     work = Path(tempfile.mkdtemp(prefix="bench-tfhub-"))
+    # TensorFlow leaves autograph's generated modules in the temp folder: give the children
+    # one inside the work folder, which goes at the end (env() passes TMPDIR on).
+    (work / "tmp").mkdir()
+    os.environ["TMPDIR"] = str(work / "tmp")
     httpd = None
     try:
         python, pth = make_venv(args.tf_python, work / "venv")

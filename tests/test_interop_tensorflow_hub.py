@@ -168,6 +168,10 @@ def tf_env(cache_dir: Path, *, with_hubcache: bool = False) -> dict[str, str]:
         no_proxy="127.0.0.1,localhost",
         PYTHONNOUSERSITE="1",
     )
+    # TensorFlow leaves autograph's generated modules in the temp folder: one of the test's
+    tmp = cache_dir.parent / "tf-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(tmp)
     if with_hubcache:
         env["PYTHONPATH"] = str(SRC)
     return env

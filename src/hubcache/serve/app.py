@@ -13,10 +13,10 @@ what is missing). With ``--token-file`` every route but ``/healthz`` needs
 ``Authorization: Bearer <token>`` (or Basic with the token as password), else 401.
 
 Range decisions come from ``ranges`` (the one place they are made); stored local archives
-then go out through ``FileResponse`` with the decided range, so aiohttp does the sendfile
-and we keep the ``If-Range`` rule (aiohttp alone applies a range whatever ETag the client
-names). ``SIGTERM``/``SIGINT``: stop accepting, let in-flight responses finish for up to
-``drain`` seconds, then close the rest and exit 0.
+then go out through ``sendfile.DecidedFileResponse`` with the decided range, so the kernel
+copies the bytes and we keep the ``If-Range`` rule (aiohttp alone applies a range whatever
+ETag the client names). ``SIGTERM``/``SIGINT``: stop accepting, let in-flight responses
+finish for up to ``drain`` seconds, then close the rest and exit 0.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import email.utils
 import hmac
 import logging
 import os
-import select
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Optional
 
@@ -44,12 +42,12 @@ from ..serve.fill import Fill
 from ..serve.metrics import Metrics
 from ..serve.pullthrough import Mirror, Upstream
 from ..serve.ranges import choose_range
+from ..serve.sendfile import CHUNK, DecidedFileResponse
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
 
-CHUNK = 256 * 1024
 ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'
 
 
@@ -64,70 +62,6 @@ class Settings:
     rate_limit: Optional[float] = None  # bytes per second per response
     negative_ttl: float = 30.0
     drain: float = 30.0
-
-
-class _DecidedFileResponse(web.FileResponse):
-    """FileResponse applied to a request whose Range we already decided (module docstring);
-    preparing twice (by us, then by aiohttp) sends the file once."""
-
-    def __init__(self, path: str, decided: web.BaseRequest, **kwargs: Any) -> None:
-        super().__init__(path, chunk_size=CHUNK, **kwargs)
-        self._decided = decided
-
-    async def prepare(self, request: web.BaseRequest) -> Any:
-        if self.prepared:
-            return None
-        return await super().prepare(self._decided)
-
-    async def _sendfile(self, request: web.BaseRequest, fobj: Any, offset: int, count: int) -> Any:
-        """The body with ``os.sendfile`` on a worker thread rather than on the event loop:
-        the kernel does the copying either way, but from threads several responses are
-        pushed at once on several cores (measured: benchmarks/bench_mirror.py)."""
-        if not _platform.CAN_SENDFILE:
-            return await super()._sendfile(request, fobj, offset, count)
-        writer = await web.StreamResponse.prepare(self, request)  # headers, in the transport
-        transport = request.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if transport is None or sock is None:
-            raise ConnectionResetError("connection lost")
-        while transport.get_write_buffer_size():  # the headers must leave first
-            await asyncio.sleep(0.0005)
-        transport.pause_reading()
-        try:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(_senders(), _send_file, sock.fileno(), fobj, offset, count)
-        finally:
-            if not transport.is_closing():
-                transport.resume_reading()
-        await web.StreamResponse.write_eof(self)
-        return writer
-
-
-_SENDERS: Optional[ThreadPoolExecutor] = None
-
-
-def _senders() -> ThreadPoolExecutor:
-    global _SENDERS  # noqa: PLW0603 - one pool per process, made on first use
-    if _SENDERS is None:
-        _SENDERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hubcache-sendfile")
-    return _SENDERS
-
-
-def _send_file(sockfd: int, fobj: Any, offset: int, count: int) -> None:
-    """Blocking sendfile over the (non-blocking) socket; waits when its buffer is full."""
-    filefd = fobj.fileno()
-    while count > 0:
-        try:
-            sent = _platform.sendfile(sockfd, filefd, offset, min(count, 1 << 24))
-        except BlockingIOError:
-            _, writable, _ = select.select([], [sockfd], [], 60)
-            if not writable:
-                raise ConnectionResetError("the client stopped reading for 60 s") from None
-            continue
-        if sent == 0:
-            raise ConnectionResetError("the client went away")
-        offset += sent
-        count -= sent
 
 
 class Server:
@@ -232,7 +166,7 @@ class Server:
                 }
                 if isinstance(chosen, tuple):
                     headers["Range"] = f"bytes={chosen[0]}-{chosen[1]}"
-                response = _DecidedFileResponse(
+                response = DecidedFileResponse(
                     stored.path,
                     request.clone(headers=headers),
                     headers={"Content-Type": content_type(stored.name)},

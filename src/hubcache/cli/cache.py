@@ -20,10 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import DamagedEntryError
-from .._units import format_age, format_size, format_time, parse_duration, parse_size
+from .._units import format_age, format_size, format_time, parse_duration
 from ..manage.prune import disk_usage
-from .common import EXIT_DAMAGED, UsageError, epilog
+from .common import EXIT_DAMAGED, UsageError, dump, epilog, open_cache, say, short
 from .common import entries as plural_entries
+from .remove import cmd_prune, cmd_rm
 
 TARGET = "HANDLE_OR_KEY"
 TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
@@ -81,7 +82,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     p.add_argument("targets", nargs="+", metavar=TARGET, help=TARGET_HELP)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.set_defaults(func=cmd_rm)
+    p.set_defaults(func=cmd_rm)  # cli/remove.py
 
     p = sub.add_parser(
         "prune",
@@ -135,23 +136,8 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     p.set_defaults(func=cmd_import)
 
 
-def _cache(args: argparse.Namespace) -> Any:
-    from .._cache import Cache
-
-    return Cache(args.cache_dir)
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(f"hubcache: {message}", file=sys.stderr, flush=True)
-
-
-def _dump(data: Any) -> None:
-    print(json.dumps(data, indent=1, sort_keys=True))
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
-    cache = _cache(args)
+    cache = open_cache(args)
     now = time.time()
     entries = cache.entries()
     if args.older_than:
@@ -167,7 +153,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     on_disk = disk_usage(entries)  # less when entries share files (hard links)
     kagglehub = [] if args.older_than else _kagglehub_rows()
     if args.json:
-        _dump(
+        dump(
             {
                 "root": cache.root,
                 "entries": [e.to_json() for e in entries],
@@ -185,7 +171,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for e in entries:
         rows.append(
             (
-                _short(e.handle or "(unknown)"),
+                short(e.handle or "(unknown)"),
                 e.key[:12],
                 format_size(e.size),
                 str(e.files),
@@ -195,7 +181,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             )
         )
     for handle, _path, size, count in kagglehub:
-        rows.append((_short(handle), "-", format_size(size), str(count), "-", "-", "kagglehub"))
+        rows.append((short(handle), "-", format_size(size), str(count), "-", "-", "kagglehub"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -204,10 +190,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
     )
     print(f"{plural_entries(len(entries))}, {format_size(total)}{shared} in {cache.root}")
     return 0
-
-
-def _short(text: str, width: int = 56) -> str:
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
@@ -232,15 +214,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         if args.json:
             from .._config import load_config
 
-            _dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
+            dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
         else:
             print(f"{root}\t{why}")
         return 0
     if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
-    details = _cache(args).details(args.target)
+    details = open_cache(args).details(args.target)
     if args.json:
-        _dump(details)
+        dump(details)
         return 0
     for name, value in details.items():
         shown = value
@@ -253,13 +235,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    cache = _cache(args)
+    cache = open_cache(args)
     results = cache.verify(args.targets, deep=args.deep)
     fixed = []
     if args.fix:
         for r in results:
             if not r.ok:
-                _say(args, f"re-downloading {r.handle or r.key}")
+                say(args, f"re-downloading {r.handle or r.key}")
                 try:
                     cache.fix(r)
                 except DamagedEntryError as exc:  # this one cannot be fixed; the others can
@@ -268,7 +250,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 fixed.append(r.key)
     bad = [r for r in results if not r.ok and r.key not in fixed]
     if args.json:
-        _dump(
+        dump(
             {
                 "results": [r.to_json() for r in results],
                 "fixed": fixed,
@@ -282,90 +264,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")
             )
-        _say(
-            args, f"{plural_entries(len(results))} checked, {len(bad)} damaged, {len(fixed)} fixed"
-        )
+        say(args, f"{plural_entries(len(results))} checked, {len(bad)} damaged, {len(fixed)} fixed")
     return EXIT_DAMAGED if bad else 0
-
-
-def _confirm(args: argparse.Namespace, question: str) -> bool:
-    if args.yes:
-        return True
-    if not sys.stdin.isatty():
-        raise UsageError("not a terminal, so nothing was removed: add --yes to confirm")
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
-def _print_plan(plan: Any, verb: str) -> None:
-    print(
-        f"{verb} {plural_entries(len(plan.remove))}, freeing {format_size(plan.bytes_freed)} "
-        f"({format_size(plan.total_before)} -> {format_size(plan.total_after)})"
-    )
-    now = time.time()
-    for item in plan.remove:
-        used = format_age(now - item.last_used) if item.last_used else "never"
-        size = format_size(item.size)
-        if item.freed < item.size:  # hard links: what stays keeps the shared files
-            size += f" (frees {format_size(item.freed)}: the rest is shared with kept entries)"
-        print(
-            f"  - {_short(item.handle or item.key)}  {item.key[:12]}  "
-            f"{size}  used {used}  ({item.reason})"
-        )
-    for item in plan.spared:
-        print(f"  = spared {_short(item.handle or item.key)}  {item.key[:12]}: {item.reason}")
-
-
-def _run_plan(args: argparse.Namespace, cache: Any, plan: Any, verb: str) -> int:
-    if args.json and (getattr(args, "dry_run", False) or not plan.remove):
-        _dump({"plan": plan.to_json(), "executed": False})
-        return 0
-    if not args.json:
-        _print_plan(plan, verb)
-    if getattr(args, "dry_run", False) or not plan.remove:
-        _say(args, "dry run: nothing removed" if plan.remove else "nothing to remove")
-        return 0
-    if not _confirm(args, f"remove {plural_entries(len(plan.remove))}?"):
-        _say(args, "declined: nothing removed")
-        return 0
-    outcome = cache.execute(plan)
-    if args.json:
-        _dump(
-            {
-                "plan": plan.to_json(),
-                "executed": True,
-                "removed": [i.key for i in outcome.removed],
-                "spared": [i.to_json() for i in outcome.spared],
-            }
-        )
-    for item in outcome.spared:
-        _say(args, f"spared {item.handle or item.key}: {item.reason}")
-    freed = format_size(outcome.bytes_freed)
-    _say(args, f"removed {plural_entries(len(outcome.removed))}, freed {freed}")
-    return 0
-
-
-def cmd_rm(args: argparse.Namespace) -> int:
-    from .._errors import EntryInUseError
-
-    cache = _cache(args)
-    plan = cache.plan_remove(args.targets)
-    code = _run_plan(args, cache, plan, "remove")
-    if plan.spared:  # a live process holds one of the named entries: say so in the exit code
-        raise EntryInUseError("; ".join(f"{i.handle or i.key}: {i.reason}" for i in plan.spared))
-    return code
-
-
-def cmd_prune(args: argparse.Namespace) -> int:
-    if not args.older_than and not args.max_size:
-        raise UsageError("say what to prune: --older-than DURATION and/or --max-size SIZE")
-    cache = _cache(args)
-    plan = cache.plan_prune(
-        older_than=parse_duration(args.older_than) if args.older_than else None,
-        max_size=parse_size(args.max_size) if args.max_size else None,
-        keep=args.keep,
-    )
-    return _run_plan(args, cache, plan, "prune: remove")
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
@@ -379,19 +279,17 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if bool(args.targets) == bool(args.all):
         raise UsageError("name the entries to export, or --all (not both)")
-    handles = _cache(args).export(args.out, args.targets)
+    handles = open_cache(args).export(args.out, args.targets)
     for handle in handles:
         print(handle)
-    _say(args, f"exported {plural_entries(len(handles))} to {args.out}")
+    say(args, f"exported {plural_entries(len(handles))} to {args.out}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    results = _cache(args).import_archive(args.archive)
+    results = open_cache(args).import_archive(args.archive)
     for r in results:
         print(f"{r.status:15} {r.handle or r.key}" + (f"  ({r.reason})" if r.reason else ""))
     rejected = [r for r in results if r.status == "rejected"]
-    _say(
-        args, f"{plural_entries(len(results) - len(rejected))} available, {len(rejected)} rejected"
-    )
+    say(args, f"{plural_entries(len(results) - len(rejected))} available, {len(rejected)} rejected")
     return EXIT_DAMAGED if rejected else 0

@@ -1,13 +1,17 @@
 """What every command module of the CLI shares: the usage error (exit 2), the exit codes,
-and what the command says to people (help epilogs with exit codes, environment and defaults;
-counted nouns), so ``--help``, the messages and docs/cli.md agree.
+what the command says to people (help epilogs with exit codes, environment and defaults;
+counted nouns), so ``--help``, the messages and docs/cli.md agree, and how it says it
+(status lines on stderr unless ``-q``, ``--json`` documents on stdout).
 
 Lives apart from ``main`` so that command modules never import the module that imports them.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import argparse
+import json
+import sys
+from typing import Any, Optional
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -84,3 +88,26 @@ def root_and_why(cache_dir: Optional[str]) -> tuple[str, str]:
         return root, f"fell back to {root} because the default {config.root}: {reason}"
     rule = {"argument": "--cache-dir", "default": "the default (<tmp>/tfhub_modules)"}
     return root, f"chosen by {rule.get(config.root_source, config.root_source)}"
+
+
+def open_cache(args: argparse.Namespace) -> Any:
+    """The ``Cache`` of ``--cache-dir`` (imported on use: ``--help`` stays light)."""
+    from .._cache import Cache
+
+    return Cache(args.cache_dir)
+
+
+def say(args: argparse.Namespace, message: str) -> None:
+    """A status line on stderr (stdout is for results), unless ``--quiet``."""
+    if not args.quiet:
+        print(f"hubcache: {message}", file=sys.stderr, flush=True)
+
+
+def dump(data: Any) -> None:
+    """``--json`` output: one document on stdout, keys sorted so diffs stay small."""
+    print(json.dumps(data, indent=1, sort_keys=True))
+
+
+def short(text: str, width: int = 56) -> str:
+    """A handle cut from the left to fit a column (its end tells models apart)."""
+    return text if len(text) <= width else "..." + text[-(width - 3) :]

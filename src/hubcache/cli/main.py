@@ -30,6 +30,7 @@ from .common import (
     epilog,
     plural,
     root_and_why,
+    say,
 )
 
 
@@ -266,8 +267,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 def _cmd_cache_dir(args: argparse.Namespace) -> int:
     root, why = root_and_why(args.cache_dir)
     print(root)
-    if not args.quiet:
-        print(f"hubcache: {why}", file=sys.stderr)
+    say(args, why)
     return 0
 
 
@@ -287,9 +287,8 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for item in items:
         print(f"{verb} {item.path}  ({item.kind}: {item.reason}, {item.size} bytes)")
-    if not args.quiet:
-        total = sum(item.size for item in items)
-        print(f"hubcache: {verb} {plural(len(items), 'item')}, {total} bytes", file=sys.stderr)
+    total = sum(item.size for item in items)
+    say(args, f"{verb} {plural(len(items), 'item')}, {total} bytes")
     return 0
 
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from .common import UsageError, epilog
+from .common import UsageError, dump, epilog, say
 
 _NOTES = {
     "enable": "Writes hubcache-tfhub.pth into this python's site-packages (or --site-dir): "
@@ -70,14 +68,14 @@ def _cmd_enable(args: argparse.Namespace) -> int:
     print(path)
     if not args.quiet:
         state = status(args.site_dir)
-        print(
-            "hubcache: tensorflow_hub will use hubcache in this environment "
+        say(
+            args,
+            "tensorflow_hub will use hubcache in this environment "
             f"(tensorflow_hub {state.tensorflow_hub_version or 'not installed yet'}; "
             f"plug-in switch {state.switch}); undo with `hubcache tfhub disable`",
-            file=sys.stderr,
         )
         if state.registry.startswith("differs"):
-            print(f"hubcache: warning: registry {state.registry}", file=sys.stderr)
+            say(args, f"warning: registry {state.registry}")
     return 0
 
 
@@ -93,12 +91,10 @@ def _cmd_disable(args: argparse.Namespace) -> int:
             f"cannot remove the .pth in {_folder(exc, args)}: {exc.strerror or exc}"
         ) from None
     if path is None:
-        if not args.quiet:
-            print("hubcache: the plug-in was not enabled here; nothing to do", file=sys.stderr)
+        say(args, "the plug-in was not enabled here; nothing to do")
         return 0
     print(path)
-    if not args.quiet:
-        print("hubcache: tensorflow_hub uses its own resolvers again", file=sys.stderr)
+    say(args, "tensorflow_hub uses its own resolvers again")
     return 0
 
 
@@ -107,7 +103,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     state = status(args.site_dir)
     if args.json:
-        print(json.dumps(dataclasses.asdict(state), indent=2))
+        dump(dataclasses.asdict(state))
         return 0
     print(f"active: {'yes' if state.active else 'no'}")
     print(f"pth: {state.pth_path} ({'present' if state.pth_present else 'absent'})")

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from tests.support.archives import M, make_tar
-from tests.support.emulators import free_port
+from tests.support.emulators import activate, free_port
 from tests.support.httpserver import ModelServer
+from tests.support.relay import SilentRelay
 from tests.support.trees import tree
 
 # Looked up, not imported: gcsfs reads some variables when it is imported, and the session's
@@ -138,6 +139,35 @@ def test_an_archive_handle_on_an_unreachable_store_is_exit_4(tmp_path: Path) -> 
     assert not (tmp_path / "cache").exists() or not any(
         n for n in os.listdir(tmp_path / "cache") if n != "CACHEDIR.TAG"
     )
+
+
+@pytest.mark.slow
+def test_a_bucket_that_goes_silent_mid_download_fails_in_bounded_time(
+    tmp_path: Path, gcs_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store answers the first contact, then never again: without a per-request
+    timeout gcsfs would wait forever. HUBCACHE_READ_TIMEOUT bounds each of its tries."""
+    activate(gcs_emulator, monkeypatch)  # this process uploads straight to the emulator
+    bucket = gcs_emulator.new_bucket()
+    gcs_emulator.filesystem().pipe_file(f"{bucket}/m.tar.gz", make_tar(MEMBERS, compression="gz"))
+    port = int(gcs_emulator.endpoint.rsplit(":", 1)[1])
+    with SilentRelay(port, marker=b"alt=media") as relay:  # metadata yes, data never
+        env = isolated(
+            tmp_path,
+            STORAGE_EMULATOR_HOST=relay.endpoint,
+            FSSPEC_GS_TOKEN="anon",
+            TFHUB_CACHE_DIR=str(tmp_path / "cache"),
+            HUBCACHE_READ_TIMEOUT="0.5",
+            HUBCACHE_CONNECT_TIMEOUT="2",
+        )
+        done, took = run(["resolve", f"gs://{bucket}/m.tar.gz"], env)
+        assert relay.silenced >= 1  # it did reach the read, and the read went unanswered
+    assert done.returncode == 4, done.stderr
+    line = one_line(done)
+    assert f"gs://{bucket}/m.tar.gz stopped answering" in line and "HUBCACHE_READ_TIMEOUT" in line
+    assert took < 90  # gcsfs's 6 tries of 0.5 s and its backoff (1+2+4+8+16 s)
+    left = os.listdir(tmp_path / "cache") if (tmp_path / "cache").exists() else []
+    assert [n for n in left if n != "CACHEDIR.TAG"] == []
 
 
 @pytest.mark.parametrize("scheme", ["gs", "s3"])

@@ -91,6 +91,14 @@ def store_error(url: str, exc: BaseException, handle: Optional[str] = None) -> H
         )
     where = _ENDPOINTS.get(family)
     hint = f"check the endpoint ({where}) and network access" if where else "check the URL"
+    if names & {"TimeoutError", "FSTimeoutError", "ServerTimeoutError", "ReadTimeoutError"}:
+        return DownloadError(
+            f"the object store {url} stopped answering ({_summary(exc)}; each request may "
+            "wait HUBCACHE_READ_TIMEOUT seconds for data, HUBCACHE_CONNECT_TIMEOUT to "
+            f"connect); {hint}, then try again",
+            handle=handle,
+            url=url,
+        )
     return DownloadError(
         f"cannot reach the object store {url} ({_summary(exc)}); {hint}, then try again",
         handle=handle,

@@ -85,7 +85,8 @@ class FileSource(Source):
                 data = self._file.read(CHUNK)
             except OSError as exc:
                 raise DownloadError(
-                    f"reading {self.display} failed: {exc}", handle=self.handle
+                    f"reading {self.display} failed: {exc or type(exc).__name__}",
+                    handle=self.handle,
                 ) from exc
             if not data:
                 return
@@ -145,6 +146,20 @@ class FsspecSource(FileSource):
         except Exception as exc:
             raise store_error(self.url, exc, self.handle) from exc
 
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes; whatever the store's client raises midway (a timeout, a broken
+        response) becomes one of our errors, as in ``open``."""
+        from .objectstore import store_error
+
+        while True:
+            try:
+                data = self._file.read(CHUNK)
+            except Exception as exc:
+                raise store_error(self.url, exc, self.handle) from exc
+            if not data:
+                return
+            yield data
+
 
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
     """The fsspec filesystem and path of ``url``, with an install hint when missing.
@@ -160,12 +175,31 @@ def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[
             f"{scheme}:// needs an extra: pip install 'hubcache[{extra or 'remote'}]'",
             handle=handle,
         ) from None
+    if scheme in ("gs", "gcs") and "requests_timeout" not in options:
+        options["requests_timeout"] = _gcs_timeout()
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         hint = f"pip install 'hubcache[{extra}]'" if extra else str(exc)
         raise MissingDependencyError(f"{scheme}:// needs an extra: {hint}", handle=handle) from None
     return fs, path
+
+
+def _gcs_timeout() -> Any:
+    """Per-request bounds for gcsfs, which otherwise gives aiohttp no timeout at all: a
+    bucket that stops answering mid-read would hang the download forever (each of gcsfs's
+    6 tries). The same two settings as HTTP downloads; no total, so a large upload may take
+    as long as it needs while it keeps moving."""
+    from .._config import load_config
+
+    try:
+        import aiohttp
+    except ImportError:  # gcsfs itself will say what is missing
+        return None
+    config = load_config()
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+    )
 
 
 # -- HTTP --------------------------------------------------------------------------------

@@ -325,10 +325,12 @@ def test_two_replicas_on_one_bucket_fetch_once(
     model_server: ModelServer,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
+    tmp_path: Path,
     scheme: str,
 ) -> None:
     emulator = request.getfixturevalue(f"{scheme}_emulator")
     variables = activate(emulator, monkeypatch)
+    variables["TMPDIR"] = str(tmp_path)  # the replicas' spool (<tmp>/hubcache-mirror-<uid>)
     bucket = emulator.new_bucket()
     model_server.add("/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE),))
     url = f"{emulator.scheme}://{bucket}/mirror"

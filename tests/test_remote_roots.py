@@ -57,17 +57,7 @@ def test_a_killed_remote_resolve_leaves_its_local_staging_where_gc_finds_it(
     url = serve(model_server)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = _child(
-        _SLOW_UPLOADER.replace("sys.argv[1]", repr(url)), variables, root, TMPDIR=str(tmp)
-    )
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        assert line.strip() == "UPLOADING", proc.stderr.read()  # type: ignore[union-attr]
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+    kill_mid_upload(url, variables, root, TMPDIR=str(tmp))
     [left] = os.listdir(tmp)  # the killed process's extracted tree, in TMPDIR
     env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "TMPDIR": str(tmp)}
     run = [sys.executable, "-m", "hubcache", "gc", "--grace", "0"]
@@ -163,13 +153,10 @@ hubcache.resolve(sys.argv[1])
 """
 
 
-def test_killed_uploader_leaves_no_complete_looking_entry(
-    remote: Any, model_server: ModelServer
-) -> None:
-    root, variables, _emulator = remote
-    url = serve(model_server)
-    key = hubcache.cache_key(url)
-    proc = _child(_SLOW_UPLOADER.replace("sys.argv[1]", repr(url)), variables, root)
+def kill_mid_upload(url: str, variables: dict[str, str], root: str, **extra: str) -> None:
+    """Resolve ``url`` onto the remote ``root`` in a child, kill -9 it once part of the
+    tree is uploaded, and wait for it to be gone."""
+    proc = _child(_SLOW_UPLOADER.replace("sys.argv[1]", repr(url)), variables, root, **extra)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line.strip() == "UPLOADING", proc.stderr.read()  # type: ignore[union-attr]
@@ -178,6 +165,15 @@ def test_killed_uploader_leaves_no_complete_looking_entry(
         proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_killed_uploader_leaves_no_complete_looking_entry(
+    remote: Any, model_server: ModelServer
+) -> None:
+    root, variables, _emulator = remote
+    url = serve(model_server)
+    key = hubcache.cache_key(url)
+    kill_mid_upload(url, variables, root)
     store = open_storage(root)
     assert store.listing(key)  # debris: part of the tree is there ...
     assert store.read(f"{key}.manifest.json") is None  # ... but no manifest

@@ -12,6 +12,7 @@ import pytest
 
 import hubcache
 from hubcache._config import load_config
+from tests.support.procs import run_cli
 
 
 def test_explicit_argument_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -229,13 +230,7 @@ def test_a_bad_setting_is_one_line_and_exit_2_before_any_download(
     assert isinstance(model_server, ModelServer)
     url = model_server.add("/m.tar.gz", b"never asked for")
     env = {**os.environ, name: value}
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", url], env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and name in done.stderr, done.stderr
     assert model_server.requests == [] and list(cache_root.iterdir()) == []

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import hubcache
 from hubcache._handles import append_format_query, model_url, parse_handle
+from tests.support.procs import run_cli
 
 
 def test_cache_key_matches_tensorflow_hub_test_vector() -> None:
@@ -159,13 +158,7 @@ def test_the_command_line_names_a_bad_handle_in_one_line_with_exit_2(
     handle: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "TFHUB_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", handle],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", handle], env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and handle in done.stderr, done.stderr
     assert not (tmp_path / "cache").exists()

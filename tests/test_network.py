@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import hubcache
 from hubcache.fetch import retry as _retry
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
+from tests.support.procs import run_cli
 from tests.support.trees import assert_no_entry, tree
 
 MEMBERS = [
@@ -65,13 +64,7 @@ def test_never_answering_server_fails_in_bounded_time_with_exit_4_and_lock_relea
         "HUBCACHE_RETRIES": "1",
         "HUBCACHE_LOCK_TIMEOUT": "0",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", url], env)
     assert done.returncode == 4, done.stderr
     assert "2 attempts" in done.stderr and "ReadTimeoutError" in done.stderr
     assert model_server.count("/m.tar.gz") == 2
@@ -371,13 +364,7 @@ def test_signed_url_query_is_redacted_everywhere(
     model_server.add("/bucket/m.tar.gz", ARCHIVE, faults=(Fault(status=403),))
     url = model_server.redirect("/m/1", signed)
     env = {**os.environ, "TFHUB_DOWNLOAD_PROGRESS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", "-vv", "--progress", url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", "-vv", "--progress", url], env)
     assert done.returncode == 4
     assert "403" in done.stderr and "127.0.0.1" in done.stderr  # the final host is named
     assert "X-Goog-Signature=..." in done.stderr
@@ -393,13 +380,7 @@ def test_progress_and_logs_of_a_good_signed_download_are_redacted(
 ) -> None:
     model_server.add("/bucket/m.tar.gz", ARCHIVE, faults=(Fault(drop_after=9000, times=1),))
     url = model_server.redirect("/m/1", "/bucket/m.tar.gz?sig=SIGSECRET")
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", "-vv", "--progress", url],
-        env={**os.environ, "HUBCACHE_FSYNC": "0"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", "-vv", "--progress", url], {**os.environ, "HUBCACHE_FSYNC": "0"})
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stderr  # the log line about the resume was written ...
     assert "SIGSECRET" not in done.stderr  # ... without the signature
@@ -514,13 +495,7 @@ def test_url_credentials_are_never_printed_logged_or_written_to_the_cache(
     ]
     shown = []
     for args in runs:
-        done = subprocess.run(
-            [sys.executable, "-m", "hubcache", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_cli([*args], env)
         assert "pa55word" not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
         shown.append(done.stdout + done.stderr)
     assert "alice:***@127.0.0.1" in shown[2]  # ls names the user, never the password

@@ -16,6 +16,7 @@ import pytest
 
 import hubcache
 from tests.support.archives import M, make_tar
+from tests.support.procs import run_cli
 from tests.support.rootutil import NOBODY, read_only_view, run_as, shared_tmp
 
 MEMBERS = [M("saved_model.pb", b"graph" * 50), M("variables/v.index", b"idx")]
@@ -85,23 +86,11 @@ def test_read_only_mount_serves_legacy_entries(tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes_on_a_read_only_mount(filled: tuple[Path, str, str], ro: Path) -> None:
-    import subprocess
-    import sys
 
     _root, cached, missing = filled
-    ok = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", "--cache-dir", str(ro), cached],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok = run_cli(["resolve", "--cache-dir", str(ro), cached], dict(os.environ))
     assert ok.returncode == 0 and ok.stdout.strip() == str(ro / hubcache.cache_key(cached))
-    miss = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", "--cache-dir", str(ro), missing],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    miss = run_cli(["resolve", "--cache-dir", str(ro), missing], dict(os.environ))
     assert miss.returncode == 6 and miss.stdout == ""
     assert miss.stderr.startswith(f"hubcache: error: the cache folder {ro} is read-only")
     assert len(miss.stderr.splitlines()) == 1

@@ -18,6 +18,7 @@ from hubcache.store.open import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate, probe_preconditions
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_cli
 
 MEMBERS = [
     M("saved_model.pb", b"graph" * 100),
@@ -60,11 +61,11 @@ def test_a_killed_remote_resolve_leaves_its_local_staging_where_gc_finds_it(
     kill_mid_upload(url, variables, root, TMPDIR=str(tmp))
     [left] = os.listdir(tmp)  # the killed process's extracted tree, in TMPDIR
     env = {**os.environ, **variables, "TFHUB_CACHE_DIR": root, "TMPDIR": str(tmp)}
-    run = [sys.executable, "-m", "hubcache", "gc", "--grace", "0"]
-    dry = subprocess.run([*run, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    gc = ["gc", "--grace", "0"]
+    dry = run_cli([*gc, "--dry-run"], env)
     assert dry.returncode == 0 and str(tmp / left) in dry.stdout, dry.stdout + dry.stderr
     assert os.listdir(tmp) == [left]
-    done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
+    done = run_cli(gc, env)
     assert done.returncode == 0 and str(tmp / left) in done.stdout, done.stdout + done.stderr
     assert os.listdir(tmp) == []
 

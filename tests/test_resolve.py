@@ -24,6 +24,7 @@ from tests.support.archives import (
     strip_trailer,
 )
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_cli
 from tests.support.trees import assert_no_entry, tree
 
 MEMBERS = [
@@ -217,16 +218,9 @@ def test_a_malformed_pin_is_refused_before_any_download(
 def test_a_malformed_pin_on_the_command_line_is_a_usage_error(
     model_server: ModelServer, cache_root: Path
 ) -> None:
-    import subprocess
-    import sys
 
     url = serve(model_server, "/m/1", GOOD)
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", "resolve", "--sha256", "xyz", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["resolve", "--sha256", "xyz", url], dict(os.environ))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "rm" not in done.stderr and model_server.requests == []
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate, free_port
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_cli
 from tests.support.relay import SilentRelay
 from tests.support.trees import tree
 
@@ -59,13 +59,7 @@ def isolated(tmp_path: Path, **variables: str) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "hubcache", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(args, env, timeout=120)
     return done, time.monotonic() - started
 
 

@@ -495,7 +495,7 @@ def test_url_credentials_are_never_printed_logged_or_written_to_the_cache(
     ]
     shown = []
     for args in runs:
-        done = run_cli([*args], env)
+        done = run_cli(args, env)
         assert "pa55word" not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
         shown.append(done.stdout + done.stderr)
     assert "alice:***@127.0.0.1" in shown[2]  # ls names the user, never the password

@@ -83,14 +83,22 @@ class FileSource(Source):
         while True:
             try:
                 data = self._file.read(CHUNK)
-            except OSError as exc:
-                raise DownloadError(
-                    f"reading {self.display} failed: {exc or type(exc).__name__}",
-                    handle=self.handle,
-                ) from exc
+            except Exception as exc:
+                error = self.read_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
             if not data:
                 return
             yield data
+
+    def read_error(self, exc: Exception) -> Optional[HubcacheError]:
+        """Ours for what a read raised, or None to let it through unchanged."""
+        if isinstance(exc, HubcacheError) or not isinstance(exc, OSError):
+            return None
+        return DownloadError(
+            f"reading {self.display} failed: {exc or type(exc).__name__}", handle=self.handle
+        )
 
     def close(self) -> None:
         if self._file is not None:
@@ -146,19 +154,12 @@ class FsspecSource(FileSource):
         except Exception as exc:
             raise store_error(self.url, exc, self.handle) from exc
 
-    def chunks(self) -> Iterator[bytes]:
-        """The file's bytes; whatever the store's client raises midway (a timeout, a broken
-        response) becomes one of our errors, as in ``open``."""
+    def read_error(self, exc: Exception) -> Optional[HubcacheError]:
+        """Whatever the store's client raises midway (a timeout, a broken response)
+        becomes one of our errors, as in ``open``."""
         from .objectstore import store_error
 
-        while True:
-            try:
-                data = self._file.read(CHUNK)
-            except Exception as exc:
-                raise store_error(self.url, exc, self.handle) from exc
-            if not data:
-                return
-            yield data
+        return None if isinstance(exc, HubcacheError) else store_error(self.url, exc, self.handle)
 
 
 def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:

@@ -73,8 +73,8 @@ def test_no_import_circles() -> None:
 
 def test_subpackages_are_shallow_and_their_inits_empty() -> None:
     for init in SRC.glob("*/__init__.py"):
-        if init.parent.name == "tensorflow_hub":
-            continue  # the public plug-in module carries its own surface
+        if init.parent.name in ("tensorflow_hub", "kagglehub"):
+            continue  # the public plug-in modules carry their own surface
         assert init.read_text().strip() == "", f"{init} must stay empty (cheap imports)"
         assert not list(init.parent.glob("*/__init__.py")), f"{init.parent} nests packages"
 

@@ -13,6 +13,11 @@ Resolving and loading:
   folder name of a handle in that root (tensorflow_hub's sha1 of the handle);
 * ``define_absl_flags()``: define ``--tfhub_cache_dir`` for absl programs.
 
+Plug-ins, so that unmodified code of other libraries resolves through hubcache (each with
+``install()``, ``uninstall()``, ``enable()``, ``disable()`` and ``status()``):
+``tensorflow_hub`` (``hub.load``, ``hub.KerasLayer``) and ``kagglehub``
+(``kagglehub.model_download`` and KerasHub's Kaggle presets).
+
 Seeing, checking and cleaning a cache: ``Cache(cache_dir=None)``, whose methods return
 
 * ``EntryInfo`` (``entries``, ``info``), ``VerifyResult`` (``verify``);
@@ -111,6 +116,7 @@ __all__ = [
     "cache_dir",
     "cache_key",
     "define_absl_flags",
+    "kagglehub",
     "load",
     "resolve",
     "tensorflow_hub",
@@ -120,8 +126,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
-    """The names of ``_LAZY``, imported on first use; also ``hubcache.tensorflow_hub``, the
-    plug-in's public module."""
+    """The names of ``_LAZY``, imported on first use; also ``hubcache.tensorflow_hub`` and
+    ``hubcache.kagglehub``, the plug-ins' public modules."""
     import importlib
 
     if name in _LAZY:
@@ -129,8 +135,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(module, __name__), attribute)
         globals()[name] = value  # later lookups skip this function
         return value
-    if name == "tensorflow_hub":
-        return importlib.import_module(".tensorflow_hub", __name__)
+    if name in ("tensorflow_hub", "kagglehub"):
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'hubcache' has no attribute {name!r}")
 
 

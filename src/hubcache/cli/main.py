@@ -208,9 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
 
     add_commands(sub, _common)
-    from ..cli.tfhub import add_commands as add_tfhub  # tfhub enable | disable | status
+    from .plugins import add_commands as add_plugins  # tfhub | kagglehub  enable|disable|status
 
-    add_tfhub(sub, _common)
+    add_plugins(sub, _common)
     return parser
 
 

@@ -3,7 +3,8 @@
 A versioned handle is used as it is. An unversioned one means "the latest": one API call
 (``GetModelInstance``), remembered for :data:`REMEMBER` seconds in this process so a loop
 of resolves does not ask each time; offline, the newest version already cached (ours or
-kagglehub's) is used, and a warning says so. The pinned handle is spelled like the one given
+kagglehub's) is used, and a warning says so; the same when Kaggle cannot be reached (the
+network is down) and a version is cached. The pinned handle is spelled like the one given
 (``kaggle:O/M/FW/VAR`` -> ``kaggle:O/M/FW/VAR/3``; URLs get ``/3`` or ``/versions/3``), so
 a versioned URL keeps tensorflow_hub's cache key.
 """
@@ -16,7 +17,7 @@ import time
 from typing import Optional
 
 from .._config import Config, kaggle_settings
-from .._errors import ConfigurationError, OfflineError
+from .._errors import ConfigurationError, DownloadError, OfflineError
 from .._handles import Handle
 from . import kagglehub_cache
 from .donors import cached_versions
@@ -57,7 +58,22 @@ def pin(handle: Handle, config: Config) -> tuple[Handle, Optional[KaggleModel]]:
             version,
         )
     else:
-        version = latest(handle, model, config)
+        try:
+            version = latest(handle, model, config)
+        except DownloadError as exc:
+            if getattr(exc, "status", None) is not None:
+                raise  # Kaggle answered (401, 404, 500...): not a network failure
+            cached = _newest_cached(model, config.root, settings.kagglehub_cache)
+            if cached is None:
+                raise
+            log.warning(
+                "%s resolves to version %d, the newest cached: Kaggle could not be asked for "
+                "the latest (%s)",
+                handle.raw,
+                cached,
+                exc,
+            )
+            version = cached
     return versioned(handle, model, version), model.with_version(version)
 
 

@@ -1,18 +1,17 @@
 """The one-line ``hubcache-tfhub.pth`` that ``hubcache tfhub enable`` writes.
 
-``site`` executes a ``.pth`` line that starts with ``import`` at every interpreter start.
-Ours imports the tiny top-level module ``_hubcache_tfhub`` (see its docstring), and does
-nothing at all when that module is gone (hubcache uninstalled before ``disable``): a stale
-line must never print an error at every start-up. It goes into the running interpreter's
-site-packages (``purelib``): the environment ``hubcache`` itself runs in.
+Ours imports the tiny top-level module ``_hubcache_tfhub`` (see its docstring), which arms
+the start-up finder for tensorflow_hub. Writing, recognising and removing the file is
+``hubcache._pth``'s, shared with the kagglehub plug-in.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sysconfig
 from typing import Optional
+
+from .._pth import PthFile, site_dir
+
+__all__ = ["HOOK_MODULE", "PTH_LINE", "PTH_NAME", "is_ours", "pth_path", "remove", "site_dir"]
 
 PTH_NAME = "hubcache-tfhub.pth"
 HOOK_MODULE = "_hubcache_tfhub"
@@ -20,46 +19,20 @@ PTH_LINE = (
     f'import sys; exec("try:\\n import {HOOK_MODULE}\\nexcept ImportError:\\n pass")'
     "  # hubcache tfhub enable: tensorflow_hub uses hubcache (undo: hubcache tfhub disable)\n"
 )
-
-
-def site_dir() -> str:
-    return sysconfig.get_paths()["purelib"]
+FILE = PthFile(PTH_NAME, PTH_LINE, HOOK_MODULE)
 
 
 def pth_path(site: Optional[str] = None) -> str:
-    return os.path.join(site or site_dir(), PTH_NAME)
+    return FILE.path(site)
 
 
 def is_ours(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return HOOK_MODULE in f.read(4096)
-    except OSError:
-        return False
+    return FILE.is_ours(path)
 
 
 def write(site: Optional[str] = None) -> str:
-    """Write the ``.pth`` atomically (a half-written line would run at every start-up)."""
-    path = pth_path(site)
-    tmp = f"{path}.{os.getpid()}.part"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(PTH_LINE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return FILE.write(site)
 
 
 def remove(site: Optional[str] = None) -> Optional[str]:
-    """Remove our ``.pth``; None when there was none. A file of that name that is not ours
-    is left alone (we never delete what we did not write)."""
-    path = pth_path(site)
-    if not os.path.exists(path):
-        return None
-    if not is_ours(path):
-        raise FileExistsError(f"{path} was not written by hubcache; leaving it alone")
-    os.unlink(path)
-    return path
+    return FILE.remove(site)

@@ -571,7 +571,9 @@ def test_env_switch_publishes_for_kagglehub(
     hubcache.resolve(f"kaggle:{BIG}/1")
     root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/bignet/tensorFlow2/default"
     assert (root / "1.complete").is_file() and (root / "1" / "saved_model.pb").is_file()
-    assert not list(root.glob(".*"))  # no staging left behind
+    # no staging left behind; .complete holds kagglehub's per-file markers
+    assert [p.name for p in root.glob(".*")] == [".complete"]
+    assert (root / ".complete" / "1" / "saved_model.pb.complete").is_file()
 
 
 # -- the warm path stays free of Kaggle code ---------------------------------------------------

@@ -14,9 +14,9 @@ Two ways in, both reversible:
 
 Installing hubcache alone changes nothing in kagglehub: only these do.
 
-Supported: kagglehub 1.0.3 (tested end to end) and 1.0.2 (the same registry, cache and
-model-download code, read from its source). On a kagglehub whose registry or cache helper
-differs the plug-in does nothing but warn once.
+Supported: kagglehub 1.0.3 and 1.0.2 (both tested end to end; the same registry, cache
+helper and model-download code). On a kagglehub whose registry or cache helper differs the
+plug-in does nothing but warn once.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = [
     "uninstall",
 ]
 
-TESTED_VERSIONS = ("1.0.3",)
+TESTED_VERSIONS = ("1.0.2", "1.0.3")
 SWITCH = "HUBCACHE_KAGGLEHUB_PLUGIN"
 HOOK_MODULE = "_hubcache_hook"
 PTH = PthFile(

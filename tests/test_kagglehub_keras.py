@@ -49,7 +49,7 @@ vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "model"
 tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab)
 backbone = keras_hub.models.BertBackbone(
     vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8,
-    intermediate_dim=16, max_sequence_length=16)
+    intermediate_dim=16, max_sequence_length=512)
 pre = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
 task = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=pre)
 task.save_to_preset(sys.argv[1])
@@ -58,11 +58,13 @@ tokenizer.save_to_preset(sys.argv[2])
 print("RESULT " + json.dumps(task.predict(["hello world"], verbose=0).tolist()))
 """
 
-# Unmodified KerasHub user code: argv[1] the preset; prints the logits of one sentence.
+# Unmodified KerasHub user code: argv[1] the preset, argv[2] (for a backbone-only preset,
+# whose classifier head is new) the number of classes; prints the logits of one sentence.
 LOAD = r"""
 import json, sys
 import keras_hub
-task = keras_hub.models.BertTextClassifier.from_preset(sys.argv[1], num_classes=2)
+extra = {"num_classes": int(sys.argv[2])} if len(sys.argv) > 2 else {}
+task = keras_hub.models.BertTextClassifier.from_preset(sys.argv[1], **extra)
 print("RESULT " + json.dumps(task.predict(["hello world"], verbose=0).tolist()))
 """
 
@@ -135,14 +137,14 @@ def test_presets_load_online_then_offline_versioned_unversioned_and_backbone_onl
     assert sorted(blobs(w)) == sorted(set(blobs(w))) and len(blobs(w)) == len(task)
     agents = {s.headers.get("user-agent", "") for s in w.kaggle.seen + w.storage.seen}
     assert all(a.startswith("hubcache/") for a in agents), agents
-    run(LOAD, ["kaggle://keras/bert/keras/tiny/1"], env, site)  # backbone only: no task.json
+    run(LOAD, ["kaggle://keras/bert/keras/tiny/1", "2"], env, site)  # backbone only: no task.json
     assert len(blobs(w)) == len(task) + len(backbone)
 
     w.stop()
     offline = {**env, "HUBCACHE_OFFLINE": "1"}
     assert run(LOAD, ["kaggle://keras/bert/keras/tiny/2"], offline, site) == logits
     assert run(LOAD, ["kaggle://keras/bert/keras/tiny"], offline, site) == logits  # newest: 2
-    run(LOAD, ["kaggle://keras/bert/keras/tiny/1"], offline, site)  # task.json probed offline
+    run(LOAD, ["kaggle://keras/bert/keras/tiny/1", "2"], offline, site)  # task.json: not there
 
 
 def test_four_processes_loading_one_preset_make_one_download_of_each_file(

@@ -35,14 +35,8 @@ USER, KEY = "alice", "k" * 32
 def world(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, cache_root: pathlib.Path
 ) -> Iterator[KaggleWorld]:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "0.01")
     with KaggleWorld() as w:
-        for name, value in w.env().items():
-            monkeypatch.setenv(name, value)
+        w.use(monkeypatch, tmp_path)
         w.kaggle.add(
             KaggleModel(
                 "google",

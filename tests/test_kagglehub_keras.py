@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,20 +68,33 @@ print("RESULT " + json.dumps(task.predict(["hello world"], verbose=0).tolist()))
 """
 
 
-def run(code: str, args: list[str], env: dict[str, str], site: pathlib.Path) -> Any:
+def start(code: str, args: list[str], env: dict[str, str], site: pathlib.Path) -> Any:
     """``code`` in the keras env, after ``site`` (our .pth, when there) is processed."""
-    with tempfile.TemporaryDirectory(prefix="keras-child-") as tmp:
-        proc = subprocess.run(
-            [KERAS_PYTHON, "-c", f"import site; site.addsitedir({str(site)!r})\n{code}", *args],
-            env={**env, "TMPDIR": tmp, "PYTHONPATH": SRC, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return subprocess.Popen(
+        [KERAS_PYTHON, "-c", f"import site; site.addsitedir({str(site)!r})\n{code}", *args],
+        env={**env, "PYTHONPATH": SRC, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: Any) -> Any:
+    """Its RESULT line; the ends of both streams when it failed (TensorFlow's reason is
+    usually at the end)."""
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"{out[-3000:]}\n{err[-6000:]}"
     return json.loads(lines[-1][len("RESULT ") :])
+
+
+def run(code: str, args: list[str], env: dict[str, str], site: pathlib.Path) -> Any:
+    return finish(start(code, args, env, site))
 
 
 def files(folder: pathlib.Path) -> dict[str, bytes]:
@@ -96,7 +108,8 @@ def presets(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Presets:
     base = tmp_path_factory.mktemp("presets")
-    logits = run(MAKE, [str(base / "task"), str(base / "backbone")], dict(os.environ), base)
+    env = {**os.environ, "TMPDIR": str(base)}
+    logits = run(MAKE, [str(base / "task"), str(base / "backbone")], env, base)
     return files(base / "task"), files(base / "backbone"), logits
 
 
@@ -118,6 +131,7 @@ def world(
             "KAGGLEHUB_CACHE": str(tmp_path / "kagglehub"),
             "TFHUB_CACHE_DIR": str(tmp_path / "hubcache"),
             "HUBCACHE_PROGRESS": "0",
+            "TMPDIR": str(tmp_path),  # TensorFlow leaves files in it: gone with the test's
         }
         yield w, env, site
     assert not (w.kaggle.errors or w.storage.errors)
@@ -153,22 +167,6 @@ def test_four_processes_loading_one_preset_make_one_download_of_each_file(
 ) -> None:
     w, env, site = world
     task, _, logits = presets
-    code = f"import site; site.addsitedir({str(site)!r})\n{LOAD}"
-    with tempfile.TemporaryDirectory(prefix="keras-child-") as tmp:
-        child = {**env, "TMPDIR": tmp, "PYTHONPATH": SRC, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        procs = [
-            subprocess.Popen(
-                [KERAS_PYTHON, "-c", code, "kaggle://keras/bert/keras/tiny/2"],
-                env=child,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(4)
-        ]
-        for proc in procs:
-            out, err = proc.communicate(timeout=TIMEOUT)
-            assert proc.returncode == 0, err[-4000:]
-            result = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
-            assert json.loads(result[len("RESULT ") :]) == logits
+    procs = [start(LOAD, ["kaggle://keras/bert/keras/tiny/2"], env, site) for _ in range(4)]
+    assert [finish(proc) for proc in procs] == [logits] * 4
     assert sorted(blobs(w)) == sorted(set(blobs(w))) and len(blobs(w)) == len(task)

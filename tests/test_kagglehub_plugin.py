@@ -24,6 +24,8 @@ import pytest
 import hubcache
 from hubcache.cli.main import main
 from tests.support.kaggle import KaggleModel, KaggleWorld, saved_model_files
+from tests.support.procs import run_with_site
+from tests.support.trees import tree
 
 kagglehub = pytest.importorskip("kagglehub")
 
@@ -66,16 +68,10 @@ except Exception as exc:
 def world(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, cache_root: pathlib.Path
 ) -> Iterator[KaggleWorld]:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "0.01")
     monkeypatch.setenv("HUBCACHE_RETRIES", "1")
     monkeypatch.setenv("HUBCACHE_PROGRESS", "0")
     with KaggleWorld() as w:
-        for name, value in w.env().items():
-            monkeypatch.setenv(name, value)
+        w.use(monkeypatch, tmp_path)
         nnlm = {1: saved_model_files("v1"), 2: saved_model_files("v2")}
         w.kaggle.add(KaggleModel("google", "nnlm", "tensorFlow2", "en-dim128", nnlm))
         backbone = {k: v for k, v in PRESET.items() if not k.startswith("task")}
@@ -102,15 +98,6 @@ def call(handle: str, *, plugin: bool = True, **kw: Any) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
-
-
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path).replace(os.sep, "/")] = pathlib.Path(full).read_bytes()
-    return out
 
 
 def storage_gets(world: KaggleWorld) -> int:
@@ -337,17 +324,7 @@ def test_an_unknown_registry_is_one_warning_not_a_crash() -> None:
 
 # -- the .pth and its hook, through site.addsitedir ------------------------------------------
 def run_site(site: pathlib.Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HUBCACHE_", "PYTHON"))}
-    environ["PYTHONPATH"] = SRC
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", f"import site; site.addsitedir({str(site)!r}); {code}"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-        check=False,
-    )
+    return run_with_site(site, code, pathlib.Path(SRC), **env)
 
 
 REPORT = (
@@ -409,16 +386,7 @@ def test_both_plugins_share_one_finder_and_start_up_imports_only_the_hooks(
 
 def test_a_stale_pth_without_hubcache_is_silent(tmp_path: pathlib.Path) -> None:
     hubcache.kagglehub.PTH.write(str(tmp_path))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run(
-        [sys.executable, "-c", f"import site; site.addsitedir({str(tmp_path)!r}); print('ok')"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-        check=False,
-        cwd=str(tmp_path),
-    )
+    proc = run_with_site(tmp_path, "print('ok')", bare=True)  # hubcache not importable
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
 
 

@@ -35,6 +35,7 @@ from hubcache.local.lock import DownloadLock
 from hubcache.tensorflow_hub import _pth
 from tests.support.archives import M, flip_byte, make_tar
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_with_site
 
 SRC = str(Path(hubcache.__file__).resolve().parent.parent)
 
@@ -364,18 +365,7 @@ def test_a_hubcache_lock_keeps_our_lease_even_as_the_plugin(tmp_path: Path) -> N
 # -- the .pth and its hook, through site.addsitedir ------------------------------------------
 
 
-def run_site(site: Path, code: str, *paths: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HUBCACHE_", "PYTHON"))}
-    environ["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", f"import site; site.addsitedir({str(site)!r}); {code}"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-        check=False,
-    )
+run_site = run_with_site  # the .pth through site.addsitedir on a temporary folder
 
 
 REPORT = (

@@ -12,9 +12,13 @@ runs in. One file per plug-in, so enabling or disabling one never rewrites the o
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sysconfig
-from typing import Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Optional
+
+from ._errors import ConfigurationError
 
 
 def site_dir() -> str:
@@ -64,3 +68,72 @@ class PthFile:
             raise FileExistsError(f"{path} was not written by hubcache; leaving it alone")
         os.unlink(path)
         return path
+
+    def enable(self, site: Optional[str] = None) -> str:
+        """Write it, once the hook module it imports is known to be importable here."""
+        if importlib.util.find_spec(self.hook_module) is None:
+            raise ConfigurationError(
+                f"hubcache's start-up hook ({self.hook_module}.py) is not importable in this "
+                "environment; reinstall hubcache (pip install --force-reinstall hubcache)"
+            )
+        return self.write(site)
+
+
+class Reading(NamedTuple):
+    """What a plug-in's ``status()`` reports, in the order of its ``PluginStatus`` fields."""
+
+    active: bool  # a new process importing the library here would use hubcache
+    pth_path: str
+    pth_present: bool
+    switch: str  # "on", "off (<VARIABLE>)" or the error of a bad value
+    version: Optional[str]  # the library's, as installed, read without importing it
+    registry: str  # "compatible", "differs: ..." or "not installed"
+
+
+def read_status(
+    pth: PthFile,
+    site: Optional[str],
+    switch: tuple[str, Callable[[], bool]],
+    package: str,
+    needs: Mapping[str, Sequence[str]],
+) -> Reading:
+    """The state of one plug-in here: its ``.pth``, its switch (variable name and reader),
+    and whether ``package`` is installed with the source the plug-in relies on."""
+    path = pth.path(site)
+    present = os.path.exists(path) and pth.is_ours(path)
+    name, enabled = switch
+    try:
+        switch_on = enabled()
+        said = "on" if switch_on else f"off ({name})"
+    except ConfigurationError as exc:
+        switch_on, said = False, str(exc)
+    version, registry = installed(package, needs)
+    hook = importlib.util.find_spec(pth.hook_module) is not None
+    active = present and hook and switch_on and registry == "compatible"
+    return Reading(active, path, present, said, version, registry)
+
+
+def installed(package: str, needs: Mapping[str, Sequence[str]]) -> tuple[Optional[str], str]:
+    """``package``'s version and whether its files hold the words the plug-in relies on
+    (``needs``: file name -> words), read without importing it: importing tensorflow_hub
+    imports TensorFlow (seconds), kagglehub its SDK and requests."""
+    import importlib.metadata
+
+    try:
+        version: Optional[str] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return version, "not installed"
+    folder = next(iter(spec.submodule_search_locations))
+    for name, words in needs.items():
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            return version, f"differs: cannot read {package}/{name} ({exc.strerror})"
+        missing = [w for w in words if w not in text]
+        if missing:
+            return version, f"differs: {package}/{name} has no {missing[0]!r}"
+    return version, "compatible"

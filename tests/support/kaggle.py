@@ -482,6 +482,18 @@ class KaggleWorld:
         self.kaggle.stop()
         self.storage.stop()
 
+    def use(self, monkeypatch: Any, tmp_path: Any) -> None:
+        """Point this test's process (and the children it starts) at the started servers:
+        a home of its own (no real credentials), kagglehub's cache under ``tmp_path``,
+        short retry pauses, and :meth:`env`."""
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+        monkeypatch.setenv("HUBCACHE_RETRY_BACKOFF", "0.01")
+        for name, value in self.env().items():
+            monkeypatch.setenv(name, value)
+
     def env(self) -> dict[str, str]:
         """kagglesdk's LOCALHOST hosts, reached through the API server acting as the proxy;
         loopback addresses (storage, redirector) go direct."""

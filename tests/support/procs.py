@@ -147,3 +147,25 @@ def lock_holder_pid(root: Path, key: str) -> Optional[int]:
         return None
     parts = text.rsplit(".", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def run_with_site(
+    site: Path, code: str, *paths: Path, bare: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter right after ``site.addsitedir(site)``: exactly what
+    ``site`` does with site-packages, so a plug-in's ``.pth`` is tested without writing to a
+    real environment. ``paths`` become ``PYTHONPATH``; no ``HUBCACHE_*`` or ``PYTHON*``
+    variable is inherited. ``bare`` (``python -S``): not even this environment's
+    site-packages, as if hubcache were not installed."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HUBCACHE_", "PYTHON"))}
+    environ["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    environ.update(env)
+    flags = ["-S"] if bare else []
+    return subprocess.run(
+        [sys.executable, *flags, "-c", f"import site; site.addsitedir({str(site)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+    )

@@ -22,14 +22,12 @@ plug-in does nothing but warn once.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
 from typing import Optional
 
-from .._errors import ConfigurationError
-from .._pth import PthFile
+from .._pth import PthFile, read_status
 from .._values import flag
 
 __all__ = [
@@ -96,12 +94,7 @@ def is_installed() -> bool:
 def enable(site_dir: Optional[str] = None) -> str:
     """Write the ``.pth`` into ``site_dir`` (default: this interpreter's site-packages);
     returns its path. Needs the hook module shipped with hubcache to be importable."""
-    if importlib.util.find_spec(HOOK_MODULE) is None:
-        raise ConfigurationError(
-            f"hubcache's start-up hook ({HOOK_MODULE}.py) is not importable in this "
-            "environment; reinstall hubcache (pip install --force-reinstall hubcache)"
-        )
-    return PTH.write(site_dir)
+    return PTH.enable(site_dir)
 
 
 def disable(site_dir: Optional[str] = None) -> Optional[str]:
@@ -122,27 +115,6 @@ class PluginStatus:
     in_this_process: bool
 
 
-def status(site_dir: Optional[str] = None) -> PluginStatus:
-    path = PTH.path(site_dir)
-    present = os.path.exists(path) and PTH.is_ours(path)
-    try:
-        switch_on = plugin_enabled()
-        switch = "on" if switch_on else f"off ({SWITCH})"
-    except ConfigurationError as exc:
-        switch_on, switch = False, str(exc)
-    version, registry = _installed_kagglehub()
-    hook = importlib.util.find_spec(HOOK_MODULE) is not None
-    return PluginStatus(
-        active=present and hook and switch_on and registry == "compatible",
-        pth_path=path,
-        pth_present=present,
-        switch=switch,
-        kagglehub_version=version,
-        registry=registry,
-        in_this_process=is_installed(),
-    )
-
-
 # what the plug-in relies on, by file of the kagglehub package (read, never imported)
 _NEEDS = {
     "registry.py": ("class MultiImplRegistry", "self._impls", "def add_implementation"),
@@ -153,29 +125,9 @@ _NEEDS = {
 }
 
 
-def _installed_kagglehub() -> tuple[Optional[str], str]:
-    """Its version and whether its registry is the one we know, without importing it
-    (importing kagglehub costs a few hundred milliseconds: requests, kagglesdk)."""
-    import importlib.metadata
-
-    try:
-        version: Optional[str] = importlib.metadata.version("kagglehub")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    spec = importlib.util.find_spec("kagglehub")
-    if spec is None or not spec.submodule_search_locations:
-        return version, "not installed"
-    folder = next(iter(spec.submodule_search_locations))
-    for name, words in _NEEDS.items():
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            return version, f"differs: cannot read kagglehub/{name} ({exc.strerror})"
-        missing = [w for w in words if w not in text]
-        if missing:
-            return version, f"differs: kagglehub/{name} has no {missing[0]!r}"
-    return version, "compatible"
+def status(site_dir: Optional[str] = None) -> PluginStatus:
+    reading = read_status(PTH, site_dir, (SWITCH, plugin_enabled), "kagglehub", _NEEDS)
+    return PluginStatus(*reading, in_this_process=is_installed())
 
 
 def _on_kagglehub_import() -> None:

@@ -21,13 +21,11 @@ differs the plug-in does nothing but warn once.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 import sys
 from typing import Optional
 
 from .._config import tfhub_plugin_enabled
-from .._errors import ConfigurationError
+from .._pth import read_status
 from . import _pth
 
 __all__ = ["PluginStatus", "disable", "enable", "install", "is_installed", "status", "uninstall"]
@@ -69,12 +67,7 @@ def is_installed() -> bool:
 def enable(site_dir: Optional[str] = None) -> str:
     """Write the ``.pth`` into ``site_dir`` (default: this interpreter's site-packages);
     returns its path. Needs the hook module shipped with hubcache to be importable."""
-    if importlib.util.find_spec(_pth.HOOK_MODULE) is None:
-        raise ConfigurationError(
-            f"hubcache's start-up hook ({_pth.HOOK_MODULE}.py) is not importable in this "
-            "environment; reinstall hubcache (pip install --force-reinstall hubcache)"
-        )
-    return _pth.write(site_dir)
+    return _pth.FILE.enable(site_dir)
 
 
 def disable(site_dir: Optional[str] = None) -> Optional[str]:
@@ -89,60 +82,23 @@ class PluginStatus:
     active: bool  # a new process importing tensorflow_hub here would use hubcache
     pth_path: str
     pth_present: bool
-    switch: str  # "on", "off (HUBCACHE_TFHUB_PLUGIN=0)" or the error of a bad value
+    switch: str  # "on", "off (HUBCACHE_TFHUB_PLUGIN)" or the error of a bad value
     tensorflow_hub_version: Optional[str]  # as installed, read without importing it
     registry: str  # "compatible", "differs: ..." or "not installed"
     in_this_process: bool
 
 
+# what the plug-in relies on, by file of the tensorflow_hub package (read, never imported)
+_NEEDS = {
+    "registry.py": ("class MultiImplRegister", "self._impls", "def add_implementation"),
+    "config.py": ("def _run",),
+}
+
+
 def status(site_dir: Optional[str] = None) -> PluginStatus:
-    path = _pth.pth_path(site_dir)
-    present = os.path.exists(path) and _pth.is_ours(path)
-    try:
-        switch_on = tfhub_plugin_enabled()
-        switch = "on" if switch_on else "off (HUBCACHE_TFHUB_PLUGIN)"
-    except ConfigurationError as exc:
-        switch_on, switch = False, str(exc)
-    version, registry = _installed_tensorflow_hub()
-    hook = importlib.util.find_spec(_pth.HOOK_MODULE) is not None
-    return PluginStatus(
-        active=present and hook and switch_on and registry == "compatible",
-        pth_path=path,
-        pth_present=present,
-        switch=switch,
-        tensorflow_hub_version=version,
-        registry=registry,
-        in_this_process=is_installed(),
-    )
-
-
-def _installed_tensorflow_hub() -> tuple[Optional[str], str]:
-    """Its version and whether its registry is the one we know, without importing it
-    (that would import TensorFlow: seconds): we read its two small source files."""
-    import importlib.metadata
-
-    try:
-        version: Optional[str] = importlib.metadata.version("tensorflow_hub")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    spec = importlib.util.find_spec("tensorflow_hub")
-    if spec is None or not spec.submodule_search_locations:
-        return version, "not installed"
-    folder = next(iter(spec.submodule_search_locations))
-    needs = {
-        "registry.py": ("class MultiImplRegister", "self._impls", "def add_implementation"),
-        "config.py": ("def _run",),
-    }
-    for name, words in needs.items():
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            return version, f"differs: cannot read tensorflow_hub/{name} ({exc.strerror})"
-        missing = [w for w in words if w not in text]
-        if missing:
-            return version, f"differs: tensorflow_hub/{name} has no {missing[0]!r}"
-    return version, "compatible"
+    switch = ("HUBCACHE_TFHUB_PLUGIN", tfhub_plugin_enabled)
+    reading = read_status(_pth.FILE, site_dir, switch, "tensorflow_hub", _NEEDS)
+    return PluginStatus(*reading, in_this_process=is_installed())
 
 
 def _on_tensorflow_hub_import() -> None:

@@ -13,10 +13,10 @@
 set -euo pipefail
 
 KERAS_HUB_VERSION=0.32.0
+name=keras-env
 venv="${HUBCACHE_KERAS_VENV:-$HOME/.cache/hubcache-ci/keras-venv}"
-py="$venv/bin/python"
-
-log() { printf 'keras-env: %s\n' "$*" >&2; }
+base="${HUBCACHE_KERAS_BASE_PYTHON:-}"
+source "$(dirname "$0")/env-lib.sh"
 
 # What has to import for the env to be usable (hubcache itself runs from the source tree
 # inside this env, so its runtime dependencies are installed too).
@@ -28,34 +28,11 @@ assert md.version("keras-hub") == "0.32.0", md.version("keras-hub")
 PY
 }
 
-if [ -x "$py" ] && check 2>/dev/null; then
-    log "reusing $venv"
-    printf '%s\n' "$py"
-    exit 0
-fi
+install() {
+    log "installing keras-hub==$KERAS_HUB_VERSION (and the tensorflow, kagglehub it pulls)"
+    pip install --upgrade pip
+    pip install "keras-hub==$KERAS_HUB_VERSION"
+    pip install "urllib3>=2.0" "tqdm>=4.60" "isal>=1.5"
+}
 
-base="${HUBCACHE_KERAS_BASE_PYTHON:-}"
-if [ -z "$base" ]; then
-    if command -v python3.11 >/dev/null 2>&1; then base=python3.11; else base=python3; fi
-fi
-
-start=$SECONDS
-if ! "$py" -c 'import sys' >/dev/null 2>&1; then
-    log "creating $venv with $base ($("$base" --version 2>&1))"
-    mkdir -p "$(dirname "$venv")"
-    "$base" -m venv --clear "$venv"
-fi
-
-pip() { "$py" -m pip --disable-pip-version-check --no-input -q "$@" >&2; }
-
-log "installing keras-hub==$KERAS_HUB_VERSION (and the tensorflow, kagglehub it pulls)"
-pip install --upgrade pip
-pip install "keras-hub==$KERAS_HUB_VERSION"
-pip install "urllib3>=2.0" "tqdm>=4.60" "isal>=1.5"
-
-if ! check; then
-    log "the environment at $venv does not import keras_hub; see the error above"
-    exit 1
-fi
-log "ready in $((SECONDS - start)) s: $(du -sh "$venv" | cut -f1)"
-printf '%s\n' "$py"
+build_env

@@ -314,6 +314,20 @@ def test_steps_aside_in_kaggle_notebooks(registry: Any, monkeypatch: pytest.Monk
     assert ours.is_supported(handle, None)
 
 
+def test_leaves_kagglehub_what_hubcache_cannot_cache(
+    registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kagglehub.handle import ModelHandle, parse_model_handle
+
+    hubcache.kagglehub.install()
+    ours = registry.model_resolver._impls[-1]
+    assert ours.is_supported(parse_model_handle(f"{NNLM}/1"))
+    newer = ModelHandle("google", "nnlm", "someNewFramework", "v", 1)  # not in hubcache's list
+    assert not ours.is_supported(newer)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "memory://plugin-root")  # no files to link there
+    assert not ours.is_supported(parse_model_handle(f"{NNLM}/1"))
+
+
 def test_an_unknown_registry_is_one_warning_not_a_crash() -> None:
     from hubcache.kagglehub import _registry
 

@@ -40,17 +40,18 @@ from typing import Any, Optional
 import requests
 from kagglehub.exceptions import KaggleApiHTTPError
 
-from .._config import load_config
+from .._config import load_config, select_root
 from .._errors import (
     DownloadError,
     HTTPStatusError,
     HubcacheError,
+    InvalidHandleError,
     ModelNotFoundError,
     OfflineError,
 )
 from .._resolve import parse, resolve
 from ..kaggle import kagglehub_cache
-from ..kaggle.identity import KaggleModel
+from ..kaggle.identity import KaggleModel, parse_slug
 from ..kaggle.versions import pin
 
 # kagglehub's resolvers that read mounted files (Kaggle notebooks, Colab): ours steps aside
@@ -111,6 +112,8 @@ class HubcacheModelResolver:
     def is_supported(self, handle: Any, path: Optional[str] = None, *_: Any, **__: Any) -> bool:
         if not all(hasattr(handle, a) for a in ("owner", "model", "framework", "variation")):
             return False
+        if not _ours_to_answer(handle):
+            return False
         return not any(impl.is_supported(handle, path) for impl in self._mounted())
 
     def __call__(
@@ -134,6 +137,21 @@ class HubcacheModelResolver:
     def _mounted(self) -> list[Any]:
         impls = getattr(getattr(self._registry, "model_resolver", None), "_impls", None) or []
         return [i for i in impls if type(i).__name__ in MOUNTED]
+
+
+def _ours_to_answer(handle: Any) -> bool:
+    """What hubcache can put in kagglehub's cache: a handle it can read (a framework Kaggle
+    adds after this release of hubcache stays kagglehub's) and a local cache root (a
+    ``gs://`` or ``s3://`` root holds no files to link into kagglehub's folder)."""
+    slug = "/".join(
+        str(p) for p in (handle.owner, handle.model, handle.framework, handle.variation)
+    )
+    try:
+        parse_slug(slug, slug)
+    except InvalidHandleError:
+        return False
+    root, _rule = select_root(None, os.environ)
+    return "://" not in root
 
 
 def model_download(

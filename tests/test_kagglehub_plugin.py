@@ -181,6 +181,17 @@ def test_network_down_unversioned_falls_back_to_the_newest_cached(world: KaggleW
     assert "requests.exceptions.ConnectionError" in call(NNLM)["error"]
 
 
+def test_a_half_written_kagglehub_folder_is_replaced(world: KaggleWorld) -> None:
+    variation = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models" / NNLM
+    (variation / "1" / "variables").mkdir(parents=True)  # kagglehub died mid-download:
+    (variation / "1" / "saved_model.pb").write_bytes(b"cut")  # files, no marker
+    out = call(f"{NNLM}/1")
+    assert out["path"] == str(variation / "1")
+    assert tree(out["path"]) == saved_model_files("v1")
+    assert (variation / "1.complete").is_file()
+    assert sorted(p.name for p in variation.iterdir()) == [".complete", "1", "1.complete"]
+
+
 def test_force_download_fetches_again(world: KaggleWorld) -> None:
     first = call(f"{NNLM}/1")
     gets = storage_gets(world)

@@ -635,7 +635,7 @@ def test_listed_file_outside_the_model_is_refused(
 
 
 def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> None:
-    from hubcache._config import kaggle_settings
+    from hubcache.kaggle.settings import kaggle_settings
     from hubcache.kaggle.credentials import find_credential
 
     env = {"HOME": str(tmp_path), "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY}

@@ -13,21 +13,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 
 from . import _faults
 from ._config import Config, check_load_format, load_config, select_root
 from ._errors import (
     CacheDirError,
-    ChecksumMismatchError,
     ConfigurationError,
     HubcacheError,
     ModelNotFoundError,
     OfflineError,
+    handle_context,
 )
 from ._handles import Handle, parse_handle
 from .local.entry import Entry
-from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
+from .local.root import choose_root, is_remote, unsafe_reason
+
+if TYPE_CHECKING:
+    from .local.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +103,17 @@ def resolve_with(
         if location is not None:  # None: the server sent an archive, resolve it as one
             return location
     if is_remote(config.root):
-        from ._download import stage
-        from .store.remote import resolve_remote
+        from .store.remote import open_target
 
-        return resolve_remote(parsed, config, sha256=sha256, on_wait=on_wait, stage=stage)
+        target = open_target(parsed.shown, parsed.key, config)
+        return acquire(parsed, target, config, sha256, on_wait)
     root = choose_root(config)
     entry = Entry(root, parsed.key)
     if sha256 is None and entry.is_complete():
         return entry.path
-    return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+    from .local.target import LocalTarget
+
+    return acquire(parsed, LocalTarget(entry, parsed.shown, config), config, sha256, on_wait)
 
 
 def check_sha256(sha256: object, handle: Handle) -> str:
@@ -184,100 +189,124 @@ def _existing_directory(handle: Handle) -> str:
     return path
 
 
-def _resolve_slow(
+class Target(Protocol):
+    """Where a resolve publishes: a local root (``local.target``) or a store root
+    (``store.remote``). Each answers the skeleton's questions for its kind of storage."""
+
+    path: str  # what resolve returns
+    where: str  # the root, for messages
+
+    def hit(self, sha256: Optional[str]) -> bool: ...
+
+    def lock(self, on_wait: Optional[Callable[[str], None]]) -> Any: ...
+
+    def done(self) -> bool: ...
+
+    def prepare(self, uid: str, sha256: Optional[str]) -> Optional[str]: ...
+
+    def publish(self, staging: str, manifest: Manifest) -> None: ...
+
+    def cleanup(self, staging: str) -> None: ...
+
+    def unusable(self, exc: OSError) -> CacheDirError: ...
+
+
+def acquire(
     handle: Handle,
-    entry: Entry,
+    target: Target,
     config: Config,
-    *,
     sha256: Optional[str],
     on_wait: Optional[Callable[[str], None]],
 ) -> str:
-    """The miss path: lock, re-check, heal, download, publish. Its modules (HTTP client,
-    extraction, locking) are imported here, so ``import hubcache`` and hits never pay them."""
-    from ._download import download
-    from .archive.safetree import disk_error
-    from .local.gc import remove_debris
-    from .local.lock import DownloadLock
-    from .local.publish import adopt
+    """The miss path, the same for every kind of root::
 
-    if sha256 is not None and entry.is_complete():
-        _check_pinned(handle, entry, sha256)
-        return entry.path
-    state = entry.state()
-    if state.name == "legacy" and sha256 is None:
-        adopt(entry, handle.shown) if not config.offline else None
-        return entry.path
-    if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
-        raise OfflineError(
-            f"{handle.shown} is not in the cache at {entry.root} and offline mode is on "
-            "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
-            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
-            "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here",
-            handle=handle.shown,
-        )
-    ensure_root(entry.root, private=config.root_is_default)
-    lock = DownloadLock(
-        entry.lock_path,
-        entry.staging,
-        handle=handle.shown,
-        lease=config.lock_lease,
-        timeout=config.lock_timeout,
-        on_wait=on_wait,
-        foreign_lease=config.foreign_lock_lease,
-    )
-    if not lock.wait_for_turn(entry.is_complete):
-        return entry.path  # another process finished it while we waited
-    try:
-        _faults.checkpoint("after-lock")
-        remove_debris(entry.root, entry.key, keep=lock.uid)
-        state = entry.state()  # re-check: the previous holder may have published
-        if state.name == "complete" and sha256 is None:
-            return entry.path
-        if state.name == "legacy" and sha256 is None:
-            adopt(entry, handle.shown)
-            return entry.path
-        if state.name in ("damaged", "complete", "legacy"):
-            if state.name == "damaged":
-                log.warning(
-                    "the cached copy of %s at %s is damaged (%s); downloading it again",
-                    handle.shown,
-                    entry.path,
-                    state.reason,
-                )
-            entry.move_aside(lock.uid)
+        hit? -> offline? -> lock -> prepare (gc debris, re-check, heal) -> stage (shared
+        tier or origin) -> publish (+ fill the tier) -> evict -> unlock
+
+    Its modules (HTTP client, extraction, locking) are imported on the way, so
+    ``import hubcache`` and warm hits never pay them. Our errors raised below get the
+    handle here, once (``handle_context``)."""
+    from ._stage import stage
+
+    with handle_context(handle.shown):
+        if target.hit(sha256):
+            return target.path
+        if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
+            raise OfflineError(
+                f"{handle.shown} is not in the cache at {target.where} and offline mode is on "
+                "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
+                f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
+                "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here"
+            )
+        lock = target.lock(on_wait)
+        while not lock.wait_for_turn(target.done):  # another process published meanwhile
+            if target.hit(sha256):
+                return target.path
+        staging = ""
+        tier = None
         try:
-            if config.shared_cache:
-                from .store.tiered import download_via_tier
+            _faults.checkpoint("after-lock")
+            prepared = target.prepare(lock.uid, sha256)
+            if prepared is None:
+                return target.path
+            staging = prepared
+            tier = _tier(handle, config, target)
+            manifest = _stage_via(tier, stage, handle, staging, config=config, sha256=sha256)
+            target.publish(staging, manifest)
+            if tier is not None:
+                tier.upload(target.path, manifest)
+            if config.max_size is not None and not is_remote(config.root):
+                from .manage.evict import evict_beyond  # HUBCACHE_MAX_SIZE: opt-in LRU
 
-                download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
-            else:
-                download(handle, entry, config, lock.uid, sha256)
-        except CacheDirError as exc:
-            if exc.handle is not None:
-                raise
-            # the extractor does not know the handle; the person reading the error needs it
-            raise CacheDirError(
-                f"cannot store {handle.raw}: {exc.message}", handle=handle.raw, **exc.facts
-            ) from exc
+                evict_beyond(os.path.dirname(target.path), config.max_size, keep=handle.key)
+            if config.kagglehub and manifest.kaggle is not None and not is_remote(config.root):
+                from .kaggle.kagglehub_cache import publish_entry
+
+                publish_entry(target.path, manifest.kaggle)
+            return target.path
         except HubcacheError:
             raise
         except OSError as exc:  # creating or publishing the staging folder failed
-            raise disk_error(exc, entry.root, None, None, handle=handle.raw) from exc
-        if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
-            from .manage.evict import evict_beyond
+            raise target.unusable(exc) from exc
+        finally:
+            if tier is not None:
+                tier.release()
+            if staging:
+                target.cleanup(staging)
+            lock.release()
 
-            evict_beyond(entry.root, config.max_size, keep=entry.key)
-        return entry.path
-    finally:
-        lock.release()
+
+def _tier(handle: Handle, config: Config, target: Target) -> Any:
+    """The shared tier of a local resolve (``HUBCACHE_SHARED_CACHE``), or None."""
+    if not config.shared_cache or is_remote(config.root):
+        return None
+    from .store.tiered import Tier
+
+    return Tier(config.shared_cache, handle.shown, handle.key, config)
 
 
-def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
-    manifest = entry.read_manifest() or {}
-    recorded = manifest.get("archive", {}).get("sha256", "")
-    if recorded and recorded != sha256.lower():
-        raise ChecksumMismatchError(
-            f"the cached archive of {handle.shown} has sha256 {recorded}, not the pinned "
-            f"{sha256}; remove it with `hubcache rm` if the pin is right",
-            handle=handle.shown,
-        )
+def _stage_via(
+    tier: Any,
+    stage: Callable[..., Manifest],
+    handle: Handle,
+    staging: str,
+    *,
+    config: Config,
+    sha256: Optional[str],
+) -> Manifest:
+    """The tier's copy when it has one; else (holding its lock, so other nodes wait for
+    us) the origin's. A failing tier is warned about once and then left alone."""
+    if tier is not None:
+        for attempt in range(2):  # before its lock, then again once we hold it
+            found = tier.plan(sha256)
+            if found is not None:
+                plan, manifest = found
+                try:
+                    stage(handle, handle.key, staging, config, sha256, plan=plan)
+                    return cast("Manifest", manifest)
+                except (HubcacheError, OSError) as exc:
+                    tier.fail("copying from it", exc)
+                    break
+            if attempt == 0 and not tier.hold():
+                break
+    return stage(handle, handle.key, staging, config, sha256)

@@ -195,9 +195,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
     """Models in kagglehub's cache, which hubcache uses without a request (state
     "kagglehub"); a bad Kaggle setting only hides them."""
-    from .._config import kaggle_settings
     from .._errors import HubcacheError
     from ..kaggle.kagglehub_cache import entries
+    from ..kaggle.settings import kaggle_settings
 
     try:
         root = kaggle_settings().kagglehub_cache

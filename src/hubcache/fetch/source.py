@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .._config import Config
@@ -54,6 +54,15 @@ class Source:
     content_type: str = ""
     etag: str = ""
     last_modified: str = ""
+    # Every URL a request went through, redirects included, the last one answering. The
+    # stager reads it to decide what the chain means (a Kaggle model it already holds);
+    # a source never acts on it itself.
+    hops: tuple[str, ...] = ()
+    # Set by the caller before ``open``: a redirect target for which this returns True is
+    # not requested; ``open`` returns with ``stopped`` naming it, and the caller decides
+    # whether to :meth:`follow_on` (a pure test of a URL, never a call into other layers).
+    stop_at: Optional[Callable[[str], bool]] = None
+    stopped: str = ""
 
     def open(self) -> None:
         raise NotImplementedError
@@ -63,6 +72,10 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def follow_on(self) -> None:
+        """After ``open`` stopped at a redirect (``stopped``): follow it and finish opening."""
+        raise NotImplementedError
 
     def cancel(self) -> None:
         """Called from another thread when the consumer gives up: unblock any read now,

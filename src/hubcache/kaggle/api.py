@@ -21,13 +21,14 @@ import logging
 import urllib.parse
 from typing import Any, Optional, overload
 
-from .._config import Config, KaggleSettings
+from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from ..fetch.pool import manager
 from ..fetch.retry import RetryBudget, send_with_retries
 from ..fetch.source import redact
 from .credentials import Credential
 from .identity import KaggleModel
+from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import os
 import stat
 from typing import Optional
 
-from .._config import KaggleSettings
 from .._errors import ConfigurationError
+from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()

@@ -130,8 +130,8 @@ def _listdir(path: str) -> list[str]:
 
 def publish_entry(tree: str, record: object) -> None:
     """``publish`` for a finished cache entry, best effort: a failure costs one warning."""
-    from .._config import kaggle_settings
     from .identity import KaggleModel
+    from .settings import kaggle_settings
 
     model = KaggleModel.from_record(record)
     if model is None:

@@ -112,8 +112,8 @@ class Mirror:
         if host not in KAGGLE_HOSTS:
             return self.config
         if self._kaggle is None:
-            from .._config import kaggle_settings
             from ..kaggle.credentials import find_credential
+            from ..kaggle.settings import kaggle_settings
 
             found = find_credential(kaggle_settings())
             self._kaggle = found.authorization if found is not None else ""

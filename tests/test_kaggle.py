@@ -438,6 +438,35 @@ def test_equivalent_handles_share_one_download(world: KaggleWorld) -> None:
         assert manifest(path)["kaggle"]["version"] == 2
 
 
+def test_a_tfhub_handle_through_a_mirror_publishes_the_same_manifest(
+    world: KaggleWorld, tmp_path: pathlib.Path
+) -> None:
+    """tfhub.dev -> Kaggle: the redirect chain is read from whichever source opened, so a
+    mirror in HUBCACHE_MIRRORS changes where the bytes come from, not what is recorded
+    (the Kaggle identity that lets other spellings share the files)."""
+    from tests.support.kaggle import Redirector
+
+    route = f"http://localhost/models/{NNLM}/2"
+    world.tfhub.routes["google/nnlm-en-dim128/2"] = route
+    handle = world.tfhub_url("google/nnlm-en-dim128/2")
+    with Redirector() as mirror:
+        mirror.routes["google/nnlm-en-dim128/2"] = route
+        prefix = f"http://127.0.0.1:{world.tfhub.port}/"
+        mirrors = f"{prefix}=http://127.0.0.1:{mirror.port}/"
+        direct = hubcache.resolve(handle, cache_dir=str(tmp_path / "direct"))
+        mirrored = hubcache.resolve(handle, cache_dir=str(tmp_path / "mirrored"), mirrors=mirrors)
+        assert mirror.hits == 1  # the mirror really served the second one
+    ours, theirs = manifest(direct), manifest(mirrored)
+    assert ours["kaggle"] == theirs["kaggle"] and ours["kaggle"]["version"] == 2
+    for field in ("handle", "key", "files", "dirs", "archive"):
+        assert ours[field] == theirs[field], field
+    # and a Kaggle spelling in the mirrored cache links it: the record is what finds it
+    world.kaggle.stop()
+    world.storage.stop()
+    linked = hubcache.resolve(f"kaggle:{NNLM}/2", cache_dir=str(tmp_path / "mirrored"))
+    assert tree(linked) == tree(mirrored)
+
+
 @pytest.mark.parametrize("adopted", [False, True], ids=["as-tfhub-left-it", "adopted"])
 def test_an_entry_tensorflow_hub_made_for_a_kaggle_url_is_shared_too(
     world: KaggleWorld, adopted: bool
@@ -634,9 +663,77 @@ def test_listed_file_outside_the_model_is_refused(
     assert list(cache_root.glob("*.manifest.json")) == []
 
 
+# The hostile-name corpus of tests/test_hostile_archives.py, as a Kaggle file listing: file
+# sets go through the same safe writer as archives, and are refused before any download.
+UNSAFE_LISTED = {
+    "dotdot": "../../escape.txt",
+    "nested_dotdot": "a/../../escape.txt",
+    "backslash_dotdot": "a\\..\\..\\escape.txt",
+    "nul": "a\x00b",
+    "component_256": "x" * 256,
+    "too_deep": "d/" * 70 + "f",
+    "too_long": ("n" * 200 + "/") * 21 + "f",
+    "dir_and_file": "saved_model.pb/inner",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_LISTED))
+def test_unsafe_listed_names_are_refused_before_any_download(
+    world: KaggleWorld, tmp_path: pathlib.Path, cache_root: pathlib.Path, case: str
+) -> None:
+    files = {"saved_model.pb": b"x", UNSAFE_LISTED[case]: b"y"}
+    world.kaggle.add(KaggleModel("evil", "m", "jax", "v", {1: files}))
+    with pytest.raises(hubcache.UnsafeArchiveError) as info:
+        hubcache.resolve("kaggle:evil/m/jax/v/1")
+    assert info.value.exit_code == 5
+    assert storage_gets(world) == 0  # refused from the listing, not after downloading
+    assert not list(tmp_path.rglob("escape.txt"))
+    assert sorted(p.name for p in cache_root.iterdir()) == ["CACHEDIR.TAG"]  # nothing staged
+
+
+def test_absolute_listed_names_land_inside_like_archive_members(world: KaggleWorld) -> None:
+    world.kaggle.add(KaggleModel("odd", "m", "jax", "v", {1: {"/abs/f.txt": b"ok"}}))
+    path = hubcache.resolve("kaggle:odd/m/jax/v/1")
+    assert pathlib.Path(path, "abs/f.txt").read_bytes() == b"ok"
+
+
+@pytest.mark.parametrize("name", ["CON", "aux.txt", "a:b", "trailing."])
+def test_windows_reserved_listed_names_are_refused_on_windows(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    import functools
+
+    from hubcache import _platform
+
+    windows = functools.partial(_platform.name_problem, windows=True)
+    monkeypatch.setattr(_platform, "name_problem", windows)  # the rules Windows applies
+    world.kaggle.add(KaggleModel("win", "m", "jax", "v", {1: {name: b"x"}}))
+    with pytest.raises(hubcache.UnsafeArchiveError, match="Windows"):
+        hubcache.resolve("kaggle:win/m/jax/v/1")
+    assert storage_gets(world) == 0
+
+
+def test_a_linked_copy_never_follows_a_symlink_in_the_donor(
+    world: KaggleWorld, tmp_path: pathlib.Path
+) -> None:
+    """Another entry of the same model whose file was replaced by a symlink (to a file of
+    the same size outside the cache) is not linked from: the link would publish someone
+    else's bytes under our manifest."""
+    first = hubcache.resolve(f"kaggle:{NNLM}/2")
+    outside = tmp_path / "outside.pb"
+    victim = pathlib.Path(first, "saved_model.pb")
+    outside.write_bytes(b"z" * victim.stat().st_size)
+    victim.unlink()
+    victim.symlink_to(outside)
+    with pytest.raises(hubcache.UnsafeArchiveError, match="not a regular file"):
+        hubcache.resolve(f"http://localhost/models/{NNLM}/2")
+    key = cache_key(f"http://localhost/models/{NNLM}/2")
+    assert not list(pathlib.Path(first).parent.glob(f"{key}*"))
+
+
 def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> None:
-    from hubcache.kaggle.settings import kaggle_settings
     from hubcache.kaggle.credentials import find_credential
+    from hubcache.kaggle.settings import kaggle_settings
 
     env = {"HOME": str(tmp_path), "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY}
     settings = kaggle_settings(env)
@@ -647,3 +744,67 @@ def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> 
     assert kaggle_settings({**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST"}).rpc_base == (
         "http://localhost/api/v1"
     )
+
+
+# -- the fault sweep, for the two acquisition shapes only Kaggle uses --------------------------
+def _sweep(
+    handle: str, tmp_path: pathlib.Path, prepare: Any, expected: dict[str, bytes], op: str
+) -> None:
+    """Fail the k-th filesystem call of resolving ``handle`` for every k of a clean run (as
+    tests/test_fault_sweep.py does for archives): the entry is whole or absent, nothing is
+    staged, the error is one line (exit 6), and a clean run afterwards works."""
+    from tests.support.procs import child_env, run_cli
+
+    key = cache_key(handle)
+
+    def run(root: pathlib.Path, faults: str) -> tuple[int, str]:
+        prepare(root)
+        result = run_cli(["resolve", handle], child_env(root, faults))
+        return result.returncode, result.stderr
+
+    log = tmp_path / "clean.log"
+    code, err = run(tmp_path / "clean", f"fs-log={log}")
+    assert code == 0, err
+    calls = log.read_text().splitlines()
+    n = len(calls)
+    assert n > 10 and {"open", op, "fsync", "rename"} <= {c.split()[0] for c in calls}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(
+            pool.map(lambda k: (k, *run(tmp_path / f"k{k}", f"fs=*#{k}")), range(1, n + 1))
+        )
+    failed = 0
+    for k, code, err in outcomes:
+        root = tmp_path / f"k{k}"
+        assert code in (0, 6), f"k={k}: exit {code}\n{err}"
+        assert "Traceback" not in err, f"k={k}\n{err}"
+        failed += code == 6
+        entry = root / key
+        if entry.exists():
+            assert tree(str(entry)) == expected, f"k={k}: a partial entry is visible"
+        assert not list(root.glob(f"{key}.*.tmp")), f"k={k}: staging left"
+        assert tree(hubcache.resolve(handle, cache_dir=str(root))) == expected
+    assert failed  # faults were really injected
+
+
+def test_fault_sweep_of_a_kaggle_file_set(world: KaggleWorld, tmp_path: pathlib.Path) -> None:
+    _sweep(f"kaggle:{NNLM}/2", tmp_path, lambda root: None, saved_model_files("v2"), "write")
+
+
+def test_fault_sweep_of_a_linked_copy(world: KaggleWorld, tmp_path: pathlib.Path) -> None:
+    """The second spelling of a model is filled with hard links from the first: every call
+    of that fill (links, folders, syncs, the rename) may fail without harm."""
+    import shutil
+
+    donor = tmp_path / "donor"
+    hubcache.resolve(f"kaggle:{NNLM}/2", cache_dir=str(donor))
+    world.kaggle.stop()
+    world.storage.stop()  # linking needs no network: a fault can never fall back to it
+
+    def prepare(root: pathlib.Path) -> None:
+        if not root.exists():
+            shutil.copytree(donor, root)  # the donor entry, complete, in each root
+
+    handle = f"http://localhost/models/{NNLM}/2"
+    _sweep(handle, tmp_path, prepare, saved_model_files("v2"), "link")

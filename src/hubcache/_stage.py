@@ -341,12 +341,9 @@ def _link(
             rel = os.path.relpath(dirpath, plan.path)
             prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             for name in sorted(dirnames):
-                if not os.path.islink(os.path.join(dirpath, name)):
-                    tree.add_dir(prefix + name)
+                _link_dir(tree, os.path.join(dirpath, name), prefix + name)
             for name in sorted(names):
-                path = os.path.join(dirpath, name)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue  # links and devices are never part of a model tree we publish
+                path = os.path.join(dirpath, name)  # add_link refuses all but regular files
                 known = digests.get(prefix + name)
                 size = os.lstat(path).st_size
                 digest = str(known[1]) if known is not None and _same_size(known, size) else ""
@@ -364,6 +361,15 @@ def _link(
         source=f"linked from {plan.origin}",
         kaggle=plan.record,
     )
+
+
+def _link_dir(tree: SafeTree, path: str, rel: str) -> None:
+    if os.path.islink(path):
+        raise UnsafeArchiveError(
+            f"{path} is a symbolic link, not a regular folder; the copy is not linked from "
+            "(check it with `hubcache verify`)"
+        )
+    tree.add_dir(rel)
 
 
 def _same_size(known: Any, size: int) -> bool:

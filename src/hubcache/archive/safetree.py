@@ -378,7 +378,10 @@ class SafeTree:
         ``digest`` is the source's known sha256 (kept in the manifest), or ""."""
         st = os.lstat(source)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafeArchiveError(f"{source!r} is not a regular file; it is not copied")
+            raise UnsafeArchiveError(
+                f"{source} is not a regular file (a symbolic link?); it is not linked from "
+                "(check that entry with `hubcache verify`)"
+            )
         with self._guard:
             rel = self.normalize(raw)
             if not rel or rel in self.files or rel in self.dirs:

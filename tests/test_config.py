@@ -243,3 +243,70 @@ def test_the_plugin_switch_uses_the_same_yes_no_parser() -> None:
     assert tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "off"}) is False
     with pytest.raises(hubcache.ConfigurationError, match="HUBCACHE_TFHUB_PLUGIN"):
         tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "maybe"})
+
+
+def test_load_config_reads_only_the_variables_its_memo_is_keyed_by() -> None:
+    """load_config is memoised by the text of CONFIG_VARIABLES: a variable it reads that is
+    not in that list would be read once per process and then silently ignored."""
+    from collections.abc import Iterator, Mapping
+
+    from hubcache._config import CONFIG_VARIABLES
+
+    class Recording(Mapping[str, str]):
+        def __init__(self) -> None:
+            self.read: set[str] = set()
+
+        def __getitem__(self, name: str) -> str:
+            self.read.add(name)
+            raise KeyError(name)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    env = Recording()
+    load_config(environ=env)
+    assert env.read and env.read <= set(CONFIG_VARIABLES), env.read - set(CONFIG_VARIABLES)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HUBCACHE_OFFLINE", "maybe"),
+        ("HUBCACHE_RETRIES", "nan"),
+        ("HUBCACHE_MIRRORS", "garbage"),
+        ("TFHUB_MODEL_LOAD_FORMAT", "bogus"),
+        ("HUBCACHE_MAX_SIZE", "lots"),
+    ],
+)
+def test_a_bad_setting_fails_on_a_warm_hit_as_on_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """The same call must not succeed while the model is cached and fail the day the cache
+    is cold: every setting is checked on every call (memoised, so a hit stays cheap)."""
+    archive = tmp_path / "m.tar"
+    from tests.support.procs import ARCHIVE
+
+    archive.write_bytes(ARCHIVE)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    hubcache.resolve(str(archive))  # now cached
+    hubcache.resolve(str(archive))  # and in this process's memo of complete entries
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(hubcache.ConfigurationError, match=variable):
+        hubcache.resolve(str(archive))
+    monkeypatch.delenv(variable)
+    hubcache.resolve(str(archive))  # fixed: the memo does not keep the bad answer
+
+
+def test_a_bad_mirror_argument_fails_on_a_warm_hit_in_the_cli(tmp_path: Path) -> None:
+    from tests.support.procs import ARCHIVE, child_env
+
+    archive = tmp_path / "m.tar"
+    archive.write_bytes(ARCHIVE)
+    env = child_env(tmp_path / "cache")
+    assert run_cli(["resolve", str(archive)], env).returncode == 0
+    result = run_cli(["resolve", "--mirror", "garbage", str(archive)], env)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "garbage" in result.stderr

@@ -189,6 +189,54 @@ def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str
     return tuple(pairs)
 
 
+# Every variable load_config reads: the memo below is keyed by their text, so a variable
+# missing here would be read once and then ignored (tests/test_config.py keeps it complete).
+CONFIG_VARIABLES = (
+    "TFHUB_CACHE_DIR",
+    "TFHUB_MODEL_LOAD_FORMAT",
+    "TFHUB_DOWNLOAD_PROGRESS",
+    "TFHUB_DISABLE_CERT_VALIDATION",
+    "HUBCACHE_OFFLINE",
+    "HUBCACHE_NO_ORIGIN",
+    "HUBCACHE_LOCK_TIMEOUT",
+    "HUBCACHE_LOCK_LEASE",
+    "HUBCACHE_CONNECT_TIMEOUT",
+    "HUBCACHE_READ_TIMEOUT",
+    "HUBCACHE_RETRIES",
+    "HUBCACHE_CONNECTIONS",
+    "HUBCACHE_RETRY_BACKOFF",
+    "HUBCACHE_STALL_TIMEOUT",
+    "HUBCACHE_MIN_SPEED",
+    "HUBCACHE_STORE_TIMEOUT",
+    "HUBCACHE_FSYNC",
+    "HUBCACHE_HTTP_HEADERS",
+    "HUBCACHE_MIRRORS",
+    "HUBCACHE_MAX_SIZE",
+    "HUBCACHE_SHARED_CACHE",
+    "HUBCACHE_KAGGLEHUB",
+    *_LIMIT_VARS,
+)
+_MEMO: dict[tuple[Any, ...], Config] = {}
+_ENCODED: list[tuple[Any, ...]] = []  # the variables' names as os.environ stores them
+
+
+def _snapshot() -> tuple[Any, ...]:
+    """The text of every CONFIG_VARIABLES entry in ``os.environ``, cheaply: a warm resolve
+    checks the settings on every call, so this must cost about a microsecond, not the
+    ~30 µs of 30 ``os.environ.get`` calls (each encodes its key, and raises KeyError
+    inside when the variable is unset). ``os._Environ`` keeps the encoded values in
+    ``_data``, keyed by ``encodekey(name)`` on every platform; anything else is read the
+    slow way."""
+    env = os.environ
+    data = getattr(env, "_data", None)
+    encode = getattr(env, "encodekey", None)
+    if type(data) is not dict or encode is None:
+        return tuple(env.get(name) for name in CONFIG_VARIABLES)
+    if not _ENCODED:
+        _ENCODED.append(tuple(encode(name) for name in CONFIG_VARIABLES))
+    return tuple(map(data.get, _ENCODED[0]))
+
+
 def load_config(
     *,
     cache_dir: Optional[str] = None,
@@ -199,8 +247,38 @@ def load_config(
     no_origin: Optional[bool] = None,
     kagglehub: Optional[bool] = None,
 ) -> Config:
-    """Read the settings of one call: explicit arguments win over the environment."""
-    env = os.environ if environ is None else environ
+    """Read the settings of one call: explicit arguments win over the environment.
+
+    Every variable is parsed and checked on every call (a bad value is an error on a cache
+    hit as on a miss), but from ``os.environ`` the parsed result is memoised by the text of
+    the variables it reads, so repeating a call with unchanged settings costs a lookup."""
+    if environ is not None:
+        return _load(cache_dir, offline, progress, environ, mirrors, no_origin, kagglehub)
+    key: tuple[Any, ...]
+    if cache_dir is offline is progress is mirrors is no_origin is kagglehub is None:
+        key = (_snapshot(), _absl_cache_dir())  # the common call: every argument left out
+    else:
+        spec = tuple(mirrors) if mirrors is not None and not isinstance(mirrors, str) else mirrors
+        args = (cache_dir, offline, progress, spec, no_origin, kagglehub)
+        key = (_snapshot(), _absl_cache_dir(), *args)
+    found = _MEMO.get(key)
+    if found is None:
+        found = _load(cache_dir, offline, progress, os.environ, mirrors, no_origin, kagglehub)
+        if len(_MEMO) >= 256:
+            _MEMO.clear()
+        _MEMO[key] = found
+    return found
+
+
+def _load(  # noqa: PLR0917 - the private body of load_config, same parameters in order
+    cache_dir: Optional[str],
+    offline: Optional[bool],
+    progress: Optional[bool],
+    env: Mapping[str, str],
+    mirrors: Union[str, Sequence[str], None],
+    no_origin: Optional[bool],
+    kagglehub: Optional[bool],
+) -> Config:
     root, source = select_root(cache_dir, env)
     # Kept as given here and checked by check_load_format() in the calls that download: a
     # bad value must not stop `hubcache ls` or `rm`, which never use it.
@@ -233,12 +311,22 @@ def load_config(
         fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
-        mirrors=parse_mirrors(env.get("HUBCACHE_MIRRORS", "") if mirrors is None else mirrors),
+        mirrors=_mirrors(env, mirrors),
         no_origin=bool(env_no_origin) if no_origin is None else no_origin,
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
         kagglehub=bool(flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
+
+
+def warm_root(cache_dir: Optional[str]) -> Optional[tuple[str, str]]:
+    """(root, which rule chose it) for the tensorflow_hub plug-in's warm path, which keeps
+    tensorflow_hub's own reading of the settings (a bad hubcache variable is not its
+    concern); None under ``UNCOMPRESSED``, where nothing is cached."""
+    environ = os.environ
+    if environ.get("TFHUB_MODEL_LOAD_FORMAT", "").strip().upper() == "UNCOMPRESSED":
+        return None
+    return select_root(cache_dir, environ)
 
 
 def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
@@ -257,6 +345,18 @@ def check_load_format(config: Config) -> str:
             f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
         )
     return config.load_format
+
+
+def _mirrors(
+    environ: Mapping[str, str], given: Union[str, Sequence[str], None]
+) -> tuple[tuple[str, str], ...]:
+    """The mirrors argument, else ``HUBCACHE_MIRRORS`` (a bad value names the variable)."""
+    if given is not None:
+        return parse_mirrors(given)
+    try:
+        return parse_mirrors(environ.get("HUBCACHE_MIRRORS", ""))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"HUBCACHE_MIRRORS: {exc}") from None
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:

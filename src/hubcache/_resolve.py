@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 
 from . import _faults
-from ._config import Config, check_load_format, load_config, select_root
+from ._config import Config, check_load_format, load_config, warm_root
 from ._errors import (
     CacheDirError,
     ConfigurationError,
@@ -66,11 +66,7 @@ def resolve(
     parsed = parse(handle)
     if sha256 is not None:
         sha256 = check_sha256(sha256, parsed)
-    if sha256 is None and parsed.kind != "directory":
-        warm = warm_entry(parsed, cache_dir)
-        if warm is not None and warm.is_complete():
-            return warm.path
-    config = load_config(
+    config = load_config(  # memoised: a warm hit checks every setting for ~1 µs
         cache_dir=cache_dir,
         offline=offline,
         progress=progress,
@@ -78,6 +74,14 @@ def resolve(
         no_origin=no_origin,
         kagglehub=kagglehub_cache,
     )
+    if (
+        sha256 is None
+        and parsed.kind != "directory"
+        and check_load_format(config) != "UNCOMPRESSED"
+    ):
+        warm = _warm(parsed, config.root, config.root_is_default)
+        if warm is not None and warm.is_complete():
+            return warm.path
     return resolve_with(parsed, config, sha256=sha256, on_wait=on_wait)
 
 
@@ -91,7 +95,7 @@ def resolve_with(
     """The rest of :func:`resolve` once the settings are read (the tensorflow_hub plug-in
     enters here with tensorflow_hub's reading of them)."""
     if parsed.kind == "directory":
-        return _existing_directory(parsed)
+        return _existing_directory(parsed, config)
     if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
         from .kaggle.versions import pin
 
@@ -130,17 +134,21 @@ def check_sha256(sha256: object, handle: Handle) -> str:
 
 
 def warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
-    """The entry a hit would be served from, found with only the reads a hit needs.
-
-    This is the hot path (a few microseconds): it applies the cache-root rules and the
-    default-root safety check but builds no ``Config``. None means "let the full rules
-    decide" (remote roots, an unsafe default root, the UNCOMPRESSED protocol).
-    """
-    environ = os.environ
-    if environ.get("TFHUB_MODEL_LOAD_FORMAT", "").strip().upper() == "UNCOMPRESSED":
+    """The entry a hit would be served from, by tensorflow_hub's reading of the settings
+    (the plug-in's warm path: no ``Config``, a bad hubcache variable is not its concern).
+    None means "let the full rules decide" (remote roots, an unsafe default root, the
+    UNCOMPRESSED protocol)."""
+    found = warm_root(cache_dir)
+    if found is None:
         return None
-    root, source = select_root(cache_dir, environ)
-    if "://" in root or (source == "default" and unsafe_reason(root) is not None):
+    root, source = found
+    return _warm(handle, root, source == "default")
+
+
+def _warm(handle: Handle, root: str, is_default: bool) -> Optional[Entry]:
+    """The hot path (a few microseconds): the entry under a local root, memoised per
+    (root, handle); None for a remote root or an unsafe default root."""
+    if "://" in root or (is_default and unsafe_reason(root) is not None):
         return None
     entry = _ENTRIES.get((root, handle.raw))
     if entry is None:
@@ -159,7 +167,7 @@ def parse(handle: str) -> Handle:
     return parsed
 
 
-def _existing_directory(handle: Handle) -> str:
+def _existing_directory(handle: Handle, config: Config) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
         from .fetch.objectstore import first_contact, store_error
@@ -167,7 +175,7 @@ def _existing_directory(handle: Handle) -> str:
 
         fs, path = filesystem(handle.location, handle.shown)
         try:
-            first_contact(handle.location, load_config().store_timeout, lambda: fs.isdir(path))
+            first_contact(handle.location, config.store_timeout, lambda: fs.isdir(path))
             is_dir = fs.isdir(path)
         except HubcacheError:
             raise

@@ -217,6 +217,7 @@ CONFIG_VARIABLES = (
     *_LIMIT_VARS,
 )
 _MEMO: dict[tuple[Any, ...], Config] = {}
+_NO_ARGUMENTS = (None,) * 6
 _ENCODED: list[tuple[Any, ...]] = []  # the variables' names as os.environ stores them
 
 
@@ -255,12 +256,13 @@ def load_config(
     if environ is not None:
         return _load(cache_dir, offline, progress, environ, mirrors, no_origin, kagglehub)
     key: tuple[Any, ...]
-    if cache_dir is offline is progress is mirrors is no_origin is kagglehub is None:
+    args = (cache_dir, offline, progress, mirrors, no_origin, kagglehub)
+    if args == _NO_ARGUMENTS:
         key = (_snapshot(), _absl_cache_dir())  # the common call: every argument left out
     else:
         spec = tuple(mirrors) if mirrors is not None and not isinstance(mirrors, str) else mirrors
-        args = (cache_dir, offline, progress, spec, no_origin, kagglehub)
-        key = (_snapshot(), _absl_cache_dir(), *args)
+        key = (_snapshot(), _absl_cache_dir(), cache_dir, offline, progress, spec, no_origin)
+        key += (kagglehub,)
     found = _MEMO.get(key)
     if found is None:
         found = _load(cache_dir, offline, progress, os.environ, mirrors, no_origin, kagglehub)

@@ -170,18 +170,9 @@ def parse(handle: str) -> Handle:
 def _existing_directory(handle: Handle, config: Config) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
-        from .fetch.objectstore import first_contact, store_error
-        from .fetch.source import filesystem
+        from .store.remote import is_remote_directory
 
-        fs, path = filesystem(handle.location, handle.shown)
-        try:
-            first_contact(handle.location, config.store_timeout, lambda: fs.isdir(path))
-            is_dir = fs.isdir(path)
-        except HubcacheError:
-            raise
-        except Exception as exc:
-            raise store_error(handle.location, exc, handle.shown) from exc
-        if not is_dir:
+        if not is_remote_directory(handle.location, handle.shown, config.store_timeout):
             raise ModelNotFoundError(
                 f"{handle.shown} is not an existing directory", handle=handle.shown
             )

@@ -29,7 +29,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import shutil
 import stat
 import threading
 from collections.abc import Callable
@@ -38,9 +37,9 @@ from typing import Any, Optional, Union
 
 from .. import _faults, _platform
 from .._config import Limits
-from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
+from .._disk import disk_error
+from .._errors import CorruptArchiveError, UnsafeArchiveError
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # errors that mean "this filesystem cannot hard-link here" (another device, no support;
 # Windows reports FAT and some shares as EINVAL): copy instead
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
@@ -48,48 +47,6 @@ _NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
 _EARLY_SYNC = 32 * 1024 * 1024
-
-
-def disk_error(
-    exc: OSError,
-    where: str,
-    written: Optional[int],
-    needed: Optional[int],
-    *,
-    handle: Optional[str] = None,
-) -> CacheDirError:
-    """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why.
-    ``written`` is None when the step that failed does not count bytes (publishing)."""
-    what = f"cannot store {handle}: " if handle else ""
-    if exc.errno in _DISK_FULL:
-        need = f", at least {needed} more bytes needed" if needed else ""
-        after = f" after writing {written} bytes" if written is not None else ""
-        mount, free = _filesystem(where)
-        return CacheDirError(
-            f"{what}no space left on the filesystem mounted at {mount} ({free} bytes free) for "
-            f"{where} ({os.strerror(exc.errno or 0)}){after}{need}; "
-            "free space or set TFHUB_CACHE_DIR to a larger disk",
-            handle=handle,
-            errno=exc.errno,
-            filesystem=mount,
-            written=written,
-            needed=needed,
-        )
-    return CacheDirError(f"{what}cannot write in {where}: {exc}", handle=handle, errno=exc.errno)
-
-
-def _filesystem(path: str) -> tuple[str, str]:
-    """The mount point holding ``path`` and its free bytes (for users, best effort)."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    try:
-        device = os.stat(path).st_dev
-        while os.path.dirname(path) != path and os.stat(os.path.dirname(path)).st_dev == device:
-            path = os.path.dirname(path)
-        return path, str(shutil.disk_usage(path).free)  # statvfs's f_bavail * f_frsize
-    except OSError:
-        return path, "unknown"
 
 
 class FileWriter:

@@ -99,6 +99,6 @@ class LocalTarget:
 
     def unusable(self, exc: OSError) -> CacheDirError:
         """Creating or publishing the staging folder failed: the cache's problem."""
-        from ..archive.safetree import disk_error
+        from .._disk import disk_error
 
         return disk_error(exc, self.entry.root, None, None)

@@ -30,7 +30,7 @@ from typing import Optional
 from .._config import Config
 from .._errors import ConfigurationError
 from .._handles import append_format_query
-from ..kaggle.identity import KAGGLE_HOSTS
+from ..kaggle.upstream import is_kaggle_host, upstream_credential
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.static import is_archive_name
 from .fill import Fill
@@ -109,16 +109,13 @@ class Mirror:
         credential (kagglehub's order, read once) when the upstream is Kaggle's web host.
         HTTPSource sends these headers to that host only, never to a redirect target."""
         host = (urllib.parse.urlsplit(url).hostname or "").lower()
-        if host not in KAGGLE_HOSTS:
+        if not is_kaggle_host(host):
             return self.config
         if self._kaggle is None:
-            from ..kaggle.credentials import find_credential
-            from ..kaggle.settings import kaggle_settings
-
-            found = find_credential(kaggle_settings())
-            self._kaggle = found.authorization if found is not None else ""
+            found = upstream_credential()
+            self._kaggle = found[0] if found is not None else ""
             if found is not None:
-                log.info("Kaggle upstreams get the credential from %s", found.source)
+                log.info("Kaggle upstreams get the credential from %s", found[1])
         if not self._kaggle or any(k.lower() == "authorization" for k, _ in self.config.headers):
             return self.config
         headers = (*self.config.headers, ("Authorization", self._kaggle))

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from .._config import Config
-from .._errors import CacheDirError
+from .._errors import CacheDirError, HubcacheError
 from ..local.gc import GRACE, Debris
 from ..local.holder import parse_holder
 from ..local.manifest import Manifest, check_pin
@@ -144,3 +144,19 @@ def _age(path: str) -> float:
         return time.time() - os.lstat(path).st_mtime
     except OSError:
         return 0.0
+
+
+def is_remote_directory(url: str, handle: str, timeout: float) -> bool:
+    """Whether ``url`` (``gs://``, ``s3://``...) is an existing folder: a directory handle
+    on a store is returned as it is, after this check."""
+    from ..fetch.objectstore import first_contact, store_error
+    from ..fetch.source import filesystem
+
+    fs, path = filesystem(url, handle)
+    try:
+        first_contact(url, timeout, lambda: fs.isdir(path))
+        return bool(fs.isdir(path))
+    except HubcacheError:
+        raise
+    except Exception as exc:
+        raise store_error(url, exc, handle) from exc

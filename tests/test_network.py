@@ -510,6 +510,29 @@ def test_url_credentials_are_never_printed_logged_or_written_to_the_cache(
     assert "pa55word" not in str(info.value) and "pa55word" not in str(info.value.handle)
 
 
+def test_an_adopted_tensorflow_hub_entry_of_a_credentialed_handle_keeps_no_password(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """tensorflow_hub cached ``http://alice:pa55word@host/m/1`` (its descriptor names the
+    handle as given: not ours to change). Adopting the tree writes our manifest, which, like
+    every listing of it, must name the user only."""
+    url = with_credentials(model_server.url("/m/1"))
+    key = hubcache.cache_key(url)
+    (cache_root / key / "variables").mkdir(parents=True)
+    (cache_root / key / "saved_model.pb").write_bytes(b"by hand")
+    (cache_root / key / "variables" / "variables.index").write_bytes(b"i")
+    (cache_root / f"{key}.descriptor.txt").write_text(f"Module: {url}\n")
+    assert hubcache.resolve(url) == str(cache_root / key)  # adopted, with no request
+    assert model_server.requests == []
+    manifest = (cache_root / f"{key}.manifest.json").read_text()
+    assert '"adopted": true' in manifest and "alice:***@127.0.0.1" in manifest
+    assert "pa55word" not in manifest
+    for args in (["ls", "--json"], ["ls"], ["info", url], ["info", "--json", url]):
+        done = run_cli(args, dict(os.environ))
+        assert done.returncode == 0, (args, done.stderr)
+        assert "pa55word" not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+
+
 def test_an_entry_of_a_credentialed_handle_exports_and_imports(
     model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:

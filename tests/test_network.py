@@ -167,6 +167,20 @@ def test_retry_after_is_honoured_and_capped(
     assert waits == [7.0, _retry.MAX_RETRY_AFTER, 0.0]
 
 
+def test_a_server_always_asking_to_retry_after_a_second_is_given_up_on_within_the_budget(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """Every answer is 503 + Retry-After: 1. Each wait the server asks for is one of the
+    HUBCACHE_RETRIES retries (2 here), so the CLI gives up after 3 requests and about 2 s
+    with exit 4 and one line; a wait not counted would retry until the run's timeout."""
+    url = model_server.add("/m.tar.gz", ARCHIVE, faults=(Fault(status=503, retry_after="1"),))
+    done = run_cli(["resolve", url], dict(os.environ), timeout=20)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.count("\n") == 1 and "after 3 attempts" in done.stderr, done.stderr
+    assert model_server.count("/m.tar.gz") == 3
+    assert_no_entry(cache_root)
+
+
 @pytest.mark.parametrize("value", ["soon", "-5", "nan", "inf", "1e999", "Wed, 99 Foo", ""])
 def test_an_unusable_retry_after_falls_back_to_our_backoff(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, value: str

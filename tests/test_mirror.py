@@ -20,11 +20,20 @@ import pytest
 import urllib3
 
 import hubcache
-from tests.support.archives import M, make_tar
+from tests.support.archives import M, make_tar, strip_trailer
 from tests.support.emulators import activate, free_port
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.mirror import ServeProcess
-from tests.support.procs import ARCHIVE, EXPECTED, child_env, finish, start_worker, tree, wait_for
+from tests.support.procs import (
+    ARCHIVE,
+    EXPECTED,
+    FAULTS_SITE,
+    child_env,
+    finish,
+    start_worker,
+    tree,
+    wait_for,
+)
 
 RATE = len(ARCHIVE) // 2  # bytes per second upstream: a fill takes about two seconds
 
@@ -180,6 +189,25 @@ def test_a_corrupt_archive_breaks_the_connection_and_is_not_kept(
         model_server.add("/m/1", good)
         assert server.get("/m/1?tf-hub-format=compressed").data == good
         assert_stored_whole(store, "m/1.tar.gz", good)
+        server.stop()
+        assert "Traceback" not in server.stderr
+
+
+def test_the_last_byte_waits_until_the_archive_is_verified(
+    model_server: ModelServer, store: Path
+) -> None:
+    """A gzip without its trailer, with the right Content-Length: every byte arrives and
+    only the final check can refuse it. The mirror is made to pause just before that check
+    (a test hook point), so a client could read the whole body first if the last byte were
+    not held back: it must get a broken connection instead, and nothing is stored."""
+    good = make_tar([M("saved_model.pb", os.urandom(300_000))], compression="gz")
+    model_server.add("/m/1", strip_trailer(good))
+    env = {"HUBCACHE_TEST_FAULTS": "fill-before-verify=sleep:1", "PYTHONPATH": FAULTS_SITE}
+    with mirror(store, model_server, env=env) as server:
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            server.get("/m/1?tf-hub-format=compressed")  # never a 200 that looks whole
+        wait_for(lambda: "fill of m/1" in server.stderr, what="the failure to be logged")
+        assert stored_archives(store) == {}
         server.stop()
         assert "Traceback" not in server.stderr
 

@@ -408,6 +408,39 @@ def test_kaggle_upstreams_get_the_servers_kaggle_credential(
     assert "server-token" not in repr(mirror.config_for("https://tfhub.dev/google/m/1").headers)
 
 
+def test_the_kaggle_credential_of_a_mirror_never_follows_the_redirect_to_storage(
+    store: Path, tmp_path: Path
+) -> None:
+    """A mirror with Kaggle as its upstream sends its Kaggle credential to Kaggle's host
+    (a gated model needs it), which answers with a redirect to a signed storage URL: that
+    third-party host must get neither the credential nor anything else of the server's."""
+    from tests.support.kaggle import KaggleModel, KaggleWorld
+
+    files = {"model.weights.h5": b"w" * 5000, "config.json": b"{}"}
+    with KaggleWorld() as world:
+        gated = KaggleModel("google", "gemma", "keras", "gemma-2b", {1: files}, gated=True)
+        world.kaggle.add(gated)
+        world.kaggle.accounts.tokens.add("server-token")
+        world.kaggle.accounts.accepted_terms.add("server-token")
+        home = tmp_path / "home"
+        home.mkdir()
+        env = dict(os.environ, **world.env(), HOME=str(home), KAGGLE_API_TOKEN="server-token")
+        env["HUBCACHE_HTTP_HEADERS"] = '{"X-Upstream-Key": "s3cret"}'
+        upstream = "www.kaggle.com/models/=http://www.kaggle.com/models/"
+        with ServeProcess(str(store), "--upstream", upstream, env=env) as server:
+            got = server.get(
+                "/www.kaggle.com/models/google/gemma/keras/gemma-2b/1?tf-hub-format=compressed"
+            )
+            assert (got.status, got.data) == (200, gated.archive(1)), got.data[:200]
+        [page] = [s for s in world.kaggle.seen if "/models/google/gemma" in s.path]
+        assert page.headers["authorization"] == "Bearer server-token"  # Kaggle's host: yes
+        assert len(world.storage.seen) == 1
+        for seen in world.storage.seen:  # the storage host: nothing of the server's
+            assert "authorization" not in seen.headers and "x-upstream-key" not in seen.headers
+            assert not any("server-token" in v or "s3cret" in v for v in seen.headers.values())
+    assert not (world.kaggle.errors or world.storage.errors)
+
+
 def test_a_planted_bucket_spool_is_never_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -136,6 +136,20 @@ def test_info_by_handle_and_key_and_root(
     assert code == 3 and "not in the cache" in err
 
 
+def test_info_never_shows_the_password_tensorflow_hub_wrote_in_its_descriptor(
+    root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "http://alice:pa55word@127.0.0.1:9/m/1"
+    k = key(url)
+    root.write(f"{k}/saved_model.pb", b"by hand")
+    root.write(f"{k}.descriptor.txt", f"Module: {url}\n".encode())  # as given, by tensorflow_hub
+    for argv in (["info", k], ["info", k, "--json"], ["ls"], ["ls", "--json"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, (argv, err)
+        assert "pa55word" not in out + err, (argv, out, err)
+    assert "Module: http://alice:***@127.0.0.1:9/m/1" in run_json(capsys, "info", k)["descriptor"]
+
+
 def test_verify_stat_deep_and_fix(
     filled: dict[str, str],
     root: Root,

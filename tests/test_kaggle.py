@@ -357,6 +357,23 @@ def test_refused_signed_url_is_replaced_once(world: KaggleWorld) -> None:
     assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
 
 
+@pytest.mark.parametrize("slug", [f"{NNLM}/2", f"{BIG}/1"], ids=["files", "archive"])
+def test_user_headers_never_reach_the_storage_host(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, slug: str
+) -> None:
+    """HUBCACHE_HTTP_HEADERS belong to the handle's host; a signed URL points at a third
+    party (the storage bucket), so the user's token must not go there, not even with the
+    fresh URL asked for after a refusal."""
+    monkeypatch.setenv(
+        "HUBCACHE_HTTP_HEADERS", '{"Authorization": "Bearer hdr-secret", "X-Team": "ml"}'
+    )
+    world.storage.refuse = 1
+    hubcache.resolve(f"kaggle:{slug}")
+    assert storage_gets(world) >= 2  # the refused URL and its replacement
+    no_secret_reached_storage(world, "hdr-secret")
+    assert not any("x-team" in seen.headers for seen in world.storage.seen)
+
+
 def test_expired_signed_urls_fail_after_one_refresh(
     world: KaggleWorld, cache_root: pathlib.Path
 ) -> None:

@@ -242,6 +242,27 @@ def test_deleted_files_are_healed_with_one_warning(
     assert not [n for n in os.listdir(cache_root) if n.endswith((".tmp", ".trash", ".lock"))]
 
 
+def test_files_deleted_after_a_warm_hit_are_healed_in_the_same_process(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """A hit remembers the entry as verified (the warm path's shortcut); that memory must
+    still notice files deleted afterwards, through their folders' mtimes."""
+    url = serve(model_server, "/m/1", GOOD)
+    path = hubcache.resolve(url)
+    # downloaded an hour ago: a deletion below then surely changes the folders' mtimes,
+    # even on a file system whose clock ticks coarser than this test runs
+    for dirpath, _dirs, _files in os.walk(path):
+        os.utime(dirpath, (os.stat(dirpath).st_atime, os.stat(dirpath).st_mtime - 3600))
+    assert hubcache.resolve(url) == path  # a hit: the shortcut now trusts this entry
+    assert model_server.count("/m/1") == 1
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            os.unlink(os.path.join(dirpath, name))
+    assert hubcache.resolve(url) == path
+    assert tree(path) == EXPECTED
+    assert model_server.count("/m/1") == 2
+
+
 def test_truncated_file_is_detected_in_a_new_process(
     model_server: ModelServer, cache_root: Path
 ) -> None:

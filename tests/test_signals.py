@@ -51,7 +51,7 @@ def test_signal_cleans_up(
     url = model_server.url(path)
     key = hubcache.cache_key(url)
     env = child_env(cache_root, faults, HUBCACHE_READ_TIMEOUT="60")
-    proc = start_cli(["resolve", url], env)
+    proc = start_cli(["resolve", url], env, interruptible=True)
     if moment == "stalled":  # nothing reaches the disk: wait for the request instead
         wait_for(lambda: model_server.count(path) == 1, what="the request")
         time.sleep(0.5)

@@ -12,6 +12,7 @@ which makes the race window as wide as the download itself.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,14 +70,25 @@ def start_worker(url: str, env: dict[str, str], go: str = "") -> subprocess.Pope
     )
 
 
-def start_cli(args: Iterable[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start_cli(
+    args: Iterable[str], env: dict[str, str], *, interruptible: bool = False
+) -> subprocess.Popen[str]:
+    """``python -m hubcache ARGS``. ``interruptible``: for a test that sends SIGINT, the
+    child starts with SIGINT's default disposition, as a terminal's foreground job has it. A
+    shell starts background jobs with SIGINT ignored, so a pytest run with ``&`` would pass
+    that on and the child would never see the Ctrl-C."""
     return subprocess.Popen(
         [sys.executable, "-m", "hubcache", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint if interruptible else None,  # noqa: PLW1509 - one sigaction
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

@@ -64,7 +64,8 @@ class LocalRoot:
             **info.to_json(),
             "manifest_path": entry.manifest_path if manifest else "",
             "descriptor_path": entry.descriptor_path,
-            "descriptor": read_text(entry.descriptor_path) or "",
+            # tensorflow_hub writes the handle as given, credentials and all
+            "descriptor": hide_credentials(read_text(entry.descriptor_path) or ""),
             **manifest_facts(manifest),
             "debris": self._debris(info.key),
         }

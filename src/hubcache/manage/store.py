@@ -145,7 +145,7 @@ class StoreRoot:
             **info.to_json(),
             "manifest_path": self.store.join(f"{info.key}.manifest.json") if manifest else "",
             "descriptor_path": self.store.join(f"{info.key}.descriptor.txt"),
-            "descriptor": (descriptor or b"").decode("utf-8", "replace"),
+            "descriptor": hide_credentials((descriptor or b"").decode("utf-8", "replace")),
             **manifest_facts(manifest),
             "debris": [],  # a store has no staging: an unfinished upload is the state above
         }

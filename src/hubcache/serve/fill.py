@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional, Protocol
 
+from .. import _faults
 from .._config import Config
 from .._errors import CorruptArchiveError, DownloadError, HubcacheError, ModelNotFoundError
 from ..archive.verify import ArchiveVerifier
@@ -216,6 +217,7 @@ class Fill:
                         stream = _after_same_prefix(source.chunks(), part, size)
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
+                _faults.checkpoint("fill-before-verify")  # readers wait for the last byte here
                 verifier.finish(part)
                 if opened:
                     opened["name"] = self._name(verifier.format)

@@ -35,7 +35,7 @@ import shutil
 import stat
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from .. import _faults, _platform
 from .._errors import CacheDirError, hide_credentials
@@ -49,9 +49,14 @@ _UNRECORDABLE: set[str] = set()  # manifests we failed to touch (read-only cache
 _VERIFIED: dict[str, tuple[tuple[int, int, int], tuple[tuple[str, int], ...]]] = {}
 
 
+# complete: the manifest proves it; legacy: no manifest (tensorflow_hub's), looks usable;
+# damaged: anything else with a <key>/; missing: nothing there
+StateName = Literal["complete", "legacy", "damaged", "missing"]
+
+
 @dataclass(frozen=True)
 class State:
-    name: str  # "complete" | "legacy" | "damaged" | "missing"
+    name: StateName
     reason: str = ""
 
 

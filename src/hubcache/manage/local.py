@@ -74,7 +74,8 @@ class LocalRoot:
         entry = Entry(self.location, key)
         locked_by = _live_holder(entry)
         state = entry.state()
-        name, reason = state.name, state.reason
+        name: str = state.name  # plus "in progress", which only a listing knows
+        reason = state.reason
         manifest = entry.read_manifest()
         handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
         handle = hide_credentials(handle)  # entries written before credentials were hidden

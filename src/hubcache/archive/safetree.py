@@ -42,8 +42,8 @@ from .._errors import CorruptArchiveError, UnsafeArchiveError
 
 # errors that mean "this filesystem cannot hard-link here" (another device, no support;
 # Windows reports FAT and some shares as EINVAL): copy instead
-_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
-_NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
+NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
+NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
 _EARLY_SYNC = 32 * 1024 * 1024
@@ -349,7 +349,7 @@ class SafeTree:
             try:
                 _faults.fs.link(source, path)
             except OSError as exc:
-                if exc.errno not in _NO_LINK:
+                if exc.errno not in NO_LINK:
                     raise disk_error(exc, self.root, self.total_written, None) from exc
             else:
                 self.files[rel] = (st.st_size, digest)

@@ -101,9 +101,12 @@ class HubcacheError(Exception):
             setattr(self, name, value)
 
     def __str__(self) -> str:
-        if self._attached and self.handle and self.handle not in self.message:
-            return f"{self.verb} {self.handle}: {self.message}"
-        return self.message
+        text = self.message
+        if self._attached and self.handle and self.handle not in text:
+            text = f"{self.verb} {self.handle}: {text}"
+        if self.hint and self.hint not in text:
+            text = f"{text}; {self.hint}"
+        return text
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), str(self), self.handle, self.facts))

@@ -171,7 +171,8 @@ def check_pin(manifest: Manifest, sha256: Optional[str], *, fresh: bool, where: 
         if fresh:
             raise ConfigurationError(
                 f"{manifest.handle} came as a set of {len(manifest.files)} files, not an "
-                "archive, so a sha256 pin cannot apply; resolve it without --sha256"
+                "archive, so a sha256 pin cannot apply",
+                hint="resolve it without --sha256",
             )
         return
     if recorded == sha256:
@@ -182,10 +183,13 @@ def check_pin(manifest: Manifest, sha256: Optional[str], *, fresh: bool, where: 
             "nothing was cached",
             expected=sha256,
             actual=recorded,
+            hint="check the pin, or the server is serving other bytes than before",
         )
     raise ChecksumMismatchError(
         f"the cached archive of {manifest.handle} at {where} has sha256 {recorded}, not the "
-        f"pinned {sha256}; remove it with `hubcache rm` if the pin is right",
+        f"pinned {sha256}",
         expected=sha256,
         actual=recorded,
+        path=where,
+        hint="remove it with `hubcache rm` if the pin is right",
     )

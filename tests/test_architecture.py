@@ -79,12 +79,17 @@ def test_subpackages_are_shallow_and_their_inits_empty() -> None:
         assert not list(init.parent.glob("*/__init__.py")), f"{init.parent} nests packages"
 
 
-@pytest.mark.parametrize("folder", ["src", "docs", "tests", "benchmarks", "scripts"])
+@pytest.mark.parametrize(
+    "folder", ["src", "docs", "tests", "benchmarks", "scripts", "pyproject.toml", "README.md"]
+)
 def test_no_reference_to_documents_outside_the_repository(folder: str) -> None:
-    outside = re.compile(r"DESIGN(\.md| §)|NOTES\.md|\.\./shared|STYLE\.md")
+    """The repository must read on its own: no outside design file, nor its section numbers
+    ("§5"), which name nothing a reader of the repository can open."""
+    outside = re.compile(r"DESIGN(\.md| §)|NOTES\.md|\.\./shared|STYLE\.md|§ ?\d")
+    top = REPO / folder
     offenders = [
         str(path.relative_to(REPO))
-        for path in (REPO / folder).rglob("*")
+        for path in ([top] if top.is_file() else top.rglob("*"))
         if path.suffix in {".py", ".md", ".toml", ".sh"}
         and path != Path(__file__).resolve()
         and outside.search(path.read_text(errors="replace"))

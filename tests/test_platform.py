@@ -209,9 +209,22 @@ def test_macos_flushes_the_drive_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_flush_drive_cache_is_harmless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    platform_here.flush_drive_cache(str(tmp_path))  # Linux: nothing to do
-    load("darwin", monkeypatch).flush_drive_cache(str(tmp_path))  # no F_FULLFSYNC here: fsync'd
-    load("darwin", monkeypatch).flush_drive_cache(str(tmp_path / "gone"))
+    """Where there is nothing to flush, or nothing to flush it with, the call does nothing:
+    no error, no fcntl call, no descriptor left open, nothing written."""
+    mac = load("darwin", monkeypatch)
+    (tmp_path / "model").write_bytes(b"x")
+    fds = set(os.listdir("/proc/self/fd"))
+    calls: list[int] = []
+    without_full = types.SimpleNamespace(fcntl=lambda fd, op: calls.append(op))
+    with_full = types.SimpleNamespace(F_FULLFSYNC=51, fcntl=lambda fd, op: calls.append(op))
+    monkeypatch.setitem(sys.modules, "fcntl", with_full)
+    assert platform_here.flush_drive_cache(str(tmp_path)) is None  # Linux: fsync flushed it
+    assert mac.flush_drive_cache(str(tmp_path / "gone")) is None  # nothing there to open
+    monkeypatch.setitem(sys.modules, "fcntl", without_full)  # a macOS without F_FULLFSYNC
+    assert mac.flush_drive_cache(str(tmp_path)) is None
+    assert calls == []
+    assert set(os.listdir("/proc/self/fd")) == fds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_retry_busy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache.store.open import open_storage
+from hubcache.store.backend import open_storage
 from tests.support.cachehelp import Root, model, run, run_json, serve
 from tests.support.emulators import activate
 from tests.support.httpserver import ModelServer

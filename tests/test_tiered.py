@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache.store.open import open_storage
+from hubcache.store.backend import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate
 from tests.support.httpserver import ModelServer

@@ -62,7 +62,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._cache import Cache
     from .local.gc import Debris, DebrisPlan
-    from .manage.base import EntryInfo, Outcome, VerifyResult
+    from .manage.records import EntryInfo, Outcome, VerifyResult
     from .manage.prune import Plan, PlanItem
     from .manage.transfer import Imported
 
@@ -70,9 +70,9 @@ if TYPE_CHECKING:
 # programs that only resolve (``Cache`` pulls in the management backends).
 _LAZY = {
     "Cache": ("._cache", "Cache"),
-    "EntryInfo": (".manage.base", "EntryInfo"),
-    "VerifyResult": (".manage.base", "VerifyResult"),
-    "Outcome": (".manage.base", "Outcome"),
+    "EntryInfo": (".manage.records", "EntryInfo"),
+    "VerifyResult": (".manage.records", "VerifyResult"),
+    "Outcome": (".manage.records", "Outcome"),
     "Plan": (".manage.prune", "Plan"),
     "PlanItem": (".manage.prune", "PlanItem"),
     "DebrisPlan": (".local.gc", "DebrisPlan"),

@@ -31,7 +31,7 @@ from ._errors import DamagedEntryError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
-from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
+from .manage.records import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
 from .manage.transfer import Imported
 

@@ -7,7 +7,7 @@ import logging
 import time
 
 from .._errors import HubcacheError
-from .base import execute_plan
+from .records import execute_plan
 from .local import LocalRoot
 from .prune import plan_prune
 

@@ -26,7 +26,7 @@ from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
 from ..local.tree import tree_stats
-from .base import (
+from .records import (
     KEY,
     EntryInfo,
     manifest_facts,

@@ -34,9 +34,9 @@ from .._errors import hide_credentials
 from ..local.entry import descriptor_handle
 from ..local.gc import Debris, DebrisPlan
 from ..store.lock import StorageLock, judge_store_lock
-from ..store.open import open_storage
+from ..store.backend import open_storage
 from ..store.storage import CHUNK, WORKERS
-from .base import (
+from .records import (
     EntryInfo,
     manifest_facts,
     rehash_files,

@@ -39,7 +39,7 @@ from ..local.holder import new_uid, parse_holder
 from ..local.publish import descriptor_text
 from ..local.tree import tree_stats
 from .lock import StorageLock
-from .open import open_storage
+from .backend import open_storage
 from .storage import Storage
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from .._handles import Handle
 from ..local.entry import Entry
 from ..local.publish import descriptor_text, discard, publish
 from .lock import StorageLock
-from .open import open_storage
+from .backend import open_storage
 from .remote import pin_matches
 from .storage import Storage
 

@@ -62,8 +62,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._cache import Cache
     from .local.gc import Debris, DebrisPlan
-    from .manage.records import EntryInfo, Outcome, VerifyResult
     from .manage.prune import Plan, PlanItem
+    from .manage.records import EntryInfo, Outcome, VerifyResult
     from .manage.transfer import Imported
 
 # name -> (module, attribute): imported on first use, so ``import hubcache`` stays cheap for

@@ -31,8 +31,8 @@ from ._errors import DamagedEntryError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
-from .manage.records import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
+from .manage.records import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.transfer import Imported
 
 log = logging.getLogger(__name__)

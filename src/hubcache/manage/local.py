@@ -26,6 +26,7 @@ from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
 from ..local.tree import tree_stats
+from .prune import PlanItem
 from .records import (
     KEY,
     EntryInfo,
@@ -34,7 +35,6 @@ from .records import (
     take_for_removal,
     used_since,
 )
-from .prune import PlanItem
 
 
 class LocalRoot:

@@ -38,8 +38,8 @@ from ..local.gc import GRACE, Debris
 from ..local.holder import new_uid, parse_holder
 from ..local.publish import descriptor_text
 from ..local.tree import tree_stats
-from .lock import StorageLock
 from .backend import open_storage
+from .lock import StorageLock
 from .storage import Storage
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from .._config import Config
 from .._handles import Handle
 from ..local.entry import Entry
 from ..local.publish import descriptor_text, discard, publish
-from .lock import StorageLock
 from .backend import open_storage
+from .lock import StorageLock
 from .remote import pin_matches
 from .storage import Storage
 

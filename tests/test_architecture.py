@@ -108,3 +108,13 @@ def test_every_setting_is_documented() -> None:
     read -= {"HUBCACHE_"}  # prefixes used to build names
     documented = (REPO / "docs" / "configuration.md").read_text()
     assert sorted(v for v in read if v not in documented) == []
+
+
+def test_the_tests_readme_maps_every_subpackage_and_test_file() -> None:
+    """tests/README.md tells a contributor which files to run for the part they changed; a
+    subpackage or test file it does not name is one nobody will think of running."""
+    readme = (REPO / "tests" / "README.md").read_text()
+    missing = [f"{p.name}/" for p in SRC.iterdir() if (p / "__init__.py").exists()]
+    missing = [name for name in missing if f"`{name}`" not in readme]
+    missing += [p.name for p in (REPO / "tests").glob("test_*.py") if f"`{p.name}`" not in readme]
+    assert missing == [], f"add these to tests/README.md: {missing}"

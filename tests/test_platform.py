@@ -439,6 +439,28 @@ def test_platform_specific_calls_live_in_one_module() -> None:
     assert offenders == [], "use hubcache._platform instead:\n" + "\n".join(offenders)
 
 
+def test_only_the_facade_imports_the_per_os_modules() -> None:
+    """The rest of hubcache asks ``_platform``; reaching into ``platforms.windows`` directly
+    would bypass the choice made at import (and run Windows code on Linux). Among
+    themselves, the OS modules share only ``common``."""
+    import grimp
+
+    graph = grimp.build_graph("hubcache")
+    for module in graph.find_children("hubcache.platforms"):
+        outside = {
+            importer
+            for importer in graph.find_modules_that_directly_import(module)
+            if not importer.startswith("hubcache.platforms.")
+        }
+        assert outside <= {"hubcache._platform"}, (module, outside)
+        inside = {
+            imported
+            for imported in graph.find_modules_directly_imported_by(module)
+            if imported.startswith("hubcache.platforms.")
+        }
+        assert inside <= {"hubcache.platforms.common"}, (module, inside)
+
+
 def test_the_rule_catches_what_it_should() -> None:
     code = "import fcntl\nos.kill(1, 0)\nx = os.O_CLOEXEC\nif sys.platform: pass\n"
     code += "getattr(os, 'fdatasync')\nopen('/proc/1/stat')\nsignal.SIGKILL\n"

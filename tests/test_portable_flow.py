@@ -81,10 +81,7 @@ def test_resolve_and_manage_without_posix_calls(
 
     big = os.urandom(1024) * (BIG // 1024)
     members = [*(m for m in _members()), M("variables/big.data", big)]
-    model_server.add(
-        "/m/1", make_tar(members, compression=None), query_required="tf-hub-format=compressed"
-    )
-    url = model_server.url("/m/1")
+    url = serve(model_server, "/m/1", make_tar(members, compression=None))
     key = hubcache.cache_key(url)
 
     cold = run_cli(["resolve", url], env, timeout=120)

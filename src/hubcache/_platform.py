@@ -1,11 +1,11 @@
 """Everything that differs between Linux, macOS and Windows, behind one portable contract.
 
-Layer: core, beside ``_config`` and ``_handles``; it imports only :mod:`hubcache.platforms`
-(below it) and ``_faults``. The rest of hubcache never tests ``sys.platform`` nor touches a
-POSIX-only name of :mod:`os`; it asks this module. This is a façade: the definitions live in
-one module per OS, chosen here once, at import, by ``sys.platform`` tests that mypy
-understands (``mypy --platform win32`` checks that the Windows choice uses nothing
-POSIX-only, and the reverse):
+Layer: core (docs/architecture.md), beside ``_config`` and ``_handles``; it imports only
+:mod:`hubcache.platforms`, the layer below it. The rest of hubcache never tests
+``sys.platform`` nor touches a POSIX-only name of :mod:`os`; it asks this module. This is a
+façade: the definitions live in one module per OS, chosen here once, at import, by
+``sys.platform`` tests that mypy understands (``mypy --platform win32`` checks that the
+Windows choice uses nothing POSIX-only, and the reverse):
 
 * ``platforms.common``: the same everywhere (open flags, start tokens, psutil, name rules);
 * ``platforms.posix``: Linux, macOS and BSDs alike (signal 0, hard links, owners and modes);

@@ -16,8 +16,8 @@ import pytest
 import hubcache
 from hubcache.manage.prune import Candidate, disk_usage, plan_prune, plan_remove
 from hubcache.store import storage as _storage
-from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
-from tests.support.httpserver import ModelServer
+from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json
+from tests.support.httpserver import ModelServer, serve
 
 AGES = {"old": 40.0, "mid": 10.0, "new": 3.0, "hot": 0.0}  # days since last use
 

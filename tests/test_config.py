@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import subprocess
 import sys
@@ -157,8 +158,37 @@ def test_every_numeric_setting_rejects_nan_inf_and_out_of_range(
 def test_every_numeric_setting_accepts_a_sane_value(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
+    field, parsed = PARSED[name]
+    before = operator.attrgetter(field)(load_config())
     monkeypatch.setenv(name, value)
-    load_config()
+    after = operator.attrgetter(field)(load_config())
+    assert (after, type(after)) == (parsed, type(parsed))
+    assert after != before  # the value reached its field: the default would not pass
+
+
+# the Config field each NUMERIC value lands in, and what it parses to
+PARSED: dict[str, tuple[str, object]] = {
+    "HUBCACHE_LOCK_TIMEOUT": ("lock_timeout", 0.0),
+    "HUBCACHE_LOCK_LEASE": ("lock_lease", 30.0),
+    "HUBCACHE_CONNECT_TIMEOUT": ("connect_timeout", 2.5),
+    "HUBCACHE_READ_TIMEOUT": ("read_timeout", 7.0),
+    "HUBCACHE_STALL_TIMEOUT": ("stall_timeout", 0.0),
+    "HUBCACHE_MIN_SPEED": ("min_speed", 0.0),
+    "HUBCACHE_RETRIES": ("retries", 0),
+    "HUBCACHE_CONNECTIONS": ("connections", 4),
+    "HUBCACHE_RETRY_BACKOFF": ("backoff", 0.0),
+    "HUBCACHE_STORE_TIMEOUT": ("store_timeout", 3.0),
+    "HUBCACHE_MAX_BYTES": ("limits.max_total_bytes", 1000),
+    "HUBCACHE_MAX_MEMBERS": ("limits.max_members", 10),
+    "HUBCACHE_MAX_NAME_LENGTH": ("limits.max_name_length", 100),
+    "HUBCACHE_MAX_DEPTH": ("limits.max_depth", 8),
+    "HUBCACHE_MAX_RATIO": ("limits.max_ratio", 50.5),
+    "HUBCACHE_MAX_SIZE": ("max_size", 20 * 1000**3),
+}
+
+
+def test_every_numeric_setting_has_its_expected_value() -> None:
+    assert sorted(PARSED) == sorted(name for name, _, _ in NUMERIC)
 
 
 def test_numeric_settings_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

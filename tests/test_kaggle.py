@@ -23,6 +23,8 @@ import pytest
 import hubcache
 from hubcache import cache_key
 from tests.support.kaggle import KaggleModel, KaggleWorld, saved_model_files
+from tests.support.procs import run_cli
+from tests.support.trees import tree
 
 NNLM = "google/nnlm/tensorFlow2/en-dim128"
 BIG = "google/bignet/tensorFlow2/default"
@@ -78,15 +80,6 @@ def world(
     assert not (w.kaggle.errors or w.storage.errors or w.tfhub.errors)
 
 
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path).replace(os.sep, "/")] = pathlib.Path(full).read_bytes()
-    return out
-
-
 def kagglehub_download(handle: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real kagglehub client, in its own process (it keeps global state)."""
     code = "import kagglehub, sys; print(kagglehub.model_download(sys.argv[1]))"
@@ -96,12 +89,6 @@ def kagglehub_download(handle: str, **env: str) -> subprocess.CompletedProcess[s
         text=True,
         env={**os.environ, **env},
         timeout=120,
-    )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -277,7 +264,7 @@ def test_loose_credential_file_gets_a_warning(
 
 
 def test_gated_model_without_credentials_says_what_to_do(world: KaggleWorld) -> None:
-    out = cli("resolve", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", f"kaggle:{GATED}/1"])
     assert out.returncode == 4
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr
@@ -290,7 +277,7 @@ def test_wrong_credential_names_its_source_not_its_value(
 ) -> None:
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key-0123456789")
-    out = cli("resolve", "-v", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", "-v", f"kaggle:{GATED}/1"])
     assert out.returncode == 4
     assert "KAGGLE_USERNAME + KAGGLE_KEY" in out.stderr and "401" in out.stderr
     assert "not-the-key-0123456789" not in out.stderr + out.stdout
@@ -309,7 +296,7 @@ def test_terms_not_accepted_is_403_with_the_source(
 
 def test_bad_kaggle_json_is_a_usage_error(world: KaggleWorld) -> None:
     _write(pathlib.Path(os.environ["HOME"]) / ".kaggle" / "kaggle.json", "{not json")
-    out = cli("resolve", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", f"kaggle:{GATED}/1"])
     assert out.returncode == 2 and "kaggle.json" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -339,13 +326,13 @@ def test_a_kaggle_url_that_names_no_model_version_is_refused_before_any_request(
 ) -> None:
     """Under a Kaggle host's /models/, a URL that does not name one model version is a
     usage error naming the expected form: never sent to the web page as a TF Hub host."""
-    out = cli("resolve", url)
+    out = run_cli(["resolve", url])
     assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1
     assert world.kaggle.seen == []
 
 
 def test_unknown_model_is_not_found(world: KaggleWorld) -> None:
-    out = cli("resolve", "kaggle:google/nothere/tensorFlow2/x/1")
+    out = run_cli(["resolve", "kaggle:google/nothere/tensorFlow2/x/1"])
     assert out.returncode == 3 and "no model" in out.stderr
 
 
@@ -395,7 +382,7 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
-    info = cli("info", "--json", handle)
+    info = run_cli(["info", "--json", handle])
     assert json.loads(info.stdout)["kaggle"]["variation"] == "en-dim128"
 
 
@@ -425,7 +412,7 @@ def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:
 
 def test_unmigrated_tfhub_handle_is_not_found(world: KaggleWorld) -> None:
     world.tfhub.routes["google/never-migrated/1"] = None
-    out = cli("resolve", world.tfhub_url("google/never-migrated/1"))
+    out = run_cli(["resolve", world.tfhub_url("google/never-migrated/1")])
     assert out.returncode == 3 and "not migrated" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
@@ -511,21 +498,21 @@ def test_linked_spellings_are_counted_once_by_ls_and_rm(world: KaggleWorld) -> N
     first = hubcache.resolve(f"kaggle:{NNLM}/2")
     second = hubcache.resolve(f"http://localhost/models/{NNLM}/2")
     size = sum(os.path.getsize(os.path.join(first, rel)) for rel in saved_model_files("v2"))
-    listed = json.loads(cli("ls", "--json").stdout)
+    listed = json.loads(run_cli(["ls", "--json"]).stdout)
     assert (listed["total_bytes"], listed["disk_bytes"]) == (2 * size, size)
     assert [e["linked_bytes"] for e in listed["entries"]] == [size, size]
-    out = cli("ls")
+    out = run_cli(["ls"])
     assert "on disk: linked entries share files" in out.stdout.splitlines()[-1]
-    gone = cli("rm", "--yes", "--json", f"kaggle:{NNLM}/2")
+    gone = run_cli(["rm", "--yes", "--json", f"kaggle:{NNLM}/2"])
     plan = json.loads(gone.stdout)["plan"]
     assert (plan["bytes_freed"], plan["total_before"], plan["total_after"]) == (0, size, size)
     assert not os.path.exists(first) and os.path.isdir(second)
-    listed = json.loads(cli("ls", "--json").stdout)
+    listed = json.loads(run_cli(["ls", "--json"]).stdout)
     assert listed["disk_bytes"] == listed["total_bytes"] == size
     assert [e["linked_bytes"] for e in listed["entries"]] == [0]  # its only name now
-    plan = json.loads(cli("rm", "--yes", "--json", f"http://localhost/models/{NNLM}/2").stdout)[
-        "plan"
-    ]
+    plan = json.loads(
+        run_cli(["rm", "--yes", "--json", f"http://localhost/models/{NNLM}/2"]).stdout
+    )["plan"]
     assert (plan["bytes_freed"], plan["total_after"]) == (size, 0)
 
 
@@ -558,7 +545,7 @@ def test_unversioned_offline_uses_the_newest_cached(
 
 def test_offline_cli_says_so_on_stderr(world: KaggleWorld) -> None:
     hubcache.resolve(f"kaggle:{NNLM}/1")
-    out = cli("resolve", "--offline", f"kaggle:{NNLM}")
+    out = run_cli(["resolve", "--offline", f"kaggle:{NNLM}"])
     assert out.returncode == 0 and "version 1, the newest cached" in out.stderr
 
 
@@ -574,7 +561,7 @@ def test_hubcache_uses_what_kagglehub_downloaded_without_a_request(world: Kaggle
         os.stat(os.path.join(path, "saved_model.pb")).st_ino
         == os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
     )
-    listing = cli("ls")
+    listing = run_cli(["ls"])
     assert "kagglehub:google/nnlm/tensorFlow2/en-dim128/2" in listing.stdout
 
 
@@ -588,7 +575,7 @@ def test_incomplete_kagglehub_copy_is_not_used(world: KaggleWorld) -> None:
 
 
 def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
-    out = cli("resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2")
+    out = run_cli(["resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2"])
     assert out.returncode == 0, out.stderr
     path = out.stdout.strip()
     root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
@@ -645,7 +632,7 @@ def test_warm_resolve_does_not_import_kaggle_code(world: KaggleWorld) -> None:
     ],
 )
 def test_bad_kaggle_handles_are_usage_errors(world: KaggleWorld, handle: str) -> None:
-    out = cli("resolve", handle)
+    out = run_cli(["resolve", handle])
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert world.kaggle.seen == []

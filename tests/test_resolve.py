@@ -23,7 +23,7 @@ from tests.support.archives import (
     make_zip,
     strip_trailer,
 )
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import run_cli
 from tests.support.trees import assert_no_entry, tree
 
@@ -36,11 +36,6 @@ MEMBERS = [
     M("run.sh", b"#!/bin/sh\n", mode=0o4777),
 ]
 EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
-
-
-def serve(server: ModelServer, path: str, body: bytes, **kw: object) -> str:
-    server.add(path, body, query_required="tf-hub-format=compressed", **kw)  # type: ignore[arg-type]
-    return server.url(path)
 
 
 def test_cold_then_warm_layout_is_tensorflow_hub_compatible(

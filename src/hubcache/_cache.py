@@ -16,6 +16,10 @@ Destructive operations build a frozen :class:`Plan` first (``manage.prune``), th
 a resolve cannot start downloading an entry while it is being removed, and an entry whose
 lock a live process holds is spared. Removal order is manifest, tree, descriptor, debris:
 a crash midway leaves at worst a damaged entry, which the next resolve heals.
+
+Layer: the management façade (docs/architecture.md), under ``cli`` and the servers; it
+stands on ``manage``, ``local`` and the core, and on ``_resolve`` only to re-download a
+damaged entry (``fix``), imported then.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from ._errors import DamagedEntryError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
-from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
+from .manage.records import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.transfer import Imported
 
 log = logging.getLogger(__name__)

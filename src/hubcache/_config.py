@@ -9,7 +9,11 @@ Cache root, first match wins (docs/configuration.md):
 1. an explicit ``cache_dir=`` argument or ``--cache-dir`` flag;
 2. ``TFHUB_CACHE_DIR`` when non-empty;
 3. the absl flag ``--tfhub_cache_dir`` when some program defined it (tensorflow_hub does);
-4. ``os.path.join(tempfile.gettempdir(), "tfhub_modules")``, checked for safety (§5).
+4. ``os.path.join(tempfile.gettempdir(), "tfhub_modules")``, checked for safety: a real
+   directory owned by this user and writable by no one else (docs/configuration.md).
+
+Layer: core (docs/architecture.md); it stands on the values layer (``_values``, ``_units``)
+and ``_errors``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Every layer that writes into a cache (the safe writer, publishing, locks) report
 disk or a permission problem the same way: the filesystem, its free bytes, how much was
 written and how much more is needed, and what to do. It sits at the bottom of the package
 (beside ``_platform``) so each of them can use it without importing another's internals.
+
+Layer: core (docs/architecture.md), beside ``_platform``; it stands on ``_errors`` alone.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@
 The built-in mixins let callers that already catch ``OSError`` or ``ValueError`` keep
 working. Attributes carry the facts (``handle``, ``status``, ``url``); the message is for
 people. Every class pickles (errors cross process boundaries in ``prefetch`` and tests).
+
+Layer: foundation (docs/architecture.md): the standard library only, so every layer can
+raise these.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@
       complete?  -> return path                  (fast path: no lock, no network, no write)
       lock       -> re-check -> fetch -> extract (streamed, safe)
                  -> manifest + descriptor -> publish (one atomic rename) -> unlock -> path
+
+Layer: resolve (docs/architecture.md), under ``_load`` and the public façade; it stands on
+the acquisition layer (``_stage``), the targets (``local``, ``store``) and the core, and
+reaches ``fetch`` and ``archive`` only through them (an import-linter contract).
 """
 
 from __future__ import annotations

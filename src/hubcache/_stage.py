@@ -14,6 +14,9 @@ One download loop (``fetch.retry.with_restarts``), one retry budget per call (ev
 retry of every file, part and resume draws on it), one safe writer, one pin check
 (``local.manifest.check_pin``). Providers only decide: plain handles here
 (:func:`_plain_plan`), Kaggle in ``kaggle.provider``.
+
+Layer: acquisition (docs/architecture.md), under ``_resolve``; it stands on ``kaggle`` (a
+provider), ``local`` (the manifest), ``archive`` (the safe writer) and ``fetch``.
 """
 
 from __future__ import annotations

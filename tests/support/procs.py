@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -92,12 +92,24 @@ def _default_sigint() -> None:
 
 
 def run_cli(
-    args: Iterable[str], env: dict[str, str], timeout: float = 60
+    args: Iterable[str],
+    env: Optional[Mapping[str, str]] = None,
+    timeout: float = 60,
+    *,
+    extra_env: Optional[Mapping[str, str]] = None,
+    stdout: Optional[int] = None,
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m hubcache ARGS`` in a child process, bounded by ``timeout``: the one CLI
+    runner of the tests. ``env`` is the child's whole environment (None: this process's),
+    ``extra_env`` variables laid over it; ``stdout`` another target than a pipe (say, the
+    write end of a closed pipe); ``python`` another interpreter (a venv's)."""
+    base = os.environ if env is None else env
     return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args],
-        env=env,
-        capture_output=True,
+        [python, "-m", "hubcache", *args],
+        env={**base, **(extra_env or {})},
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=timeout,
     )

@@ -55,6 +55,22 @@ environment (an option given on the command line wins):
 full reference: docs/cli.md"""
 
 
+#: The positional argument of the commands that name entries (info, verify, rm, export...).
+TARGET = "HANDLE_OR_KEY"
+TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
+
+
+def offline_option(parser: argparse.ArgumentParser) -> None:
+    """``--offline`` for the commands that resolve (resolve, prefetch): None when not given,
+    so ``HUBCACHE_OFFLINE`` decides."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
+    )
+
+
 def plural(count: int, singular: str, plural_form: str = "") -> str:
     """``"1 entry"``, ``"2 entries"``, ``"0 items"``."""
     return f"{count} {singular if count == 1 else plural_form or singular + 's'}"

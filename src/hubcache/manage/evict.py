@@ -7,9 +7,9 @@ import logging
 import time
 
 from .._errors import HubcacheError
-from .base import execute_plan
 from .local import LocalRoot
 from .prune import plan_prune
+from .records import execute_plan
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
 from ..local.tree import tree_stats
-from .base import (
+from .prune import PlanItem
+from .records import (
     KEY,
     EntryInfo,
     manifest_facts,
@@ -34,7 +35,6 @@ from .base import (
     take_for_removal,
     used_since,
 )
-from .prune import PlanItem
 
 
 class LocalRoot:

@@ -33,17 +33,17 @@ from typing import Any, Optional
 from .._errors import hide_credentials
 from ..local.entry import descriptor_handle
 from ..local.gc import Debris, DebrisPlan
+from ..store.backend import open_storage
 from ..store.lock import StorageLock, judge_store_lock
-from ..store.open import open_storage
 from ..store.storage import CHUNK, WORKERS
-from .base import (
+from .prune import PlanItem
+from .records import (
     EntryInfo,
     manifest_facts,
     rehash_files,
     take_for_removal,
     used_since,
 )
-from .prune import PlanItem
 
 SMALL = (".manifest.json", ".descriptor.txt", ".lock", ".used")
 _NAME = re.compile(r"^[0-9a-f]{40}(?:$|[./])")  # an object of an entry: tree or sibling

@@ -38,8 +38,8 @@ from ..local.holder import new_uid, parse_holder
 from ..local.root import unsafe_reason
 from ..serve.ranges import file_etag
 from ..serve.static import SIDECAR, STORED_SUFFIXES, StaticTree, is_archive_name
+from ..store.backend import open_storage
 from ..store.lock import StorageLock
-from ..store.open import open_storage
 from ..store.storage import LocalStorage, Storage
 
 PARTIAL = ".hubcache-partial"

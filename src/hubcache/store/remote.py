@@ -36,8 +36,8 @@ from ..local.holder import parse_holder
 from ..local.manifest import Manifest, check_pin
 from ..local.publish import descriptor_text
 from ..local.tree import tree_stats
+from .backend import open_storage
 from .lock import StorageLock
-from .open import open_storage
 from .storage import Storage
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from ..fetch.retry import RetryBudget
 from ..fetch.source import FileSource, Source
 from ..local.manifest import Manifest, check_pin
 from ..local.publish import descriptor_text
+from .backend import open_storage
 from .lock import StorageLock
-from .open import open_storage
 from .storage import Storage
 
 log = logging.getLogger(__name__)

@@ -262,11 +262,12 @@ def load_config(
     key: tuple[Any, ...]
     args = (cache_dir, offline, progress, mirrors, no_origin, kagglehub)
     if args == _NO_ARGUMENTS:
-        key = (_snapshot(), _absl_cache_dir())  # the common call: every argument left out
+        # the common call: every argument left out (the temp folder: the default root's home)
+        key = (_snapshot(), _absl_cache_dir(), tempfile.gettempdir())
     else:
         spec = tuple(mirrors) if mirrors is not None and not isinstance(mirrors, str) else mirrors
-        key = (_snapshot(), _absl_cache_dir(), cache_dir, offline, progress, spec, no_origin)
-        key += (kagglehub,)
+        key = (_snapshot(), _absl_cache_dir(), tempfile.gettempdir(), cache_dir, offline)
+        key += (progress, spec, no_origin, kagglehub)
     found = _MEMO.get(key)
     if found is None:
         found = _load(cache_dir, offline, progress, os.environ, mirrors, no_origin, kagglehub)

@@ -116,16 +116,18 @@ class HubcacheError(Exception):
 
 
 @contextlib.contextmanager
-def handle_context(handle: str) -> Iterator[None]:
+def handle_context(handle: str, *, shown: bool = True) -> Iterator[None]:
     """Attach ``handle`` to our errors raised inside that name none (the layers below know
     a URL or a file, not the handle a person typed): once, at the orchestrator, as httpx
-    attaches its request, never by rewriting a raised exception's message."""
+    attaches its request, never by rewriting a raised exception's message. ``shown``: the
+    one line names it too ("cannot resolve H: ..."); False for errors about the cache
+    itself (a read-only root, a lock), whose message says all."""
     try:
         yield
     except HubcacheError as exc:
         if exc.handle is None:
             exc.handle = hide_credentials(handle)
-            exc._attached = True
+            exc._attached = shown
         raise
 
 

@@ -229,9 +229,7 @@ def acquire(
     Its modules (HTTP client, extraction, locking) are imported on the way, so
     ``import hubcache`` and warm hits never pay them. Our errors raised below get the
     handle here, once (``handle_context``)."""
-    from ._stage import stage
-
-    with handle_context(handle.shown):
+    with handle_context(handle.shown, shown=False):
         if target.hit(sha256):
             return target.path
         if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
@@ -245,38 +243,64 @@ def acquire(
         while not lock.wait_for_turn(target.done):  # another process published meanwhile
             if target.hit(sha256):
                 return target.path
-        staging = ""
-        tier = None
+        held = _Held()
         try:
-            _faults.checkpoint("after-lock")
-            prepared = target.prepare(lock.uid, sha256)
-            if prepared is None:
-                return target.path
-            staging = prepared
-            tier = _tier(handle, config, target)
-            manifest = _stage_via(tier, stage, handle, staging, config=config, sha256=sha256)
-            target.publish(staging, manifest)
-            if tier is not None:
-                tier.upload(target.path, manifest)
-            if config.max_size is not None and not is_remote(config.root):
-                from .manage.evict import evict_beyond  # HUBCACHE_MAX_SIZE: opt-in LRU
-
-                evict_beyond(os.path.dirname(target.path), config.max_size, keep=handle.key)
-            if config.kagglehub and manifest.kaggle is not None and not is_remote(config.root):
-                from .kaggle.kagglehub_cache import publish_entry
-
-                publish_entry(target.path, manifest.kaggle)
-            return target.path
-        except HubcacheError:
-            raise
-        except OSError as exc:  # creating or publishing the staging folder failed
-            raise target.unusable(exc) from exc
+            with handle_context(handle.shown):  # what fails from here is about this model
+                try:
+                    return _fill(handle, target, config, sha256, lock.uid, held)
+                except OSError as exc:  # creating or publishing the staging folder failed
+                    if isinstance(exc, HubcacheError):
+                        raise
+                    raise target.unusable(exc) from exc
         finally:
-            if tier is not None:
-                tier.release()
-            if staging:
-                target.cleanup(staging)
+            held.release(target)
             lock.release()
+
+
+class _Held:
+    """What one locked fill holds until it ends: its staging folder, the tier's lock."""
+
+    def __init__(self) -> None:
+        self.staging = ""
+        self.tier: Any = None
+
+    def release(self, target: Target) -> None:
+        if self.tier is not None:
+            self.tier.release()
+        if self.staging:
+            target.cleanup(self.staging)
+
+
+def _fill(  # noqa: PLR0917 - the private body of acquire, its values in order
+    handle: Handle,
+    target: Target,
+    config: Config,
+    sha256: Optional[str],
+    uid: str,
+    held: _Held,
+) -> str:
+    """Under the lock: prepare, stage (tier or origin), publish, fill the tier, evict."""
+    from ._stage import stage
+
+    _faults.checkpoint("after-lock")
+    prepared = target.prepare(uid, sha256)
+    if prepared is None:
+        return target.path
+    held.staging = prepared
+    held.tier = tier = _tier(handle, config, target)
+    manifest = _stage_via(tier, stage, handle, prepared, config=config, sha256=sha256)
+    target.publish(prepared, manifest)
+    if tier is not None:
+        tier.upload(target.path, manifest)
+    if config.max_size is not None and not is_remote(config.root):
+        from .manage.evict import evict_beyond  # HUBCACHE_MAX_SIZE: opt-in LRU
+
+        evict_beyond(os.path.dirname(target.path), config.max_size, keep=handle.key)
+    if config.kagglehub and manifest.kaggle is not None and not is_remote(config.root):
+        from .kaggle.kagglehub_cache import publish_entry
+
+        publish_entry(target.path, manifest.kaggle)
+    return target.path
 
 
 def _tier(handle: Handle, config: Config, target: Target) -> Any:

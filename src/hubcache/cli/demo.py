@@ -19,7 +19,7 @@ SAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_data", "samp
 
 def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
     from .. import resolve
-    from ..serve.fallback import ModelHost
+    from ..serve.demohost import ModelHost
 
     served = tempfile.mkdtemp(prefix="hubcache-demo-models-")
     cache = cache_dir or tempfile.mkdtemp(prefix="hubcache-demo-cache-")

@@ -3,14 +3,20 @@
 Its thread fetches with hubcache's own HTTP source (redirects checked hop by hop, retries,
 resume), writes the bytes to a partial file, hashes them and checks the archive's integrity
 as they pass (``archive.verify``), then keeps it through
-:class:`~hubcache.serve.archives.ArchiveStore`. Clients read the partial file as it grows;
+:class:`~hubcache.serve.archives.ArchiveStore`. Clients read the partial file as it grows,
+through the one descriptor the fill holds (``fd``), never by opening a path: the partial is
+renamed into place when kept, and a path opened a moment later names nothing (or, after an
+eviction, nothing again). The descriptor is closed when the fill is over and its last
+reader is done;
 the last byte is held back until the archive is verified and kept, so no client ever
 receives a whole-looking body of an archive that was then refused. A fill that fails tells
 its readers to break their connections and keeps nothing.
 
 An upstream that cannot resume a broken stream (no length or no validator: a streaming
 origin) is fetched again from the start, and its first bytes are compared with those
-readers already have: the fill goes on only when they are the same.
+readers already have: the fill goes on only when they are the same. Every retry and
+restart of one fill draws on one :class:`~hubcache.fetch.retry.RetryBudget`, as a download
+does.
 
 The fill knows its owner (the :class:`~hubcache.serve.pullthrough.Mirror`) only through
 :class:`FillOwner`, so this module does not import the one that creates it.
@@ -29,12 +35,12 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional, Protocol
 
+from .. import _platform
 from .._config import Config
 from .._errors import CorruptArchiveError, DownloadError, HubcacheError, ModelNotFoundError
 from ..archive.verify import ArchiveVerifier
-from ..serve.archives import ArchiveStore, Stored
+from ..serve.archives import ArchiveStore, Stored, stored_name
 from ..serve.ranges import file_etag
-from ..serve.static import FORMAT_SUFFIX, is_archive_name
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,7 @@ class Fill:
         self.total: Optional[int] = None
         self.size = 0
         self.part = ""
+        self.fd: Optional[int] = None  # the partial (then kept) file, open for readers
         self.name = ""  # the stored name, known once the format is
         self.etag: Optional[str] = None
         self.last_modified = ""
@@ -100,6 +107,13 @@ class Fill:
         tick.set()
         if self.finished:
             self.mirror.finished(self)
+            self.release_if_idle()
+
+    def release_if_idle(self) -> None:
+        """Close the readers' descriptor once the fill is over and nobody reads it."""
+        if self.finished and self.readers <= 0 and self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def _post(self, **changes: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
@@ -146,23 +160,22 @@ class Fill:
             if lock is not None:
                 lock.release()
 
-    def _name(self, fmt: str) -> str:
-        """Where the archive is kept: the requested archive name, or the model path with
-        the suffix of the format its bytes have."""
-        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
-
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
+        from ..fetch.retry import RetryBudget
         from ..fetch.source import RestartDownloadError
 
         mirror = self.mirror
-        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+        config = mirror.config_for(self.url)
+        budget = RetryBudget.of(config)  # every retry and restart of this fill
+        source = HTTPSource(self.url, self.url, config, budget)
         part = ""
         try:
             source.open()
             part = mirror.store.partial()
             total = source.total
             with open(part, "wb") as out:
+                self._post(fd=os.open(part, _platform.READ))  # the readers' (module docstring)
                 opened: dict[str, Any] = {
                     "state": "streaming",
                     "part": part,
@@ -186,17 +199,20 @@ class Fill:
                             size += len(chunk)
                             mirror.on_upstream_bytes(len(chunk))
                             if verifier.format and opened:
-                                opened["name"] = self._name(verifier.format)
+                                opened["name"] = stored_name(self.base, verifier.format)
                                 self._post(**opened)  # readers start once it looks like one
                                 opened = {}
                             self._post(size=size)
                         break
                     except RestartDownloadError as exc:
                         restarts += 1
-                        if restarts > mirror.config.retries:
+                        cause = f"restarted from the start: {exc}"
+                        # no wait: a restart answers a changed stream, not an overloaded host
+                        if not budget.pause(self.base, cause, wait=0.0, stop=self.cancel):
                             raise DownloadError(
                                 f"the upstream stream broke after {size} bytes and could not be "
                                 f"resumed ({exc}), {restarts} times; nothing kept"
+                                f"{budget.earlier(cause)}"
                             ) from None
                         log.warning(
                             "fill of %s broke after %d bytes (%s); fetching it again from the "
@@ -206,7 +222,7 @@ class Fill:
                             exc,
                         )
                         source.close()
-                        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+                        source = HTTPSource(self.url, self.url, config, budget)
                         source.open()
                         if total is not None and source.total != total:
                             raise DownloadError(
@@ -218,11 +234,11 @@ class Fill:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 verifier.finish(part)
                 if opened:
-                    opened["name"] = self._name(verifier.format)
+                    opened["name"] = stored_name(self.base, verifier.format)
                     self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
-            name = self._name(verifier.format)
+            name = stored_name(self.base, verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
             part = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())

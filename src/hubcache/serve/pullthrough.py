@@ -163,6 +163,7 @@ class Mirror:
         fill.readers -= 1
         if fill.readers <= 0:
             self.draining.discard(fill)
+            fill.release_if_idle()
 
     # -- use and eviction -----------------------------------------------------------------
     def noted(self, stored: Stored, *, force: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Range requests, decided once for every server in the project.
 
 Three places answer ``Range``: the production server while an archive is still arriving
-(``app``), the stdlib fallback host (``fallback``) and the test suite's misbehaving model
+(``app``), the demo's standard-library host (``demohost``) and the test suite's misbehaving model
 host. They all take their decisions here, so a resume is judged the same way everywhere:
 
 * one ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range is honoured; several ranges, other
@@ -74,5 +74,5 @@ def choose_range(
 
 def file_etag(size: int, mtime_ns: int) -> str:
     """The strong ETag of a file, in the form aiohttp's ``FileResponse`` sends it, so the
-    fallback, the fill and the sendfile path all name the same bytes the same way."""
+    demo host, the fill and the sendfile path all name the same bytes the same way."""
     return f'"{mtime_ns:x}-{size:x}"'

@@ -88,20 +88,27 @@ class StaticTree:
             return None
         return real if os.path.exists(real) else None
 
-    def lookup(self, parts: list[str], fmt: Optional[str]) -> Optional[str]:
-        """The file to send for a request, or None. Packs a folder on first use."""
+    def file(self, parts: list[str]) -> Optional[str]:
+        """The regular file at ``parts``, when it is one and stays inside the directory."""
+        found = self.inside(os.path.join(self.directory, *parts))
+        return found if found and os.path.isfile(found) else None
+
+    def lookup(self, parts: list[str], fmt: Optional[str], *, pack: bool = True) -> Optional[str]:
+        """The file to send for a request, or None. Packs a folder on first use (unless
+        ``pack`` is False: a mirror never packs)."""
         if not parts:
             return None
-        local = os.path.join(self.directory, *parts)
         if is_archive_name(parts[-1]):
-            found = self.inside(local)
-            return found if found and os.path.isfile(found) else None
+            return self.file(parts)
         if fmt is None:
             return None
+        local = os.path.join(self.directory, *parts)
         for suffix in STORED_SUFFIXES:
             found = self.inside(local + suffix)
             if found and os.path.isfile(found):
                 return found
+        if not pack:
+            return None
         found = self.inside(local)
         if found and os.path.isdir(found):
             return self._pack(found)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,7 @@ import pytest
 import urllib3
 
 from tests.support.archives import M, make_tar
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import Fault, ModelServer
 from tests.support.mirror import ServeProcess
 
 
@@ -168,3 +170,198 @@ def test_f18_names_that_cannot_be_stored_are_refused_before_any_upstream_fetch(
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# -- serving that no client can starve; limits; shutdown ---------------------------------------
+BIG = make_tar([M("x", os.urandom(8_000_000))], compression=None)
+SMALL = make_tar([M("x", os.urandom(200_000))], compression=None)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "big.tar").write_bytes(BIG)
+    (root / "small.tar").write_bytes(SMALL)
+    return root
+
+
+def stalled_reader(port: int, path: str) -> socket.socket:
+    """A client that asks for ``path`` with a tiny receive buffer and never reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def ends_with(sock: socket.socket, timeout: float) -> str:
+    """Read until the connection ends: "fin", "rst", or "open" if it did not end in time."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "rst"
+    except TimeoutError:
+        return "open"
+    return "fin"
+
+
+def test_f1_slow_readers_never_starve_a_normal_download(served: Path) -> None:
+    with ServeProcess(str(served)) as server:
+        slow = [stalled_reader(server.port, "/big.tar") for _ in range(80)]
+        try:
+            time.sleep(1)
+            began = time.monotonic()
+            r = server.get("/small.tar", timeout=10)
+            took = time.monotonic() - began
+            assert r.status == 200 and r.data == SMALL
+            assert took < 3, took
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_f2_sockets_with_fd_numbers_over_1024_get_whole_bodies(served: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    idle: list[socket.socket] = []
+    try:
+        with ServeProcess(str(served)) as server:
+            for _ in range(1100):  # the server's descriptors for these pass 1024
+                idle.append(socket.create_connection(("127.0.0.1", server.port)))
+            for _ in range(3):
+                r = server.get("/big.tar", timeout=20)
+                assert r.status == 200 and len(r.data) == len(BIG)
+                assert r.data == BIG
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -> None:
+    with ServeProcess(str(served), "--header-timeout", "2s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        began = time.monotonic()
+        ended = ""
+        try:
+            for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
+                s.sendall(bytes([byte]))
+                s.settimeout(0.5)
+                try:
+                    if not s.recv(100):
+                        ended = "fin"
+                        break
+                except TimeoutError:
+                    continue
+                if time.monotonic() - began > 8:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            ended = "rst"
+        finally:
+            s.close()
+        assert ended, "the slow connection was never closed"
+        assert time.monotonic() - began < 5
+        assert server.get("/metrics").status == 200
+        assert b"hubcache_mirror_header_timeouts_total 1.0" in server.get("/metrics").data
+
+
+@pytest.mark.parametrize(("drain", "low", "high"), [("2s", 1.8, 3.5), ("0s", 0.0, 1.5)])
+def test_f8_shutdown_gives_in_flight_responses_exactly_the_drain_timeout(
+    served: Path, drain: str, low: float, high: float
+) -> None:
+    server = ServeProcess(str(served), "--drain-timeout", drain)
+    try:
+        stuck = stalled_reader(server.port, "/big.tar")
+        time.sleep(0.5)
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(30)
+        took = time.monotonic() - began
+        assert server.proc.returncode == 0
+        assert low <= took <= high, took
+        stuck.close()
+    finally:
+        server.stop()
+
+
+def test_f13_a_failed_fill_resets_the_connection(model_server: ModelServer, store: Path) -> None:
+    body = make_tar([M("x", os.urandom(400_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(drop_after=100_000),))
+    with mirror(store, model_server) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ends_with(s, 20) == "rst"
+        s.close()
+    assert stored_files(store) == []
+
+
+def test_f22_sigterm_during_a_fill_leaves_no_partial_and_no_lock(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(400_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(stall_after=50_000),))
+    server = mirror(store, model_server, "--drain-timeout", "1s")
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.1\r\nHost: x\r\n\r\n")
+        partial = store / ".hubcache-partial"
+        deadline = time.monotonic() + 20
+        while not (partial.exists() and os.listdir(partial)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(partial), "the fill never started"
+        began = time.monotonic()
+        assert server.stop() == 0, server.stderr[-3000:]
+        assert time.monotonic() - began < 5
+        s.close()
+    finally:
+        server.stop()
+    left = [os.path.relpath(os.path.join(d, f), store) for d, _, fs in os.walk(store) for f in fs]
+    assert left == [], left
+
+
+def test_f23_client_fields_in_the_access_log_are_escaped(served: Path) -> None:
+    with ServeProcess(str(served)) as server:
+        server.get("/small.tar", headers={"User-Agent": 'x" 200 0 0.0s "y'})
+    line = next(li for li in server.stderr.splitlines() if "small.tar" in li)
+    assert line.endswith('"x\\x22 200 0 0.0s \\x22y"'), line
+    assert line.count('"') == 4, line
+
+
+def stored_files(store: Path) -> list[str]:
+    return [
+        os.path.relpath(os.path.join(d, f), store)
+        for d, dirs, fs in os.walk(store)
+        for f in fs
+        if not os.path.relpath(d, store).startswith(".hubcache-locks")
+    ]
+
+
+def test_f17_a_full_disk_during_a_fill_leaves_no_temp_file(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
+    from tests.test_disk_full import tmpfs
+
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body)
+    with tmpfs(tmp_path / "full", "2m") as root:
+        st = os.statvfs(root)
+        free = st.f_bavail * st.f_frsize
+        filler = free - (len(body) + 4095) // 4096 * 4096 - 4096  # the archive fits, little else
+        (root / "filler").write_bytes(bytes(filler))
+        with ServeProcess(str(root), "--upstream", model_server.url("/")) as server:
+            try:
+                r = server.get("/m/1?tf-hub-format=compressed")
+                assert r.status == 502, r.status
+            except urllib3.exceptions.ProtocolError:
+                pass  # the last byte was held back, then the connection reset: fine
+            assert server.get("/healthz").status == 200
+        left = [f for d, _, fs in os.walk(root) for f in fs if f != "filler"]
+        assert not [f for f in left if f.endswith(".part")], left
+        assert not (root / "m" / "1.tar").exists()

@@ -63,10 +63,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="remember an upstream 404 this long (30s)",
     )
     p.add_argument(
+        "--negative-max",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="remember at most N upstream 404s, the oldest forgotten first (10000)",
+    )
+    p.add_argument(
+        "--max-fills",
+        type=int,
+        default=64,
+        metavar="N",
+        help="fetch at most N archives from upstreams at once; other misses get 503 with "
+        "Retry-After (64)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        default="10s",
+        metavar="DURATION",
+        help="close a new connection that has not sent its request headers within this (10s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        default="60s",
+        metavar="DURATION",
+        help="close a keep-alive connection idle between requests this long (60s)",
+    )
+    p.add_argument(
         "--drain-timeout",
         default="30s",
         metavar="DURATION",
-        help="on SIGTERM, let in-flight responses finish for this long (30s)",
+        help="on SIGTERM, let in-flight responses finish for exactly this long, then cut "
+        "them (30s; 0: cut at once)",
     )
 
 
@@ -91,6 +119,19 @@ def _duration(text: str, option: str) -> float:
         return parse_duration(text)
     except ConfigurationError as exc:
         raise ServeError(f"{option}: {exc}") from None
+
+
+def _positive(text: str, option: str) -> float:
+    value = _duration(text, option)
+    if value <= 0:
+        raise ServeError(f"{option} must be more than 0, e.g. 10s")
+    return value
+
+
+def _count(value: int, option: str) -> int:
+    if value < 1:
+        raise ServeError(f"{option} must be 1 or more")
+    return value
 
 
 def _tokens(path: Optional[str]) -> frozenset[str]:
@@ -164,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
         max_size=max_size,
         rate_limit=_size(args.rate_limit, "--rate-limit"),
         negative_ttl=_duration(args.negative_ttl, "--negative-ttl"),
+        negative_max=_count(args.negative_max, "--negative-max"),
+        max_fills=_count(args.max_fills, "--max-fills"),
         drain=_duration(args.drain_timeout, "--drain-timeout"),
+        header_timeout=_positive(args.header_timeout, "--header-timeout"),
+        idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
     )
     config = load_config(cache_dir=None, progress=False)
     if "://" in directory:

@@ -28,11 +28,13 @@ import base64
 import contextlib
 import hmac
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .. import _platform
 from .._config import Config
@@ -46,7 +48,37 @@ from ..serve.static import is_archive_name, request_parts, wanted_format
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
 
-ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'
+ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'  # what the line holds
+
+
+def _escaped(text: str) -> str:
+    """A client-sent field as it may appear between quotes in the access log: quotes,
+    backslashes and control characters as ``\\xHH``, so no client can forge fields."""
+    return "".join(
+        f"\\x{ord(c):02x}" if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F else c for c in text
+    )
+
+
+class EscapedAccessLogger(AbstractAccessLogger):
+    """One line per request in the ``ACCESS_FORMAT`` layout, with every client-sent field
+    escaped (aiohttp's own logger writes them as they came)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        version = request.version
+        line = (
+            f"{request.method} {request.rel_url.raw_path_qs} HTTP/{version.major}.{version.minor}"
+        )
+        length = response.headers.get("Content-Length", "-")
+        agent = request.headers.get("User-Agent", "-")
+        self.logger.info(
+            '%s "%s" %s %s %.3fs "%s"',
+            request.remote or "-",
+            _escaped(line),
+            response.status,
+            length,
+            time,
+            _escaped(agent),
+        )
 
 
 @dataclass(frozen=True)
@@ -59,7 +91,11 @@ class Settings:
     max_size: Optional[int] = None
     rate_limit: Optional[float] = None  # bytes per second per response
     negative_ttl: float = 30.0
+    negative_max: int = 10_000  # upstream 404s remembered at most (the oldest go first)
+    max_fills: int = 64  # fills running at once; more misses get 503 + Retry-After
     drain: float = 30.0
+    header_timeout: float = 10.0  # a new connection has this long to send its headers
+    idle_timeout: float = 60.0  # a keep-alive connection with no request is closed after
 
 
 class Server:
@@ -75,10 +111,23 @@ class Server:
                 settings.upstreams,
                 config,
                 negative_ttl=settings.negative_ttl,
+                negative_max=settings.negative_max,
+                max_fills=settings.max_fills,
                 max_size=settings.max_size,
                 on_upstream_bytes=self._upstream_bytes,
                 on_event=self.metrics.event,
             )
+        for name, value in (
+            ("header_timeout_seconds", settings.header_timeout),
+            ("idle_timeout_seconds", settings.idle_timeout),
+            ("drain_timeout_seconds", settings.drain),
+            ("max_fills", settings.max_fills),
+            ("negative_ttl_seconds", settings.negative_ttl),
+            ("negative_max", settings.negative_max),
+        ):
+            self.metrics.limits.labels(name).set(value)
+        self.in_flight = 0  # requests being answered (the drain waits for these)
+        self.requested: set[Any] = set()  # transports that sent a whole request
         self.responder = Responder(self.store, self.metrics, settings.rate_limit, self._served)
         if self.mirror is not None:
             self.mirror.serving = self.responder.serving  # eviction spares what is being sent
@@ -98,11 +147,16 @@ class Server:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        if request.transport is not None:
+            self.requested.add(request.transport)  # its headers arrived: _header_watch
+        self.in_flight += 1
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             self.metrics.requests.labels(str(exc.status)).inc()
             raise
+        finally:
+            self.in_flight -= 1
         self.metrics.requests.labels(str(response.status)).inc()
         return response
 
@@ -152,8 +206,17 @@ class Server:
             if refused is not None:
                 status, reason = refused
                 return _text(status, f"this path cannot be stored by the mirror: {reason}\n")
+            fill = mirror.fill(parts, fmt, url)
+            if fill is None:
+                self.metrics.fills_refused.inc()
+                return web.Response(
+                    status=503,
+                    text=f"the mirror is already filling {self.settings.max_fills} archives "
+                    "(--max-fills); try again shortly\n",
+                    headers={"Retry-After": "1"},
+                )
             self.metrics.misses.inc()
-            response = await self.send_fill(request, mirror.fill(parts, fmt, url))
+            response = await self.send_fill(request, fill)
             if response is not None:
                 return response
         return web.Response(
@@ -186,19 +249,83 @@ def _text(status: int, text: str) -> web.Response:
 
 
 # -- running ----------------------------------------------------------------------------------
+if sys.platform == "win32":
+
+    def raise_fd_limit() -> Optional[int]:
+        """Windows has no open-file limit to raise (see the POSIX definition)."""
+        return None
+
+else:
+
+    def raise_fd_limit() -> Optional[int]:
+        """Raise this process's open-file limit to its hard limit (every connection is a
+        descriptor; a busy mirror needs thousands) and return the limit now in force."""
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+        return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+async def _header_watch(server: Server, web_server: web.Server, limit: float) -> None:
+    """Close connections that have not sent a whole request's headers within ``limit``
+    seconds of opening (one byte every few seconds would otherwise hold a connection,
+    and a descriptor, forever)."""
+    opened: dict[Any, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(1.0, limit / 4))
+        now = loop.time()
+        current = {}
+        for handler in web_server.connections:
+            transport = handler.transport
+            if transport is None:
+                continue
+            since = current[transport] = opened.get(transport, now)
+            if transport not in server.requested and now - since > limit:
+                server.metrics.header_timeouts.inc()
+                transport.close()
+        opened = current
+        server.requested &= set(current)
+
+
+async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
+    """Give in-flight responses exactly ``drain`` seconds, then cut what is left."""
+    web_server.pre_shutdown()  # idle keep-alive connections close now, busy ones after
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + drain
+    while server.in_flight and loop.time() < deadline:
+        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    if server.in_flight:
+        log.warning("cutting %d responses still in flight after %gs", server.in_flight, drain)
+    for handler in web_server.connections:
+        if handler.transport is not None:
+            handler.transport.abort()
+
+
 async def serve(
     server: Server, on_ready: Callable[[str], None], stopping: Optional[asyncio.Event] = None
 ) -> None:
     """Listen, announce, serve until SIGTERM/SIGINT, drain, stop."""
     settings = server.settings
+    fd_limit = raise_fd_limit()
+    if fd_limit is not None:
+        server.metrics.fd_limit.set(fd_limit)
+        log.info("open-file limit: %d descriptors", fd_limit)
     runner = web.AppRunner(
         server.app(),
         access_log=access_log,
+        access_log_class=EscapedAccessLogger,
         access_log_format=ACCESS_FORMAT,
         handle_signals=False,
-        shutdown_timeout=settings.drain,
+        keepalive_timeout=settings.idle_timeout,
+        shutdown_timeout=0.5,  # _drain has already waited and cut every connection
     )
     await runner.setup()
+    watch: Optional[asyncio.Task[None]] = None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
         await site.start()
@@ -212,11 +339,19 @@ async def serve(
             for path in removed:
                 log.info("removed the partial download %s of a process that is gone", path)
             server.mirror.evict()
+        web_server = runner.server
+        if web_server is not None:
+            watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
         on_ready(f"http://{shown}:{port}/")
         await stop.wait()
         log.info("stopping: finishing in-flight responses (up to %gs)", settings.drain)
+        await site.stop()  # accept no more
+        if web_server is not None:
+            await _drain(server, web_server, settings.drain)
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
         if server.mirror is not None:
-            server.mirror.shutdown()
+            await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
         server.store.close()

@@ -84,6 +84,10 @@ class Fill:
         self.readers = 0
         self.started_ns = time.time_ns() // 10**9 * 10**9  # whole seconds: every FS keeps them
         self.cancel = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._lock: Optional[Any] = None  # the store's lock while this fill holds it
+        self._source: Optional[Any] = None  # the upstream stream being read
+        self._spool = ""  # the partial file while it exists
         self._loop = asyncio.get_running_loop()
         self._tick = asyncio.Event()
 
@@ -121,7 +125,28 @@ class Fill:
 
     # -- the thread side ----------------------------------------------------------------
     def start(self) -> None:
-        threading.Thread(target=self._run, name=f"hubcache-fill {self.base}", daemon=True).start()
+        self._thread = threading.Thread(
+            target=self._run, name=f"hubcache-fill {self.base}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, wait: float) -> None:
+        """At shutdown: cancel, break the upstream read, and wait up to ``wait`` seconds
+        for the thread to remove its partial file and release its lock; whatever it has
+        not done by then is done here, so a graceful exit leaves nothing in DIR."""
+        self.cancel.set()
+        source = self._source
+        if source is not None:
+            with contextlib.suppress(Exception):  # a read blocked on the upstream ends now
+                source.abort()
+        if self._thread is not None:
+            self._thread.join(wait)
+        if self._spool:
+            with contextlib.suppress(OSError):
+                os.unlink(self._spool)
+        lock = self._lock
+        if lock is not None:
+            lock.release()  # harmless if the thread released it meanwhile
 
     def _run(self) -> None:
         store = self.mirror.store
@@ -129,7 +154,7 @@ class Fill:
         try:
             stored = store.find(self.parts, self.fmt)
             if stored is None:
-                lock = store.lock(self.base, self.mirror.config)
+                lock = self._lock = store.lock(self.base, self.mirror.config)
                 found: list[Stored] = []
 
                 def done() -> bool:
@@ -159,6 +184,7 @@ class Fill:
         finally:
             if lock is not None:
                 lock.release()
+                self._lock = None
 
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
@@ -168,11 +194,11 @@ class Fill:
         mirror = self.mirror
         config = mirror.config_for(self.url)
         budget = RetryBudget.of(config)  # every retry and restart of this fill
-        source = HTTPSource(self.url, self.url, config, budget)
+        source = self._source = HTTPSource(self.url, self.url, config, budget)
         part = ""
         try:
             source.open()
-            part = mirror.store.partial()
+            part = self._spool = mirror.store.partial()
             total = source.total
             with open(part, "wb") as out:
                 self._post(fd=os.open(part, _platform.READ))  # the readers' (module docstring)
@@ -191,7 +217,7 @@ class Fill:
                     try:
                         for chunk in stream:
                             if self.cancel.is_set():
-                                raise CorruptArchiveError("the mirror is shutting down")
+                                raise CorruptArchiveError("the mirror is shutting down") from None
                             verifier.feed(chunk)  # first: HTML is refused before a byte goes out
                             out.write(chunk)
                             out.flush()
@@ -222,7 +248,9 @@ class Fill:
                             exc,
                         )
                         source.close()
-                        source = HTTPSource(self.url, self.url, config, budget)
+                        source = self._source = HTTPSource(self.url, self.url, config, budget)
+                        if self.cancel.is_set():
+                            raise CorruptArchiveError("the mirror is shutting down") from None
                         source.open()
                         if total is not None and source.total != total:
                             raise DownloadError(
@@ -240,7 +268,7 @@ class Fill:
                     os.fsync(out.fileno())
             name = stored_name(self.base, verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
-            part = ""
+            part = self._spool = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
             self._post(state="stored", stored=stored, size=size, total=size)
         finally:
@@ -248,6 +276,7 @@ class Fill:
             if part:
                 with contextlib.suppress(OSError):
                     os.unlink(part)
+                self._spool = ""
 
 
 def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:

@@ -86,6 +86,8 @@ class Mirror:
         *,
         negative_ttl: float,
         max_size: Optional[int],
+        negative_max: int = 10_000,
+        max_fills: int = 64,
         on_upstream_bytes: Callable[[int], None] = lambda n: None,
         on_event: Callable[[str], None] = lambda what: None,
     ) -> None:
@@ -93,6 +95,8 @@ class Mirror:
         self.upstreams = upstreams
         self.config = config
         self.negative_ttl = negative_ttl
+        self.negative_max = negative_max
+        self.max_fills = max_fills
         self.max_size = max_size
         self.on_upstream_bytes = on_upstream_bytes
         self.on_event = on_event
@@ -137,11 +141,14 @@ class Mirror:
         del self._negative[key]
         return False
 
-    def fill(self, parts: list[str], fmt: Optional[str], url: str) -> Fill:
-        """The running fill for this archive, or a new one (single flight)."""
+    def fill(self, parts: list[str], fmt: Optional[str], url: str) -> Optional[Fill]:
+        """The running fill for this archive, or a new one (single flight); None when
+        ``max_fills`` are running already (the caller answers 503 + Retry-After)."""
         key = "/".join(parts)
         fill = self.fills.get(key)
         if fill is None:
+            if len(self.fills) >= self.max_fills:
+                return None
             fill = self.fills[key] = Fill(self, parts, fmt, url)
             self.on_event("fill-started")
             fill.start()
@@ -152,7 +159,10 @@ class Mirror:
             del self.fills[fill.base]
         self.on_event(f"fill-{fill.state}")
         if fill.state == "missing":
+            self._negative.pop(fill.base, None)  # re-inserted last: the dict stays in age order
             self._negative[fill.base] = time.monotonic() + self.negative_ttl
+            while len(self._negative) > self.negative_max:
+                del self._negative[next(iter(self._negative))]  # the oldest first
         if fill.state == "stored" and fill.stored is not None:
             if fill.readers:
                 self.draining.add(fill)
@@ -209,6 +219,12 @@ class Mirror:
     def stored_bytes(self) -> int:
         return sum(size for size, _ in self.index.values())
 
-    def shutdown(self) -> None:
-        for fill in list(self.fills.values()):
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Stop every running fill; each removes its partial file and releases its lock
+        (``Fill.stop``), so nothing is left in DIR but complete archives."""
+        fills = list(self.fills.values())
+        for fill in fills:
             fill.cancel.set()
+        deadline = time.monotonic() + wait
+        for fill in fills:
+            fill.stop(max(0.0, deadline - time.monotonic()))

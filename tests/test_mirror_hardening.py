@@ -12,6 +12,7 @@ import hashlib
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,8 @@ import urllib3
 
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import Fault, ModelServer
-from tests.support.mirror import ServeProcess
+from tests.support.mirror import SRC, ServeProcess
+from tests.support.procs import run_cli
 
 
 @pytest.fixture
@@ -365,3 +367,250 @@ def test_f17_a_full_disk_during_a_fill_leaves_no_temp_file(
         left = [f for d, _, fs in os.walk(root) for f in fs if f != "filler"]
         assert not [f for f in left if f.endswith(".part")], left
         assert not (root / "m" / "1.tar").exists()
+
+
+# -- start-up refusals, packing, protocol details ------------------------------------------------
+def serve_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return run_cli(["serve", *args, "--port", "0"], env, timeout=timeout)
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_startup_refuses_what_cannot_work(served: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    up = "http://127.0.0.1:9/"
+    refused(serve_cli(""), "DIR is empty")
+    refused(serve_cli(str(served), "--host", "not..a.host"), "--host")
+    refused(serve_cli(str(served), "--upstream", "http://[::1/"), "not a valid URL")
+    refused(serve_cli(str(served), "--upstream", "http://127.0.0.1:99999/"), "99999")
+    refused(serve_cli(str(served), "--upstream", "http://h/x?q=1#frag"), "query or fragment")
+    for prefix in ("../x", "a b", "/"):
+        refused(serve_cli(str(served), "--upstream", f"{prefix}={up}"), "can never match")
+    refused(serve_cli(str(served), "--token-file", str(fifo)), "not a regular file")
+
+
+def test_startup_refuses_an_upstream_that_is_the_server_itself(served: Path) -> None:
+    from tests.support.emulators import free_port
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    for upstream in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/m/"):
+        result = run_cli(
+            ["serve", str(served), "--port", str(port), "--upstream", upstream], env, timeout=20
+        )
+        refused(result, "this server itself")
+
+
+def test_two_mirrors_pointed_at_each_other_answer_508_not_a_deadlock(
+    tmp_path: Path,
+) -> None:
+    from tests.support.emulators import free_port
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    a_port, b_port = free_port(), free_port()
+    env = dict(os.environ, HUBCACHE_RETRIES="1", HUBCACHE_RETRY_BACKOFF="0.05")
+    up_a, up_b = f"http://127.0.0.1:{b_port}/", f"http://127.0.0.1:{a_port}/"
+    a = ServeProcess(str(a_dir), "--upstream", up_a, port=a_port, env=env)
+    try:
+        with ServeProcess(str(b_dir), "--upstream", up_b, port=b_port, env=env):
+            began = time.monotonic()
+            r = a.get("/m/1?tf-hub-format=compressed", timeout=20)
+            assert r.status == 502, (r.status, r.data)
+            assert time.monotonic() - began < 10
+    finally:
+        a.stop()
+    assert '" 508 ' in a.stderr, a.stderr  # A saw its own fill come back through B
+
+
+def test_f21_a_second_process_on_one_dir_with_max_size_is_refused(
+    model_server: ModelServer, store: Path
+) -> None:
+    with mirror(store, model_server, "--max-size", "1MB"):
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        result = run_cli(
+            [
+                "serve",
+                str(store),
+                "--port",
+                "0",
+                "--upstream",
+                model_server.url("/"),
+                "--max-size",
+                "1MB",
+            ],
+            env,
+            timeout=20,
+        )
+        refused(result, "already served with --max-size")
+    assert not (store / ".hubcache-locks" / "eviction.owner").exists()
+
+
+def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "models"
+    model = root / "m" / "1"
+    model.mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph-v1")
+    (model / ".env").write_text("SECRET=1")
+    (model / ".git").mkdir()
+    (model / ".git" / "config").write_text("x")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not a model")
+    with ServeProcess(str(root)) as server:
+        r = server.get("/m/1?tf-hub-format=compressed")
+        assert r.status == 200
+        assert tar_names(r.data) == {"saved_model.pb"}
+        assert server.get("/notes?tf-hub-format=compressed").status == 404
+        assert server.get("/?tf-hub-format=compressed").status == 404
+        (model / "saved_model.pb").write_bytes(b"graph-v2, longer")
+        r = server.get("/m/1?tf-hub-format=compressed")
+        assert tar_member(r.data, "saved_model.pb") == b"graph-v2, longer"
+
+
+def test_f4_a_long_pack_never_holds_up_other_downloads(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    for i in range(8):
+        folder = root / f"big{i}"
+        folder.mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(os.urandom(15_000_000))
+    (root / "small.tar").write_bytes(SMALL)
+    with ServeProcess(str(root)) as server:
+        with ThreadPoolExecutor(8) as pool:
+            packs = [
+                pool.submit(server.get, f"/big{i}?tf-hub-format=compressed", None, "GET", 120)
+                for i in range(8)
+            ]
+            time.sleep(0.5)
+            began = time.monotonic()
+            r = server.get("/small.tar", timeout=30)
+            took = time.monotonic() - began
+            assert r.status == 200 and r.data == SMALL
+            for p in packs:
+                assert p.result().status == 200
+        assert took < 1.0, took
+
+
+def test_f5_a_mirror_never_packs_its_own_folders(model_server: ModelServer, store: Path) -> None:
+    model_server.add("/m/1", make_tar([M("saved_model.pb", b"g")], compression=None))
+    with mirror(store, model_server) as server:
+        assert server.get("/m/1?tf-hub-format=compressed").status == 200
+        (store / "m" / "saved_model.pb").write_bytes(b"planted")  # even a model-like folder
+        r = server.get("/m?tf-hub-format=compressed")
+        assert r.status == 404, (r.status, r.data[:100])
+        assert model_server.count("/m") == 1  # asked upstream, which has none
+
+
+def test_f11_http10_clients_get_a_close_delimited_body_during_a_fill(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(chunked=True, rate_limit=len(body)),))
+    with mirror(store, model_server) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.0\r\nHost: x\r\n\r\n")
+        s.settimeout(20)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        s.close()
+        head, _, got = data.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
+        assert b"chunked" not in head.lower()
+        assert got == body
+
+
+def test_f14_a_commented_token_line_is_no_token(served: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("  # comment\nsecret\n")
+    with ServeProcess(str(served), "--token-file", str(tokens)) as server:
+        assert server.get("/small.tar", {"Authorization": "Bearer # comment"}).status == 401
+        assert server.get("/small.tar", {"Authorization": "Bearer secret"}).status == 200
+
+
+@pytest.mark.parametrize("value", ["bytes=1_0-2_0", "bytes=\u0661-\u0665", "bytes=+1-5"])
+def test_f15_range_digits_are_ascii_only(served: Path, value: str) -> None:
+    with ServeProcess(str(served)) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        request = f"GET /small.tar HTTP/1.1\r\nHost: x\r\nRange: {value}\r\n"
+        s.sendall(request.encode() + b"Connection: close\r\n\r\n")
+        s.settimeout(20)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert body == SMALL
+
+
+def test_f16_if_range_with_the_servers_own_last_modified_matches(served: Path) -> None:
+    os.utime(served / "small.tar", ns=(1_700_000_000_700_000_000, 1_700_000_000_700_000_000))
+    with ServeProcess(str(served)) as server:
+        modified = server.get("/small.tar").headers["Last-Modified"]
+        r = server.get("/small.tar", {"Range": "bytes=10-19", "If-Range": modified})
+        assert r.status == 206 and r.data == SMALL[10:20]
+
+
+def test_f20_fills_are_capped_and_the_negative_cache_bounded(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(200_000))], compression=None)
+    for i in range(3):
+        model_server.add(f"/m{i}/1", body, faults=(Fault(rate_limit=len(body) // 2),))
+    with mirror(store, model_server, "--max-fills", "2", "--negative-max", "2") as server:
+        with ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(server.get, f"/m{i}/1?tf-hub-format=compressed") for i in (0, 1)]
+            time.sleep(0.5)
+            r = server.get("/m2/1?tf-hub-format=compressed")
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert all(f.result().status == 200 for f in slow)
+        for name in ("a", "b", "c"):
+            assert server.get(f"/{name}/1?tf-hub-format=compressed").status == 404
+        server.get("/a/1?tf-hub-format=compressed")  # "a" was forgotten: asked again
+        server.get("/c/1?tf-hub-format=compressed")  # "c" is remembered
+        metrics = server.get("/metrics").data
+    assert model_server.count("/a/1") == 2 and model_server.count("/c/1") == 1
+    assert b"hubcache_mirror_fills_refused_total 1.0" in metrics
+
+
+def tar_names(data: bytes) -> set[str]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name for m in t.getmembers() if m.isfile()}
+
+
+def tar_member(data: bytes, name: str) -> bytes:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        f = t.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def test_f19_head_of_an_uncached_archive_fetches_no_body(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(2_000_000))], compression=None)
+    model_server.add("/m/1", body)
+    with mirror(store, model_server) as server:
+        r = server.get("/m/1?tf-hub-format=compressed", method="HEAD")
+        assert r.status == 200 and r.headers["Content-Length"] == str(len(body))
+        assert server.get("/gone/1?tf-hub-format=compressed", method="HEAD").status == 404
+        metrics = server.get("/metrics").data
+    assert stored_files(store) == []
+    assert b"hubcache_mirror_upstream_bytes_total 0.0" in metrics

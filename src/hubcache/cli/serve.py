@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
 import os
+import re
 import socket
+import stat
 import sys
 from typing import Any, Optional
 
 from .._errors import CacheDirError, ConfigurationError, HubcacheError
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # one label of a host name
 
 
 class ServeError(ConfigurationError):
@@ -135,13 +140,21 @@ def _count(value: int, option: str) -> int:
 
 
 def _tokens(path: Optional[str]) -> frozenset[str]:
+    """The tokens of ``--token-file``: one a line, blank lines and ``#`` comments (after
+    any indentation) skipped. Only a regular file is read: a FIFO or a device would block
+    the start forever or never end."""
     if path is None:
         return frozenset()
     try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ServeError(f"--token-file {path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ServeError(f"--token-file {path} is not a regular file; give a file of tokens")
+    try:
         with open(path, encoding="utf-8") as f:
-            tokens = frozenset(
-                line.strip() for line in f if line.strip() and not line.startswith("#")
-            )
+            lines = [line.strip() for line in f]
+        tokens = frozenset(line for line in lines if line and not line.startswith("#"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ServeError(f"--token-file {path}: cannot read it ({exc})") from None
     if not tokens:
@@ -149,7 +162,26 @@ def _tokens(path: Optional[str]) -> frozenset[str]:
     return tokens
 
 
+def _check_host(host: str) -> str:
+    """An IP address or a host name by RFC 1123, else one line (a traceback from deep in
+    the resolver is what an operator would get otherwise)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ServeError(
+            f"--host {host!r} is not an IP address or a host name; e.g. --host 127.0.0.1 "
+            "or --host 0.0.0.0 (every interface)"
+        )
+    return host
+
+
 def _check_directory(directory: str, pull_through: bool) -> str:
+    if not directory.strip():
+        raise ServeError("DIR is empty; name the folder to serve, e.g. hubcache serve ./models")
     if "://" in directory and not directory.startswith("file://"):
         if not pull_through:
             raise ServeError(f"{directory}: a bucket can be served only as a mirror (--upstream)")
@@ -177,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     from .._config import load_config
     from ..serve.pullthrough import parse_upstream
 
+    host = _check_host(args.host)
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port {args.port} is not a port number (0-65535; 0 picks a free one)")
     try:
@@ -198,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings(
         directory=directory,
-        host=args.host,
+        host=host,
         port=args.port,
         upstreams=upstreams,
         tokens=_tokens(args.token_file),

@@ -26,10 +26,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hmac
+import ipaddress
 import logging
 import sys
+import urllib.parse
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -38,12 +43,13 @@ from aiohttp.abc import AbstractAccessLogger
 
 from .. import _platform
 from .._config import Config
+from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.fill import Fill
 from ..serve.metrics import Metrics
 from ..serve.pullthrough import Mirror, Upstream
 from ..serve.responses import Responder
-from ..serve.static import is_archive_name, request_parts, wanted_format
+from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
@@ -126,6 +132,8 @@ class Server:
             ("negative_max", settings.negative_max),
         ):
             self.metrics.limits.labels(name).set(value)
+        self.packers = ThreadPoolExecutor(2, thread_name_prefix="hubcache-pack")
+        self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.in_flight = 0  # requests being answered (the drain waits for these)
         self.requested: set[Any] = set()  # transports that sent a whole request
         self.responder = Responder(self.store, self.metrics, settings.rate_limit, self._served)
@@ -183,6 +191,13 @@ class Server:
                 text="a bearer token is needed: Authorization: Bearer <token>\n",
                 headers={"WWW-Authenticate": 'Bearer realm="hubcache"'},
             )
+        via = request.headers.get("Via", "")
+        if self.pseudonym in via:  # our own fill came back to us: a loop of mirrors
+            return _text(
+                508,
+                f"mirror loop: this request passed through this server already (Via: {via}); "
+                "check the --upstream of the mirrors on the way\n",
+            )
         if path == "/metrics":
             body, ctype = self.metrics.render()
             return web.Response(body=body, headers={"Content-Type": ctype})
@@ -193,6 +208,11 @@ class Server:
         loop = asyncio.get_running_loop()
         for _ in range(3):  # a kept archive removed before it could be opened: look again
             found = await loop.run_in_executor(None, self.store.open_found, parts, fmt)
+            if found is None and self.mirror is None and fmt is not None:
+                # a model folder to pack: on the packers' own threads, so a long pack
+                # never holds up the lookups of other requests
+                pack = functools.partial(self.store.open_found, parts, fmt, pack=True)
+                found = await loop.run_in_executor(self.packers, pack)
             if found is not None:
                 self.metrics.hits.inc()
                 return await self.responder.stored(request, found)
@@ -206,7 +226,9 @@ class Server:
             if refused is not None:
                 status, reason = refused
                 return _text(status, f"this path cannot be stored by the mirror: {reason}\n")
-            fill = mirror.fill(parts, fmt, url)
+            if request.method == "HEAD" and "/".join(parts) not in mirror.fills:
+                return await self._probe(mirror, parts, url, _via(via, self.pseudonym))
+            fill = mirror.fill(parts, fmt, url, via=_via(via, self.pseudonym))
             if fill is None:
                 self.metrics.fills_refused.inc()
                 return web.Response(
@@ -225,6 +247,24 @@ class Server:
             headers={"Retry-After": "1"},
         )
 
+    async def _probe(
+        self, mirror: Mirror, parts: list[str], url: str, via: str
+    ) -> web.StreamResponse:
+        """``HEAD`` of an archive not stored: the upstream's answer, no fill (F19)."""
+        loop = asyncio.get_running_loop()
+        try:
+            length = await loop.run_in_executor(None, mirror.probe, parts, url, via)
+        except ModelNotFoundError:
+            mirror.remember_missing("/".join(parts))
+            return _text(404, "the upstream has no model or archive at this path\n")
+        except HubcacheError as exc:
+            return _text(502, f"asking the upstream failed: {exc}\n")
+        name = parts[-1] if is_archive_name(parts[-1]) else ".tar.gz"
+        response = web.StreamResponse(status=200)
+        response.content_type = content_type(name)
+        response.content_length = length
+        return response
+
     async def send_fill(self, request: web.Request, fill: Fill) -> Optional[web.StreamResponse]:
         """Join a fill by the fill object; None when it found the archive already kept
         (by another replica) and the caller should open it as a stored one."""
@@ -242,6 +282,31 @@ class Server:
         finally:
             if self.mirror is not None:  # always: only a mirror makes fills
                 self.mirror.reader_done(fill)
+
+
+def _via(incoming: str, pseudonym: str) -> str:
+    """The ``Via`` a fill sends upstream: the chain its first request came through, plus
+    us, so a mirror that finds itself in it answers 508 instead of waiting on itself."""
+    ours = f"1.1 {pseudonym}"
+    return f"{incoming}, {ours}" if incoming.strip() else ours
+
+
+def _self_upstream(upstreams: tuple[Upstream, ...], host: str, port: int) -> Optional[str]:
+    """The upstream URL that is this very server (same port, a loopback or our own
+    address), or None. Other loops are found at run time by ``Via`` (508)."""
+    for up in upstreams:
+        parts = urllib.parse.urlsplit(up.url)
+        up_port = parts.port or (443 if parts.scheme == "https" else 80)
+        name = (parts.hostname or "").lower()
+        if up_port != port:
+            continue
+        if name in ("localhost", host.lower()):
+            return up.url
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(name)
+            if address.is_loopback or address.is_unspecified:
+                return up.url
+    return None
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -331,6 +396,14 @@ async def serve(
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else host
+        itself = _self_upstream(settings.upstreams, settings.host, port)
+        if itself is not None:
+            raise ConfigurationError(
+                f"--upstream {itself} is this server itself (port {port}); every miss would "
+                "wait on itself. Point --upstream at another host"
+            )
+        if server.mirror is not None and settings.max_size is not None:
+            server.store.claim_eviction()
         stop = stopping or asyncio.Event()
         loop = asyncio.get_running_loop()
         _platform.on_termination(loop, stop.set)
@@ -354,4 +427,5 @@ async def serve(
         await runner.cleanup()
         if server.mirror is not None:
             await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
-        server.store.close()
+        server.packers.shutdown(wait=False, cancel_futures=True)
+        server.store.close()  # and gives up the claim on eviction

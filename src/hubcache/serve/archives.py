@@ -48,7 +48,7 @@ from typing import IO, Optional
 
 from .. import _platform
 from .._config import Config
-from .._errors import CacheDirError
+from .._errors import CacheDirError, ConfigurationError
 from ..local.holder import new_uid, parse_holder
 from ..local.root import unsafe_reason
 from ..serve.ranges import file_etag
@@ -107,6 +107,7 @@ class ArchiveStore:
         self.mirror = mirror
         self.storage: Storage = open_storage(location)
         self.local = isinstance(self.storage, LocalStorage)
+        self._claim: Optional[tuple[str, str]] = None  # claim_eviction's file, and its text
         if self.local:
             self.tree: Optional[StaticTree] = StaticTree(location)
             self.spool = os.path.join(self.tree.directory, PARTIAL)
@@ -117,11 +118,13 @@ class ArchiveStore:
             )
 
     # -- finding ---------------------------------------------------------------------------
-    def _local_path(self, tree: StaticTree, parts: list[str], fmt: Optional[str]) -> Optional[str]:
+    def _local_path(
+        self, tree: StaticTree, parts: list[str], fmt: Optional[str], pack: bool
+    ) -> Optional[str]:
         """The local file answering a request (static rules; a mirror packs nothing and
         keeps archive paths apart), or None."""
         if not self.mirror:
-            return tree.lookup(parts, fmt)
+            return tree.lookup(parts, fmt, pack=pack)
         if is_archive_name(parts[-1]):
             kept = tree.file([ARCHIVES, *parts])
             if kept is not None:
@@ -132,13 +135,16 @@ class ArchiveStore:
             return None
         return tree.lookup(parts, fmt, pack=False) if fmt is not None else None
 
-    def open_found(self, parts: list[str], fmt: Optional[str]) -> Optional[Found]:
+    def open_found(
+        self, parts: list[str], fmt: Optional[str], *, pack: bool = False
+    ) -> Optional[Found]:
         """The archive answering a request, opened, or None. Local: what ``static`` serves
-        (module docstring of ``static``); bucket: stored ones."""
+        (module docstring of ``static``; a model folder only with ``pack``, which may take
+        long: the server asks on a pool of its own); bucket: stored ones."""
         if self.tree is None:
             stored = self._find_object(parts, fmt)
             return Found(stored, None) if stored is not None else None
-        path = self._local_path(self.tree, parts, fmt)
+        path = self._local_path(self.tree, parts, fmt, pack)
         if path is None:
             return None
         try:
@@ -341,7 +347,54 @@ class ArchiveStore:
             st = os.stat(stored.path)
             os.utime(stored.path, ns=(time.time_ns(), st.st_mtime_ns))
 
+    def claim_eviction(self) -> None:
+        """Become the one process that evicts in this local DIR, or raise.
+
+        ``--max-size`` keeps its index of sizes and uses in memory, so two processes on one
+        DIR would each see half the picture and together keep twice the limit. The claim is
+        a file naming this process (``LOCKS/eviction.owner``), created exclusively; one
+        left by a dead process on this host is taken over."""
+        if self.tree is None:
+            return
+        folder = os.path.join(self.tree.directory, LOCKS)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "eviction.owner")
+        me = f"{socket.gethostname()}.{os.getpid()}.{new_uid()}"
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | _platform.CREATE_NEW_FILE, 0o644)
+            except FileExistsError:
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        text = f.read().strip()
+                except FileNotFoundError:
+                    continue
+                holder = parse_holder(text)
+                if holder is not None and holder.is_dead_here():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    continue
+                who = f"process {holder.pid} on {holder.host}" if holder else text[:80]
+                raise ConfigurationError(
+                    f"{self.tree.directory} is already served with --max-size by {who}; "
+                    "one process per DIR may evict (its sizes and uses are in its memory): "
+                    f"stop it, drop --max-size here, or remove {path} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me + "\n")
+            self._claim = (path, me)
+            return
+
     def close(self) -> None:
+        claim = self._claim
+        if claim is not None:
+            path, me = claim
+            with contextlib.suppress(OSError):
+                with open(path, encoding="utf-8") as f:
+                    ours = f.read().strip() == me
+                if ours:
+                    os.unlink(path)
+            self._claim = None
         if self.tree is not None:
             self.tree.close()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import logging
@@ -65,8 +66,11 @@ class Fill:
     the upstream's answer) -> ``streaming`` (``part`` grows; ``total`` may be known) ->
     ``stored``; or ``missing`` (upstream 404/410) or ``failed`` (anything else)."""
 
-    def __init__(self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str) -> None:
+    def __init__(
+        self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str, *, via: str = ""
+    ) -> None:
         self.mirror = mirror
+        self.via = via  # the Via header sent upstream (loop detection, ``app``)
         self.parts = parts
         self.fmt = fmt
         self.base = "/".join(parts)
@@ -193,6 +197,8 @@ class Fill:
 
         mirror = self.mirror
         config = mirror.config_for(self.url)
+        if self.via:  # to the upstream's host only, like every configured header
+            config = dataclasses.replace(config, headers=(*config.headers, ("Via", self.via)))
         budget = RetryBudget.of(config)  # every retry and restart of this fill
         source = self._source = HTTPSource(self.url, self.url, config, budget)
         part = ""

@@ -186,8 +186,10 @@ class Responder:
             start, end = chosen if isinstance(chosen, tuple) else (0, total - 1)
             limit = end + 1
             response.content_length = limit - start
-        else:
+        elif request.version >= (1, 1):
             response.enable_chunked_encoding()
+        else:  # HTTP/1.0 has no chunks: the body ends when the connection closes
+            response.force_close()
         try:
             await response.prepare(request)
             if request.method == "HEAD":

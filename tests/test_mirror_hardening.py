@@ -480,16 +480,18 @@ def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(
 
 def test_f4_a_long_pack_never_holds_up_other_downloads(tmp_path: Path) -> None:
     root = tmp_path / "models"
+    import base64
+
     for i in range(8):
         folder = root / f"big{i}"
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").write_bytes(os.urandom(15_000_000))
+        folder.mkdir(parents=True)  # text-like bytes: slow to compress
+        (folder / "saved_model.pb").write_bytes(base64.b64encode(os.urandom(8_000_000)))
     (root / "small.tar").write_bytes(SMALL)
     with ServeProcess(str(root)) as server:
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(16) as pool:
             packs = [
-                pool.submit(server.get, f"/big{i}?tf-hub-format=compressed", None, "GET", 120)
-                for i in range(8)
+                pool.submit(server.get, f"/big{i % 8}?tf-hub-format=compressed", None, "GET", 120)
+                for i in range(16)
             ]
             time.sleep(0.5)
             began = time.monotonic()

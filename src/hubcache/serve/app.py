@@ -69,6 +69,11 @@ class EscapedAccessLogger(AbstractAccessLogger):
     """One line per request in the ``ACCESS_FORMAT`` layout, with every client-sent field
     escaped (aiohttp's own logger writes them as they came)."""
 
+    @property
+    def enabled(self) -> bool:
+        """Off with ``-q`` (the logger then has no INFO): no line is even formatted."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         version = request.version
         line = (
@@ -207,7 +212,10 @@ class Server:
             return _text(404, "no model or archive at this path\n")
         loop = asyncio.get_running_loop()
         for _ in range(3):  # a kept archive removed before it could be opened: look again
-            found = await loop.run_in_executor(None, self.store.open_found, parts, fmt)
+            if self.store.local:  # a few cached metadata calls: cheaper than a thread hop
+                found = self.store.open_found(parts, fmt)
+            else:
+                found = await loop.run_in_executor(None, self.store.open_found, parts, fmt)
             if found is None and self.mirror is None and fmt is not None:
                 # a model folder to pack: on the packers' own threads, so a long pack
                 # never holds up the lookups of other requests

@@ -96,10 +96,18 @@ class StaticTree:
             return None
         return real if os.path.exists(real) else None
 
+    def _file_at(self, path: str) -> Optional[str]:
+        """``path`` resolved, when it is a regular file inside the directory. One ``stat``
+        first: most candidates do not exist, and resolving links costs a call per
+        component (this is on every request's path)."""
+        if not os.path.isfile(path):
+            return None
+        found = self.inside(path)
+        return found if found and os.path.isfile(found) else None
+
     def file(self, parts: list[str]) -> Optional[str]:
         """The regular file at ``parts``, when it is one and stays inside the directory."""
-        found = self.inside(os.path.join(self.directory, *parts))
-        return found if found and os.path.isfile(found) else None
+        return self._file_at(os.path.join(self.directory, *parts))
 
     def lookup(self, parts: list[str], fmt: Optional[str], *, pack: bool = True) -> Optional[str]:
         """The file to send for a request, or None. Packs a folder on first use (unless
@@ -112,8 +120,8 @@ class StaticTree:
             return None
         local = os.path.join(self.directory, *parts)
         for suffix in STORED_SUFFIXES:
-            found = self.inside(local + suffix)
-            if found and os.path.isfile(found):
+            found = self._file_at(local + suffix)
+            if found is not None:
                 return found
         if not pack:
             return None

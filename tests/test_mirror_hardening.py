@@ -56,12 +56,18 @@ def fetch_all(url: str, paths: list[str], workers: int) -> list[tuple[str, int, 
         return list(pool.map(one, paths))
 
 
+def add_models(upstream: ModelServer, count: int, size: int) -> dict[int, bytes]:
+    """``/m<i>/1`` for i < count on the upstream, each a tar of ``size`` random bytes."""
+    bodies = {i: make_tar([M("x", os.urandom(size))], compression=None) for i in range(count)}
+    for i, body in bodies.items():
+        upstream.add(f"/m{i}/1", body)
+    return bodies
+
+
 def test_f3_concurrent_misses_of_different_models_never_500(
     model_server: ModelServer, store: Path
 ) -> None:
-    bodies = {i: make_tar([M("x", os.urandom(300_000))], compression=None) for i in range(10)}
-    for i, body in bodies.items():
-        model_server.add(f"/m{i}/1", body)
+    bodies = add_models(model_server, 10, 300_000)
     with mirror(store, model_server) as server:
         paths = [f"/m{i}/1?tf-hub-format=compressed" for i in range(10) for _ in range(5)]
         results = fetch_all(server.url, paths, workers=50)
@@ -76,9 +82,7 @@ def test_f3_concurrent_misses_of_different_models_never_500(
 def test_f9_eviction_never_404s_or_500s_an_archive_being_sent(
     model_server: ModelServer, store: Path
 ) -> None:
-    bodies = {i: make_tar([M("x", os.urandom(100_000))], compression=None) for i in range(40)}
-    for i, body in bodies.items():
-        model_server.add(f"/m{i}/1", body)
+    bodies = add_models(model_server, 40, 100_000)
     size = len(bodies[0])
     bad: list[tuple[str, int]] = []
     stop = time.monotonic() + 6
@@ -513,20 +517,27 @@ def test_f5_a_mirror_never_packs_its_own_folders(model_server: ModelServer, stor
         assert model_server.count("/m") == 1  # asked upstream, which has none
 
 
+def raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` as bytes (no client library rewriting it), read until the server
+    closes: (head, body)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        s.settimeout(20)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
 def test_f11_http10_clients_get_a_close_delimited_body_during_a_fill(
     model_server: ModelServer, store: Path
 ) -> None:
     body = make_tar([M("x", os.urandom(300_000))], compression=None)
     model_server.add("/m/1", body, faults=(Fault(chunked=True, rate_limit=len(body)),))
     with mirror(store, model_server) as server:
-        s = socket.create_connection(("127.0.0.1", server.port))
-        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.0\r\nHost: x\r\n\r\n")
-        s.settimeout(20)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-        s.close()
-        head, _, got = data.partition(b"\r\n\r\n")
+        request = b"GET /m/1?tf-hub-format=compressed HTTP/1.0\r\nHost: x\r\n\r\n"
+        head, got = raw_exchange(server.port, request)
         assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
         assert b"chunked" not in head.lower()
         assert got == body
@@ -543,15 +554,8 @@ def test_f14_a_commented_token_line_is_no_token(served: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("value", ["bytes=1_0-2_0", "bytes=\u0661-\u0665", "bytes=+1-5"])
 def test_f15_range_digits_are_ascii_only(served: Path, value: str) -> None:
     with ServeProcess(str(served)) as server:
-        s = socket.create_connection(("127.0.0.1", server.port))
         request = f"GET /small.tar HTTP/1.1\r\nHost: x\r\nRange: {value}\r\n"
-        s.sendall(request.encode() + b"Connection: close\r\n\r\n")
-        s.settimeout(20)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, body = raw_exchange(server.port, request.encode() + b"Connection: close\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), head
         assert body == SMALL
 

@@ -285,8 +285,14 @@ class ArchiveStore:
         if self.tree is not None:
             final = self._make_parents(self.tree, name)
             self.storage.write(name + SIDECAR, line)
-            os.utime(part, ns=(started_ns, started_ns))
-            _platform.retry_busy(os.replace, part, final)  # Windows: a reader may hold it
+            if _platform.WINDOWS:
+                # the fill holds the partial open for its readers, and Windows renames no
+                # open file: copy it (the fill removes the partial when its readers are done)
+                self.storage.put_file(part, name)
+                os.utime(final, ns=(started_ns, started_ns))
+            else:
+                os.utime(part, ns=(started_ns, started_ns))
+                os.replace(part, final)
             _fsync_dir(os.path.dirname(final))
             st = os.stat(final)
             return Stored(name, size, file_etag(size, st.st_mtime_ns), st.st_mtime, final)

@@ -122,6 +122,9 @@ class Fill:
         if self.finished and self.readers <= 0 and self.fd is not None:
             os.close(self.fd)
             self.fd = None
+            if self.part:  # gone already, unless Windows kept it while open (publish)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.part)
 
     def _post(self, **changes: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down

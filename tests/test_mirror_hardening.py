@@ -620,3 +620,25 @@ def test_f19_head_of_an_uncached_archive_fetches_no_body(
         metrics = server.get("/metrics").data
     assert stored_files(store) == []
     assert b"hubcache_mirror_upstream_bytes_total 0.0" in metrics
+
+
+def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(served: Path) -> None:
+    with ServeProcess(str(served), "--idle-timeout", "2s") as server:
+        stuck = stalled_reader(server.port, "/big.tar")
+        try:
+            time.sleep(4)  # it reads nothing for twice the limit
+            got, ended = 0, "open"
+            stuck.settimeout(10)
+            try:
+                while chunk := stuck.recv(1 << 20):
+                    got += len(chunk)
+                ended = "fin"
+            except ConnectionResetError:
+                ended = "rst"
+            except TimeoutError:
+                pass
+            assert ended != "open" and got < len(BIG), (ended, got)
+            r = server.get("/small.tar")  # the server itself is fine
+            assert r.status == 200 and r.data == SMALL
+        finally:
+            stuck.close()

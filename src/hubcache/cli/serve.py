@@ -92,7 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--idle-timeout",
         default="60s",
         metavar="DURATION",
-        help="close a keep-alive connection idle between requests this long (60s)",
+        help="close a keep-alive connection idle between requests this long, and cut a "
+        "response whose client takes no byte for this long (60s)",
     )
     p.add_argument(
         "--drain-timeout",

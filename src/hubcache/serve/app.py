@@ -141,7 +141,9 @@ class Server:
         self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.in_flight = 0  # requests being answered (the drain waits for these)
         self.requested: set[Any] = set()  # transports that sent a whole request
-        self.responder = Responder(self.store, self.metrics, settings.rate_limit, self._served)
+        self.responder = Responder(
+            self.store, self.metrics, settings.rate_limit, self._served, settings.idle_timeout
+        )
         if self.mirror is not None:
             self.mirror.serving = self.responder.serving  # eviction spares what is being sent
 

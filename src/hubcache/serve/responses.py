@@ -38,6 +38,7 @@ from ..serve.ranges import choose_range
 from ..serve.static import content_type
 
 CHUNK = 256 * 1024
+SLICE = 1024 * 1024  # sendfile slices: each must leave within the stall limit
 
 
 class Responder:
@@ -49,10 +50,12 @@ class Responder:
         metrics: Metrics,
         rate_limit: Optional[float],
         on_served: Callable[[Stored], None],
+        stall: float = 60.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.rate_limit = rate_limit
+        self.stall = stall  # a client that takes no byte for this long is cut
         self.on_served = on_served
         self.serving: dict[str, int] = {}  # name -> responses sending it now
 
@@ -112,11 +115,10 @@ class Responder:
                 return response
             if found.file is not None and not self.rate_limit and _platform.CAN_SENDFILE:
                 try:
-                    await loop.sendfile(transport, source, start, end + 1 - start)
+                    await self._sendfile(request, source, start, end + 1 - start)
                 except NotImplementedError:
                     pass  # a transport that cannot (TLS): chunks below
                 else:
-                    self.metrics.served_bytes.inc(end + 1 - start)
                     await response.write_eof()
                     return response
             await self._copy(request, response, source, start, end)
@@ -126,6 +128,38 @@ class Responder:
             if found.file is None:
                 await loop.run_in_executor(None, source.close)
         return response
+
+    async def _sendfile(
+        self, request: web.Request, source: IO[bytes], offset: int, count: int
+    ) -> None:
+        """``loop.sendfile`` in slices of ``SLICE`` bytes, each of which must leave within
+        ``stall`` seconds: a client that stopped reading is cut (RST) after that long
+        instead of holding its connection forever, while any client taking at least
+        ``SLICE / stall`` bytes a second (17 KB/s by default) is served in full."""
+        loop = asyncio.get_running_loop()
+        transport = request.transport
+        while count > 0:
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+            n = min(count, SLICE)
+            try:
+                await asyncio.wait_for(loop.sendfile(transport, source, offset, n), self.stall)
+            except asyncio.TimeoutError:
+                abort(request)
+                raise ConnectionResetError(
+                    f"the client took no bytes for {self.stall:g}s"
+                ) from None
+            self.metrics.served_bytes.inc(n)
+            offset += n
+            count -= n
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        """``response.write`` that cuts a client taking no byte for ``stall`` seconds."""
+        try:
+            await asyncio.wait_for(response.write(data), self.stall)
+        except asyncio.TimeoutError:
+            abort(request)
+            raise ConnectionResetError(f"the client took no bytes for {self.stall:g}s") from None
 
     async def _copy(
         self,
@@ -144,7 +178,7 @@ class Responder:
             if not data:
                 abort(request)  # the store's object shrank under us
                 return
-            await response.write(data)
+            await self._write(request, response, data)
             pos += len(data)
             self.metrics.served_bytes.inc(len(data))
             await self._pace(pos - start, began)
@@ -203,7 +237,7 @@ class Responder:
                     if not data:
                         abort(request)
                         return response
-                    await response.write(data)
+                    await self._write(request, response, data)
                     pos += len(data)
                     self.metrics.served_bytes.inc(len(data))
                     await self._pace(pos - start, began)

@@ -42,7 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
     from .. import resolve
-    from ..serve.fallback import ModelHost
+    from ..serve.demohost import ModelHost
 
     served = tempfile.mkdtemp(prefix="hubcache-demo-models-")
     cache = cache_dir or tempfile.mkdtemp(prefix="hubcache-demo-cache-")

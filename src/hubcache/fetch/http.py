@@ -305,6 +305,13 @@ class HTTPSource(Source):
             self._response.release_conn()
             self._response = None
 
+    def abort(self) -> None:
+        """Break a read blocked in another thread (a server shutting down): the socket is
+        shut, so that read ends at once with an error instead of waiting for the peer."""
+        response = self._response
+        if response is not None:
+            response.shutdown()
+
 
 def _host(url: str) -> tuple[str, int]:
     """(host, port) with default ports filled in: what "the same host" means for headers."""

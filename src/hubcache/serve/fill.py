@@ -193,10 +193,13 @@ class Fill:
                 lock.release()
                 self._lock = None
 
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise CorruptArchiveError("the mirror is shutting down")
+
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
-        from ..fetch.retry import RetryBudget
-        from ..fetch.source import RestartDownloadError
+        from ..fetch.retry import RetryBudget, with_restarts
 
         mirror = self.mirror
         config = mirror.config_for(self.url)
@@ -220,53 +223,47 @@ class Fill:
                 }
                 sha = hashlib.sha256()
                 verifier = ArchiveVerifier(mirror.config.limits)
-                size = restarts = 0
-                stream = source.chunks()
-                while True:
-                    try:
-                        for chunk in stream:
-                            if self.cancel.is_set():
-                                raise CorruptArchiveError("the mirror is shutting down") from None
-                            verifier.feed(chunk)  # first: HTML is refused before a byte goes out
-                            out.write(chunk)
-                            out.flush()
-                            sha.update(chunk)
-                            size += len(chunk)
-                            mirror.on_upstream_bytes(len(chunk))
-                            if verifier.format and opened:
-                                opened["name"] = stored_name(self.base, verifier.format)
-                                self._post(**opened)  # readers start once it looks like one
-                                opened = {}
-                            self._post(size=size)
-                        break
-                    except RestartDownloadError as exc:
-                        restarts += 1
-                        cause = f"restarted from the start: {exc}"
-                        # no wait: a restart answers a changed stream, not an overloaded host
-                        if not budget.pause(self.base, cause, wait=0.0, stop=self.cancel):
-                            raise DownloadError(
-                                f"the upstream stream broke after {size} bytes and could not be "
-                                f"resumed ({exc}), {restarts} times; nothing kept"
-                                f"{budget.earlier(cause)}"
-                            ) from None
+                size = 0
+                first: list[Any] = [source]  # the first attempt reads the source opened above
+
+                def attempt() -> None:
+                    """One pass over the upstream's bytes; after a restart, the bytes
+                    readers already have must come again unchanged and are skipped."""
+                    nonlocal size, opened, source
+                    if not first:
                         log.warning(
-                            "fill of %s broke after %d bytes (%s); fetching it again from the "
-                            "start and checking those bytes against what was already sent",
+                            "fill of %s broke after %d bytes; fetching it again from the start "
+                            "and checking those bytes against what was already sent",
                             self.base,
                             size,
-                            exc,
                         )
                         source.close()
                         source = self._source = HTTPSource(self.url, self.url, config, budget)
-                        if self.cancel.is_set():
-                            raise CorruptArchiveError("the mirror is shutting down") from None
+                        self._check_cancel()
                         source.open()
                         if total is not None and source.total != total:
                             raise DownloadError(
                                 f"the upstream's archive changed during the fill ({total} "
                                 f"bytes, now {source.total}); nothing kept"
-                            ) from None
-                        stream = _after_same_prefix(source.chunks(), part, size)
+                            )
+                    first.clear()
+                    for chunk in _after_same_prefix(source.chunks(), part, size):
+                        self._check_cancel()
+                        verifier.feed(chunk)  # first: HTML is refused before a byte goes out
+                        out.write(chunk)
+                        out.flush()
+                        sha.update(chunk)
+                        size += len(chunk)
+                        mirror.on_upstream_bytes(len(chunk))
+                        if verifier.format and opened:
+                            opened["name"] = stored_name(self.base, verifier.format)
+                            self._post(**opened)  # readers start once it looks like one
+                            opened = {}
+                        self._post(size=size)
+
+                # the one restart loop (fetch.retry): a stream that cannot be resumed in
+                # place is fetched again, drawing on this fill's one budget
+                with_restarts(budget, self.base, attempt)
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 _faults.checkpoint("fill-before-verify")  # readers wait for the last byte here

@@ -14,6 +14,7 @@ import pytest
 import hubcache
 from tests.support.archives import M, make_tar
 from tests.support.mirror import ServeProcess
+from tests.support.procs import run_cli
 
 ARCHIVE = make_tar([M("saved_model.pb", b"graph"), M("variables/v", b"0" * 5000)], compression="gz")
 BIG = make_tar([M("saved_model.pb", os.urandom(4_000_000))], compression=None)
@@ -181,11 +182,4 @@ def test_an_unreachable_bucket_is_one_line_at_start(tmp_path: Path) -> None:
         "HUBCACHE_STORE_TIMEOUT": "5",
     }
     argv = ["serve", "s3://bucket/mirror", "--upstream", "http://127.0.0.1:9/", "--port", "0"]
-    result = subprocess.run(
-        [sys.executable, "-m", "hubcache", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
-    one_line_error(result, 4, "s3://bucket/mirror")
+    one_line_error(run_cli(argv, extra_env=env), 4, "s3://bucket/mirror")

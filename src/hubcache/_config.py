@@ -222,6 +222,7 @@ CONFIG_VARIABLES = (
 )
 _MEMO: dict[tuple[Any, ...], Config] = {}
 _NO_ARGUMENTS = (None,) * 6
+_LAST: list[Any] = []  # [key, Config] of the last call without arguments
 _ENCODED: list[tuple[Any, ...]] = []  # the variables' names as os.environ stores them
 
 
@@ -263,7 +264,11 @@ def load_config(
     args = (cache_dir, offline, progress, mirrors, no_origin, kagglehub)
     if args == _NO_ARGUMENTS:
         # the common call: every argument left out (the temp folder: the default root's home)
-        key = (_snapshot(), _absl_cache_dir(), tempfile.gettempdir())
+        key = (_snapshot(), _absl_cache_dir(), tempfile.tempdir or tempfile.gettempdir())
+        last = _LAST
+        if last and last[0] == key:  # the same settings as the last call: no hashing
+            config: Config = last[1]
+            return config
     else:
         spec = tuple(mirrors) if mirrors is not None and not isinstance(mirrors, str) else mirrors
         key = (_snapshot(), _absl_cache_dir(), tempfile.gettempdir(), cache_dir, offline)
@@ -274,6 +279,8 @@ def load_config(
         if len(_MEMO) >= 256:
             _MEMO.clear()
         _MEMO[key] = found
+    if args == _NO_ARGUMENTS:
+        _LAST[:] = [key, found]
     return found
 
 

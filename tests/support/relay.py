@@ -1,9 +1,11 @@
 """A TCP relay that goes silent on chosen requests: a store that stalls mid-download.
 
 Put in front of an emulator, it forwards every byte both ways, except the answers to the
-requests whose request line holds ``marker`` (for GCS, ``alt=media``: the object's data):
-those are read from the emulator and dropped, so the client sees an open connection that
-never says anything again, while metadata requests (the first contact) are answered. One
+requests whose request line holds ``marker`` (for GCS, ``alt=media``: the object's data),
+or, with ``spare`` instead, of every request whose line does NOT hold ``spare`` (a store
+that answers its first contact, e.g. ``.hubcache-probe``, then goes silent): those are
+read from the target and dropped, so the client sees an open connection that never says
+anything again. One
 request at a time per connection, as HTTP/1.1 clients send them. Only loopback; stopped by
 ``stop()`` (or ``with``), which closes every socket it opened.
 """
@@ -13,15 +15,20 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import Any
+from typing import Any, Optional
 
 _METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 
 
 class SilentRelay:
-    def __init__(self, target_port: int, marker: bytes) -> None:
+    def __init__(
+        self, target_port: int, marker: Optional[bytes] = None, *, spare: Optional[bytes] = None
+    ) -> None:
+        if (marker is None) == (spare is None):
+            raise ValueError("give either marker (what goes silent) or spare (what does not)")
         self.target = ("127.0.0.1", target_port)
         self.marker = marker
+        self.spare = spare
         self.silenced = 0  # requests whose answer was dropped
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -56,7 +63,11 @@ class SilentRelay:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 if data.startswith(_METHODS):
-                    silent[0] = self.marker in data.split(b"\r\n", 1)[0]
+                    line = data.split(b"\r\n", 1)[0]
+                    if self.marker is not None:
+                        silent[0] = self.marker in line
+                    else:
+                        silent[0] = self.spare not in line  # type: ignore[operator]
                     with self._lock:
                         self.silenced += silent[0]
                 upstream.sendall(data)

@@ -38,3 +38,57 @@ def test_a_cache_root_that_is_a_file_is_exit_6(tmp_path: Path, command: list[str
     assert done.returncode == 6, (done.returncode, done.stderr)
     assert str(root) in one_line(done) and "not a folder" in done.stderr
     assert done.stdout == ""
+
+
+# -- 2: enable over a .pth that hubcache did not write ---------------------------------------
+def test_enable_leaves_a_foreign_pth_alone(tmp_path: Path) -> None:
+    foreign = tmp_path / "hubcache-tfhub.pth"
+    foreign.write_text("import somebody_elses_hook\n")
+    done = cli("tfhub", "enable", "--site-dir", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "not written by hubcache" in one_line(done) and done.stdout == ""
+    assert foreign.read_text() == "import somebody_elses_hook\n"
+
+
+# -- 8: empty folder names --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "--cache-dir", ""],
+        ["--cache-dir", "", "gc", "--dry-run"],
+        ["resolve", "--cache-dir", "", "http://127.0.0.1:9/m/1"],
+        ["tfhub", "enable", "--site-dir", ""],
+        ["tfhub", "status", "--site-dir", ""],
+        ["tfhub", "disable", "--site-dir", ""],
+    ],
+)
+def test_an_empty_folder_name_is_a_usage_error(args: list[str]) -> None:
+    done = cli(*args)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "''" in one_line(done) and done.stdout == ""
+
+
+# -- 11: status for a folder this python does not read ----------------------------------------
+def test_status_of_a_folder_no_python_here_reads_is_not_active(tmp_path: Path) -> None:
+    assert cli("tfhub", "enable", "-q", "--site-dir", str(tmp_path)).returncode == 0
+    done = cli("tfhub", "status", "--site-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("active: no (this python does not read .pth files from there)")
+    assert '"active": false' in cli("tfhub", "status", "--json", "--site-dir", str(tmp_path)).stdout
+
+
+# -- 12: enable while the switch is off -------------------------------------------------------
+def test_enable_with_the_switch_off_says_so_plainly(tmp_path: Path) -> None:
+    done = cli("tfhub", "enable", "--site-dir", str(tmp_path), HUBCACHE_TFHUB_PLUGIN="0")
+    assert done.returncode == 0, done.stderr
+    line = one_line(done)
+    assert "enabled, but HUBCACHE_TFHUB_PLUGIN=0 keeps it off in this shell" in line
+    assert "will use hubcache" not in line
+
+
+# -- 13: the common options before the tfhub action -------------------------------------------
+def test_tfhub_takes_the_common_options_before_its_action(tmp_path: Path) -> None:
+    done = cli("tfhub", "-q", "enable", "--site-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.strip().endswith("hubcache-tfhub.pth")
+    assert cli("tfhub", "-q", "status", "--site-dir", str(tmp_path)).returncode == 0

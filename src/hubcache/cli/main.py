@@ -310,6 +310,12 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _check_cache_dir(args: argparse.Namespace) -> None:
+    """``--cache-dir ''`` would quietly mean the default root, shared by every user."""
+    if args.cache_dir is not None and not args.cache_dir.strip():
+        raise UsageError("--cache-dir '' names no folder; give a path, or leave it out")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -320,6 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:  # not the main thread (embedded use)
         previous = None
     try:
+        _check_cache_dir(args)
         code: int = args.func(args)
         sys.stdout.flush()  # here, so a closed pipe is reported below, not at interpreter exit
         return code

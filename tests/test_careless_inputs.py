@@ -92,3 +92,17 @@ def test_tfhub_takes_the_common_options_before_its_action(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.strip().endswith("hubcache-tfhub.pth")
     assert cli("tfhub", "-q", "status", "--site-dir", str(tmp_path)).returncode == 0
+
+
+# -- 3 and 10: a mirror that is not a usable HTTP(S) URL ---------------------------------------
+@pytest.mark.parametrize(
+    "mirror", ["http://a/=http://[::1/", "http://a/=http://b:port/", "http://a/=ftp://b/"]
+)
+@pytest.mark.parametrize("where", ["option", "variable"])
+def test_a_mirror_that_is_not_an_http_url_is_a_usage_error(mirror: str, where: str) -> None:
+    if where == "option":
+        done = cli("resolve", "--mirror", mirror, "http://a/m")
+    else:
+        done = cli("resolve", "http://a/m", HUBCACHE_MIRRORS=mirror, HUBCACHE_NO_ORIGIN="1")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert mirror in one_line(done) and done.stdout == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_a_mirror_that_is_not_an_http_url_is_a_usage_error(mirror: str, where: s
         done = cli("resolve", "http://a/m", HUBCACHE_MIRRORS=mirror, HUBCACHE_NO_ORIGIN="1")
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert mirror in one_line(done) and done.stdout == ""
+
+
+# -- 4: stdout that refuses writes -------------------------------------------------------------
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["ls"], ["cache-dir"], ["resolve", "{model}"]])
+def test_a_full_stdout_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    args = [a.format(model=model) for a in command]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "hubcache", *args, "--cache-dir", str(tmp_path / "c")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode not in (0, 2), done.stderr
+    assert "cannot write the output" in one_line(done)

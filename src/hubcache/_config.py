@@ -206,8 +206,7 @@ def _check_mirror_url(item: str, url: str) -> None:
         ) from None
     if parts.scheme.lower() not in ("http", "https") or not host:
         raise ConfigurationError(
-            f"mirror {item!r}: a mirror must be an http:// or https:// URL with a host, "
-            f"not {url!r}"
+            f"mirror {item!r}: a mirror must be an http:// or https:// URL with a host, not {url!r}"
         )
 
 

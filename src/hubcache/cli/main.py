@@ -353,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:  # not the main thread (embedded use)
         previous = None
     stdout = _WatchedStdout(sys.stdout)
-    sys.stdout = stdout  # type: ignore[assignment]
+    sys.stdout = stdout
     try:
         _check_cache_dir(args)
         code: int = args.func(args)

@@ -127,3 +127,16 @@ def test_a_full_stdout_is_one_line(tmp_path: Path, command: list[str]) -> None:
         )
     assert done.returncode not in (0, 2), done.stderr
     assert "cannot write the output" in one_line(done)
+
+
+# -- 6 (and 17, "prefetched 1 handles"): a prefetch list saved with a byte-order mark ----------
+def test_a_prefetch_list_with_a_bom_is_read(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + str(model).encode() + b"\r\n")
+    done = cli("prefetch", str(listing), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    assert "\\ufeff" not in done.stderr and "failed: " not in done.stderr
+    assert "prefetched 1 handle:" in done.stderr

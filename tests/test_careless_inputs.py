@@ -140,3 +140,14 @@ def test_a_prefetch_list_with_a_bom_is_read(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "\\ufeff" not in done.stderr and "failed: " not in done.stderr
     assert "prefetched 1 handle:" in done.stderr
+
+
+# -- 7: import of a file that is not an export ------------------------------------------------
+@pytest.mark.parametrize("content", [b"ghp_" + b"s3cr3t" * 8 + b"\n", b'{"token": "s3cr3t"}', b""])
+def test_importing_a_wrong_file_never_shows_its_bytes(tmp_path: Path, content: bytes) -> None:
+    wrong = tmp_path / "token.txt"
+    wrong.write_bytes(content)
+    done = cli("import", str(wrong), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 5, done.stderr
+    line = one_line(done)
+    assert "not a tar or zip archive" in line and "s3cr3t" not in line

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.emulators import free_port
 from tests.support.procs import run_cli
 
 
@@ -151,3 +152,43 @@ def test_importing_a_wrong_file_never_shows_its_bytes(tmp_path: Path, content: b
     assert done.returncode == 5, done.stderr
     line = one_line(done)
     assert "not a tar or zip archive" in line and "s3cr3t" not in line
+
+
+# -- 9: Kaggle credential files that are there but unusable -----------------------------------
+@pytest.mark.parametrize(
+    "case", ["kaggle.json folder", "token names a folder", "empty access_token", "token file gone"]
+)
+def test_an_unusable_kaggle_credential_is_a_usage_error_naming_it(
+    tmp_path: Path, case: str
+) -> None:
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    variables = {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle")}
+    if case == "kaggle.json folder":
+        named = home / ".kaggle" / "kaggle.json"
+        named.mkdir()
+    elif case == "token names a folder":
+        named = tmp_path / "tokens"
+        named.mkdir()
+        variables["KAGGLE_API_TOKEN"] = str(named)
+    elif case == "empty access_token":
+        named = home / ".kaggle" / "access_token"
+        named.write_text("\n")
+        named.chmod(0o600)
+    else:
+        named = tmp_path / "no-such-token-file"
+        variables["KAGGLE_API_TOKEN"] = str(named)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing may leave this machine
+    done = cli(
+        "resolve",
+        "kaggle:google/nnlm/tensorFlow2/en-dim128/1",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        KAGGLE_API_ENVIRONMENT="LOCALHOST",
+        http_proxy=nowhere,
+        HTTP_PROXY=nowhere,
+        HUBCACHE_RETRIES="0",
+        **variables,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert str(named) in one_line(done)

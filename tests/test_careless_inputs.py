@@ -192,3 +192,11 @@ def test_an_unusable_kaggle_credential_is_a_usage_error_naming_it(
     )
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert str(named) in one_line(done)
+
+
+# -- 16: gc --grace takes durations as every other option does --------------------------------
+@pytest.mark.parametrize("grace", ["1h", "90m", "45s", "2w", "3600"])
+def test_gc_grace_takes_a_duration(tmp_path: Path, grace: str) -> None:
+    done = cli("gc", "--dry-run", "--grace", grace, "--cache-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "would remove 0 items" in done.stderr

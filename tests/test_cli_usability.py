@@ -241,7 +241,8 @@ def test_bad_inputs_to_import_gc_and_entry_names_are_usage_errors(
         result = run("gc", "--grace", grace)  # argparse's form: the usage, then one error line
         assert result.returncode == 2 and result.stderr.startswith("usage: hubcache gc ")
         assert result.stderr.splitlines()[-1] == (
-            f"hubcache gc: error: argument --grace: {grace!r} is not a number of seconds >= 0"
+            f"hubcache gc: error: argument --grace: {grace!r} is not a duration; use e.g. "
+            "45s, 90m, 12h, 30d or 2w"
         )
     for command in ("info", "verify", "rm"):
         one_error_line(run(command, "", "--yes" if command == "rm" else "-q"), 2, "empty")

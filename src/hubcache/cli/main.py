@@ -91,18 +91,17 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: a finite, non-negative number of seconds (``nan`` compares false
-    with everything, so a grace of nan would remove debris that is still in use)."""
-    import math
+def _duration(text: str) -> float:
+    """An argparse type: a duration as everywhere else (``45s``, ``90m``, ``12h``, ``30d``,
+    ``2w``, or a number of seconds); never negative or nan, so a grace cannot make debris
+    that is still in use look old."""
+    from .._errors import ConfigurationError
+    from .._units import parse_duration
 
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
-    return value
+        return parse_duration(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
     p.add_argument(
         "--grace",
-        type=_seconds,
+        type=_duration,
         default=None,
-        metavar="SECONDS",
-        help="age after which unowned debris goes (default: 3600)",
+        metavar="DURATION",
+        help="age after which unowned debris goes: 90m, 2h, or seconds (default: 3600, an hour)",
     )
     p.set_defaults(func=_cmd_gc)
 

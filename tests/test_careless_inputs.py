@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.emulators import free_port
-from tests.support.procs import run_cli
+from tests.support.httpserver import ModelServer
+from tests.support.procs import ARCHIVE, child_env, run_cli
 
 
 def cli(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -200,3 +201,20 @@ def test_gc_grace_takes_a_duration(tmp_path: Path, grace: str) -> None:
     done = cli("gc", "--dry-run", "--grace", grace, "--cache-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "would remove 0 items" in done.stderr
+
+
+# -- 5: verify after kill -9 of a download -----------------------------------------------------
+@pytest.mark.parametrize("fix", [False, True], ids=["verify", "verify --fix"])
+def test_verify_leaves_a_killed_downloads_debris_to_gc(
+    model_server: ModelServer, tmp_path: Path, fix: bool
+) -> None:
+    root = tmp_path / "c"
+    url = model_server.add("/m/1", ARCHIVE, query_required="tf-hub-format=compressed")
+    crashed = run_cli(["resolve", url], child_env(root, "mid-download=kill"))
+    assert crashed.returncode == -9, crashed.stderr
+    assert list(root.glob("*.lock")) and list(root.glob("*.tmp"))  # the debris is there
+    done = cli("verify", *(["--fix"] if fix else []), "--cache-dir", str(root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DAMAGED" not in done.stdout and "re-downloading" not in done.stderr
+    assert "hubcache gc" in done.stdout and done.stdout.startswith("skipped")
+    assert "0 damaged" in done.stderr

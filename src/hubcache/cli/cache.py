@@ -260,6 +260,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             status = "fixed" if r.key in fixed else ("ok" if r.ok else "DAMAGED")
+            status = "skipped" if r.state == "leftovers" else status
             detail = "; ".join(r.problems) or r.note
             print(
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")

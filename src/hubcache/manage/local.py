@@ -28,6 +28,7 @@ from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_t
 from ..local.tree import tree_stats
 from .base import (
     KEY,
+    LEFTOVERS,
     EntryInfo,
     manifest_facts,
     rehash_files,
@@ -86,7 +87,7 @@ class LocalRoot:
         handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
         handle = hide_credentials(handle)  # entries written before credentials were hidden
         if name == "missing" or (locked_by and name != "complete"):
-            name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
+            name, reason = ("in progress", "") if locked_by else ("damaged", LEFTOVERS)
         try:
             st = os.stat(entry.manifest_path)
             downloaded, last_used = st.st_mtime, st.st_atime

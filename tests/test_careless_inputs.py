@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.archives import M, make_tar
 from tests.support.emulators import free_port
 from tests.support.httpserver import ModelServer
 from tests.support.procs import ARCHIVE, child_env, run_cli
@@ -218,3 +220,47 @@ def test_verify_leaves_a_killed_downloads_debris_to_gc(
     assert "DAMAGED" not in done.stdout and "re-downloading" not in done.stderr
     assert "hubcache gc" in done.stdout and done.stdout.startswith("skipped")
     assert "0 damaged" in done.stderr
+
+
+# -- 17: messages, one clean line each ---------------------------------------------------------
+def test_kaggle_network_advice_is_given_once(tmp_path: Path) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    done = cli(
+        "resolve",
+        "kaggle:google/nnlm/tensorFlow2/en-dim128/1",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        HOME=str(tmp_path),
+        KAGGLE_API_ENVIRONMENT="LOCALHOST",
+        http_proxy=nowhere,
+        HTTP_PROXY=nowhere,
+        HUBCACHE_RETRIES="0",
+    )
+    assert done.returncode == 4, done.stderr
+    line = one_line(done)
+    assert line.count("check the network") == 1 and "KAGGLE_API_ENVIRONMENT" in line
+
+
+def test_a_bad_plugin_switch_warns_in_one_line(tmp_path: Path) -> None:
+    from tests.test_tfhub_plugin import REPORT, SRC, run_site, write_fake
+
+    site = tmp_path / "site"
+    site.mkdir()
+    assert cli("tfhub", "enable", "-q", "--site-dir", str(site)).returncode == 0
+    fake = write_fake(tmp_path / "fake")
+    done = run_site(site, REPORT, Path(SRC), fake, HUBCACHE_TFHUB_PLUGIN="maybe")
+    assert done.returncode == 0, done.stderr
+    assert "HUBCACHE_TFHUB_PLUGIN='maybe'" in one_line(done)
+
+
+def test_exported_descriptors_and_manifests_are_not_dated_1970(tmp_path: Path) -> None:
+    archive = tmp_path / "m.tar.gz"
+    archive.write_bytes(make_tar([M("saved_model.pb", b"graph")], compression="gz"))
+    root = tmp_path / "c"
+    assert cli("resolve", str(archive), "--cache-dir", str(root)).returncode == 0
+    out = tmp_path / "export.tar"
+    assert cli("export", str(out), "--all", "--cache-dir", str(root)).returncode == 0
+    with tarfile.open(out) as tar:
+        dates = {m.name: m.mtime for m in tar.getmembers()}
+    assert any(n.endswith(".manifest.json") for n in dates)
+    assert all(when > 1_000_000_000 for when in dates.values()), dates

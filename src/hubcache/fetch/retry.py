@@ -31,6 +31,7 @@ from .source import redact
 
 log = logging.getLogger(__name__)
 
+NETWORK_ADVICE = "; check the network or proxy settings and try again"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a server asking for longer is waited on this long
 MAX_DELAY = 30.0  # the backoff doubles up to this
@@ -153,7 +154,7 @@ def send_with_retries(
         if not budget.pause(redact(url()), last, wait=wait, stop=stop):
             raise DownloadError(
                 f"downloading {redact(url())} failed after {attempts} attempts: {last}"
-                f"{budget.earlier(last)}; check the network or proxy settings and try again",
+                f"{budget.earlier(last)}{NETWORK_ADVICE}",
                 handle=handle,
                 attempts=attempts,
             )

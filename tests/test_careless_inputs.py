@@ -264,3 +264,27 @@ def test_exported_descriptors_and_manifests_are_not_dated_1970(tmp_path: Path) -
         dates = {m.name: m.mtime for m in tar.getmembers()}
     assert any(n.endswith(".manifest.json") for n in dates)
     assert all(when > 1_000_000_000 for when in dates.values()), dates
+
+
+# -- 14: kagglehub's cache as ls shows it -------------------------------------------------------
+def test_ls_shows_only_usable_kagglehub_versions_and_info_takes_them(tmp_path: Path) -> None:
+    variation = tmp_path / "kagglehub" / "models" / "google" / "nnlm" / "tensorFlow2" / "en-dim128"
+    (variation / "1").mkdir(parents=True)  # empty, yet marked complete
+    (variation / "1.complete").write_text("")
+    (variation / "2").mkdir()
+    (variation / "2" / "saved_model.pb").write_bytes(b"graph")
+    (variation / "2.complete").write_text("")
+    variables = {"KAGGLEHUB_CACHE": str(tmp_path / "kagglehub"), "HOME": str(tmp_path)}
+    listing = cli("ls", "--cache-dir", str(tmp_path / "c"), **variables)
+    assert listing.returncode == 0, listing.stderr
+    assert "kagglehub:google/nnlm/tensorFlow2/en-dim128/2" in listing.stdout
+    assert "en-dim128/1" not in listing.stdout
+    done = cli(
+        "info",
+        "kagglehub:google/nnlm/tensorFlow2/en-dim128/2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        **variables,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"path: {variation / '2'}" in done.stdout and "state: kagglehub" in done.stdout

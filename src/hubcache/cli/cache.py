@@ -206,6 +206,24 @@ def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
     return [(f"kagglehub:{h}", p, size, n) for h, p, size, n in entries(root)]
 
 
+def _kagglehub_details(target: str) -> dict[str, Any]:
+    """The facts of a ``kagglehub:...`` row of ``ls`` (a model in kagglehub's cache), so
+    that ``info`` accepts every name ``ls`` prints; {} for any other target."""
+    if not target.startswith("kagglehub:"):
+        return {}
+    for handle, path, size, files in _kagglehub_rows():
+        if handle == target:
+            return {
+                "handle": handle,
+                "path": path,
+                "size": size,
+                "files": files,
+                "state": "kagglehub",
+                "note": "in kagglehub's cache, used by resolves of this model without a request",
+            }
+    return {}
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     if args.root:
         from .common import root_and_why
@@ -220,7 +238,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
-    details = open_cache(args).details(args.target)
+    details = _kagglehub_details(args.target) or open_cache(args).details(args.target)
     if args.json:
         dump(details)
         return 0

@@ -288,3 +288,15 @@ def test_ls_shows_only_usable_kagglehub_versions_and_info_takes_them(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert f"path: {variation / '2'}" in done.stdout and "state: kagglehub" in done.stdout
+
+
+# -- 15: a size limit that cannot be met yet says so --------------------------------------------
+def test_a_size_limit_kept_above_says_why_with_v(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    for n in range(3):
+        archive = tmp_path / f"m{n}.tar.gz"
+        archive.write_bytes(make_tar([M("saved_model.pb", os.urandom(20_000))], compression="gz"))
+        done = cli("resolve", "-v", str(archive), "--cache-dir", str(root), HUBCACHE_MAX_SIZE="1kB")
+        assert done.returncode == 0, done.stderr
+    assert "over HUBCACHE_MAX_SIZE=1 kB" in done.stderr, done.stderr
+    assert "just downloaded" in done.stderr and "idle less than 65 min" in done.stderr

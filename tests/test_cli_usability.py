@@ -156,7 +156,7 @@ def test_a_missing_extra_is_named_at_once(cache_root: Path, url: str, extra: str
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
     )
-    line = one_error_line(result, 1, f"pip install 'hubcache[{extra}]'")
+    line = one_error_line(result, 2, f"pip install 'hubcache[{extra}]'")
     assert line.count("pip install") == 1
 
 

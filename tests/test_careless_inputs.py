@@ -300,3 +300,33 @@ def test_a_size_limit_kept_above_says_why_with_v(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     assert "over HUBCACHE_MAX_SIZE=1 kB" in done.stderr, done.stderr
     assert "just downloaded" in done.stderr and "idle less than 65 min" in done.stderr
+
+
+# -- docs that disagreed with the code ---------------------------------------------------------
+def test_info_root_prints_like_cache_dir(tmp_path: Path) -> None:
+    root = str(tmp_path / "c")
+    info = cli("info", "--root", "--cache-dir", root)
+    cache_dir = cli("cache-dir", "--cache-dir", root)
+    assert info.returncode == cache_dir.returncode == 0
+    assert info.stdout == cache_dir.stdout == root + "\n"
+    assert info.stderr == cache_dir.stderr == "hubcache: chosen by --cache-dir\n"
+
+
+def test_ls_help_does_not_read_like_a_default() -> None:
+    done = cli("ls", "--help")
+    assert "(30d)" not in done.stdout and "default: all" in done.stdout
+
+
+def test_a_missing_extra_is_exit_2_for_serve_and_stores_alike(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['fsspec'] = sys.modules['aiohttp'] = None  # as if no extra were installed\n"
+        "from hubcache.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    for args in (["resolve", "gs://bucket/m"], ["serve", str(tmp_path)]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert "pip install 'hubcache[" in one_line(done)

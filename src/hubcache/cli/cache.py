@@ -48,7 +48,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         default="used",
         help="used: least recently used first (default: %(default)s)",
     )
-    p.add_argument("--older-than", metavar="DURATION", help="only entries unused this long (30d)")
+    p.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only entries unused this long, e.g. 30d or 12h (default: all)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_ls)
 
@@ -90,7 +94,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         epilog=epilog(_ASKS),
     )
     common(p)
-    p.add_argument("--older-than", metavar="DURATION", help="unused this long: 30d, 12h")
+    p.add_argument("--older-than", metavar="DURATION", help="unused this long, e.g. 30d or 12h")
     p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
     p.add_argument(
         "--keep", action="append", default=[], metavar=TARGET, help="never remove (repeatable)"
@@ -234,7 +238,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
             dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
         else:
-            print(f"{root}\t{why}")
+            print(root)  # as `cache-dir`: the root on stdout, why on stderr
+            say(args, why)
         return 0
     if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")

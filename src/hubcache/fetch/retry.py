@@ -31,10 +31,10 @@ from .source import redact
 
 log = logging.getLogger(__name__)
 
-NETWORK_ADVICE = "; check the network or proxy settings and try again"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a server asking for longer is waited on this long
 MAX_DELAY = 30.0  # the backoff doubles up to this
+NETWORK_ADVICE = "; check the network or proxy settings and try again"  # ends a final error
 
 
 def _sleep(seconds: float, stop: Optional[threading.Event]) -> None:

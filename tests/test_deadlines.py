@@ -137,3 +137,29 @@ def test_a_silent_mirror_is_bounded(
         assert done.returncode == 0, done.stderr
         assert tree(done.stdout.strip()) == FILES
     assert took < BOUND, took
+
+
+def test_a_store_that_drips_is_cut_by_the_call_deadline(
+    tmp_path: Path, model_server: ModelServer, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte a second never trips the read timeout; the deadline of a call on a small
+    object (connect + read timeout, set outside the client's wrappers) still ends it."""
+    activate(emulator, monkeypatch)
+    bucket = emulator.new_bucket()
+    port = int(emulator.endpoint.rsplit(":", 1)[1])
+    url = model_server.add("/m.tar.gz", make_tar(MEMBERS, compression="gz"))
+    with SilentRelay(port, spare=b".hubcache-probe", drip=1.0) as relay:
+        where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
+        root = f"{emulator.scheme}://{bucket}/cache"
+        env = isolated(
+            tmp_path,
+            **{**emulator.env(), where: relay.endpoint},
+            TFHUB_CACHE_DIR=root,
+            HUBCACHE_CONNECT_TIMEOUT="2",
+            HUBCACHE_READ_TIMEOUT="3",  # a call on a small object: at most 5 s
+        )
+        done, took = run(["resolve", url], env)
+        assert relay.silenced >= 1
+    assert done.returncode == 4, done.stderr
+    assert root in one_line(done)
+    assert took < 30, took

@@ -5,9 +5,10 @@ requests whose request line holds ``marker`` (for GCS, ``alt=media``: the object
 or, with ``spare`` instead, of every request whose line does NOT hold ``spare`` (a store
 that answers its first contact, e.g. ``.hubcache-probe``, then goes silent): those are
 read from the target and dropped, so the client sees an open connection that never says
-anything again. One
-request at a time per connection, as HTTP/1.1 clients send them. Only loopback; stopped by
-``stop()`` (or ``with``), which closes every socket it opened.
+anything again. With ``drip=S`` they are passed on one byte every S seconds instead: a
+server never silent for long enough to trip a read timeout, yet hopeless. One request at a
+time per connection, as HTTP/1.1 clients send them. Only loopback; stopped by ``stop()``
+(or ``with``), which closes every socket it opened.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ _METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 
 class SilentRelay:
     def __init__(
-        self, target_port: int, marker: Optional[bytes] = None, *, spare: Optional[bytes] = None
+        self,
+        target_port: int,
+        marker: Optional[bytes] = None,
+        *,
+        spare: Optional[bytes] = None,
+        drip: Optional[float] = None,
     ) -> None:
         if (marker is None) == (spare is None):
             raise ValueError("give either marker (what goes silent) or spare (what does not)")
         self.target = ("127.0.0.1", target_port)
         self.marker = marker
         self.spare = spare
-        self.silenced = 0  # requests whose answer was dropped
+        self.drip = drip
+        self.silenced = 0  # requests whose answer was dropped (or dripped)
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -77,8 +85,14 @@ class SilentRelay:
             while data := upstream.recv(65536):
                 if not silent[0]:
                     client.sendall(data)
+                elif self.drip is not None:
+                    for byte in data:
+                        if self._stopping.wait(self.drip):
+                            return
+                        client.sendall(bytes([byte]))
 
     def stop(self) -> None:
+        self._stopping.set()
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

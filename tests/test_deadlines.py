@@ -80,7 +80,10 @@ def test_a_store_that_goes_silent_is_bounded(
         else {"HUBCACHE_SHARED_CACHE": store, "TFHUB_CACHE_DIR": str(tmp_path / "c")}
     )
     done, took = run(["resolve", url], defaults(tmp_path, **variables, **where))
-    assert relay.silenced >= 1  # it went past the first contact, and then heard nothing
+    # Past the first contact every request went unanswered; only hubcache retried it: the
+    # root once plus HUBCACHE_RETRIES (5) times, the tier once (s3fs and botocore would
+    # have made 125 tries of it, gcsfs 6 per try).
+    assert relay.silenced == (6 if role == "root" else 1), relay.silenced
     line = one_line(done)
     if role == "root":
         assert done.returncode == 4, done.stderr

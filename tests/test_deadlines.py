@@ -166,3 +166,34 @@ def test_a_store_that_drips_is_cut_by_the_call_deadline(
     assert done.returncode == 4, done.stderr
     assert root in one_line(done)
     assert took < 30, took
+
+
+def test_an_archive_on_a_silent_store_is_retried_on_the_one_budget(
+    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive handle (gs://b/m.tar.gz) whose data never comes: each try is one request
+    (no retries inside the client), started over on the download's budget, then exit 4."""
+    activate(emulator, monkeypatch)
+    bucket = emulator.new_bucket()
+    emulator.filesystem().pipe_file(  # type: ignore[attr-defined]
+        f"{bucket}/m.tar.gz", make_tar(MEMBERS, compression="gz")
+    )
+    port = int(emulator.endpoint.rsplit(":", 1)[1])
+    data = {"s3": b"GET ", "gs": b"alt=media"}[emulator.scheme]  # the object's bytes only
+    with SilentRelay(port, marker=data) as relay:
+        where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
+        env = isolated(
+            tmp_path,
+            **{**emulator.env(), where: relay.endpoint},
+            TFHUB_CACHE_DIR=str(tmp_path / "c"),
+            HUBCACHE_READ_TIMEOUT="2",
+            HUBCACHE_RETRIES="2",
+        )
+        done, took = run(["resolve", f"{emulator.scheme}://{bucket}/m.tar.gz"], env)
+        assert relay.silenced == 3, relay.silenced  # 1 + HUBCACHE_RETRIES, nobody else's
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after one warning per restart
+    assert last.startswith("hubcache: error:") and f"{bucket}/m.tar.gz" in last
+    assert "after 3 attempts" in last and "stopped answering" in last
+    assert took < 30, took

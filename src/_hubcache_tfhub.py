@@ -70,10 +70,13 @@ def _hand_over():
     except Exception as exc:  # never break the user's import of tensorflow_hub
         import warnings
 
-        warnings.warn(
+        # Located at "hubcache", not at a line of this file: the warning is about a
+        # setting, and Python would otherwise print that source line under it.
+        warnings.warn_explicit(
             f"hubcache's tensorflow_hub plug-in is off in this process: {exc}",
             RuntimeWarning,
-            stacklevel=2,
+            "hubcache",
+            0,
         )
 
 

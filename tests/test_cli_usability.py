@@ -146,7 +146,7 @@ def test_a_missing_extra_is_named_at_once(cache_root: Path, url: str, extra: str
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
     )
-    line = one_error_line(result, 1, f"pip install 'hubcache[{extra}]'")
+    line = one_error_line(result, 2, f"pip install 'hubcache[{extra}]'")
     assert line.count("pip install") == 1
 
 
@@ -235,7 +235,8 @@ def test_bad_inputs_to_import_gc_and_entry_names_are_usage_errors(
         )  # argparse's form: the usage, then one error line
         assert result.returncode == 2 and result.stderr.startswith("usage: hubcache gc ")
         assert result.stderr.splitlines()[-1] == (
-            f"hubcache gc: error: argument --grace: {grace!r} is not a number of seconds >= 0"
+            f"hubcache gc: error: argument --grace: {grace!r} is not a duration; use e.g. "
+            "45s, 90m, 12h, 30d or 2w"
         )
     for command in ("info", "verify", "rm"):
         one_error_line(run_cli([command, "", "--yes" if command == "rm" else "-q"]), 2, "empty")

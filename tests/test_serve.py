@@ -4,6 +4,7 @@ and one line with the documented exit code for every bad option."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -183,3 +184,16 @@ def test_an_unreachable_bucket_is_one_line_at_start(tmp_path: Path) -> None:
     }
     argv = ["serve", "s3://bucket/mirror", "--upstream", "http://127.0.0.1:9/", "--port", "0"]
     one_line_error(run_cli(argv, extra_env=env), 4, "s3://bucket/mirror")
+
+
+def test_access_log_lines_look_as_mirror_md_shows_them(served: Path) -> None:
+    """docs/mirror.md quotes one line; a real one has the same shape (time: three decimals)."""
+    doc = (Path(__file__).parents[1] / "docs" / "mirror.md").read_text()
+    quoted = re.search(r'`(127\.0\.0\.1 "GET [^`]+)`', doc)
+    assert quoted is not None
+    shape = r'127\.0\.0\.1 "GET \S+ HTTP/1\.1" 200 \d+ \d+\.\d{3}s "[^"]*"'
+    assert re.fullmatch(shape, quoted.group(1)), quoted.group(1)
+    with ServeProcess(str(served)) as server:
+        assert server.get("/m/1?tf-hub-format=compressed").status == 200
+        server.stop()
+    assert any(re.fullmatch(shape, line) for line in server.stderr.splitlines()), server.stderr

@@ -173,6 +173,26 @@ def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[s
     return os.path.join(tempfile.gettempdir(), "tfhub_modules"), "default"
 
 
+def _check_mirror_url(item: str, url: str) -> None:
+    """A mirror is an HTTP(S) server with a host: anything else would fail later with a
+    traceback (an unparsable address) or advice to install an extra (ftp://, gs://)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"mirror {item!r}: {url!r} is not a valid URL ({exc}); write it as "
+            "http(s)://host[:port]/path/"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"mirror {item!r}: a mirror must be an http:// or https:// URL with a host, not {url!r}"
+        )
+
+
 def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str], ...]:
     """``"https://tfhub.dev/=https://m.example/tfhub/,..."`` (or a list of such pairs) ->
     ((prefix, replacement), ...), order kept: the order is the order they are tried."""
@@ -189,6 +209,7 @@ def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str
                 f"mirror {item.strip()!r} is not PREFIX=REPLACEMENT with two URLs, e.g. "
                 "https://tfhub.dev/=https://mirror.example/tfhub/"
             )
+        _check_mirror_url(item.strip(), replacement)
         pairs.append((prefix, replacement))
     return tuple(pairs)
 

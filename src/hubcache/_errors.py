@@ -17,7 +17,7 @@
     ├── OfflineError          (LookupError)     offline and not cached                  exit 7
     ├── LockTimeoutError      (TimeoutError)    another process held the lock too long  exit 8
     ├── EntryInUseError                         rm/prune/import: a live process holds it exit 8
-    └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 1
+    └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 2
 
 The built-in mixins let callers that already catch ``OSError`` or ``ValueError`` keep
 working. Attributes carry the facts (``handle``, ``status``, ``url``); the message is for
@@ -220,9 +220,11 @@ class DamagedEntryError(HubcacheError):
 
 
 class MissingDependencyError(HubcacheError, ImportError):
-    """A feature needs an optional extra that is not installed; the message names it."""
+    """A feature needs an optional extra that is not installed; the message names it.
+    Exit 2, as ``serve`` without ``[server]``: the command cannot run as this environment
+    is set up, the fix is the user's (an install), and trying again will not help."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 # -- raised in tensorflow_hub's place (hubcache.tensorflow_hub) --------------------------------

@@ -46,7 +46,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         default="used",
         help="used: least recently used first (default: %(default)s)",
     )
-    p.add_argument("--older-than", metavar="DURATION", help="only entries unused this long (30d)")
+    p.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only entries unused this long, e.g. 30d or 12h (default: all)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_ls)
 
@@ -142,6 +146,24 @@ def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
     return [(f"kagglehub:{h}", p, size, n) for h, p, size, n in entries(root)]
 
 
+def _kagglehub_details(target: str) -> dict[str, Any]:
+    """The facts of a ``kagglehub:...`` row of ``ls`` (a model in kagglehub's cache), so
+    that ``info`` accepts every name ``ls`` prints; {} for any other target."""
+    if not target.startswith("kagglehub:"):
+        return {}
+    for handle, path, size, files in _kagglehub_rows():
+        if handle == target:
+            return {
+                "handle": handle,
+                "path": path,
+                "size": size,
+                "files": files,
+                "state": "kagglehub",
+                "note": "in kagglehub's cache, used by resolves of this model without a request",
+            }
+    return {}
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     if args.root:
         from .common import root_and_why
@@ -152,11 +174,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
             dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
         else:
-            print(f"{root}\t{why}")
+            print(root)  # as `cache-dir`: the root on stdout, why on stderr
+            say(args, why)
         return 0
     if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
-    details = open_cache(args).details(args.target)
+    details = _kagglehub_details(args.target) or open_cache(args).details(args.target)
     if args.json:
         dump(details)
         return 0
@@ -196,6 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             status = "fixed" if r.key in fixed else ("ok" if r.ok else "DAMAGED")
+            status = "skipped" if r.state == "leftovers" else status
             detail = "; ".join(r.problems) or r.note
             print(
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")

@@ -25,8 +25,9 @@ EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 EXIT_CODES = """\
 exit codes:
   0    ok (also: a removal you declined at the prompt; nothing removed)
-  1    unexpected error, or an optional extra is missing (the message names it)
-  2    usage: a bad option, handle, variable, file or key prefix
+  1    unexpected error, or stdout could not be written
+  2    usage: a bad option, handle, variable, file or key prefix; or an
+       optional extra is missing (the message names it)
   3    not found: no such model on the server, or not in the cache
   4    network or server error (after retries)
   5    bad archive or checksum; verify found damage; import rejected an entry;

@@ -7,7 +7,6 @@ root and a store root follow their own rules; ``--dry-run`` prints the plan and 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,24 +21,25 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
     p.add_argument(
         "--grace",
-        type=seconds,
+        type=duration,
         default=None,
-        metavar="SECONDS",
-        help="age after which unowned debris goes (default: 3600)",
+        metavar="DURATION",
+        help="age after which unowned debris goes: 90m, 2h, or seconds (default: 3600, an hour)",
     )
     p.set_defaults(func=cmd_gc)
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a finite, non-negative number of seconds (``nan`` compares false
-    with everything, so a grace of nan would remove debris that is still in use)."""
+def duration(text: str) -> float:
+    """An argparse type: a duration as everywhere else (``45s``, ``90m``, ``12h``, ``30d``,
+    ``2w``, or a number of seconds); never negative or nan, so a grace cannot make debris
+    that is still in use look old."""
+    from .._errors import ConfigurationError
+    from .._units import parse_duration
+
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
-    return value
+        return parse_duration(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_gc(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TERMINATED,
+    EXIT_UNEXPECTED,
     EXIT_USAGE,
     UsageError,
     epilog,
@@ -179,6 +180,38 @@ def _quiet_stdout() -> None:
         pass
 
 
+class _WatchedStdout:
+    """stdout, noting whether a write to it failed: an OSError from stdout (a full disk,
+    a device that refuses writes) is reported as such, any other one is not hidden."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _check_cache_dir(args: argparse.Namespace) -> None:
+    """``--cache-dir ''`` would quietly mean the default root, shared by every user."""
+    if args.cache_dir is not None and not args.cache_dir.strip():
+        raise UsageError("--cache-dir '' names no folder; give a path, or leave it out")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -188,7 +221,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (embedded use)
         previous = None
+    stdout = _WatchedStdout(sys.stdout)
+    sys.stdout = stdout
     try:
+        _check_cache_dir(args)
         code: int = args.func(args)
         sys.stdout.flush()  # here, so a closed pipe is reported below, not at interpreter exit
         return code
@@ -201,6 +237,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except HubcacheError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if not stdout.failed:
+            raise
+        # stdout is a full disk, a device that refuses writes...: say so in one line
+        # instead of a traceback, and keep the interpreter's final flush quiet.
+        print(f"hubcache: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_UNEXPECTED
     except KeyboardInterrupt:
         print("hubcache: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -208,6 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("hubcache: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     finally:
+        sys.stdout = stdout.stream
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from .._errors import ConfigurationError, HubcacheError
-from .common import epilog, offline_option
+from .common import epilog, offline_option, plural
 
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 
@@ -66,7 +66,7 @@ def prefetch_file(
     from .._resolve import resolve
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM (Windows editors) is not a handle
             items = parse_list(f.read(), path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
@@ -101,8 +101,8 @@ def prefetch_file(
         if tty:
             print("\x1b[2K", end="", file=sys.stderr)
         print(
-            f"hubcache: prefetched {len(items)} handles: {done} downloaded, {cached} already "
-            f"cached, {len(failed)} failed",
+            f"hubcache: prefetched {plural(len(items), 'handle')}: {done} downloaded, "
+            f"{cached} already cached, {len(failed)} failed",
             file=sys.stderr,
         )
     for handle, error in failed:

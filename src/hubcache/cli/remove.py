@@ -44,7 +44,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         epilog=epilog(_ASKS),
     )
     common(p)
-    p.add_argument("--older-than", metavar="DURATION", help="unused this long: 30d, 12h")
+    p.add_argument("--older-than", metavar="DURATION", help="unused this long, e.g. 30d or 12h")
     p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
     p.add_argument(
         "--keep", action="append", default=[], metavar=TARGET, help="never remove (repeatable)"

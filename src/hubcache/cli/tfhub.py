@@ -35,6 +35,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         help="use hubcache from unmodified tensorflow_hub code (enable, disable, status)",
         epilog=epilog("See docs/tensorflow_hub.md."),
     )
+    common(p)  # `hubcache tfhub -q status` as well as `hubcache tfhub status -q`
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     for name, helptext, func in (
@@ -54,11 +55,22 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         q.set_defaults(func=func)
 
 
+def _site_dir(args: argparse.Namespace) -> Any:
+    """``--site-dir``; an empty one is refused rather than read as "this python's"."""
+    if args.site_dir is not None and not args.site_dir.strip():
+        raise UsageError(
+            "--site-dir '' names no folder; give a site-packages path, or leave it out"
+        )
+    return args.site_dir
+
+
 def _cmd_enable(args: argparse.Namespace) -> int:
     from ..tensorflow_hub import enable, status
 
     try:
-        path = enable(args.site_dir)
+        path = enable(_site_dir(args))
+    except FileExistsError as exc:
+        raise UsageError(f"{exc}; remove or rename it first if it is not needed") from None
     except OSError as exc:
         raise UsageError(
             f"cannot write the .pth in {_folder(exc, args)}: {exc.strerror or exc}; run "
@@ -68,12 +80,26 @@ def _cmd_enable(args: argparse.Namespace) -> int:
     print(path)
     if not args.quiet:
         state = status(args.site_dir)
-        say(
-            args,
-            "tensorflow_hub will use hubcache in this environment "
-            f"(tensorflow_hub {state.tensorflow_hub_version or 'not installed yet'}; "
-            f"plug-in switch {state.switch}); undo with `hubcache tfhub disable`",
-        )
+        version = state.tensorflow_hub_version or "not installed yet"
+        if not state.switch.startswith("on"):
+            say(
+                args,
+                f"enabled, but {_switch_words()} keeps it off in this shell "
+                f"(tensorflow_hub {version}); undo with `hubcache tfhub disable`",
+            )
+        elif not state.site_dir_read:
+            say(
+                args,
+                f"enabled in {args.site_dir}, but this python does not read .pth files from "
+                "there: it takes effect for the python whose site-packages that is; undo "
+                "with `hubcache tfhub disable --site-dir`",
+            )
+        else:
+            say(
+                args,
+                f"tensorflow_hub will use hubcache in this environment (tensorflow_hub "
+                f"{version}); undo with `hubcache tfhub disable`",
+            )
         if state.registry.startswith("differs"):
             say(args, f"warning: registry {state.registry}")
     return 0
@@ -83,7 +109,7 @@ def _cmd_disable(args: argparse.Namespace) -> int:
     from ..tensorflow_hub import disable
 
     try:
-        path = disable(args.site_dir)
+        path = disable(_site_dir(args))
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -101,16 +127,24 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from ..tensorflow_hub import status
 
-    state = status(args.site_dir)
+    state = status(_site_dir(args))
     if args.json:
         dump(dataclasses.asdict(state))
         return 0
-    print(f"active: {'yes' if state.active else 'no'}")
+    unread = "" if state.site_dir_read else " (this python does not read .pth files from there)"
+    print(f"active: {'yes' if state.active else 'no'}{unread}")
     print(f"pth: {state.pth_path} ({'present' if state.pth_present else 'absent'})")
     print(f"switch: {state.switch}")
     print(f"tensorflow_hub: {state.tensorflow_hub_version or 'not installed'}")
     print(f"registry: {state.registry}")
     return 0
+
+
+def _switch_words() -> str:
+    """``HUBCACHE_TFHUB_PLUGIN=<value>`` as it is set in this environment."""
+    import os
+
+    return f"HUBCACHE_TFHUB_PLUGIN={os.environ.get('HUBCACHE_TFHUB_PLUGIN', '')}"
 
 
 def _folder(exc: OSError, args: argparse.Namespace) -> str:

@@ -36,6 +36,7 @@ T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a server asking for longer is waited on this long
 MAX_DELAY = 30.0  # the backoff doubles up to this
+NETWORK_ADVICE = "; check the network or proxy settings and try again"  # ends a final error
 
 
 def _sleep(seconds: float, stop: Optional[threading.Event]) -> None:
@@ -155,7 +156,7 @@ def send_with_retries(
         if not budget.pause(redact(url()), last, wait=wait, stop=stop):
             raise DownloadError(
                 f"downloading {redact(url())} failed after {attempts} attempts: {last}"
-                f"{budget.earlier(last)}; check the network or proxy settings and try again",
+                f"{budget.earlier(last)}{NETWORK_ADVICE}",
                 handle=handle,
                 attempts=attempts,
             )

@@ -103,7 +103,8 @@ def publish(tree: str, model: KaggleModel, cache_root: str) -> Optional[str]:
 
 
 def entries(cache_root: str) -> list[tuple[str, str, int, int]]:
-    """(kagglehub handle, folder, bytes, files) of every complete model version there."""
+    """(kagglehub handle, folder, bytes, files) of every model version there that a resolve
+    would use (``usable``): a marker beside an empty or partial folder is not one."""
     rows = []
     base = os.path.join(cache_root, "models")
     with contextlib.suppress(OSError):
@@ -114,7 +115,10 @@ def entries(cache_root: str) -> list[tuple[str, str, int, int]]:
                         variation = os.path.join(base, owner, name, fw, var)
                         for ver in sorted(_listdir(variation)):
                             path = os.path.join(variation, ver)
-                            if ver.isdigit() and os.path.isfile(path + ".complete"):
+                            model = KaggleModel(
+                                owner, name, fw, var, int(ver) if ver.isdigit() else None
+                            )
+                            if ver.isdigit() and usable(path, model):  # what resolve would use
                                 du = tree_stats(path)
                                 slug = f"{owner}/{name}/{fw}/{var}/{ver}"
                                 rows.append((slug, path, du.size, du.files))

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .._errors import hide_credentials
+from .._errors import CacheDirError, hide_credentials
 from ..local.entry import Entry, descriptor_handle, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
@@ -29,6 +29,7 @@ from ..local.tree import tree_stats
 from .prune import PlanItem
 from .records import (
     KEY,
+    LEFTOVERS,
     EntryInfo,
     manifest_facts,
     rehash_files,
@@ -39,6 +40,14 @@ from .records import (
 
 class LocalRoot:
     def __init__(self, root: str) -> None:
+        # A root that is a file (a typo in --cache-dir) would make every command fail
+        # with a traceback, or gc report "removed 0 items" as if all were well: say so
+        # once, with the exit code a resolve gives for the same root (6).
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise CacheDirError(
+                f"the cache root {root} is not a folder; point --cache-dir or "
+                "TFHUB_CACHE_DIR at a folder (it is created when missing)"
+            )
         self.location = root
 
     def keys(self) -> list[str]:
@@ -80,7 +89,7 @@ class LocalRoot:
         handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
         handle = hide_credentials(handle)  # entries written before credentials were hidden
         if name == "missing" or (locked_by and name != "complete"):
-            name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
+            name, reason = ("in progress", "") if locked_by else ("damaged", LEFTOVERS)
         try:
             st = os.stat(entry.manifest_path)
             downloaded, last_used = st.st_mtime, st.st_atime

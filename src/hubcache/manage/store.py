@@ -38,6 +38,7 @@ from ..store.lock import StorageLock, judge_store_lock
 from ..store.storage import CHUNK, WORKERS
 from .prune import PlanItem
 from .records import (
+    LEFTOVERS,
     EntryInfo,
     manifest_facts,
     rehash_files,
@@ -103,7 +104,7 @@ class StoreRoot:
             name = "damaged"
             reason = "no manifest: an unfinished upload or tensorflow_hub's copy"
         else:
-            name, reason = "damaged", "only leftovers"
+            name, reason = "damaged", LEFTOVERS
         downloaded = (store.modified(f"{key}.manifest.json") if manifest is not None else None) or (
             store.modified(f"{key}.descriptor.txt") if ".descriptor.txt" in small else None
         )

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -172,6 +173,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644
+    info.mtime = int(time.time())  # not 1970: when the export was written
     tar.addfile(info, io.BytesIO(data))
 
 

@@ -93,6 +93,7 @@ class PluginStatus:
     tensorflow_hub_version: Optional[str]  # as installed, read without importing it
     registry: str  # "compatible", "differs: ..." or "not installed"
     in_this_process: bool
+    site_dir_read: bool = True  # this python reads .pth files from the folder at start-up
 
 
 def status(site_dir: Optional[str] = None) -> PluginStatus:
@@ -105,14 +106,16 @@ def status(site_dir: Optional[str] = None) -> PluginStatus:
         switch_on, switch = False, str(exc)
     version, registry = _installed_tensorflow_hub()
     hook = importlib.util.find_spec(_pth.HOOK_MODULE) is not None
+    read = _pth.read_at_start(site_dir)
     return PluginStatus(
-        active=present and hook and switch_on and registry == "compatible",
+        active=present and hook and switch_on and read and registry == "compatible",
         pth_path=path,
         pth_present=present,
         switch=switch,
         tensorflow_hub_version=version,
         registry=registry,
         in_this_process=is_installed(),
+        site_dir_read=read,
     )
 
 

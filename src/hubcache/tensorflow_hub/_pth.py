@@ -27,7 +27,24 @@ def site_dir() -> str:
 
 
 def pth_path(site: Optional[str] = None) -> str:
-    return os.path.join(site or site_dir(), PTH_NAME)
+    if site is not None and not site.strip():
+        # "" would quietly mean this python's own site-packages: not what was asked for.
+        raise ValueError("an empty site folder names no folder; give a path, or leave it out")
+    return os.path.join(site if site is not None else site_dir(), PTH_NAME)
+
+
+def read_at_start(site: Optional[str]) -> bool:
+    """Whether this python reads ``.pth`` files from ``site`` when it starts (its own
+    site-packages, user site-packages included); None means this python's own folder."""
+    if site is None:
+        return True
+    import site as site_module
+
+    known = {*site_module.getsitepackages(), site_dir(), sysconfig.get_paths()["platlib"]}
+    with contextlib.suppress(AttributeError):  # some embedded pythons have no user site
+        if site_module.ENABLE_USER_SITE:
+            known.add(site_module.getusersitepackages())
+    return os.path.realpath(site) in {os.path.realpath(k) for k in known}
 
 
 def is_ours(path: str) -> bool:
@@ -39,8 +56,12 @@ def is_ours(path: str) -> bool:
 
 
 def write(site: Optional[str] = None) -> str:
-    """Write the ``.pth`` atomically (a half-written line would run at every start-up)."""
+    """Write the ``.pth`` atomically (a half-written line would run at every start-up).
+    A file of that name that hubcache did not write is left alone (FileExistsError), as
+    :func:`remove` leaves it."""
     path = pth_path(site)
+    if os.path.lexists(path) and not is_ours(path):
+        raise FileExistsError(f"{path} was not written by hubcache; leaving it alone")
     tmp = f"{path}.{os.getpid()}.part"
     try:
         with open(tmp, "w", encoding="utf-8") as f:

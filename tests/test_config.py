@@ -340,3 +340,16 @@ def test_a_bad_mirror_argument_fails_on_a_warm_hit_in_the_cli(tmp_path: Path) ->
     result = run_cli(["resolve", "--mirror", "garbage", str(archive)], env)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "garbage" in result.stderr
+
+
+def test_an_empty_cache_dir_argument_is_refused_not_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``cache_dir=""`` (an unset variable in a script) must not quietly mean the shared
+    default root, nor TFHUB_CACHE_DIR: the CLI refuses ``--cache-dir ''`` the same way."""
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "/never/used")
+    for empty in ("", "  "):
+        with pytest.raises(hubcache.ConfigurationError, match="cache_dir is empty"):
+            hubcache.resolve("https://tfhub.dev/google/m/1", cache_dir=empty)
+        with pytest.raises(hubcache.ConfigurationError, match="cache_dir is empty"):
+            hubcache.cache_dir(empty)

@@ -162,8 +162,14 @@ def expand(path: str) -> str:
 
 def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[str, str]:
     """Return (root, which rule chose it) without touching the disk."""
-    if cache_dir:
-        return expand(os.fspath(cache_dir)), "argument"
+    if cache_dir is not None:
+        text = os.fspath(cache_dir)
+        if not str(text).strip():  # an empty variable in a script, not "use the default"
+            raise ConfigurationError(
+                "cache_dir is empty; pass a folder (or a gs://, s3:// URL), or leave it out "
+                "to use TFHUB_CACHE_DIR and the default"
+            )
+        return expand(text), "argument"
     env = environ.get("TFHUB_CACHE_DIR", "")
     if env:
         return expand(env), "TFHUB_CACHE_DIR"

@@ -190,4 +190,5 @@ def with_restarts(budget: RetryBudget, what: str, attempt: Callable[[], T]) -> T
                     f"from the start: {exc}{budget.earlier(cause)}",
                     attempts=attempts,
                 ) from None
-            log.warning("restarting the download of %s from the start: %s", what, exc)
+            # info, as every retry: the error that gives up names the causes (``earlier``)
+            log.info("restarting the download of %s from the start: %s", what, exc)

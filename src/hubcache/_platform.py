@@ -112,6 +112,7 @@ __all__ = [
     "pread",
     "private_fallback",
     "private_folder_problem",
+    "raise_fd_limit",
     "read_only_fs",
     "retry_busy",
     "same_start",
@@ -137,6 +138,7 @@ create_from = family.create_from
 location_problem = family.location_problem
 private_fallback = family.private_fallback
 flush_drive_cache = system.flush_drive_cache
+raise_fd_limit = family.raise_fd_limit
 
 
 def start_token(pid: int) -> Optional[str]:

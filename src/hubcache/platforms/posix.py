@@ -116,3 +116,18 @@ def owner_problem(path: str, st: os.stat_result) -> Optional[str]:
 def private_fallback(root: str) -> str:
     """Where to go when the shared default root is unsafe: ``<root>-<uid>``."""
     return f"{root}-{os.geteuid()}"
+
+
+def raise_fd_limit() -> Optional[int]:
+    """Raise this process's open-file limit to its hard limit (every connection of a server
+    is a descriptor; a busy mirror needs thousands) and return the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return None if soft == resource.RLIM_INFINITY else int(soft)

@@ -191,3 +191,8 @@ def private_fallback(root: str) -> str:
     """Where to go when the shared default root is unsafe: on Windows a folder inside
     the user's profile, whose ACL keeps other users out."""
     return os.path.join(os.path.expanduser("~"), "AppData", "Local", "hubcache", "cache")
+
+
+def raise_fd_limit() -> Optional[int]:
+    """Windows has no per-process open-file limit to raise (see the POSIX definition)."""
+    return None

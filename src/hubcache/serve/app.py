@@ -30,7 +30,6 @@ import functools
 import hmac
 import ipaddress
 import logging
-import sys
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -324,25 +323,9 @@ def _text(status: int, text: str) -> web.Response:
 
 
 # -- running ----------------------------------------------------------------------------------
-if sys.platform == "win32":
-
-    def raise_fd_limit() -> Optional[int]:
-        """Windows has no open-file limit to raise (see the POSIX definition)."""
-        return None
-
-else:
-
-    def raise_fd_limit() -> Optional[int]:
-        """Raise this process's open-file limit to its hard limit (every connection is a
-        descriptor; a busy mirror needs thousands) and return the limit now in force."""
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard != resource.RLIM_INFINITY and soft < hard:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-                soft = hard
-        return None if soft == resource.RLIM_INFINITY else int(soft)
+def raise_fd_limit() -> Optional[int]:
+    """The open-file limit raised to its hard limit (``_platform``), for the start-up log."""
+    return _platform.raise_fd_limit()
 
 
 async def _header_watch(server: Server, web_server: web.Server, limit: float) -> None:

@@ -8,6 +8,14 @@
     sendfile) against the same file from nginx (when installed; started on loopback with
     a config of our own and stopped by its PID) and from ``python -m http.server``
     (target >= 0.8x the best static server);
+(c) load, driven by ``wrk`` (the distribution's package) when installed, hubcache beside
+    nginx on the same files: ``--connections`` (1000) concurrent keep-alive connections
+    to a stored 200 KB archive for ``--seconds`` (throughput, target >= 0.9x nginx); the
+    same number of concurrent one-shot clients each checking the body's sha256 (all must
+    be right); ``--slow`` (500) slow readers of a stored 8 MB archive (4 KB receive
+    buffer, reading 4 KB every 0.5 s) while a normal client fetches the 200 KB archive
+    ``--samples`` times (p50/p99 time to the full body, target p99 < 100 ms); with the
+    mirror's threads and peak RSS after each;
 plus the mirror's peak RSS (VmHWM) over the whole run (target < 200 MB).
 
 Clients are ``curl -o /dev/null`` when curl is installed (cheap, so the servers are what
@@ -18,11 +26,13 @@ process stopped by its PID. Exact command of the published table: see the README
 
     python benchmarks/bench_mirror.py                    # 200 MB, 32 clients, 50 MB/s
     python benchmarks/bench_mirror.py --smoke            # CI: 5 MB, 4 clients
+    python benchmarks/bench_mirror.py --only c           # the load part alone
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import os
 import re
@@ -115,6 +125,11 @@ class Server:
             match = re.search(r"VmHWM:\s+(\d+) kB", f.read())
         return int(match.group(1)) / 1024 if match else float("nan")
 
+    def threads(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            match = re.search(r"Threads:\s+(\d+)", f.read())
+        return int(match.group(1)) if match else -1
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -145,7 +160,8 @@ def nginx(directory: Path, work: Path) -> Optional[Server]:
         "worker_processes 2;\n"
         f"pid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/logs/error.log;\n"
-        "events { worker_connections 1024; }\n"
+        "worker_rlimit_nofile 8192;\n"
+        "events { worker_connections 4096; }\n"
         "http {\n"
         "  access_log off; sendfile on; tcp_nopush on;\n"
         f"  client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;\n"
@@ -280,18 +296,190 @@ def stored(
     return rows
 
 
+# -- (c) load ------------------------------------------------------------------------------------
+def raise_own_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wrk(url: str, connections: int, seconds: int) -> tuple[float, float]:
+    """(requests/s, MB/s) from ``wrk`` against ``url``."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    tps = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        print(f"wrk against {url}: {errors.group(0)}", file=sys.stderr)
+    scale = {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}
+    mbs = float(tps.group(1)) * scale.get(tps.group(2), 1.0) if tps else 0.0
+    return (float(rps.group(1)) if rps else 0.0), mbs
+
+
+async def _get(port: int, path: str, rcvbuf: int = 0) -> bytes:
+    """One HTTP/1.1 GET on a fresh connection; the body (Content-Length framed)."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(f"GET /{path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def _all_right(port: int, path: str, n: int, expected: str) -> int:
+    """``n`` concurrent one-shot clients; how many got the body with sha256 ``expected``."""
+    bodies = await asyncio.gather(*(_get(port, path) for _ in range(n)), return_exceptions=True)
+    return sum(
+        1 for b in bodies if isinstance(b, bytes) and hashlib.sha256(b).hexdigest() == expected
+    )
+
+
+async def _slow_then_normal(
+    port: int, big: str, small: str, slow: int, samples: int
+) -> tuple[float, float, int]:
+    """``slow`` slow readers of ``big``, then a normal client fetching ``small``
+    ``samples`` times: (p50 ms, p99 ms, slow readers still connected)."""
+
+    async def slow_reader(stop: asyncio.Event) -> bool:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            await loop.sock_sendall(sock, f"GET /{big} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+            while not stop.is_set():
+                if not await loop.sock_recv(sock, 4096):
+                    return False
+                await asyncio.sleep(0.5)
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    stop = asyncio.Event()
+    readers = [asyncio.create_task(slow_reader(stop)) for _ in range(slow)]
+    await asyncio.sleep(2)
+    times = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        await _get(port, small)
+        times.append((time.perf_counter() - began) * 1000)
+    stop.set()
+    alive = sum(await asyncio.gather(*readers))
+    times.sort()
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    return times[len(times) // 2], p99, alive
+
+
+def load(args: argparse.Namespace, work: Path, peaks: list[float]) -> list[Row]:
+    """Part (c): wrk and raw clients against hubcache and nginx on the same files."""
+    raise_own_fd_limit()
+    folder = work / "load"
+    (folder / "small").mkdir(parents=True)
+    (folder / "big").mkdir(parents=True)
+    small_sha = make_archive(folder / "small" / "1.tar", 200_000)
+    make_archive(folder / "big" / "1.tar", 8_000_000)
+    servers: list[tuple[str, Callable[[], Optional[Server]], str, str]] = [
+        (
+            "hubcache",
+            lambda: hubcache_serve(folder, "--upstream", "http://127.0.0.1:9/"),
+            "small/1?tf-hub-format=compressed",
+            "big/1?tf-hub-format=compressed",
+        ),
+        ("nginx", lambda: nginx(folder, work), "small/1.tar", "big/1.tar"),
+    ]
+    rows: list[Row] = []
+    rates: dict[str, float] = {}
+    have_wrk = shutil.which("wrk") is not None
+    if not have_wrk:
+        print("wrk is not installed: (c) runs without the wrk throughput row", file=sys.stderr)
+    for name, start, small, big in servers:
+        server = start()
+        if server is None:
+            continue
+        try:
+            if have_wrk:
+                best = (0.0, 0.0)
+                for _ in range(args.reps):
+                    best = max(best, wrk(server.url(small), args.connections, args.seconds))
+                rates[name] = best[1]
+                rows.append(
+                    (
+                        f"(c) {name}: wrk, {args.connections} connections, stored 200 KB",
+                        f"{best[0]:,.0f} req/s, {best[1]:,.0f} MB/s",
+                    )
+                )
+            right = asyncio.run(_all_right(server.port, small, args.connections, small_sha))
+            rows.append(
+                (
+                    f"(c) {name}: {args.connections} one-shot clients at once",
+                    f"{right}/{args.connections} with the right sha256",
+                )
+            )
+            p50, p99, alive = asyncio.run(
+                _slow_then_normal(server.port, big, small, args.slow, args.samples)
+            )
+            rows.append(
+                (
+                    f"(c) {name}: 200 KB with {args.slow} slow readers connected",
+                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target < 100 ms); "
+                    f"{alive} slow readers still served",
+                )
+            )
+            if name == "hubcache":
+                peaks.append(server.peak_rss_mb())
+                rows.append(
+                    (
+                        "(c) hubcache: threads, peak RSS after the load",
+                        f"{server.threads()} threads, {server.peak_rss_mb():.0f} MB",
+                    )
+                )
+        finally:
+            server.stop()
+    if "hubcache" in rates and rates.get("nginx"):
+        rows.append(
+            (
+                "(c) wrk throughput, hubcache / nginx",
+                f"{rates['hubcache'] / rates['nginx']:.2f}x (target >= 0.9x)",
+            )
+        )
+    return rows
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rate", default="50M", help="upstream bytes/s per response (50M)")
     parser.add_argument("--client", choices=("http", "hubcache"), default="http")
-    parser.add_argument("--only", choices=("a", "b"), help="run only part (a) or (b)")
+    parser.add_argument("--only", choices=("a", "b", "c"), help="run only part (a), (b) or (c)")
+    parser.add_argument("--connections", type=int, default=1000, help="part (c) (1000)")
+    parser.add_argument("--slow", type=int, default=500, help="part (c): slow readers (500)")
+    parser.add_argument("--samples", type=int, default=200, help="part (c): normal GETs (200)")
+    parser.add_argument("--seconds", type=int, default=10, help="part (c): wrk run (10)")
     parser.add_argument("--reps", type=int, default=3, help="part (b): best of N (3)")
     parser.add_argument("--smoke", action="store_true", help="CI: 5 MB, 4 clients")
     args = parser.parse_args(argv)
     if args.smoke:
         args.size_mb, args.clients, args.rate, args.reps = 5, 4, "10M", 1
+        args.connections, args.slow, args.samples, args.seconds = 50, 20, 20, 2
     work = Path(tempfile.mkdtemp(prefix="hubcache-bench-mirror-"))
     work.chmod(0o755)  # nginx's workers run as another user when started by root
     rows: list[Row] = []
@@ -299,12 +487,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         (work / "upstream" / "m").mkdir(parents=True)
         archive = work / "upstream" / "m" / "1.tar"
-        expected = make_archive(archive, args.size_mb * 10**6)
-        size_mb = archive.stat().st_size / 1e6
-        if args.only != "b":
+        size_mb, expected = 0.0, ""
+        if args.only != "c":  # the load part makes files of its own
+            expected = make_archive(archive, args.size_mb * 10**6)
+            size_mb = archive.stat().st_size / 1e6
+        if args.only in (None, "a"):
             rows += fan_out(args, work, expected, peaks)
-        if args.only != "a":
+        if args.only in (None, "b"):
             rows += stored(args, work, expected, size_mb, peaks)
+        if args.only in (None, "c"):
+            rows += load(args, work, peaks)
         rows.append(("peak RSS of the mirror (VmHWM, worst run)", f"{max(peaks):.0f} MB"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

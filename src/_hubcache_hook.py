@@ -90,10 +90,13 @@ def _hand_over(name):
     except Exception as exc:  # never break the user's import
         import warnings
 
-        warnings.warn(
+        # Located at "hubcache", not at a line of this file: the warning is about a
+        # setting, and Python would otherwise print that source line under it.
+        warnings.warn_explicit(
             f"hubcache's {name} plug-in is off in this process: {exc}",
             RuntimeWarning,
-            stacklevel=2,
+            "hubcache",
+            0,
         )
 
 

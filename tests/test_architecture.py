@@ -79,12 +79,17 @@ def test_subpackages_are_shallow_and_their_inits_empty() -> None:
         assert not list(init.parent.glob("*/__init__.py")), f"{init.parent} nests packages"
 
 
-@pytest.mark.parametrize("folder", ["src", "docs", "tests", "benchmarks", "scripts"])
+@pytest.mark.parametrize(
+    "folder", ["src", "docs", "tests", "benchmarks", "scripts", "pyproject.toml", "README.md"]
+)
 def test_no_reference_to_documents_outside_the_repository(folder: str) -> None:
-    outside = re.compile(r"DESIGN(\.md| §)|NOTES\.md|\.\./shared|STYLE\.md")
+    """The repository must read on its own: no outside design file, nor its section numbers
+    ("§5"), which name nothing a reader of the repository can open."""
+    outside = re.compile(r"DESIGN(\.md| §)|NOTES\.md|\.\./shared|STYLE\.md|§ ?\d")
+    top = REPO / folder
     offenders = [
         str(path.relative_to(REPO))
-        for path in (REPO / folder).rglob("*")
+        for path in ([top] if top.is_file() else top.rglob("*"))
         if path.suffix in {".py", ".md", ".toml", ".sh"}
         and path != Path(__file__).resolve()
         and outside.search(path.read_text(errors="replace"))
@@ -103,3 +108,13 @@ def test_every_setting_is_documented() -> None:
     read -= {"HUBCACHE_"}  # prefixes used to build names
     documented = (REPO / "docs" / "configuration.md").read_text()
     assert sorted(v for v in read if v not in documented) == []
+
+
+def test_the_tests_readme_maps_every_subpackage_and_test_file() -> None:
+    """tests/README.md tells a contributor which files to run for the part they changed; a
+    subpackage or test file it does not name is one nobody will think of running."""
+    readme = (REPO / "tests" / "README.md").read_text()
+    missing = [f"{p.name}/" for p in SRC.iterdir() if (p / "__init__.py").exists()]
+    missing = [name for name in missing if f"`{name}`" not in readme]
+    missing += [p.name for p in (REPO / "tests").glob("test_*.py") if f"`{p.name}`" not in readme]
+    assert missing == [], f"add these to tests/README.md: {missing}"

@@ -16,8 +16,8 @@ import pytest
 import hubcache
 from hubcache.manage.prune import Candidate, disk_usage, plan_prune, plan_remove
 from hubcache.store import storage as _storage
-from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json, serve
-from tests.support.httpserver import ModelServer
+from tests.support.cachehelp import DAY, Root, age, fill, model, run, run_json
+from tests.support.httpserver import ModelServer, serve
 
 AGES = {"old": 40.0, "mid": 10.0, "new": 3.0, "hot": 0.0}  # days since last use
 
@@ -134,6 +134,20 @@ def test_info_by_handle_and_key_and_root(
     }
     code, _out, err = run(capsys, "info", "https://nowhere.example/m/1")
     assert code == 3 and "not in the cache" in err
+
+
+def test_info_never_shows_the_password_tensorflow_hub_wrote_in_its_descriptor(
+    root: Root, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "http://alice:pa55word@127.0.0.1:9/m/1"
+    k = key(url)
+    root.write(f"{k}/saved_model.pb", b"by hand")
+    root.write(f"{k}.descriptor.txt", f"Module: {url}\n".encode())  # as given, by tensorflow_hub
+    for argv in (["info", k], ["info", k, "--json"], ["ls"], ["ls", "--json"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, (argv, err)
+        assert "pa55word" not in out + err, (argv, out, err)
+    assert "Module: http://alice:***@127.0.0.1:9/m/1" in run_json(capsys, "info", k)["descriptor"]
 
 
 def test_verify_stat_deep_and_fix(

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache.store.open import open_storage
-from tests.support.cachehelp import Root, model, run, run_json, serve
+from hubcache.store.backend import open_storage
+from tests.support.cachehelp import Root, model, run, run_json
 from tests.support.emulators import activate
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 
 
 @pytest.fixture

@@ -12,18 +12,9 @@ import pytest
 import hubcache
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_cli
 
 ARCHIVE = make_tar([M("saved_model.pb", b"graph"), M("variables/v", b"0" * 5000)], compression="gz")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
 
 
 def test_resolve_prints_one_path_per_line_and_nothing_else(
@@ -31,7 +22,7 @@ def test_resolve_prints_one_path_per_line_and_nothing_else(
 ) -> None:
     a = model_server.add("/a/1", ARCHIVE)
     b = model_server.add("/b/1", ARCHIVE)
-    result = run("resolve", a, b, "--cache-dir", str(cache_root), "-v")
+    result = run_cli(["resolve", a, b, "--cache-dir", str(cache_root), "-v"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         str(cache_root / hubcache.cache_key(a)),
@@ -42,7 +33,7 @@ def test_resolve_prints_one_path_per_line_and_nothing_else(
 
 def test_tfhub_cache_dir_alias(model_server: ModelServer, tmp_path: Path) -> None:
     url = model_server.add("/a/1", ARCHIVE)
-    result = run("resolve", url, "--tfhub_cache_dir", str(tmp_path))
+    result = run_cli(["resolve", url, "--tfhub_cache_dir", str(tmp_path)])
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{tmp_path / hubcache.cache_key(url)}\n"
 
@@ -59,7 +50,7 @@ def test_exit_codes_and_one_line_on_stderr(
     model_server: ModelServer, cache_root: Path, path: str, body: bytes | None, code: int
 ) -> None:
     url = model_server.add(path, body) if body is not None else model_server.url(path)
-    result = run("resolve", url)
+    result = run_cli(["resolve", url])
     assert result.returncode == code
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -67,20 +58,20 @@ def test_exit_codes_and_one_line_on_stderr(
 
 
 def test_usage_errors_exit_2(cache_root: Path) -> None:
-    missing = run("resolve")
+    missing = run_cli(["resolve"])
     assert missing.returncode == 2 and missing.stderr.startswith("usage: hubcache resolve ")
     assert "the following arguments are required: HANDLE" in missing.stderr
-    scheme = run("resolve", "ftp://host/model")
+    scheme = run_cli(["resolve", "ftp://host/model"])
     assert scheme.returncode == 2
     assert scheme.stderr.startswith("hubcache: error: ") and "ftp://host/model" in scheme.stderr
-    unknown = run("frobnicate")
+    unknown = run_cli(["frobnicate"])
     assert unknown.returncode == 2 and "invalid choice: 'frobnicate'" in unknown.stderr
     assert os.listdir(cache_root) == []
 
 
 def test_progress_bar_forced_on_goes_to_stderr(model_server: ModelServer, cache_root: Path) -> None:
     url = model_server.add("/a/1", ARCHIVE)
-    result = run("resolve", url, env={"TFHUB_DOWNLOAD_PROGRESS": "1"})
+    result = run_cli(["resolve", url], extra_env={"TFHUB_DOWNLOAD_PROGRESS": "1"})
     assert result.returncode == 0
     assert result.stdout.strip() == str(cache_root / hubcache.cache_key(url))
     bar = f"{url}:   0%|"  # a tqdm bar named after the handle, sized from Content-Length
@@ -88,14 +79,14 @@ def test_progress_bar_forced_on_goes_to_stderr(model_server: ModelServer, cache_
 
 
 def test_cache_dir_command_says_which_rule_chose(tmp_path: Path) -> None:
-    result = run("cache-dir", env={"TFHUB_CACHE_DIR": str(tmp_path)})
+    result = run_cli(["cache-dir"], extra_env={"TFHUB_CACHE_DIR": str(tmp_path)})
     assert result.returncode == 0
     assert result.stdout == f"{tmp_path}\n"
     assert result.stderr == "hubcache: chosen by TFHUB_CACHE_DIR\n"
 
 
 def test_demo_runs_offline_and_cleans_up() -> None:
-    result = run("demo")
+    result = run_cli(["demo"])
     assert result.returncode == 0, result.stderr
     assert "cold resolve" in result.stdout and "warm resolve" in result.stdout
     assert "server requests: 1" in result.stdout

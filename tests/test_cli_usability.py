@@ -13,22 +13,10 @@ import pytest
 import hubcache
 from tests.support.archives import M, make_tar
 from tests.support.httpserver import ModelServer
+from tests.support.procs import run_cli
 
 ARCHIVE = make_tar([M("saved_model.pb", b"graph"), M("variables/v", b"0" * 5000)], compression="gz")
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, stdout: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args],
-        stdout=subprocess.PIPE if stdout is None else stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
@@ -54,7 +42,7 @@ def test_export_into_a_missing_folder_is_one_line_exit_2(
     hubcache.resolve(url)
     before = listing(cache_root)
     out = tmp_path / "missing" / "dir" / "x.tar"
-    result = run("export", str(out), "--all")
+    result = run_cli(["export", str(out), "--all"])
     one_error_line(result, 2, str(out), "No such file or directory")
     assert listing(cache_root) == before
     assert not (tmp_path / "missing").exists()
@@ -63,7 +51,7 @@ def test_export_into_a_missing_folder_is_one_line_exit_2(
 def test_prefetch_of_a_binary_file_is_one_line_exit_2(cache_root: Path, tmp_path: Path) -> None:
     binary = tmp_path / "models.bin"
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
-    result = run("prefetch", str(binary))
+    result = run_cli(["prefetch", str(binary)])
     one_error_line(result, 2, str(binary), "not a text file")
     assert listing(cache_root) == []
 
@@ -85,7 +73,7 @@ def test_stdout_closed_early_exits_quietly(
     args = ["ls"] if command == "ls" else ["resolve", a, b]
     write = closed_pipe_write_end()
     try:
-        result = run(*args, stdout=write)
+        result = run_cli([*args], stdout=write)
     finally:
         os.close(write)
     assert result.returncode == EXIT_PIPE
@@ -99,36 +87,38 @@ def test_global_options_before_and_after_the_command(
 ) -> None:
     url = model_server.add("/a/1", ARCHIVE)
     other = tmp_path / "other"
-    before = run("--cache-dir", str(other), "-v", "resolve", url)
+    before = run_cli(["--cache-dir", str(other), "-v", "resolve", url])
     assert before.returncode == 0, before.stderr
     assert before.stdout.strip() == str(other / hubcache.cache_key(url))
     assert "downloading" in before.stderr  # -v before the command took effect
-    listed = run("--cache-dir", str(other), "ls", "--json")
+    listed = run_cli(["--cache-dir", str(other), "ls", "--json"])
     assert listed.returncode == 0, listed.stderr
     assert f'"root": "{other}"' in listed.stdout
     # after the command, it wins over the one before it
-    after = run("--cache-dir", str(tmp_path / "ignored"), "resolve", url, "--cache-dir", str(other))
+    after = run_cli(
+        ["--cache-dir", str(tmp_path / "ignored"), "resolve", url, "--cache-dir", str(other)]
+    )
     assert after.stdout.strip() == str(other / hubcache.cache_key(url))
     assert not (tmp_path / "ignored").exists()
-    quiet = run("-q", "cache-dir")
+    quiet = run_cli(["-q", "cache-dir"])
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 def test_an_unknown_option_prints_the_commands_usage(cache_root: Path) -> None:
-    result = run("resolve", "--bogus", "x")
+    result = run_cli(["resolve", "--bogus", "x"])
     assert result.returncode == 2
     assert result.stderr.startswith("usage: hubcache resolve ")
     assert "unrecognized arguments: --bogus" in result.stderr
 
 
 def test_help_lists_exit_codes_environment_and_defaults() -> None:
-    top = run("--help")
+    top = run_cli(["--help"])
     assert top.returncode == 0
     for text in ("exit codes", "130", "TFHUB_CACHE_DIR", "HUBCACHE_OFFLINE", "docs/cli.md"):
         assert text in top.stdout, text
-    declined = run("rm", "--help").stdout
+    declined = run_cli(["rm", "--help"]).stdout
     assert "exit codes" in declined and "nothing removed" in declined
-    gc = run("gc", "--help").stdout
+    gc = run_cli(["gc", "--help"]).stdout
     assert "default: 3600" in gc
 
 
@@ -136,10 +126,10 @@ def test_a_bad_load_format_only_stops_the_commands_that_use_it(
     model_server: ModelServer, cache_root: Path
 ) -> None:
     bad = {"TFHUB_MODEL_LOAD_FORMAT": "foo"}
-    assert run("ls", env=bad).returncode == 0
-    assert run("cache-dir", env=bad).returncode == 0
+    assert run_cli(["ls"], extra_env=bad).returncode == 0
+    assert run_cli(["cache-dir"], extra_env=bad).returncode == 0
     url = model_server.add("/a/1", ARCHIVE)
-    one_error_line(run("resolve", url, env=bad), 2, "TFHUB_MODEL_LOAD_FORMAT='foo'")
+    one_error_line(run_cli(["resolve", url], extra_env=bad), 2, "TFHUB_MODEL_LOAD_FORMAT='foo'")
     assert listing(cache_root) == []
 
 
@@ -156,12 +146,12 @@ def test_a_missing_extra_is_named_at_once(cache_root: Path, url: str, extra: str
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
     )
-    line = one_error_line(result, 1, f"pip install 'hubcache[{extra}]'")
+    line = one_error_line(result, 2, f"pip install 'hubcache[{extra}]'")
     assert line.count("pip install") == 1
 
 
 def test_demo_says_it_removes_its_temporary_cache() -> None:
-    result = run("demo")
+    result = run_cli(["demo"])
     assert result.returncode == 0, result.stderr
     root = next(
         line.split(": ", 1)[1].split(" ", 1)[0]
@@ -174,7 +164,7 @@ def test_demo_says_it_removes_its_temporary_cache() -> None:
 
 
 def test_demo_keeps_a_cache_dir_it_was_given(tmp_path: Path) -> None:
-    result = run("demo", "--cache-dir", str(tmp_path / "kept"))
+    result = run_cli(["demo", "--cache-dir", str(tmp_path / "kept")])
     assert result.returncode == 0, result.stderr
     assert f"kept the cache root {tmp_path / 'kept'}" in result.stdout
     assert (tmp_path / "kept" / "CACHEDIR.TAG").exists()
@@ -185,7 +175,7 @@ def test_cache_dir_says_it_fell_back_and_why(tmp_path: Path) -> None:
     shared = tmp_path / "tfhub_modules"
     shared.mkdir()
     shared.chmod(0o777)
-    result = run("cache-dir", env={"TMPDIR": str(tmp_path)})
+    result = run_cli(["cache-dir"], extra_env={"TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     fallback = f"{shared}-{os.geteuid()}"
     assert result.stdout.strip() == fallback
@@ -224,25 +214,30 @@ def test_export_never_replaces_something_that_is_not_a_regular_file(
     hubcache.resolve(model_server.add("/a/1", ARCHIVE))
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    one_error_line(run("export", str(fifo), "--all"), 2, str(fifo), "not a regular file")
+    one_error_line(run_cli(["export", str(fifo), "--all"]), 2, str(fifo), "not a regular file")
     assert fifo.is_fifo()
     assert sorted(os.listdir(tmp_path)) == sorted(["pipe", cache_root.name])
     regular = tmp_path / "old.tar"
     regular.write_bytes(b"an older export")
-    assert run("export", str(regular), "--all").returncode == 0  # a file is replaced, as asked
+    assert (
+        run_cli(["export", str(regular), "--all"]).returncode == 0
+    )  # a file is replaced, as asked
     assert regular.read_bytes()[:15] != b"an older export"
 
 
 def test_bad_inputs_to_import_gc_and_entry_names_are_usage_errors(
     cache_root: Path, tmp_path: Path
 ) -> None:
-    one_error_line(run("import", str(tmp_path)), 2, str(tmp_path), "is a directory")
+    one_error_line(run_cli(["import", str(tmp_path)]), 2, str(tmp_path), "is a directory")
     for grace in ("-5", "nan", "inf", "soon"):
-        result = run("gc", "--grace", grace)  # argparse's form: the usage, then one error line
+        result = run_cli(
+            ["gc", "--grace", grace]
+        )  # argparse's form: the usage, then one error line
         assert result.returncode == 2 and result.stderr.startswith("usage: hubcache gc ")
         assert result.stderr.splitlines()[-1] == (
-            f"hubcache gc: error: argument --grace: {grace!r} is not a number of seconds >= 0"
+            f"hubcache gc: error: argument --grace: {grace!r} is not a duration; use e.g. "
+            "45s, 90m, 12h, 30d or 2w"
         )
     for command in ("info", "verify", "rm"):
-        one_error_line(run(command, "", "--yes" if command == "rm" else "-q"), 2, "empty")
+        one_error_line(run_cli([command, "", "--yes" if command == "rm" else "-q"]), 2, "empty")
     assert listing(cache_root) == []

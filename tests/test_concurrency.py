@@ -19,7 +19,7 @@ import pytest
 
 import hubcache
 from hubcache.local.lock import new_uid
-from tests.support.httpserver import Fault, ModelServer
+from tests.support.httpserver import Fault, ModelServer, serve
 from tests.support.procs import (
     ARCHIVE,
     EXPECTED,
@@ -37,11 +37,6 @@ from tests.support.procs import (
 from tests.support.tfenv import TF_PYTHON
 
 RATE = len(ARCHIVE)  # bytes per second: about one second per download
-
-
-def serve(server: ModelServer, path: str, *faults: Fault) -> str:
-    server.add(path, ARCHIVE, query_required="tf-hub-format=compressed", faults=faults)
-    return server.url(path)
 
 
 def race(url: str, root: Path, tmp_path: Path, n: int, faults: str = "") -> list[str]:
@@ -62,7 +57,7 @@ def race(url: str, root: Path, tmp_path: Path, n: int, faults: str = "") -> list
 def test_n_processes_download_once(
     n: int, model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:
-    url = serve(model_server, "/race/m/1", Fault(rate_limit=RATE))
+    url = serve(model_server, "/race/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE),))
     paths = race(url, cache_root, tmp_path, n)
     key = hubcache.cache_key(url)
     assert model_server.count("/race/m/1") == 1
@@ -74,7 +69,7 @@ def test_n_processes_download_once(
 def test_without_the_lock_every_answer_is_complete(
     model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:
-    url = serve(model_server, "/nolock/m/1", Fault(rate_limit=RATE))
+    url = serve(model_server, "/nolock/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE),))
     paths = race(url, cache_root, tmp_path, 6, faults="no-lock=1")
     key = hubcache.cache_key(url)
     assert model_server.count("/nolock/m/1") > 1  # the switch really removed the lock
@@ -96,7 +91,7 @@ def _foreign_lock(root: Path, key: str) -> tuple[Path, Path]:
 def test_other_host_holder_honoured_while_it_progresses_then_taken_over(
     model_server: ModelServer, cache_root: Path
 ) -> None:
-    url = serve(model_server, "/foreign/m/1")
+    url = serve(model_server, "/foreign/m/1", ARCHIVE)
     key = hubcache.cache_key(url)
     lock, stage = _foreign_lock(cache_root, key)
     proc = start_cli(["resolve", url], child_env(cache_root, HUBCACHE_LOCK_LEASE="1.5"))
@@ -122,7 +117,9 @@ def test_other_host_holder_honoured_while_it_progresses_then_taken_over(
 def test_stopped_holder_resumes_after_takeover_and_loses_cleanly(
     model_server: ModelServer, cache_root: Path
 ) -> None:
-    url = serve(model_server, "/stopped/m/1", Fault(rate_limit=RATE // 3, times=1))
+    url = serve(
+        model_server, "/stopped/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE // 3, times=1),)
+    )
     key = hubcache.cache_key(url)
     env = child_env(cache_root, HUBCACHE_LOCK_LEASE="1")
     first = start_cli(["resolve", url], env)
@@ -145,7 +142,7 @@ def test_stopped_holder_resumes_after_takeover_and_loses_cleanly(
 
 def test_waiting_is_visible_and_rate_limited(model_server: ModelServer, cache_root: Path) -> None:
     """A live holder on this host (this test process) that keeps growing its staging."""
-    url = serve(model_server, "/wait/m/1")
+    url = serve(model_server, "/wait/m/1", ARCHIVE)
     key = hubcache.cache_key(url)
     uid = new_uid()
     (cache_root / f"{key}.lock").write_text(f"{socket.gethostname()}.{os.getpid()}.{uid}")
@@ -169,7 +166,9 @@ def test_waiting_is_visible_and_rate_limited(model_server: ModelServer, cache_ro
 def test_holder_killed_while_others_wait(
     model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:
-    url = serve(model_server, "/killed/m/1", Fault(rate_limit=RATE // 4, times=1))
+    url = serve(
+        model_server, "/killed/m/1", ARCHIVE, faults=(Fault(rate_limit=RATE // 4, times=1),)
+    )
     key = hubcache.cache_key(url)
     env = child_env(cache_root)
     holder = start_cli(["resolve", url], env)
@@ -229,7 +228,9 @@ def tf_result(proc: subprocess.Popen[str]) -> str:
 def test_tensorflow_hub_and_hubcache_race(
     first: str, model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:
-    url = serve(model_server, f"/interop/{first}/1", Fault(rate_limit=RATE // 2, times=1))
+    url = serve(
+        model_server, f"/interop/{first}/1", ARCHIVE, faults=(Fault(rate_limit=RATE // 2, times=1),)
+    )
     key = hubcache.cache_key(url)
     lock = cache_root / f"{key}.lock"
     go, ready = tmp_path / "go", tmp_path / "ready"

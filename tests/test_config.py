@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import subprocess
 import sys
@@ -157,8 +158,37 @@ def test_every_numeric_setting_rejects_nan_inf_and_out_of_range(
 def test_every_numeric_setting_accepts_a_sane_value(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
+    field, parsed = PARSED[name]
+    before = operator.attrgetter(field)(load_config())
     monkeypatch.setenv(name, value)
-    load_config()
+    after = operator.attrgetter(field)(load_config())
+    assert (after, type(after)) == (parsed, type(parsed))
+    assert after != before  # the value reached its field: the default would not pass
+
+
+# the Config field each NUMERIC value lands in, and what it parses to
+PARSED: dict[str, tuple[str, object]] = {
+    "HUBCACHE_LOCK_TIMEOUT": ("lock_timeout", 0.0),
+    "HUBCACHE_LOCK_LEASE": ("lock_lease", 30.0),
+    "HUBCACHE_CONNECT_TIMEOUT": ("connect_timeout", 2.5),
+    "HUBCACHE_READ_TIMEOUT": ("read_timeout", 7.0),
+    "HUBCACHE_STALL_TIMEOUT": ("stall_timeout", 0.0),
+    "HUBCACHE_MIN_SPEED": ("min_speed", 0.0),
+    "HUBCACHE_RETRIES": ("retries", 0),
+    "HUBCACHE_CONNECTIONS": ("connections", 4),
+    "HUBCACHE_RETRY_BACKOFF": ("backoff", 0.0),
+    "HUBCACHE_STORE_TIMEOUT": ("store_timeout", 3.0),
+    "HUBCACHE_MAX_BYTES": ("limits.max_total_bytes", 1000),
+    "HUBCACHE_MAX_MEMBERS": ("limits.max_members", 10),
+    "HUBCACHE_MAX_NAME_LENGTH": ("limits.max_name_length", 100),
+    "HUBCACHE_MAX_DEPTH": ("limits.max_depth", 8),
+    "HUBCACHE_MAX_RATIO": ("limits.max_ratio", 50.5),
+    "HUBCACHE_MAX_SIZE": ("max_size", 20 * 1000**3),
+}
+
+
+def test_every_numeric_setting_has_its_expected_value() -> None:
+    assert sorted(PARSED) == sorted(name for name, _, _ in NUMERIC)
 
 
 def test_numeric_settings_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,3 +273,83 @@ def test_the_plugin_switch_uses_the_same_yes_no_parser() -> None:
     assert tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "off"}) is False
     with pytest.raises(hubcache.ConfigurationError, match="HUBCACHE_TFHUB_PLUGIN"):
         tfhub_plugin_enabled({"HUBCACHE_TFHUB_PLUGIN": "maybe"})
+
+
+def test_load_config_reads_only_the_variables_its_memo_is_keyed_by() -> None:
+    """load_config is memoised by the text of CONFIG_VARIABLES: a variable it reads that is
+    not in that list would be read once per process and then silently ignored."""
+    from collections.abc import Iterator, Mapping
+
+    from hubcache._config import CONFIG_VARIABLES
+
+    class Recording(Mapping[str, str]):
+        def __init__(self) -> None:
+            self.read: set[str] = set()
+
+        def __getitem__(self, name: str) -> str:
+            self.read.add(name)
+            raise KeyError(name)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    env = Recording()
+    load_config(environ=env)
+    assert env.read and env.read <= set(CONFIG_VARIABLES), env.read - set(CONFIG_VARIABLES)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HUBCACHE_OFFLINE", "maybe"),
+        ("HUBCACHE_RETRIES", "nan"),
+        ("HUBCACHE_MIRRORS", "garbage"),
+        ("TFHUB_MODEL_LOAD_FORMAT", "bogus"),
+        ("HUBCACHE_MAX_SIZE", "lots"),
+    ],
+)
+def test_a_bad_setting_fails_on_a_warm_hit_as_on_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """The same call must not succeed while the model is cached and fail the day the cache
+    is cold: every setting is checked on every call (memoised, so a hit stays cheap)."""
+    archive = tmp_path / "m.tar"
+    from tests.support.procs import ARCHIVE
+
+    archive.write_bytes(ARCHIVE)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    hubcache.resolve(str(archive))  # now cached
+    hubcache.resolve(str(archive))  # and in this process's memo of complete entries
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(hubcache.ConfigurationError, match=variable):
+        hubcache.resolve(str(archive))
+    monkeypatch.delenv(variable)
+    hubcache.resolve(str(archive))  # fixed: the memo does not keep the bad answer
+
+
+def test_a_bad_mirror_argument_fails_on_a_warm_hit_in_the_cli(tmp_path: Path) -> None:
+    from tests.support.procs import ARCHIVE, child_env
+
+    archive = tmp_path / "m.tar"
+    archive.write_bytes(ARCHIVE)
+    env = child_env(tmp_path / "cache")
+    assert run_cli(["resolve", str(archive)], env).returncode == 0
+    result = run_cli(["resolve", "--mirror", "garbage", str(archive)], env)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "garbage" in result.stderr
+
+
+def test_an_empty_cache_dir_argument_is_refused_not_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``cache_dir=""`` (an unset variable in a script) must not quietly mean the shared
+    default root, nor TFHUB_CACHE_DIR: the CLI refuses ``--cache-dir ''`` the same way."""
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "/never/used")
+    for empty in ("", "  "):
+        with pytest.raises(hubcache.ConfigurationError, match="cache_dir is empty"):
+            hubcache.resolve("https://tfhub.dev/google/m/1", cache_dir=empty)
+        with pytest.raises(hubcache.ConfigurationError, match="cache_dir is empty"):
+            hubcache.cache_dir(empty)

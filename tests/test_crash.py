@@ -18,7 +18,7 @@ import pytest
 
 import hubcache
 from hubcache.local.lock import new_uid
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import (
     ARCHIVE,
     EXPECTED,
@@ -40,14 +40,9 @@ STEPS = [
 RECOVERY_BOUND = 30.0  # seconds: a correctness bound (tensorflow_hub waits ~20 minutes)
 
 
-def serve(server: ModelServer, path: str) -> str:
-    server.add(path, ARCHIVE, query_required="tf-hub-format=compressed")
-    return server.url(path)
-
-
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_9_at_each_step(step: str, model_server: ModelServer, cache_root: Path) -> None:
-    url = serve(model_server, f"/crash/{step}/1")
+    url = serve(model_server, f"/crash/{step}/1", ARCHIVE)
     key = hubcache.cache_key(url)
     crashed = run_cli(["resolve", url], child_env(cache_root, f"{step}=kill"))
     assert crashed.returncode == -9, crashed.stderr
@@ -77,7 +72,7 @@ def test_kill_9_at_each_step(step: str, model_server: ModelServer, cache_root: P
 
 def test_lock_of_reused_pid_is_broken(model_server: ModelServer, cache_root: Path) -> None:
     """A live PID whose start time differs from the one in the lock is a reused PID."""
-    url = serve(model_server, "/reused/1")
+    url = serve(model_server, "/reused/1", ARCHIVE)
     key = hubcache.cache_key(url)
     uid = new_uid()
     body, _, start = uid.partition("t")

@@ -20,7 +20,7 @@ import pytest
 
 import hubcache
 from tests.support.archives import M, make_tar
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import ARCHIVE, EXPECTED, child_env, debris, run_cli, tree
 
 BIG = make_tar(
@@ -35,11 +35,6 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 from hubcache.cli.main import main
 sys.exit(main(["resolve", sys.argv[2]]))
 """
-
-
-def serve(server: ModelServer, path: str, body: bytes) -> str:
-    server.add(path, body, query_required="tf-hub-format=compressed")
-    return server.url(path)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], root: Path, key: str) -> None:

@@ -17,19 +17,12 @@ import pytest
 
 import hubcache
 from tests.support.archives import M, make_tar, make_zip
+from tests.support.trees import tree
 
 
 @pytest.fixture(autouse=True)
 def no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUBCACHE_FSYNC", "0")
-
-
-def tree(path: str) -> dict[str, bytes]:
-    return {
-        os.path.relpath(os.path.join(d, n), path): Path(d, n).read_bytes()
-        for d, _, files in os.walk(path)
-        for n in files
-    }
 
 
 def model_dir(tmp_path: Path) -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from tests.support.cachehelp import model, names, run, serve
-from tests.support.httpserver import ModelServer
+from tests.support.cachehelp import model, names, run
+from tests.support.httpserver import ModelServer, serve
 
 
 def test_export_import_then_offline_resolve(

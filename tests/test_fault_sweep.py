@@ -16,7 +16,7 @@ from pathlib import Path
 import hubcache
 from hubcache.local.entry import Entry
 from hubcache.local.gc import execute, plan
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import (
     ARCHIVE,
     EXPECTED,
@@ -29,11 +29,6 @@ from tests.support.procs import (
 )
 
 
-def serve(server: ModelServer, path: str) -> str:
-    server.add(path, ARCHIVE, query_required="tf-hub-format=compressed")
-    return server.url(path)
-
-
 def logged_run(url: str, root: Path, log: Path, faults: str = "") -> tuple[int, str, list[str]]:
     spec = f"fs-log={log}" + (f",{faults}" if faults else "")
     result = run_cli(["resolve", url], child_env(root, spec))
@@ -42,7 +37,7 @@ def logged_run(url: str, root: Path, log: Path, faults: str = "") -> tuple[int, 
 
 
 def test_fault_sweep_every_call(model_server: ModelServer, tmp_path: Path) -> None:
-    url = serve(model_server, "/sweep/m/1")
+    url = serve(model_server, "/sweep/m/1", ARCHIVE)
     key = hubcache.cache_key(url)
     code, err, calls = logged_run(url, tmp_path / "clean", tmp_path / "clean.log")
     assert code == 0, err
@@ -94,7 +89,7 @@ def _index(lines: list[str], op: str, path: str) -> int:
 def test_everything_synced_before_the_publishing_rename(
     model_server: ModelServer, cache_root: Path, tmp_path: Path
 ) -> None:
-    url = serve(model_server, "/fsync/m/1")
+    url = serve(model_server, "/fsync/m/1", ARCHIVE)
     key = hubcache.cache_key(url)
     code, err, lines = logged_run(url, cache_root, tmp_path / "fs.log")
     assert code == 0, err
@@ -127,7 +122,7 @@ def _pid_of(lines: list[str], path: str) -> str:
 def test_failed_fsync_is_never_retried_into_a_publish(
     model_server: ModelServer, tmp_path: Path
 ) -> None:
-    url = serve(model_server, "/fsyncfail/m/1")
+    url = serve(model_server, "/fsyncfail/m/1", ARCHIVE)
     key = hubcache.cache_key(url)
     _code, _err, clean = logged_run(url, tmp_path / "clean", tmp_path / "clean.log")
     fsyncs = [x for x in clean if x.startswith("fsync ")]

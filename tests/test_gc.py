@@ -14,7 +14,7 @@ from pathlib import Path
 
 import hubcache
 from hubcache.local.lock import new_uid
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import ARCHIVE, EXPECTED, child_env, run_cli, tree
 
 OLD = time.time() - 2 * 3600  # older than the default grace period (one hour)
@@ -136,8 +136,7 @@ def test_grace_option(cache_root: Path) -> None:
 
 
 def test_resolve_removes_debris_of_its_key(model_server: ModelServer, cache_root: Path) -> None:
-    model_server.add("/gc/m/1", ARCHIVE, query_required="tf-hub-format=compressed")
-    url = model_server.url("/gc/m/1")
+    url = serve(model_server, "/gc/m/1", ARCHIVE)
     k = hubcache.cache_key(url)
     old = staging(cache_root, k, uuid.uuid4().hex, old=True)
     fresh = staging(cache_root, k, uuid.uuid4().hex)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.support.archives import HOSTILE_TAR_CASES, M, flip_byte, make_tar
+from tests.support.procs import run_cli
 from tests.support.tfenv import (
     SAMPLE_EXPECTED,
     SAMPLE_MODEL,
@@ -195,14 +196,7 @@ class Venv:
         ).stdout.strip()
 
     def hubcache(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.python, "-m", "hubcache", *args],
-            capture_output=True,
-            text=True,
-            env=clean(),
-            timeout=120,
-            check=False,
-        )
+        return run_cli(args, clean(), timeout=120, python=self.python)
 
     def user_code(self, spec: dict[str, Any], **env: str) -> tuple[dict[str, Any], str]:
         what = f"user code {spec['ops']}"

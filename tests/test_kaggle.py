@@ -23,6 +23,8 @@ import pytest
 import hubcache
 from hubcache import cache_key
 from tests.support.kaggle import KaggleModel, KaggleWorld, saved_model_files
+from tests.support.procs import run_cli
+from tests.support.trees import tree
 
 NNLM = "google/nnlm/tensorFlow2/en-dim128"
 BIG = "google/bignet/tensorFlow2/default"
@@ -72,15 +74,6 @@ def world(
     assert not (w.kaggle.errors or w.storage.errors or w.tfhub.errors)
 
 
-def tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path).replace(os.sep, "/")] = pathlib.Path(full).read_bytes()
-    return out
-
-
 def kagglehub_download(handle: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real kagglehub client, in its own process (it keeps global state)."""
     code = "import kagglehub, sys; print(kagglehub.model_download(sys.argv[1]))"
@@ -90,12 +83,6 @@ def kagglehub_download(handle: str, **env: str) -> subprocess.CompletedProcess[s
         text=True,
         env={**os.environ, **env},
         timeout=120,
-    )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -271,7 +258,7 @@ def test_loose_credential_file_gets_a_warning(
 
 
 def test_gated_model_without_credentials_says_what_to_do(world: KaggleWorld) -> None:
-    out = cli("resolve", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", f"kaggle:{GATED}/1"])
     assert out.returncode == 4
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr
@@ -284,7 +271,7 @@ def test_wrong_credential_names_its_source_not_its_value(
 ) -> None:
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key-0123456789")
-    out = cli("resolve", "-v", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", "-v", f"kaggle:{GATED}/1"])
     assert out.returncode == 4
     assert "KAGGLE_USERNAME + KAGGLE_KEY" in out.stderr and "401" in out.stderr
     assert "not-the-key-0123456789" not in out.stderr + out.stdout
@@ -303,7 +290,7 @@ def test_terms_not_accepted_is_403_with_the_source(
 
 def test_bad_kaggle_json_is_a_usage_error(world: KaggleWorld) -> None:
     _write(pathlib.Path(os.environ["HOME"]) / ".kaggle" / "kaggle.json", "{not json")
-    out = cli("resolve", f"kaggle:{GATED}/1")
+    out = run_cli(["resolve", f"kaggle:{GATED}/1"])
     assert out.returncode == 2 and "kaggle.json" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -333,13 +320,13 @@ def test_a_kaggle_url_that_names_no_model_version_is_refused_before_any_request(
 ) -> None:
     """Under a Kaggle host's /models/, a URL that does not name one model version is a
     usage error naming the expected form: never sent to the web page as a TF Hub host."""
-    out = cli("resolve", url)
+    out = run_cli(["resolve", url])
     assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1
     assert world.kaggle.seen == []
 
 
 def test_unknown_model_is_not_found(world: KaggleWorld) -> None:
-    out = cli("resolve", "kaggle:google/nothere/tensorFlow2/x/1")
+    out = run_cli(["resolve", "kaggle:google/nothere/tensorFlow2/x/1"])
     assert out.returncode == 3 and "no model" in out.stderr
 
 
@@ -349,6 +336,23 @@ def test_refused_signed_url_is_replaced_once(world: KaggleWorld) -> None:
     path = hubcache.resolve(f"kaggle:{BIG}/1")
     assert tree(path) == saved_model_files("big", extra=30)
     assert world.kaggle.calls("DownloadModelInstanceVersion") == 2
+
+
+@pytest.mark.parametrize("slug", [f"{NNLM}/2", f"{BIG}/1"], ids=["files", "archive"])
+def test_user_headers_never_reach_the_storage_host(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, slug: str
+) -> None:
+    """HUBCACHE_HTTP_HEADERS belong to the handle's host; a signed URL points at a third
+    party (the storage bucket), so the user's token must not go there, not even with the
+    fresh URL asked for after a refusal."""
+    monkeypatch.setenv(
+        "HUBCACHE_HTTP_HEADERS", '{"Authorization": "Bearer hdr-secret", "X-Team": "ml"}'
+    )
+    world.storage.refuse = 1
+    hubcache.resolve(f"kaggle:{slug}")
+    assert storage_gets(world) >= 2  # the refused URL and its replacement
+    no_secret_reached_storage(world, "hdr-secret")
+    assert not any("x-team" in seen.headers for seen in world.storage.seen)
 
 
 def test_expired_signed_urls_fail_after_one_refresh(
@@ -372,7 +376,7 @@ def test_tfhub_handle_follows_the_redirect_to_kaggle(world: KaggleWorld) -> None
     assert os.path.basename(path) == cache_key(handle)
     assert tree(path) == saved_model_files("v2")
     assert manifest(path)["kaggle"]["version"] == 2
-    info = cli("info", "--json", handle)
+    info = run_cli(["info", "--json", handle])
     assert json.loads(info.stdout)["kaggle"]["variation"] == "en-dim128"
 
 
@@ -402,7 +406,7 @@ def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:
 
 def test_unmigrated_tfhub_handle_is_not_found(world: KaggleWorld) -> None:
     world.tfhub.routes["google/never-migrated/1"] = None
-    out = cli("resolve", world.tfhub_url("google/never-migrated/1"))
+    out = run_cli(["resolve", world.tfhub_url("google/never-migrated/1")])
     assert out.returncode == 3 and "not migrated" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
@@ -432,6 +436,35 @@ def test_equivalent_handles_share_one_download(world: KaggleWorld) -> None:
         assert manifest(path)["kaggle"]["version"] == 2
 
 
+def test_a_tfhub_handle_through_a_mirror_publishes_the_same_manifest(
+    world: KaggleWorld, tmp_path: pathlib.Path
+) -> None:
+    """tfhub.dev -> Kaggle: the redirect chain is read from whichever source opened, so a
+    mirror in HUBCACHE_MIRRORS changes where the bytes come from, not what is recorded
+    (the Kaggle identity that lets other spellings share the files)."""
+    from tests.support.kaggle import Redirector
+
+    route = f"http://localhost/models/{NNLM}/2"
+    world.tfhub.routes["google/nnlm-en-dim128/2"] = route
+    handle = world.tfhub_url("google/nnlm-en-dim128/2")
+    with Redirector() as mirror:
+        mirror.routes["google/nnlm-en-dim128/2"] = route
+        prefix = f"http://127.0.0.1:{world.tfhub.port}/"
+        mirrors = f"{prefix}=http://127.0.0.1:{mirror.port}/"
+        direct = hubcache.resolve(handle, cache_dir=str(tmp_path / "direct"))
+        mirrored = hubcache.resolve(handle, cache_dir=str(tmp_path / "mirrored"), mirrors=mirrors)
+        assert mirror.hits == 1  # the mirror really served the second one
+    ours, theirs = manifest(direct), manifest(mirrored)
+    assert ours["kaggle"] == theirs["kaggle"] and ours["kaggle"]["version"] == 2
+    for field in ("handle", "key", "files", "dirs", "archive"):
+        assert ours[field] == theirs[field], field
+    # and a Kaggle spelling in the mirrored cache links it: the record is what finds it
+    world.kaggle.stop()
+    world.storage.stop()
+    linked = hubcache.resolve(f"kaggle:{NNLM}/2", cache_dir=str(tmp_path / "mirrored"))
+    assert tree(linked) == tree(mirrored)
+
+
 @pytest.mark.parametrize("adopted", [False, True], ids=["as-tfhub-left-it", "adopted"])
 def test_an_entry_tensorflow_hub_made_for_a_kaggle_url_is_shared_too(
     world: KaggleWorld, adopted: bool
@@ -459,21 +492,21 @@ def test_linked_spellings_are_counted_once_by_ls_and_rm(world: KaggleWorld) -> N
     first = hubcache.resolve(f"kaggle:{NNLM}/2")
     second = hubcache.resolve(f"http://localhost/models/{NNLM}/2")
     size = sum(os.path.getsize(os.path.join(first, rel)) for rel in saved_model_files("v2"))
-    listed = json.loads(cli("ls", "--json").stdout)
+    listed = json.loads(run_cli(["ls", "--json"]).stdout)
     assert (listed["total_bytes"], listed["disk_bytes"]) == (2 * size, size)
     assert [e["linked_bytes"] for e in listed["entries"]] == [size, size]
-    out = cli("ls")
+    out = run_cli(["ls"])
     assert "on disk: linked entries share files" in out.stdout.splitlines()[-1]
-    gone = cli("rm", "--yes", "--json", f"kaggle:{NNLM}/2")
+    gone = run_cli(["rm", "--yes", "--json", f"kaggle:{NNLM}/2"])
     plan = json.loads(gone.stdout)["plan"]
     assert (plan["bytes_freed"], plan["total_before"], plan["total_after"]) == (0, size, size)
     assert not os.path.exists(first) and os.path.isdir(second)
-    listed = json.loads(cli("ls", "--json").stdout)
+    listed = json.loads(run_cli(["ls", "--json"]).stdout)
     assert listed["disk_bytes"] == listed["total_bytes"] == size
     assert [e["linked_bytes"] for e in listed["entries"]] == [0]  # its only name now
-    plan = json.loads(cli("rm", "--yes", "--json", f"http://localhost/models/{NNLM}/2").stdout)[
-        "plan"
-    ]
+    plan = json.loads(
+        run_cli(["rm", "--yes", "--json", f"http://localhost/models/{NNLM}/2"]).stdout
+    )["plan"]
     assert (plan["bytes_freed"], plan["total_after"]) == (size, 0)
 
 
@@ -506,7 +539,7 @@ def test_unversioned_offline_uses_the_newest_cached(
 
 def test_offline_cli_says_so_on_stderr(world: KaggleWorld) -> None:
     hubcache.resolve(f"kaggle:{NNLM}/1")
-    out = cli("resolve", "--offline", f"kaggle:{NNLM}")
+    out = run_cli(["resolve", "--offline", f"kaggle:{NNLM}"])
     assert out.returncode == 0 and "version 1, the newest cached" in out.stderr
 
 
@@ -522,7 +555,7 @@ def test_hubcache_uses_what_kagglehub_downloaded_without_a_request(world: Kaggle
         os.stat(os.path.join(path, "saved_model.pb")).st_ino
         == os.stat(os.path.join(kh_path, "saved_model.pb")).st_ino
     )
-    listing = cli("ls")
+    listing = run_cli(["ls"])
     assert "kagglehub:google/nnlm/tensorFlow2/en-dim128/2" in listing.stdout
 
 
@@ -536,7 +569,7 @@ def test_incomplete_kagglehub_copy_is_not_used(world: KaggleWorld) -> None:
 
 
 def test_kagglehub_finds_what_hubcache_published(world: KaggleWorld) -> None:
-    out = cli("resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2")
+    out = run_cli(["resolve", "--kagglehub-cache", f"kaggle:{NNLM}/2"])
     assert out.returncode == 0, out.stderr
     path = out.stdout.strip()
     root = pathlib.Path(os.environ["KAGGLEHUB_CACHE"]) / "models/google/nnlm/tensorFlow2/en-dim128"
@@ -595,7 +628,7 @@ def test_warm_resolve_does_not_import_kaggle_code(world: KaggleWorld) -> None:
     ],
 )
 def test_bad_kaggle_handles_are_usage_errors(world: KaggleWorld, handle: str) -> None:
-    out = cli("resolve", handle)
+    out = run_cli(["resolve", handle])
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert world.kaggle.seen == []
@@ -630,9 +663,77 @@ def test_listed_file_outside_the_model_is_refused(
     assert list(cache_root.glob("*.manifest.json")) == []
 
 
+# The hostile-name corpus of tests/test_hostile_archives.py, as a Kaggle file listing: file
+# sets go through the same safe writer as archives, and are refused before any download.
+UNSAFE_LISTED = {
+    "dotdot": "../../escape.txt",
+    "nested_dotdot": "a/../../escape.txt",
+    "backslash_dotdot": "a\\..\\..\\escape.txt",
+    "nul": "a\x00b",
+    "component_256": "x" * 256,
+    "too_deep": "d/" * 70 + "f",
+    "too_long": ("n" * 200 + "/") * 21 + "f",
+    "dir_and_file": "saved_model.pb/inner",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_LISTED))
+def test_unsafe_listed_names_are_refused_before_any_download(
+    world: KaggleWorld, tmp_path: pathlib.Path, cache_root: pathlib.Path, case: str
+) -> None:
+    files = {"saved_model.pb": b"x", UNSAFE_LISTED[case]: b"y"}
+    world.kaggle.add(KaggleModel("evil", "m", "jax", "v", {1: files}))
+    with pytest.raises(hubcache.UnsafeArchiveError) as info:
+        hubcache.resolve("kaggle:evil/m/jax/v/1")
+    assert info.value.exit_code == 5
+    assert storage_gets(world) == 0  # refused from the listing, not after downloading
+    assert not list(tmp_path.rglob("escape.txt"))
+    assert sorted(p.name for p in cache_root.iterdir()) == ["CACHEDIR.TAG"]  # nothing staged
+
+
+def test_absolute_listed_names_land_inside_like_archive_members(world: KaggleWorld) -> None:
+    world.kaggle.add(KaggleModel("odd", "m", "jax", "v", {1: {"/abs/f.txt": b"ok"}}))
+    path = hubcache.resolve("kaggle:odd/m/jax/v/1")
+    assert pathlib.Path(path, "abs/f.txt").read_bytes() == b"ok"
+
+
+@pytest.mark.parametrize("name", ["CON", "aux.txt", "a:b", "trailing."])
+def test_windows_reserved_listed_names_are_refused_on_windows(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    import functools
+
+    from hubcache import _platform
+
+    windows = functools.partial(_platform.name_problem, windows=True)
+    monkeypatch.setattr(_platform, "name_problem", windows)  # the rules Windows applies
+    world.kaggle.add(KaggleModel("win", "m", "jax", "v", {1: {name: b"x"}}))
+    with pytest.raises(hubcache.UnsafeArchiveError, match="Windows"):
+        hubcache.resolve("kaggle:win/m/jax/v/1")
+    assert storage_gets(world) == 0
+
+
+def test_a_linked_copy_never_follows_a_symlink_in_the_donor(
+    world: KaggleWorld, tmp_path: pathlib.Path
+) -> None:
+    """Another entry of the same model whose file was replaced by a symlink (to a file of
+    the same size outside the cache) is not linked from: the link would publish someone
+    else's bytes under our manifest."""
+    first = hubcache.resolve(f"kaggle:{NNLM}/2")
+    outside = tmp_path / "outside.pb"
+    victim = pathlib.Path(first, "saved_model.pb")
+    outside.write_bytes(b"z" * victim.stat().st_size)
+    victim.unlink()
+    victim.symlink_to(outside)
+    with pytest.raises(hubcache.UnsafeArchiveError, match="not a regular file"):
+        hubcache.resolve(f"http://localhost/models/{NNLM}/2")
+    key = cache_key(f"http://localhost/models/{NNLM}/2")
+    assert not list(pathlib.Path(first).parent.glob(f"{key}*"))
+
+
 def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> None:
-    from hubcache._config import kaggle_settings
     from hubcache.kaggle.credentials import find_credential
+    from hubcache.kaggle.settings import kaggle_settings
 
     env = {"HOME": str(tmp_path), "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY}
     settings = kaggle_settings(env)
@@ -643,3 +744,67 @@ def test_settings_and_credentials_never_show_secrets(tmp_path: pathlib.Path) -> 
     assert kaggle_settings({**env, "KAGGLE_API_ENVIRONMENT": "LOCALHOST"}).rpc_base == (
         "http://localhost/api/v1"
     )
+
+
+# -- the fault sweep, for the two acquisition shapes only Kaggle uses --------------------------
+def _sweep(
+    handle: str, tmp_path: pathlib.Path, prepare: Any, expected: dict[str, bytes], op: str
+) -> None:
+    """Fail the k-th filesystem call of resolving ``handle`` for every k of a clean run (as
+    tests/test_fault_sweep.py does for archives): the entry is whole or absent, nothing is
+    staged, the error is one line (exit 6), and a clean run afterwards works."""
+    from tests.support.procs import child_env, run_cli
+
+    key = cache_key(handle)
+
+    def run(root: pathlib.Path, faults: str) -> tuple[int, str]:
+        prepare(root)
+        result = run_cli(["resolve", handle], child_env(root, faults))
+        return result.returncode, result.stderr
+
+    log = tmp_path / "clean.log"
+    code, err = run(tmp_path / "clean", f"fs-log={log}")
+    assert code == 0, err
+    calls = log.read_text().splitlines()
+    n = len(calls)
+    assert n > 10 and {"open", op, "fsync", "rename"} <= {c.split()[0] for c in calls}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(
+            pool.map(lambda k: (k, *run(tmp_path / f"k{k}", f"fs=*#{k}")), range(1, n + 1))
+        )
+    failed = 0
+    for k, code, err in outcomes:
+        root = tmp_path / f"k{k}"
+        assert code in (0, 6), f"k={k}: exit {code}\n{err}"
+        assert "Traceback" not in err, f"k={k}\n{err}"
+        failed += code == 6
+        entry = root / key
+        if entry.exists():
+            assert tree(str(entry)) == expected, f"k={k}: a partial entry is visible"
+        assert not list(root.glob(f"{key}.*.tmp")), f"k={k}: staging left"
+        assert tree(hubcache.resolve(handle, cache_dir=str(root))) == expected
+    assert failed  # faults were really injected
+
+
+def test_fault_sweep_of_a_kaggle_file_set(world: KaggleWorld, tmp_path: pathlib.Path) -> None:
+    _sweep(f"kaggle:{NNLM}/2", tmp_path, lambda root: None, saved_model_files("v2"), "write")
+
+
+def test_fault_sweep_of_a_linked_copy(world: KaggleWorld, tmp_path: pathlib.Path) -> None:
+    """The second spelling of a model is filled with hard links from the first: every call
+    of that fill (links, folders, syncs, the rename) may fail without harm."""
+    import shutil
+
+    donor = tmp_path / "donor"
+    hubcache.resolve(f"kaggle:{NNLM}/2", cache_dir=str(donor))
+    world.kaggle.stop()
+    world.storage.stop()  # linking needs no network: a fault can never fall back to it
+
+    def prepare(root: pathlib.Path) -> None:
+        if not root.exists():
+            shutil.copytree(donor, root)  # the donor entry, complete, in each root
+
+    handle = f"http://localhost/models/{NNLM}/2"
+    _sweep(handle, tmp_path, prepare, saved_model_files("v2"), "link")

@@ -20,11 +20,20 @@ import pytest
 import urllib3
 
 import hubcache
-from tests.support.archives import M, make_tar
+from tests.support.archives import M, make_tar, strip_trailer
 from tests.support.emulators import activate, free_port
 from tests.support.httpserver import Fault, ModelServer
 from tests.support.mirror import ServeProcess
-from tests.support.procs import ARCHIVE, EXPECTED, child_env, finish, start_worker, tree, wait_for
+from tests.support.procs import (
+    ARCHIVE,
+    EXPECTED,
+    FAULTS_SITE,
+    child_env,
+    finish,
+    start_worker,
+    tree,
+    wait_for,
+)
 
 RATE = len(ARCHIVE) // 2  # bytes per second upstream: a fill takes about two seconds
 
@@ -180,6 +189,25 @@ def test_a_corrupt_archive_breaks_the_connection_and_is_not_kept(
         model_server.add("/m/1", good)
         assert server.get("/m/1?tf-hub-format=compressed").data == good
         assert_stored_whole(store, "m/1.tar.gz", good)
+        server.stop()
+        assert "Traceback" not in server.stderr
+
+
+def test_the_last_byte_waits_until_the_archive_is_verified(
+    model_server: ModelServer, store: Path
+) -> None:
+    """A gzip without its trailer, with the right Content-Length: every byte arrives and
+    only the final check can refuse it. The mirror is made to pause just before that check
+    (a test hook point), so a client could read the whole body first if the last byte were
+    not held back: it must get a broken connection instead, and nothing is stored."""
+    good = make_tar([M("saved_model.pb", os.urandom(300_000))], compression="gz")
+    model_server.add("/m/1", strip_trailer(good))
+    env = {"HUBCACHE_TEST_FAULTS": "fill-before-verify=sleep:1", "PYTHONPATH": FAULTS_SITE}
+    with mirror(store, model_server, env=env) as server:
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            server.get("/m/1?tf-hub-format=compressed")  # never a 200 that looks whole
+        wait_for(lambda: "fill of m/1" in server.stderr, what="the failure to be logged")
+        assert stored_archives(store) == {}
         server.stop()
         assert "Traceback" not in server.stderr
 
@@ -378,6 +406,39 @@ def test_kaggle_upstreams_get_the_servers_kaggle_credential(
     kaggle = mirror.config_for("https://www.kaggle.com/models/o/m/tensorFlow2/v/1")
     assert ("Authorization", "Bearer server-token") in kaggle.headers
     assert "server-token" not in repr(mirror.config_for("https://tfhub.dev/google/m/1").headers)
+
+
+def test_the_kaggle_credential_of_a_mirror_never_follows_the_redirect_to_storage(
+    store: Path, tmp_path: Path
+) -> None:
+    """A mirror with Kaggle as its upstream sends its Kaggle credential to Kaggle's host
+    (a gated model needs it), which answers with a redirect to a signed storage URL: that
+    third-party host must get neither the credential nor anything else of the server's."""
+    from tests.support.kaggle import KaggleModel, KaggleWorld
+
+    files = {"model.weights.h5": b"w" * 5000, "config.json": b"{}"}
+    with KaggleWorld() as world:
+        gated = KaggleModel("google", "gemma", "keras", "gemma-2b", {1: files}, gated=True)
+        world.kaggle.add(gated)
+        world.kaggle.accounts.tokens.add("server-token")
+        world.kaggle.accounts.accepted_terms.add("server-token")
+        home = tmp_path / "home"
+        home.mkdir()
+        env = dict(os.environ, **world.env(), HOME=str(home), KAGGLE_API_TOKEN="server-token")
+        env["HUBCACHE_HTTP_HEADERS"] = '{"X-Upstream-Key": "s3cret"}'
+        upstream = "www.kaggle.com/models/=http://www.kaggle.com/models/"
+        with ServeProcess(str(store), "--upstream", upstream, env=env) as server:
+            got = server.get(
+                "/www.kaggle.com/models/google/gemma/keras/gemma-2b/1?tf-hub-format=compressed"
+            )
+            assert (got.status, got.data) == (200, gated.archive(1)), got.data[:200]
+        [page] = [s for s in world.kaggle.seen if "/models/google/gemma" in s.path]
+        assert page.headers["authorization"] == "Bearer server-token"  # Kaggle's host: yes
+        assert len(world.storage.seen) == 1
+        for seen in world.storage.seen:  # the storage host: nothing of the server's
+            assert "authorization" not in seen.headers and "x-upstream-key" not in seen.headers
+            assert not any("server-token" in v or "s3cret" in v for v in seen.headers.values())
+    assert not (world.kaggle.errors or world.storage.errors)
 
 
 def test_a_planted_bucket_spool_is_never_written(

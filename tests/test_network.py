@@ -167,6 +167,20 @@ def test_retry_after_is_honoured_and_capped(
     assert waits == [7.0, _retry.MAX_RETRY_AFTER, 0.0]
 
 
+def test_a_server_always_asking_to_retry_after_a_second_is_given_up_on_within_the_budget(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """Every answer is 503 + Retry-After: 1. Each wait the server asks for is one of the
+    HUBCACHE_RETRIES retries (2 here), so the CLI gives up after 3 requests and about 2 s
+    with exit 4 and one line; a wait not counted would retry until the run's timeout."""
+    url = model_server.add("/m.tar.gz", ARCHIVE, faults=(Fault(status=503, retry_after="1"),))
+    done = run_cli(["resolve", url], dict(os.environ), timeout=20)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.count("\n") == 1 and "after 3 attempts" in done.stderr, done.stderr
+    assert model_server.count("/m.tar.gz") == 3
+    assert_no_entry(cache_root)
+
+
 @pytest.mark.parametrize("value", ["soon", "-5", "nan", "inf", "1e999", "Wed, 99 Foo", ""])
 def test_an_unusable_retry_after_falls_back_to_our_backoff(
     model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, value: str
@@ -508,6 +522,29 @@ def test_url_credentials_are_never_printed_logged_or_written_to_the_cache(
     with pytest.raises(hubcache.ModelNotFoundError) as info:
         hubcache.resolve(missing)
     assert "pa55word" not in str(info.value) and "pa55word" not in str(info.value.handle)
+
+
+def test_an_adopted_tensorflow_hub_entry_of_a_credentialed_handle_keeps_no_password(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """tensorflow_hub cached ``http://alice:pa55word@host/m/1`` (its descriptor names the
+    handle as given: not ours to change). Adopting the tree writes our manifest, which, like
+    every listing of it, must name the user only."""
+    url = with_credentials(model_server.url("/m/1"))
+    key = hubcache.cache_key(url)
+    (cache_root / key / "variables").mkdir(parents=True)
+    (cache_root / key / "saved_model.pb").write_bytes(b"by hand")
+    (cache_root / key / "variables" / "variables.index").write_bytes(b"i")
+    (cache_root / f"{key}.descriptor.txt").write_text(f"Module: {url}\n")
+    assert hubcache.resolve(url) == str(cache_root / key)  # adopted, with no request
+    assert model_server.requests == []
+    manifest = (cache_root / f"{key}.manifest.json").read_text()
+    assert '"adopted": true' in manifest and "alice:***@127.0.0.1" in manifest
+    assert "pa55word" not in manifest
+    for args in (["ls", "--json"], ["ls"], ["info", url], ["info", "--json", url]):
+        done = run_cli(args, dict(os.environ))
+        assert done.returncode == 0, (args, done.stderr)
+        assert "pa55word" not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
 
 
 def test_an_entry_of_a_credentialed_handle_exports_and_imports(

@@ -9,8 +9,8 @@ import pytest
 
 import hubcache
 from hubcache._config import parse_mirrors
-from tests.support.cachehelp import model, run, serve
-from tests.support.httpserver import Fault, ModelServer
+from tests.support.cachehelp import model, run
+from tests.support.httpserver import Fault, ModelServer, serve
 
 
 @pytest.fixture(autouse=True)

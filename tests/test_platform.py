@@ -1,5 +1,5 @@
 """The contract of ``hubcache._platform``, checked here for the Linux definitions and, by
-loading a second copy of the module while ``sys.platform`` says so, for the macOS and Windows
+loading a second copy of the façade while ``sys.platform`` says so, for the macOS and Windows
 ones (the parts that need a real Windows kernel run against a fake kernel32)."""
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import pytest
 
 import hubcache._platform as platform_here
 from hubcache.local.holder import Holder
+from hubcache.platforms import common, windows
 
 psutil = pytest.importorskip("psutil")
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """A fresh copy of ``_platform`` whose definitions are those for ``sys.platform=name``."""
+    """A fresh copy of the ``_platform`` façade whose definitions are those for
+    ``sys.platform=name``, over fresh copies of that platform's own modules (``family``,
+    ``system``); the modules every platform shares (``platforms.common``) are the real ones."""
     spec = importlib.util.spec_from_file_location(
         f"hubcache._platform_as_{name}", platform_here.__file__
     )
@@ -34,6 +37,8 @@ def load(name: str, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     with monkeypatch.context() as m:
         m.setattr(sys, "platform", name)
+        for own in ("darwin", "windows"):
+            m.delitem(sys.modules, f"hubcache.platforms.{own}", raising=False)
         spec.loader.exec_module(module)
     return module
 
@@ -77,8 +82,8 @@ def test_psutil_start_token(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_psutil_nothing_is_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
     mac = load("darwin", monkeypatch)
     win = load("win32", monkeypatch)
+    monkeypatch.setattr(common, "_PSUTIL", [None])
     for p in (mac, win):
-        monkeypatch.setattr(p, "_PSUTIL", [None])
         assert p.start_token(os.getpid()) is None
         assert p.same_start(os.getpid(), f"p{1:x}") is None
     assert mac.pid_alive(dead_pid()) is False  # signal 0 is safe on macOS
@@ -94,7 +99,7 @@ def test_windows_never_signals(monkeypatch: pytest.MonkeyPatch) -> None:
                 raise AssertionError("os.kill on Windows terminates the process")
             return getattr(os, name)
 
-    monkeypatch.setattr(win, "os", NoKill())
+    monkeypatch.setattr(win.family, "os", NoKill())
     assert win.pid_alive(os.getpid()) is True  # psutil answers
     assert win.pid_alive(dead_pid()) is False
 
@@ -144,13 +149,13 @@ class FakeKernel32:
 def test_win32_api_answers(
     kernel: FakeKernel32, expected: tuple[Any, Any], closed: list[int]
 ) -> None:
-    assert platform_here._win32_process(123, kernel) == expected
+    assert windows._win32_process(123, kernel) == expected
     assert kernel.closed == closed
 
 
 def test_win32_api_is_absent_here() -> None:
     assert not hasattr(ctypes, "WinDLL")
-    assert platform_here._win32_process(os.getpid()) == (None, None)
+    assert windows._win32_process(os.getpid()) == (None, None)
 
 
 def test_holder_judged_dead_only_when_known(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,9 +214,22 @@ def test_macos_flushes_the_drive_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_flush_drive_cache_is_harmless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    platform_here.flush_drive_cache(str(tmp_path))  # Linux: nothing to do
-    load("darwin", monkeypatch).flush_drive_cache(str(tmp_path))  # no F_FULLFSYNC here: fsync'd
-    load("darwin", monkeypatch).flush_drive_cache(str(tmp_path / "gone"))
+    """Where there is nothing to flush, or nothing to flush it with, the call does nothing:
+    no error, no fcntl call, no descriptor left open, nothing written."""
+    mac = load("darwin", monkeypatch)
+    (tmp_path / "model").write_bytes(b"x")
+    fds = set(os.listdir("/proc/self/fd"))
+    calls: list[int] = []
+    without_full = types.SimpleNamespace(fcntl=lambda fd, op: calls.append(op))
+    with_full = types.SimpleNamespace(F_FULLFSYNC=51, fcntl=lambda fd, op: calls.append(op))
+    monkeypatch.setitem(sys.modules, "fcntl", with_full)
+    assert platform_here.flush_drive_cache(str(tmp_path)) is None  # Linux: fsync flushed it
+    assert mac.flush_drive_cache(str(tmp_path / "gone")) is None  # nothing there to open
+    monkeypatch.setitem(sys.modules, "fcntl", without_full)  # a macOS without F_FULLFSYNC
+    assert mac.flush_drive_cache(str(tmp_path)) is None
+    assert calls == []
+    assert set(os.listdir("/proc/self/fd")) == fds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_retry_busy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,7 +246,7 @@ def test_retry_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [1]
     calls.clear()
     win = load("win32", monkeypatch)
-    monkeypatch.setattr(win.time, "sleep", lambda s: None)
+    monkeypatch.setattr(win.family.time, "sleep", lambda s: None)
     assert win.retry_busy(flaky, 2) == "done"
     assert calls == [2, 2, 2]
 
@@ -239,7 +257,7 @@ def test_retry_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     calls.clear()
     with pytest.raises(PermissionError):
         win.retry_busy(busy)
-    assert len(calls) == len(win._BUSY_RETRIES) + 1
+    assert len(calls) == len(win.family._BUSY_RETRIES) + 1
 
 
 def no_link(*args: Any) -> None:
@@ -404,15 +422,43 @@ def _platform_specific(tree: ast.AST) -> Iterator[tuple[int, str]]:
             yield node.lineno, node.value
 
 
+def platform_code(path: Path) -> bool:
+    """The façade and its per-OS modules: the one place that may differ by platform."""
+    rel = path.relative_to(SRC)
+    return str(rel) == "_platform.py" or rel.parts[0] == "platforms"
+
+
 def test_platform_specific_calls_live_in_one_module() -> None:
     offenders = []
     for path in sorted(SRC.rglob("*.py")):
-        if path.name != "_platform.py":
+        if not platform_code(path):
             tree = ast.parse(path.read_text())
             offenders += [
                 f"{path.relative_to(SRC)}:{n}: {what}" for n, what in _platform_specific(tree)
             ]
     assert offenders == [], "use hubcache._platform instead:\n" + "\n".join(offenders)
+
+
+def test_only_the_facade_imports_the_per_os_modules() -> None:
+    """The rest of hubcache asks ``_platform``; reaching into ``platforms.windows`` directly
+    would bypass the choice made at import (and run Windows code on Linux). Among
+    themselves, the OS modules share only ``common``."""
+    import grimp
+
+    graph = grimp.build_graph("hubcache")
+    for module in graph.find_children("hubcache.platforms"):
+        outside = {
+            importer
+            for importer in graph.find_modules_that_directly_import(module)
+            if not importer.startswith("hubcache.platforms.")
+        }
+        assert outside <= {"hubcache._platform"}, (module, outside)
+        inside = {
+            imported
+            for imported in graph.find_modules_directly_imported_by(module)
+            if imported.startswith("hubcache.platforms.")
+        }
+        assert inside <= {"hubcache.platforms.common"}, (module, inside)
 
 
 def test_the_rule_catches_what_it_should() -> None:
@@ -427,7 +473,7 @@ def test_the_rule_catches_what_it_should() -> None:
 def test_fault_hook_calls_are_portable() -> None:
     used = set()
     for path in sorted(SRC.rglob("*.py")):
-        if path.name == "_platform.py":
+        if platform_code(path):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (

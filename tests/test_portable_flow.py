@@ -24,7 +24,7 @@ import pytest
 
 import hubcache
 from tests.support.archives import M, make_tar
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import ARCHIVE, EXPECTED, debris, run_cli, tree
 
 psutil = pytest.importorskip("psutil")
@@ -81,10 +81,7 @@ def test_resolve_and_manage_without_posix_calls(
 
     big = os.urandom(1024) * (BIG // 1024)
     members = [*(m for m in _members()), M("variables/big.data", big)]
-    model_server.add(
-        "/m/1", make_tar(members, compression=None), query_required="tf-hub-format=compressed"
-    )
-    url = model_server.url("/m/1")
+    url = serve(model_server, "/m/1", make_tar(members, compression=None))
     key = hubcache.cache_key(url)
 
     cold = run_cli(["resolve", url], env, timeout=120)
@@ -121,11 +118,6 @@ def _members() -> list[M]:
     return list(MEMBERS)
 
 
-def _serve(server: ModelServer, path: str) -> str:
-    server.add(path, ARCHIVE, query_required="tf-hub-format=compressed")
-    return server.url(path)
-
-
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -147,7 +139,7 @@ def _psutil_token(pid: int) -> str:
 def test_dead_holder_is_broken_at_once(
     platform: str, model_server: ModelServer, cache_root: Path
 ) -> None:
-    url = _serve(model_server, "/dead/1")
+    url = serve(model_server, "/dead/1", ARCHIVE)
     key = hubcache.cache_key(url)
     _plant_lock(cache_root, key, _dead_pid())
     env = sim_env(cache_root, platform, HUBCACHE_LOCK_LEASE="300", HUBCACHE_LOCK_TIMEOUT="60")
@@ -164,7 +156,7 @@ def test_reused_pid_is_told_apart_by_psutil(
     platform: str, model_server: ModelServer, cache_root: Path
 ) -> None:
     """This test's own PID is alive, but the lock says it started 10 s later: reused."""
-    url = _serve(model_server, "/reused/1")
+    url = serve(model_server, "/reused/1", ARCHIVE)
     key = hubcache.cache_key(url)
     token = _psutil_token(os.getpid())
     _plant_lock(cache_root, key, os.getpid(), f"p{int(token[1:], 16) + 10_000:x}")
@@ -182,7 +174,7 @@ def test_live_holder_is_honoured(
 ) -> None:
     """A live holder (this test process, its true start time) is waited for, never broken
     (and on Windows never signalled: the simulation forbids os.kill)."""
-    url = _serve(model_server, "/live/1")
+    url = serve(model_server, "/live/1", ARCHIVE)
     key = hubcache.cache_key(url)
     uid = _plant_lock(cache_root, key, os.getpid(), _psutil_token(os.getpid()))
     env = sim_env(
@@ -204,7 +196,7 @@ def test_windows_without_psutil_waits_for_the_lease(
 ) -> None:
     """No psutil and no kernel32 (this is Linux): liveness cannot be told, so a dead
     holder's lock is taken over by the lease, not by a guess."""
-    url = _serve(model_server, "/lease/1")
+    url = serve(model_server, "/lease/1", ARCHIVE)
     key = hubcache.cache_key(url)
     _plant_lock(cache_root, key, _dead_pid())
     env = sim_env(cache_root, "win32", with_psutil=False, HUBCACHE_LOCK_LEASE="1")

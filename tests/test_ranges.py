@@ -66,7 +66,7 @@ def test_ctrl_c_during_a_ranged_download_does_not_wait_for_the_parts(
     model_server.add("/m.tar", ARCHIVE)
     model_server.faults("/m.tar", Fault(times=1), Fault(stall_after=1000, methods=("GET",)))
     env = child_env(cache_root, HUBCACHE_CONNECTIONS="4", HUBCACHE_READ_TIMEOUT="60")
-    proc = start_cli(["resolve", model_server.url("/m.tar")], env)
+    proc = start_cli(["resolve", model_server.url("/m.tar")], env, interruptible=True)
     wait_for(lambda: len([r for r in ranged_requests(model_server, "/m.tar") if r]) >= 4)
     time.sleep(0.3)  # the workers are blocked in their reads now
     started = time.monotonic()

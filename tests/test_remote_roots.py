@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache.store.open import open_storage
+from hubcache.store.backend import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate, probe_preconditions
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import run_cli
 
 MEMBERS = [
@@ -42,20 +42,15 @@ def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     yield root, variables, emulator
 
 
-def serve(server: ModelServer) -> str:
-    server.add(
-        "/google/m/1",
-        make_tar(MEMBERS, compression="gz"),
-        query_required="tf-hub-format=compressed",
-    )
-    return server.url("/google/m/1")
+def serve_model(server: ModelServer) -> str:
+    return serve(server, "/google/m/1", make_tar(MEMBERS, compression="gz"))
 
 
 def test_a_killed_remote_resolve_leaves_its_local_staging_where_gc_finds_it(
     remote: Any, model_server: ModelServer, tmp_path: Path
 ) -> None:
     root, variables, _emulator = remote
-    url = serve(model_server)
+    url = serve_model(model_server)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     kill_mid_upload(url, variables, root, TMPDIR=str(tmp))
@@ -77,7 +72,7 @@ def test_the_next_remote_resolve_removes_a_dead_resolve_s_local_staging(
     import tempfile
 
     root, _variables, _emulator = remote
-    url = serve(model_server)
+    url = serve_model(model_server)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -100,7 +95,7 @@ def test_resolve_into_remote_root_then_hit_without_origin(
     remote: Any, model_server: ModelServer
 ) -> None:
     root, _variables, _emulator = remote
-    url = serve(model_server)
+    url = serve_model(model_server)
     key = hubcache.cache_key(url)
     path = hubcache.resolve(url, cache_dir=root)
     assert path == f"{root}/{key}"
@@ -172,7 +167,7 @@ def test_killed_uploader_leaves_no_complete_looking_entry(
     remote: Any, model_server: ModelServer
 ) -> None:
     root, variables, _emulator = remote
-    url = serve(model_server)
+    url = serve_model(model_server)
     key = hubcache.cache_key(url)
     kill_mid_upload(url, variables, root)
     store = open_storage(root)
@@ -197,7 +192,7 @@ def test_four_processes_racing_publish_one_entry(remote: Any, model_server: Mode
         pytest.skip(
             f"PRECONDITIONS NOT HONOURED by {emulator.name}: a race test would pass falsely"
         )
-    url = serve(model_server)
+    url = serve_model(model_server)
     key = hubcache.cache_key(url)
     procs = [_child(_RACER.replace("sys.argv[1]", repr(url)), variables, root) for _ in range(4)]
     outputs = [p.communicate(timeout=90) for p in procs]

@@ -23,7 +23,7 @@ from tests.support.archives import (
     make_zip,
     strip_trailer,
 )
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.procs import run_cli
 from tests.support.trees import assert_no_entry, tree
 
@@ -36,11 +36,6 @@ MEMBERS = [
     M("run.sh", b"#!/bin/sh\n", mode=0o4777),
 ]
 EXPECTED = {m.name: m.data for m in MEMBERS if m.type == "file"}
-
-
-def serve(server: ModelServer, path: str, body: bytes, **kw: object) -> str:
-    server.add(path, body, query_required="tf-hub-format=compressed", **kw)  # type: ignore[arg-type]
-    return server.url(path)
 
 
 def test_cold_then_warm_layout_is_tensorflow_hub_compatible(
@@ -240,6 +235,27 @@ def test_deleted_files_are_healed_with_one_warning(
     assert model_server.count("/m/1") == 2
     assert len([r for r in caplog.records if "damaged" in r.getMessage()]) == 1
     assert not [n for n in os.listdir(cache_root) if n.endswith((".tmp", ".trash", ".lock"))]
+
+
+def test_files_deleted_after_a_warm_hit_are_healed_in_the_same_process(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    """A hit remembers the entry as verified (the warm path's shortcut); that memory must
+    still notice files deleted afterwards, through their folders' mtimes."""
+    url = serve(model_server, "/m/1", GOOD)
+    path = hubcache.resolve(url)
+    # downloaded an hour ago: a deletion below then surely changes the folders' mtimes,
+    # even on a file system whose clock ticks coarser than this test runs
+    for dirpath, _dirs, _files in os.walk(path):
+        os.utime(dirpath, (os.stat(dirpath).st_atime, os.stat(dirpath).st_mtime - 3600))
+    assert hubcache.resolve(url) == path  # a hit: the shortcut now trusts this entry
+    assert model_server.count("/m/1") == 1
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            os.unlink(os.path.join(dirpath, name))
+    assert hubcache.resolve(url) == path
+    assert tree(path) == EXPECTED
+    assert model_server.count("/m/1") == 2
 
 
 def test_truncated_file_is_detected_in_a_new_process(

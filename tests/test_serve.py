@@ -4,6 +4,7 @@ and one line with the documented exit code for every bad option."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import hubcache
 from tests.support.archives import M, make_tar
 from tests.support.mirror import ServeProcess
+from tests.support.procs import run_cli
 
 ARCHIVE = make_tar([M("saved_model.pb", b"graph"), M("variables/v", b"0" * 5000)], compression="gz")
 BIG = make_tar([M("saved_model.pb", os.urandom(4_000_000))], compression=None)
@@ -181,11 +183,17 @@ def test_an_unreachable_bucket_is_one_line_at_start(tmp_path: Path) -> None:
         "HUBCACHE_STORE_TIMEOUT": "5",
     }
     argv = ["serve", "s3://bucket/mirror", "--upstream", "http://127.0.0.1:9/", "--port", "0"]
-    result = subprocess.run(
-        [sys.executable, "-m", "hubcache", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
-    one_line_error(result, 4, "s3://bucket/mirror")
+    one_line_error(run_cli(argv, extra_env=env), 4, "s3://bucket/mirror")
+
+
+def test_access_log_lines_look_as_mirror_md_shows_them(served: Path) -> None:
+    """docs/mirror.md quotes one line; a real one has the same shape (time: three decimals)."""
+    doc = (Path(__file__).parents[1] / "docs" / "mirror.md").read_text()
+    quoted = re.search(r'`(127\.0\.0\.1 "GET [^`]+)`', doc)
+    assert quoted is not None
+    shape = r'127\.0\.0\.1 "GET \S+ HTTP/1\.1" 200 \d+ \d+\.\d{3}s "[^"]*"'
+    assert re.fullmatch(shape, quoted.group(1)), quoted.group(1)
+    with ServeProcess(str(served)) as server:
+        assert server.get("/m/1?tf-hub-format=compressed").status == 200
+        server.stop()
+    assert any(re.fullmatch(shape, line) for line in server.stderr.splitlines()), server.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubcache
-from tests.support.httpserver import Fault, ModelServer
+from tests.support.httpserver import Fault, ModelServer, serve
 from tests.support.procs import (
     ARCHIVE,
     EXPECTED,
@@ -45,13 +45,10 @@ def test_signal_cleans_up(
 ) -> None:
     fault, faults = MOMENTS[moment]
     path = f"/sig/{signum.name}/{moment}"
-    model_server.add(
-        path, ARCHIVE, query_required="tf-hub-format=compressed", faults=(fault,) if fault else ()
-    )
-    url = model_server.url(path)
+    url = serve(model_server, path, ARCHIVE, faults=(fault,) if fault else ())
     key = hubcache.cache_key(url)
     env = child_env(cache_root, faults, HUBCACHE_READ_TIMEOUT="60")
-    proc = start_cli(["resolve", url], env)
+    proc = start_cli(["resolve", url], env, interruptible=True)
     if moment == "stalled":  # nothing reaches the disk: wait for the request instead
         wait_for(lambda: model_server.count(path) == 1, what="the request")
         time.sleep(0.5)

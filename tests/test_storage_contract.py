@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from hubcache.store.backend import open_storage
 from hubcache.store.lock import StorageLock
-from hubcache.store.open import open_storage
 from hubcache.store.storage import LocalStorage, Storage
 from tests.support.emulators import activate, probe_preconditions
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 import hubcache
-from hubcache.store.open import open_storage
+from hubcache.store.backend import open_storage
 from tests.support.archives import M, make_tar
 from tests.support.emulators import activate
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 from tests.support.trees import tree
 
 MEMBERS = [
@@ -26,13 +26,8 @@ MEMBERS = [
 FILES = {m.name: m.data for m in MEMBERS if m.type == "file"}
 
 
-def serve(server: ModelServer) -> str:
-    server.add(
-        "/google/t/1",
-        make_tar(MEMBERS, compression="gz"),
-        query_required="tf-hub-format=compressed",
-    )
-    return server.url("/google/t/1")
+def serve_model(server: ModelServer) -> str:
+    return serve(server, "/google/t/1", make_tar(MEMBERS, compression="gz"))
 
 
 @pytest.fixture(params=["nfs", "s3"])
@@ -50,7 +45,7 @@ def tier(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
 def test_two_local_caches_cost_one_origin_download(
     tier: str, tmp_path: Path, model_server: ModelServer
 ) -> None:
-    url = serve(model_server)
+    url = serve_model(model_server)
     key = hubcache.cache_key(url)
     first = hubcache.resolve(url, cache_dir=str(tmp_path / "node1"))
     assert model_server.count("/google/t/1") == 1
@@ -71,7 +66,7 @@ def test_two_local_caches_cost_one_origin_download(
 def test_damaged_shared_copy_falls_back_to_the_origin(
     tier: str, tmp_path: Path, model_server: ModelServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = serve(model_server)
+    url = serve_model(model_server)
     key = hubcache.cache_key(url)
     hubcache.resolve(url, cache_dir=str(tmp_path / "node1"))
     open_storage(tier).write(f"{key}/saved_model.pb", b"G" * 500)  # same size, wrong bytes
@@ -101,7 +96,7 @@ def test_broken_tier_degrades_to_origin_with_one_warning(
         url_tier = str(tmp_path / "file" / "tier")
     monkeypatch.setenv("HUBCACHE_SHARED_CACHE", url_tier)
     monkeypatch.setattr("hubcache.store.tiered._WARNED", set())
-    url = serve(model_server)
+    url = serve_model(model_server)
     caplog.set_level(logging.WARNING, logger="hubcache")
     for node in ("node1", "node2", "node3"):
         assert tree(hubcache.resolve(url, cache_dir=str(tmp_path / node))) == FILES
@@ -117,7 +112,7 @@ def test_files_copied_down_from_the_tier_are_fsynced_before_publishing(
     from hubcache import _faults
 
     monkeypatch.setenv("HUBCACHE_SHARED_CACHE", str(tmp_path / "shared"))
-    url = serve(model_server)
+    url = serve_model(model_server)
     hubcache.resolve(url, cache_dir=str(tmp_path / "node1"))  # fills the tier
     synced: list[str] = []
     real_fsync = _faults.fs.fsync
@@ -146,7 +141,7 @@ def test_the_import_lock_uses_the_configured_lease(
 ) -> None:
     from hubcache.manage import transfer
 
-    url = serve(model_server)
+    url = serve_model(model_server)
     hubcache.resolve(url, cache_dir=str(tmp_path / "a"))
     out = str(tmp_path / "out.tar")
     hubcache.Cache(str(tmp_path / "a")).export(out, [url])

@@ -67,17 +67,17 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._cache import Cache
     from .local.gc import Debris, DebrisPlan
-    from .manage.base import EntryInfo, Outcome, VerifyResult
     from .manage.prune import Plan, PlanItem
+    from .manage.records import EntryInfo, Outcome, VerifyResult
     from .manage.transfer import Imported
 
 # name -> (module, attribute): imported on first use, so ``import hubcache`` stays cheap for
 # programs that only resolve (``Cache`` pulls in the management backends).
 _LAZY = {
     "Cache": ("._cache", "Cache"),
-    "EntryInfo": (".manage.base", "EntryInfo"),
-    "VerifyResult": (".manage.base", "VerifyResult"),
-    "Outcome": (".manage.base", "Outcome"),
+    "EntryInfo": (".manage.records", "EntryInfo"),
+    "VerifyResult": (".manage.records", "VerifyResult"),
+    "Outcome": (".manage.records", "Outcome"),
     "Plan": (".manage.prune", "Plan"),
     "PlanItem": (".manage.prune", "PlanItem"),
     "DebrisPlan": (".local.gc", "DebrisPlan"),

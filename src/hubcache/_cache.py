@@ -16,6 +16,10 @@ Destructive operations build a frozen :class:`Plan` first (``manage.prune``), th
 a resolve cannot start downloading an entry while it is being removed, and an entry whose
 lock a live process holds is spared. Removal order is manifest, tree, descriptor, debris:
 a crash midway leaves at worst a damaged entry, which the next resolve heals.
+
+Layer: the management façade (docs/architecture.md), under ``cli`` and the servers; it
+stands on ``manage``, ``local`` and the core, and on ``_resolve`` only to re-download a
+damaged entry (``fix``), imported then.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from ._errors import DamagedEntryError, InvalidHandleError, ModelNotFoundError
 from ._handles import cache_key
 from .local.gc import GRACE, Debris, DebrisPlan
 from .local.root import choose_root, is_remote
-from .manage.base import Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.prune import Plan, plan_prune, plan_remove
+from .manage.records import LEFTOVERS, Backend, EntryInfo, Outcome, VerifyResult, execute_plan
 from .manage.transfer import Imported
 
 log = logging.getLogger(__name__)
@@ -136,13 +140,19 @@ class Cache:
         for key, info in infos.items():
             problems: list[str] = []
             note = ""
-            if info.state == "damaged":
+            state = info.state
+            if state == "damaged" and info.reason == LEFTOVERS:
+                # A killed download's lock and staging: no entry to check or re-download;
+                # they are gc's to remove (a resolve of the handle also clears them).
+                state = "leftovers"
+                note = "debris of an interrupted download, not an entry: `hubcache gc` removes it"
+            elif info.state == "damaged":
                 problems.append(info.reason)
             elif info.state == "complete" and deep:
                 problems, note = self._backend.rehash(key)
             elif info.state == "legacy":
                 note = "no manifest (made by tensorflow_hub or by hand): looks usable"
-            results.append(VerifyResult(key, info.handle, info.state, tuple(problems), note))
+            results.append(VerifyResult(key, info.handle, state, tuple(problems), note))
         return results
 
     def fix(self, result: VerifyResult) -> str:

@@ -9,7 +9,11 @@ Cache root, first match wins (docs/configuration.md):
 1. an explicit ``cache_dir=`` argument or ``--cache-dir`` flag;
 2. ``TFHUB_CACHE_DIR`` when non-empty;
 3. the absl flag ``--tfhub_cache_dir`` when some program defined it (tensorflow_hub does);
-4. ``os.path.join(tempfile.gettempdir(), "tfhub_modules")``, checked for safety (§5).
+4. ``os.path.join(tempfile.gettempdir(), "tfhub_modules")``, checked for safety: a real
+   directory owned by this user and writable by no one else (docs/configuration.md).
+
+Layer: core (docs/architecture.md); it stands on the values layer (``_values``, ``_units``)
+and ``_errors``.
 """
 
 from __future__ import annotations
@@ -158,8 +162,14 @@ def expand(path: str) -> str:
 
 def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[str, str]:
     """Return (root, which rule chose it) without touching the disk."""
-    if cache_dir:
-        return expand(os.fspath(cache_dir)), "argument"
+    if cache_dir is not None:
+        text = os.fspath(cache_dir)
+        if not str(text).strip():  # an empty variable in a script, not "use the default"
+            raise ConfigurationError(
+                "cache_dir is empty; pass a folder (or a gs://, s3:// URL), or leave it out "
+                "to use TFHUB_CACHE_DIR and the default"
+            )
+        return expand(text), "argument"
     env = environ.get("TFHUB_CACHE_DIR", "")
     if env:
         return expand(env), "TFHUB_CACHE_DIR"
@@ -167,6 +177,26 @@ def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[s
     if flag:
         return expand(flag), "--tfhub_cache_dir"
     return os.path.join(tempfile.gettempdir(), "tfhub_modules"), "default"
+
+
+def _check_mirror_url(item: str, url: str) -> None:
+    """A mirror is an HTTP(S) server with a host: anything else would fail later with a
+    traceback (an unparsable address) or advice to install an extra (ftp://, gs://)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"mirror {item!r}: {url!r} is not a valid URL ({exc}); write it as "
+            "http(s)://host[:port]/path/"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"mirror {item!r}: a mirror must be an http:// or https:// URL with a host, not {url!r}"
+        )
 
 
 def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str], ...]:
@@ -185,8 +215,59 @@ def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str
                 f"mirror {item.strip()!r} is not PREFIX=REPLACEMENT with two URLs, e.g. "
                 "https://tfhub.dev/=https://mirror.example/tfhub/"
             )
+        _check_mirror_url(item.strip(), replacement)
         pairs.append((prefix, replacement))
     return tuple(pairs)
+
+
+# Every variable load_config reads: the memo below is keyed by their text, so a variable
+# missing here would be read once and then ignored (tests/test_config.py keeps it complete).
+CONFIG_VARIABLES = (
+    "TFHUB_CACHE_DIR",
+    "TFHUB_MODEL_LOAD_FORMAT",
+    "TFHUB_DOWNLOAD_PROGRESS",
+    "TFHUB_DISABLE_CERT_VALIDATION",
+    "HUBCACHE_OFFLINE",
+    "HUBCACHE_NO_ORIGIN",
+    "HUBCACHE_LOCK_TIMEOUT",
+    "HUBCACHE_LOCK_LEASE",
+    "HUBCACHE_CONNECT_TIMEOUT",
+    "HUBCACHE_READ_TIMEOUT",
+    "HUBCACHE_RETRIES",
+    "HUBCACHE_CONNECTIONS",
+    "HUBCACHE_RETRY_BACKOFF",
+    "HUBCACHE_STALL_TIMEOUT",
+    "HUBCACHE_MIN_SPEED",
+    "HUBCACHE_STORE_TIMEOUT",
+    "HUBCACHE_FSYNC",
+    "HUBCACHE_HTTP_HEADERS",
+    "HUBCACHE_MIRRORS",
+    "HUBCACHE_MAX_SIZE",
+    "HUBCACHE_SHARED_CACHE",
+    "HUBCACHE_KAGGLEHUB",
+    *_LIMIT_VARS,
+)
+_MEMO: dict[tuple[Any, ...], Config] = {}
+_NO_ARGUMENTS = (None,) * 6
+_LAST: list[Any] = []  # [key, Config] of the last call without arguments
+_ENCODED: list[tuple[Any, ...]] = []  # the variables' names as os.environ stores them
+
+
+def _snapshot() -> tuple[Any, ...]:
+    """The text of every CONFIG_VARIABLES entry in ``os.environ``, cheaply: a warm resolve
+    checks the settings on every call, so this must cost about a microsecond, not the
+    ~30 µs of 30 ``os.environ.get`` calls (each encodes its key, and raises KeyError
+    inside when the variable is unset). ``os._Environ`` keeps the encoded values in
+    ``_data``, keyed by ``encodekey(name)`` on every platform; anything else is read the
+    slow way."""
+    env = os.environ
+    data = getattr(env, "_data", None)
+    encode = getattr(env, "encodekey", None)
+    if type(data) is not dict or encode is None:
+        return tuple(env.get(name) for name in CONFIG_VARIABLES)
+    if not _ENCODED:
+        _ENCODED.append(tuple(encode(name) for name in CONFIG_VARIABLES))
+    return tuple(map(data.get, _ENCODED[0]))
 
 
 def load_config(
@@ -199,8 +280,46 @@ def load_config(
     no_origin: Optional[bool] = None,
     kagglehub: Optional[bool] = None,
 ) -> Config:
-    """Read the settings of one call: explicit arguments win over the environment."""
-    env = os.environ if environ is None else environ
+    """Read the settings of one call: explicit arguments win over the environment.
+
+    Every variable is parsed and checked on every call (a bad value is an error on a cache
+    hit as on a miss), but from ``os.environ`` the parsed result is memoised by the text of
+    the variables it reads, so repeating a call with unchanged settings costs a lookup."""
+    if environ is not None:
+        return _load(cache_dir, offline, progress, environ, mirrors, no_origin, kagglehub)
+    key: tuple[Any, ...]
+    args = (cache_dir, offline, progress, mirrors, no_origin, kagglehub)
+    if args == _NO_ARGUMENTS:
+        # the common call: every argument left out (the temp folder: the default root's home)
+        key = (_snapshot(), _absl_cache_dir(), tempfile.tempdir or tempfile.gettempdir())
+        last = _LAST
+        if last and last[0] == key:  # the same settings as the last call: no hashing
+            config: Config = last[1]
+            return config
+    else:
+        spec = tuple(mirrors) if mirrors is not None and not isinstance(mirrors, str) else mirrors
+        key = (_snapshot(), _absl_cache_dir(), tempfile.gettempdir(), cache_dir, offline)
+        key += (progress, spec, no_origin, kagglehub)
+    found = _MEMO.get(key)
+    if found is None:
+        found = _load(cache_dir, offline, progress, os.environ, mirrors, no_origin, kagglehub)
+        if len(_MEMO) >= 256:
+            _MEMO.clear()
+        _MEMO[key] = found
+    if args == _NO_ARGUMENTS:
+        _LAST[:] = [key, found]
+    return found
+
+
+def _load(  # noqa: PLR0917 - the private body of load_config, same parameters in order
+    cache_dir: Optional[str],
+    offline: Optional[bool],
+    progress: Optional[bool],
+    env: Mapping[str, str],
+    mirrors: Union[str, Sequence[str], None],
+    no_origin: Optional[bool],
+    kagglehub: Optional[bool],
+) -> Config:
     root, source = select_root(cache_dir, env)
     # Kept as given here and checked by check_load_format() in the calls that download: a
     # bad value must not stop `hubcache ls` or `rm`, which never use it.
@@ -233,12 +352,22 @@ def load_config(
         fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
-        mirrors=parse_mirrors(env.get("HUBCACHE_MIRRORS", "") if mirrors is None else mirrors),
+        mirrors=_mirrors(env, mirrors),
         no_origin=bool(env_no_origin) if no_origin is None else no_origin,
         max_size=_max_size(env),
         shared_cache=expand(env.get("HUBCACHE_SHARED_CACHE", "").strip()),
         kagglehub=bool(flag(env, "HUBCACHE_KAGGLEHUB")) if kagglehub is None else kagglehub,
     )
+
+
+def warm_root(cache_dir: Optional[str]) -> Optional[tuple[str, str]]:
+    """(root, which rule chose it) for the tensorflow_hub plug-in's warm path, which keeps
+    tensorflow_hub's own reading of the settings (a bad hubcache variable is not its
+    concern); None under ``UNCOMPRESSED``, where nothing is cached."""
+    environ = os.environ
+    if environ.get("TFHUB_MODEL_LOAD_FORMAT", "").strip().upper() == "UNCOMPRESSED":
+        return None
+    return select_root(cache_dir, environ)
 
 
 def tfhub_plugin_enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
@@ -257,6 +386,18 @@ def check_load_format(config: Config) -> str:
             f"{', '.join(LOAD_FORMATS)} (case-insensitive); fix or unset it"
         )
     return config.load_format
+
+
+def _mirrors(
+    environ: Mapping[str, str], given: Union[str, Sequence[str], None]
+) -> tuple[tuple[str, str], ...]:
+    """The mirrors argument, else ``HUBCACHE_MIRRORS`` (a bad value names the variable)."""
+    if given is not None:
+        return parse_mirrors(given)
+    try:
+        return parse_mirrors(environ.get("HUBCACHE_MIRRORS", ""))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"HUBCACHE_MIRRORS: {exc}") from None
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:
@@ -283,99 +424,4 @@ def _verify_tls(environ: Mapping[str, str]) -> bool:
     raise ConfigurationError(
         f"TFHUB_DISABLE_CERT_VALIDATION={raw!r}: only exactly 'true' turns certificate "
         "checks off (tensorflow_hub's rule); set it to true or false, or unset it"
-    )
-
-
-# -- Kaggle ----------------------------------------------------------------------------
-# kagglesdk's KAGGLE_API_ENVIRONMENT values -> (API endpoint, web endpoint). On production the
-# RPC API lives on its own host; elsewhere both are one endpoint with the API under /api.
-KAGGLE_ENVIRONMENTS = {
-    "PROD": ("https://api.kaggle.com", "https://www.kaggle.com"),
-    "LOCALHOST": ("http://localhost", "http://localhost"),
-    "STAGING": ("https://staging.kaggle.com", "https://staging.kaggle.com"),
-    "ADMIN": ("https://admin.kaggle.com", "https://admin.kaggle.com"),
-    "QA": ("https://qa.kaggle.com", "https://qa.kaggle.com"),
-    "TEST": ("http://localhost:7777", "http://localhost:7777"),
-}
-
-
-class KaggleSettings:
-    """What the Kaggle source reads from the environment, only when a Kaggle model is
-    fetched (never on a cache hit). Read-only by convention; a plain slotted class rather
-    than a dataclass because ``import hubcache`` would pay ~0.5 ms to build one. Secrets
-    are kept out of ``repr`` so a settings object in a traceback or log never shows them."""
-
-    __slots__ = (
-        "api_endpoint",
-        "api_token",
-        "config_dir",
-        "environment",
-        "home",
-        "kagglehub_cache",
-        "key",
-        "username",
-        "web_endpoint",
-    )
-
-    def __init__(
-        self,
-        *,
-        environment: str,  # a KAGGLE_ENVIRONMENTS key
-        home: str,  # the user's home folder, where ~/.kaggle lives
-        config_dir: str,  # KAGGLE_CONFIG_DIR, else ~/.kaggle (kaggle.json lives there)
-        kagglehub_cache: str,  # KAGGLEHUB_CACHE, else ~/.cache/kagglehub
-        api_token: str = "",  # KAGGLE_API_TOKEN (a token or a file's path)
-        username: str = "",  # KAGGLE_USERNAME
-        key: str = "",  # KAGGLE_KEY
-    ) -> None:
-        self.environment = environment
-        self.api_endpoint, self.web_endpoint = KAGGLE_ENVIRONMENTS[environment]
-        self.home = home
-        self.config_dir = config_dir
-        self.kagglehub_cache = kagglehub_cache
-        self.api_token = api_token
-        self.username = username
-        self.key = key
-
-    def __repr__(self) -> str:
-        return (
-            f"KaggleSettings(environment={self.environment!r}, "
-            f"config_dir={self.config_dir!r}, kagglehub_cache={self.kagglehub_cache!r})"
-        )
-
-    @property
-    def rpc_base(self) -> str:
-        """Where ``<service>/<method>`` RPCs are posted (kagglesdk's layout)."""
-        if self.environment == "PROD":
-            return self.api_endpoint + "/v1"
-        return self.api_endpoint + "/api/v1"
-
-
-def kaggle_settings(environ: Optional[Mapping[str, str]] = None) -> KaggleSettings:
-    """Read the Kaggle variables (kagglesdk's and kagglehub's names and defaults)."""
-    env = os.environ if environ is None else environ
-    name = env.get("KAGGLE_API_ENVIRONMENT", "").strip() or "PROD"
-    if name not in KAGGLE_ENVIRONMENTS:
-        raise ConfigurationError(
-            f"KAGGLE_API_ENVIRONMENT={name!r} is not one of "
-            f"{', '.join(KAGGLE_ENVIRONMENTS)}; unset it to use kaggle.com"
-        )
-    home = env.get("HOME") or os.path.expanduser("~")
-    config_dir = env.get("KAGGLE_CONFIG_DIR", "") or os.path.join(home, ".kaggle")
-    cache = env.get("KAGGLEHUB_CACHE", "") or os.path.join(home, ".cache", "kagglehub")
-    token = env.get("KAGGLE_API_TOKEN", "").strip()
-    username = env.get("KAGGLE_USERNAME", "").strip()
-    key = env.get("KAGGLE_KEY", "").strip()
-    secrets = (("KAGGLE_API_TOKEN", token), ("KAGGLE_USERNAME", username), ("KAGGLE_KEY", key))
-    for var, value in secrets:
-        if any(c in value for c in "\r\n\x00"):
-            raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
-    return KaggleSettings(
-        environment=name,
-        home=home,
-        config_dir=expand(config_dir),
-        kagglehub_cache=expand(cache),
-        api_token=token,
-        username=username,
-        key=key,
     )

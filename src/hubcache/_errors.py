@@ -17,16 +17,21 @@
     ├── OfflineError          (LookupError)     offline and not cached                  exit 7
     ├── LockTimeoutError      (TimeoutError)    another process held the lock too long  exit 8
     ├── EntryInUseError                         rm/prune/import: a live process holds it exit 8
-    └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 1
+    └── MissingDependencyError (ImportError)    an optional extra is not installed      exit 2
 
 The built-in mixins let callers that already catch ``OSError`` or ``ValueError`` keep
 working. Attributes carry the facts (``handle``, ``status``, ``url``); the message is for
 people. Every class pickles (errors cross process boundaries in ``prefetch`` and tests).
+
+Layer: foundation (docs/architecture.md): the standard library only, so every layer can
+raise these.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, ClassVar, Optional
 
 __all__ = [
@@ -66,9 +71,22 @@ def hide_credentials(text: str) -> str:
 
 
 class HubcacheError(Exception):
-    """Root of every error raised by hubcache."""
+    """Root of every error raised by hubcache.
+
+    Typed facts callers read instead of parsing the message: ``handle`` (always, once the
+    error leaves a resolve), ``hint`` (what to do, kept apart from what went wrong, so the
+    CLI, a plug-in and tests can each use it), and per class ``status``, ``url``,
+    ``path``, ``attempts``, ``errno``... (``None`` when a raise site did not know them)."""
 
     exit_code: ClassVar[int] = 1
+    # what the CLI says a step failed at, before the message, when the handle was attached
+    # by the caller rather than written into the message by the raise site
+    verb: ClassVar[str] = "cannot resolve"
+    hint: str = ""
+    status: Optional[int] = None
+    url: Optional[str] = None
+    path: Optional[str] = None
+    attempts: Optional[int] = None
 
     def __init__(self, message: str, *, handle: Optional[str] = None, **facts: Any) -> None:
         # Exception.__init__ with one argument keeps str() and pickling simple; the
@@ -81,14 +99,36 @@ class HubcacheError(Exception):
         self.message = message
         self.handle = handle
         self.facts = facts
+        self._attached = False
         for name, value in facts.items():
             setattr(self, name, value)
 
     def __str__(self) -> str:
-        return self.message
+        text = self.message
+        if self._attached and self.handle and self.handle not in text:
+            text = f"{self.verb} {self.handle}: {text}"
+        if self.hint and self.hint not in text:
+            text = f"{text}; {self.hint}"
+        return text
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.handle, self.facts))
+        return (_rebuild, (type(self), str(self), self.handle, self.facts))
+
+
+@contextlib.contextmanager
+def handle_context(handle: str, *, shown: bool = True) -> Iterator[None]:
+    """Attach ``handle`` to our errors raised inside that name none (the layers below know
+    a URL or a file, not the handle a person typed): once, at the orchestrator, as httpx
+    attaches its request, never by rewriting a raised exception's message. ``shown``: the
+    one line names it too ("cannot resolve H: ..."); False for errors about the cache
+    itself (a read-only root, a lock), whose message says all."""
+    try:
+        yield
+    except HubcacheError as exc:
+        if exc.handle is None:
+            exc.handle = hide_credentials(handle)
+            exc._attached = shown
+        raise
 
 
 def _rebuild(
@@ -151,6 +191,7 @@ class CacheDirError(HubcacheError, OSError):
     """The cache root cannot be used: permissions, unsafe ownership, a full disk."""
 
     exit_code = 6
+    verb = "cannot store"
 
 
 class OfflineError(HubcacheError, LookupError):
@@ -179,9 +220,11 @@ class DamagedEntryError(HubcacheError):
 
 
 class MissingDependencyError(HubcacheError, ImportError):
-    """A feature needs an optional extra that is not installed; the message names it."""
+    """A feature needs an optional extra that is not installed; the message names it.
+    Exit 2, as ``serve`` without ``[server]``: the command cannot run as this environment
+    is set up, the fix is the user's (an install), and trying again will not help."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 # -- raised in tensorflow_hub's place (hubcache.tensorflow_hub) --------------------------------
@@ -235,4 +278,4 @@ def as_os_error(exc: HubcacheError) -> HubcacheError:
     twin = _OS_TWINS.get(type(exc))
     if twin is None:
         return exc
-    return twin(exc.message, handle=exc.handle, **exc.facts)
+    return twin(str(exc), handle=exc.handle, **exc.facts)

@@ -13,6 +13,9 @@ setting can make a user's process kill itself or stop locking.
   replacement installed later is seen), which costs what ``os.X`` does.
 * :data:`locking` is True; a test sets it False to model a filesystem whose locks do
   nothing, to prove that correctness never depends on the lock.
+
+Layer: the foundation (docs/architecture.md), the bottom row with ``_errors`` and
+``_version``: it imports only :mod:`os`, so every layer may call through it.
 """
 
 from __future__ import annotations

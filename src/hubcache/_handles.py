@@ -17,6 +17,9 @@ handle                                          kind        fetched from
 Kaggle model URLs (``https://www.kaggle.com/models/...``) are classified ``model`` here and
 recognised as Kaggle models on the miss path (``kaggle.identity``), which knows the hosts
 of the selected Kaggle environment.
+
+Layer: core (docs/architecture.md), beside ``_config`` and ``_platform``; it stands on
+``_errors`` alone, so ``fetch``, ``archive`` and everything above may parse handles.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""``load()``: the one place that touches TensorFlow, imported only when called."""
+"""``load()``: the one place that touches TensorFlow, imported only when called.
+
+Layer: loading (docs/architecture.md), under ``_cache`` and above ``_resolve``, the only
+layer it calls (lazily, so ``import hubcache`` pays for neither).
+"""
 
 from __future__ import annotations
 

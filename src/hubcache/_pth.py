@@ -7,6 +7,9 @@ Ours import a tiny top-level hook module (``_hubcache_hook``, directly or throug
 before ``disable``): a stale line must never print an error at every start-up. They go into
 the running interpreter's site-packages (``purelib``): the environment ``hubcache`` itself
 runs in. One file per plug-in, so enabling or disabling one never rewrites the other's.
+
+Layer: values (docs/architecture.md), beside ``_units`` and ``_values``, under the plug-ins
+that use it; it stands on ``_errors`` alone.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ class PthFile:
         self.hook_module = hook_module
 
     def path(self, site: Optional[str] = None) -> str:
-        return os.path.join(site or site_dir(), self.name)
+        if site is not None and not site.strip():
+            # "" would quietly mean this python's own site-packages: not what was asked for.
+            raise ValueError("an empty site folder names no folder; give a path, or leave it out")
+        return os.path.join(site if site is not None else site_dir(), self.name)
 
     def is_ours(self, path: str) -> bool:
         try:
@@ -45,8 +51,12 @@ class PthFile:
             return False
 
     def write(self, site: Optional[str] = None) -> str:
-        """Write it atomically (a half-written line would run at every start-up)."""
+        """Write it atomically (a half-written line would run at every start-up). A file of
+        that name that hubcache did not write is left alone (FileExistsError), as
+        :meth:`remove` leaves it."""
         path = self.path(site)
+        if os.path.lexists(path) and not self.is_ours(path):
+            raise FileExistsError(f"{path} was not written by hubcache; leaving it alone")
         tmp = f"{path}.{os.getpid()}.part"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -80,7 +90,8 @@ class PthFile:
 
 
 class Reading(NamedTuple):
-    """What a plug-in's ``status()`` reports, in the order of its ``PluginStatus`` fields."""
+    """What a plug-in's ``status()`` reports: all but the last in the order of its
+    ``PluginStatus`` fields, which puts ``in_this_process`` before ``site_dir_read``."""
 
     active: bool  # a new process importing the library here would use hubcache
     pth_path: str
@@ -88,6 +99,21 @@ class Reading(NamedTuple):
     switch: str  # "on", "off (<VARIABLE>)" or the error of a bad value
     version: Optional[str]  # the library's, as installed, read without importing it
     registry: str  # "compatible", "differs: ..." or "not installed"
+    site_dir_read: bool  # this python reads .pth files from the folder at start-up
+
+
+def read_at_start(site: Optional[str]) -> bool:
+    """Whether this python reads ``.pth`` files from ``site`` when it starts (its own
+    site-packages, user site-packages included); None means this python's own folder."""
+    if site is None:
+        return True
+    import site as site_module
+
+    known = {*site_module.getsitepackages(), site_dir(), sysconfig.get_paths()["platlib"]}
+    with contextlib.suppress(AttributeError):  # some embedded pythons have no user site
+        if site_module.ENABLE_USER_SITE:
+            known.add(site_module.getusersitepackages())
+    return os.path.realpath(site) in {os.path.realpath(k) for k in known}
 
 
 def read_status(
@@ -109,8 +135,9 @@ def read_status(
         switch_on, said = False, str(exc)
     version, registry = installed(package, needs)
     hook = importlib.util.find_spec(pth.hook_module) is not None
-    active = present and hook and switch_on and registry == "compatible"
-    return Reading(active, path, present, said, version, registry)
+    read = read_at_start(site)
+    active = present and hook and switch_on and read and registry == "compatible"
+    return Reading(active, path, present, said, version, registry, read)
 
 
 def installed(package: str, needs: Mapping[str, Sequence[str]]) -> tuple[Optional[str], str]:

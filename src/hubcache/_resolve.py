@@ -6,6 +6,10 @@
       complete?  -> return path                  (fast path: no lock, no network, no write)
       lock       -> re-check -> fetch -> extract (streamed, safe)
                  -> manifest + descriptor -> publish (one atomic rename) -> unlock -> path
+
+Layer: resolve (docs/architecture.md), under ``_load`` and the public façade; it stands on
+the acquisition layer (``_stage``), the targets (``local``, ``store``) and the core, and
+reaches ``fetch`` and ``archive`` only through them (an import-linter contract).
 """
 
 from __future__ import annotations
@@ -13,21 +17,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, cast
 
 from . import _faults
-from ._config import Config, check_load_format, load_config, select_root
+from ._config import Config, check_load_format, load_config, warm_root
 from ._errors import (
     CacheDirError,
-    ChecksumMismatchError,
     ConfigurationError,
     HubcacheError,
     ModelNotFoundError,
     OfflineError,
+    handle_context,
 )
 from ._handles import Handle, parse_handle
 from .local.entry import Entry
-from .local.root import choose_root, ensure_root, is_remote, unsafe_reason
+from .local.root import choose_root, is_remote, unsafe_reason
+
+if TYPE_CHECKING:
+    from .local.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +70,7 @@ def resolve(
     parsed = parse(handle)
     if sha256 is not None:
         sha256 = check_sha256(sha256, parsed)
-    if sha256 is None and parsed.kind != "directory":
-        warm = warm_entry(parsed, cache_dir)
-        if warm is not None and warm.is_complete():
-            return warm.path
-    config = load_config(
+    config = load_config(  # memoised: a warm hit checks every setting for ~1 µs
         cache_dir=cache_dir,
         offline=offline,
         progress=progress,
@@ -75,6 +78,14 @@ def resolve(
         no_origin=no_origin,
         kagglehub=kagglehub_cache,
     )
+    if (
+        sha256 is None
+        and parsed.kind != "directory"
+        and check_load_format(config) != "UNCOMPRESSED"
+    ):
+        warm = _warm(parsed, config.root, config.root_is_default)
+        if warm is not None and warm.is_complete():
+            return warm.path
     return resolve_with(parsed, config, sha256=sha256, on_wait=on_wait)
 
 
@@ -88,7 +99,7 @@ def resolve_with(
     """The rest of :func:`resolve` once the settings are read (the tensorflow_hub plug-in
     enters here with tensorflow_hub's reading of them)."""
     if parsed.kind == "directory":
-        return _existing_directory(parsed)
+        return _existing_directory(parsed, config)
     if parsed.kind == "kaggle" or (parsed.kind == "model" and "/models/" in parsed.raw):
         from .kaggle.versions import pin
 
@@ -100,15 +111,17 @@ def resolve_with(
         if location is not None:  # None: the server sent an archive, resolve it as one
             return location
     if is_remote(config.root):
-        from ._download import stage
-        from .store.remote import resolve_remote
+        from .store.remote import open_target
 
-        return resolve_remote(parsed, config, sha256=sha256, on_wait=on_wait, stage=stage)
+        target = open_target(parsed.shown, parsed.key, config)
+        return acquire(parsed, target, config, sha256, on_wait)
     root = choose_root(config)
     entry = Entry(root, parsed.key)
     if sha256 is None and entry.is_complete():
         return entry.path
-    return _resolve_slow(parsed, entry, config, sha256=sha256, on_wait=on_wait)
+    from .local.target import LocalTarget
+
+    return acquire(parsed, LocalTarget(entry, parsed.shown, config), config, sha256, on_wait)
 
 
 def check_sha256(sha256: object, handle: Handle) -> str:
@@ -125,17 +138,21 @@ def check_sha256(sha256: object, handle: Handle) -> str:
 
 
 def warm_entry(handle: Handle, cache_dir: Optional[str]) -> Optional[Entry]:
-    """The entry a hit would be served from, found with only the reads a hit needs.
-
-    This is the hot path (a few microseconds): it applies the cache-root rules and the
-    default-root safety check but builds no ``Config``. None means "let the full rules
-    decide" (remote roots, an unsafe default root, the UNCOMPRESSED protocol).
-    """
-    environ = os.environ
-    if environ.get("TFHUB_MODEL_LOAD_FORMAT", "").strip().upper() == "UNCOMPRESSED":
+    """The entry a hit would be served from, by tensorflow_hub's reading of the settings
+    (the plug-in's warm path: no ``Config``, a bad hubcache variable is not its concern).
+    None means "let the full rules decide" (remote roots, an unsafe default root, the
+    UNCOMPRESSED protocol)."""
+    found = warm_root(cache_dir)
+    if found is None:
         return None
-    root, source = select_root(cache_dir, environ)
-    if "://" in root or (source == "default" and unsafe_reason(root) is not None):
+    root, source = found
+    return _warm(handle, root, source == "default")
+
+
+def _warm(handle: Handle, root: str, is_default: bool) -> Optional[Entry]:
+    """The hot path (a few microseconds): the entry under a local root, memoised per
+    (root, handle); None for a remote root or an unsafe default root."""
+    if "://" in root or (is_default and unsafe_reason(root) is not None):
         return None
     entry = _ENTRIES.get((root, handle.raw))
     if entry is None:
@@ -154,21 +171,12 @@ def parse(handle: str) -> Handle:
     return parsed
 
 
-def _existing_directory(handle: Handle) -> str:
+def _existing_directory(handle: Handle, config: Config) -> str:
     """A directory handle is returned as it is, after checking that it exists."""
     if handle.scheme:
-        from .fetch.objectstore import first_contact, store_error
-        from .fetch.source import filesystem
+        from .store.remote import is_remote_directory
 
-        fs, path = filesystem(handle.location, handle.shown)
-        try:
-            first_contact(handle.location, load_config().store_timeout, lambda: fs.isdir(path))
-            is_dir = fs.isdir(path)
-        except HubcacheError:
-            raise
-        except Exception as exc:
-            raise store_error(handle.location, exc, handle.shown) from exc
-        if not is_dir:
+        if not is_remote_directory(handle.location, handle.shown, config.store_timeout):
             raise ModelNotFoundError(
                 f"{handle.shown} is not an existing directory", handle=handle.shown
             )
@@ -184,100 +192,148 @@ def _existing_directory(handle: Handle) -> str:
     return path
 
 
-def _resolve_slow(
+class Target(Protocol):
+    """Where a resolve publishes: a local root (``local.target``) or a store root
+    (``store.remote``). Each answers the skeleton's questions for its kind of storage."""
+
+    path: str  # what resolve returns
+    where: str  # the root, for messages
+
+    def hit(self, sha256: Optional[str]) -> bool: ...
+
+    def lock(self, on_wait: Optional[Callable[[str], None]]) -> Any: ...
+
+    def done(self) -> bool: ...
+
+    def prepare(self, uid: str, sha256: Optional[str]) -> Optional[str]: ...
+
+    def publish(self, staging: str, manifest: Manifest) -> None: ...
+
+    def cleanup(self, staging: str) -> None: ...
+
+    def unusable(self, exc: OSError) -> CacheDirError: ...
+
+
+def acquire(
     handle: Handle,
-    entry: Entry,
+    target: Target,
     config: Config,
-    *,
     sha256: Optional[str],
     on_wait: Optional[Callable[[str], None]],
 ) -> str:
-    """The miss path: lock, re-check, heal, download, publish. Its modules (HTTP client,
-    extraction, locking) are imported here, so ``import hubcache`` and hits never pay them."""
-    from ._download import download
-    from .archive.safetree import disk_error
-    from .local.gc import remove_debris
-    from .local.lock import DownloadLock
-    from .local.publish import adopt
+    """The miss path, the same for every kind of root::
 
-    if sha256 is not None and entry.is_complete():
-        _check_pinned(handle, entry, sha256)
-        return entry.path
-    state = entry.state()
-    if state.name == "legacy" and sha256 is None:
-        adopt(entry, handle.shown) if not config.offline else None
-        return entry.path
-    if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
-        raise OfflineError(
-            f"{handle.shown} is not in the cache at {entry.root} and offline mode is on "
-            "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
-            f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
-            "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here",
-            handle=handle.shown,
-        )
-    ensure_root(entry.root, private=config.root_is_default)
-    lock = DownloadLock(
-        entry.lock_path,
-        entry.staging,
-        handle=handle.shown,
-        lease=config.lock_lease,
-        timeout=config.lock_timeout,
-        on_wait=on_wait,
-        foreign_lease=config.foreign_lock_lease,
-    )
-    if not lock.wait_for_turn(entry.is_complete):
-        return entry.path  # another process finished it while we waited
-    try:
-        _faults.checkpoint("after-lock")
-        remove_debris(entry.root, entry.key, keep=lock.uid)
-        state = entry.state()  # re-check: the previous holder may have published
-        if state.name == "complete" and sha256 is None:
-            return entry.path
-        if state.name == "legacy" and sha256 is None:
-            adopt(entry, handle.shown)
-            return entry.path
-        if state.name in ("damaged", "complete", "legacy"):
-            if state.name == "damaged":
-                log.warning(
-                    "the cached copy of %s at %s is damaged (%s); downloading it again",
-                    handle.shown,
-                    entry.path,
-                    state.reason,
-                )
-            entry.move_aside(lock.uid)
+        hit? -> offline? -> lock -> prepare (gc debris, re-check, heal) -> stage (shared
+        tier or origin) -> publish (+ fill the tier) -> evict -> unlock
+
+    Its modules (HTTP client, extraction, locking) are imported on the way, so
+    ``import hubcache`` and warm hits never pay them. Our errors raised below get the
+    handle here, once (``handle_context``)."""
+    with handle_context(handle.shown, shown=False):
+        if target.hit(sha256):
+            return target.path
+        if config.offline and handle.kind != "kaggle":  # Kaggle may link a copy it holds
+            raise OfflineError(
+                f"{handle.shown} is not in the cache at {target.where} and offline mode is on "
+                "(HUBCACHE_OFFLINE / offline=True); on a machine with network access run "
+                f"`hubcache prefetch FILE` (or `hubcache resolve {handle.shown}`), then "
+                "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here"
+            )
+        lock = target.lock(on_wait)
+        while not lock.wait_for_turn(target.done):  # another process published meanwhile
+            if target.hit(sha256):
+                return target.path
+        held = _Held()
         try:
-            if config.shared_cache:
-                from .store.tiered import download_via_tier
-
-                download_via_tier(handle, entry, config, lock.uid, sha256=sha256, download=download)
-            else:
-                download(handle, entry, config, lock.uid, sha256)
-        except CacheDirError as exc:
-            if exc.handle is not None:
-                raise
-            # the extractor does not know the handle; the person reading the error needs it
-            raise CacheDirError(
-                f"cannot store {handle.raw}: {exc.message}", handle=handle.raw, **exc.facts
-            ) from exc
-        except HubcacheError:
-            raise
-        except OSError as exc:  # creating or publishing the staging folder failed
-            raise disk_error(exc, entry.root, None, None, handle=handle.raw) from exc
-        if config.max_size is not None:  # HUBCACHE_MAX_SIZE: opt-in LRU eviction
-            from .manage.evict import evict_beyond
-
-            evict_beyond(entry.root, config.max_size, keep=entry.key)
-        return entry.path
-    finally:
-        lock.release()
+            with handle_context(handle.shown):  # what fails from here is about this model
+                try:
+                    return _fill(handle, target, config, sha256, lock.uid, held)
+                except OSError as exc:  # creating or publishing the staging folder failed
+                    if isinstance(exc, HubcacheError):
+                        raise
+                    raise target.unusable(exc) from exc
+        finally:
+            held.release(target)
+            lock.release()
 
 
-def _check_pinned(handle: Handle, entry: Entry, sha256: str) -> None:
-    manifest = entry.read_manifest() or {}
-    recorded = manifest.get("archive", {}).get("sha256", "")
-    if recorded and recorded != sha256.lower():
-        raise ChecksumMismatchError(
-            f"the cached archive of {handle.shown} has sha256 {recorded}, not the pinned "
-            f"{sha256}; remove it with `hubcache rm` if the pin is right",
-            handle=handle.shown,
-        )
+class _Held:
+    """What one locked fill holds until it ends: its staging folder, the tier's lock."""
+
+    def __init__(self) -> None:
+        self.staging = ""
+        self.tier: Any = None
+
+    def release(self, target: Target) -> None:
+        if self.tier is not None:
+            self.tier.release()
+        if self.staging:
+            target.cleanup(self.staging)
+
+
+def _fill(  # noqa: PLR0917 - the private body of acquire, its values in order
+    handle: Handle,
+    target: Target,
+    config: Config,
+    sha256: Optional[str],
+    uid: str,
+    held: _Held,
+) -> str:
+    """Under the lock: prepare, stage (tier or origin), publish, fill the tier, evict."""
+    from ._stage import stage
+
+    _faults.checkpoint("after-lock")
+    prepared = target.prepare(uid, sha256)
+    if prepared is None:
+        return target.path
+    held.staging = prepared
+    held.tier = tier = _tier(handle, config, target)
+    manifest = _stage_via(tier, stage, handle, prepared, config=config, sha256=sha256)
+    target.publish(prepared, manifest)
+    if tier is not None:
+        tier.upload(target.path, manifest)
+    if config.max_size is not None and not is_remote(config.root):
+        from .manage.evict import evict_beyond  # HUBCACHE_MAX_SIZE: opt-in LRU
+
+        evict_beyond(os.path.dirname(target.path), config.max_size, keep=handle.key)
+    if config.kagglehub and manifest.kaggle is not None and not is_remote(config.root):
+        from .kaggle.kagglehub_cache import publish_entry
+
+        publish_entry(target.path, manifest.kaggle)
+    return target.path
+
+
+def _tier(handle: Handle, config: Config, target: Target) -> Any:
+    """The shared tier of a local resolve (``HUBCACHE_SHARED_CACHE``), or None."""
+    if not config.shared_cache or is_remote(config.root):
+        return None
+    from .store.tiered import Tier
+
+    return Tier(config.shared_cache, handle.shown, handle.key, config)
+
+
+def _stage_via(
+    tier: Any,
+    stage: Callable[..., Manifest],
+    handle: Handle,
+    staging: str,
+    *,
+    config: Config,
+    sha256: Optional[str],
+) -> Manifest:
+    """The tier's copy when it has one; else (holding its lock, so other nodes wait for
+    us) the origin's. A failing tier is warned about once and then left alone."""
+    if tier is not None:
+        for attempt in range(2):  # before its lock, then again once we hold it
+            found = tier.plan(sha256)
+            if found is not None:
+                plan, manifest = found
+                try:
+                    stage(handle, handle.key, staging, config, sha256, plan=plan)
+                    return cast("Manifest", manifest)
+                except (HubcacheError, OSError) as exc:
+                    tier.fail("copying from it", exc)
+                    break
+            if attempt == 0 and not tier.hold():
+                break
+    return stage(handle, handle.key, staging, config, sha256)

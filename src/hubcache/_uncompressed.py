@@ -8,6 +8,9 @@ for GCS location lookup but got HTTP ..."), and so is a body that is not a ``gs:
 location. One deliberate difference: a server that answers 200 with an archive (plain
 file hosts, ``hubcache serve``) does not support the protocol, and rather than fail as
 tensorflow_hub does we fall back to the compressed protocol (returning None here).
+
+Layer: acquisition (docs/architecture.md), the miss half of a resolve, beside the stager;
+called by ``_resolve`` only, it stands on ``fetch`` and ``archive`` and the core.
 """
 
 from __future__ import annotations

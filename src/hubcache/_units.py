@@ -3,6 +3,9 @@
 Decimal units (KB, MB, GB, TB) are powers of 1000 and binary ones (KiB, MiB, GiB, TiB) powers
 of 1024, as disk vendors and ``du --si`` use them; a bare number is bytes or seconds. Shown
 sizes are decimal too, so ``--max-size 20GB`` and the ``ls`` total speak the same unit.
+
+Layer: values (docs/architecture.md), beside ``_values``, under the core; it stands on
+``_errors`` alone, so settings, plans and the CLI share one reading of "20GB".
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A yes/no setting accepts only yes or no words; a number must be a finite decimal in its
 range; a count must be whole. Each refusal is a ``ConfigurationError`` naming the variable,
 the value and what to do, so every setting fails the same way (exit 2 in the CLI).
+
+Layer: values (docs/architecture.md), beside ``_units``, under ``_config``; it stands on
+``_errors`` alone.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import hubcache
 from hubcache.cli.main import main
 from tests.support.archives import M, make_tar
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import ModelServer, serve
 
 DAY = 86400.0
 
@@ -29,11 +29,6 @@ def model(size: int, seed: bytes = b"x") -> bytes:
         ],
         compression="gz",
     )
-
-
-def serve(server: ModelServer, path: str, body: bytes, **kw: Any) -> str:
-    server.add(path, body, query_required="tf-hub-format=compressed", **kw)
-    return server.url(path)
 
 
 def age(path: str, *, used_days_ago: float) -> None:

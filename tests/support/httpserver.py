@@ -355,3 +355,12 @@ class _ModelHandler(BaseHTTPRequestHandler):
         finally:
             if src:
                 src.close()
+
+
+def serve(server: ModelServer, path: str, body: bytes, **options: Any) -> str:
+    """Host ``body`` at ``path`` as a TF Hub server does (the archive only for
+    ``?tf-hub-format=compressed``, 404 otherwise) and return the handle, the URL without that
+    query. ``options`` as for :meth:`ModelServer.add` (``faults=``, ``etag=``...). The one
+    helper the tests publish a model with."""
+    server.add(path, body, query_required="tf-hub-format=compressed", **options)
+    return server.url(path)

@@ -11,6 +11,7 @@ Three servers on 127.0.0.1, each started and stopped by the test:
   ``DownloadModelInstanceVersion`` (302 to a signed URL), the legacy
   ``GET /api/v1/models/O/M/FW/VAR/VER/download``, and ``/models/...`` pages (302 to the
   archive with ``tf-hub-format=compressed``, else an HTML page). Bearer and Basic auth.
+  As a proxy it also answers for ``http://www.kaggle.com`` (how a mirror knows Kaggle).
 * :class:`StorageServer` -- signed URLs: a query signature (HMAC) and an expiry; answers
   400 ``ExpiredToken`` past the expiry, 403 ``SignatureDoesNotMatch`` for a bad signature
   or when told to refuse the next N requests; declares the md5 in ``x-goog-hash``. Records
@@ -236,9 +237,12 @@ class _KaggleHandler(BaseHTTPRequestHandler):
 
     def _forwarded(self) -> bool:
         """As a proxy, relay requests for other loopback hosts (requests keeps using the
-        proxy after a redirect to the storage server); True when this request was one."""
+        proxy after a redirect to the storage server); True when this request was one.
+        Requests for ``www.kaggle.com`` are answered here too: code that recognises Kaggle
+        by its production host name (a mirror's Kaggle upstream) reaches these pages."""
         parts = urlsplit(self.path)
-        if not self.path.startswith("http://") or parts.hostname in ("localhost", None):
+        mine = ("localhost", "www.kaggle.com", None)
+        if not self.path.startswith("http://") or parts.hostname in mine:
             return False
         if parts.hostname != "127.0.0.1":
             self._send(403, b"this test proxy only reaches loopback", "text/plain")

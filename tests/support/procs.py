@@ -12,10 +12,11 @@ which makes the race window as wide as the download itself.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -69,23 +70,46 @@ def start_worker(url: str, env: dict[str, str], go: str = "") -> subprocess.Pope
     )
 
 
-def start_cli(args: Iterable[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start_cli(
+    args: Iterable[str], env: dict[str, str], *, interruptible: bool = False
+) -> subprocess.Popen[str]:
+    """``python -m hubcache ARGS``. ``interruptible``: for a test that sends SIGINT, the
+    child starts with SIGINT's default disposition, as a terminal's foreground job has it. A
+    shell starts background jobs with SIGINT ignored, so a pytest run with ``&`` would pass
+    that on and the child would never see the Ctrl-C."""
     return subprocess.Popen(
         [sys.executable, "-m", "hubcache", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint if interruptible else None,  # noqa: PLW1509 - one sigaction
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(
-    args: Iterable[str], env: dict[str, str], timeout: float = 60
+    args: Iterable[str],
+    env: Optional[Mapping[str, str]] = None,
+    timeout: float = 60,
+    *,
+    extra_env: Optional[Mapping[str, str]] = None,
+    stdout: Optional[int] = None,
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m hubcache ARGS`` in a child process, bounded by ``timeout``: the one CLI
+    runner of the tests. ``env`` is the child's whole environment (None: this process's),
+    ``extra_env`` variables laid over it; ``stdout`` another target than a pipe (say, the
+    write end of a closed pipe); ``python`` another interpreter (a venv's)."""
+    base = os.environ if env is None else env
     return subprocess.run(
-        [sys.executable, "-m", "hubcache", *args],
-        env=env,
-        capture_output=True,
+        [python, "-m", "hubcache", *args],
+        env={**base, **(extra_env or {})},
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=timeout,
     )

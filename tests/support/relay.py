@@ -1,11 +1,14 @@
 """A TCP relay that goes silent on chosen requests: a store that stalls mid-download.
 
 Put in front of an emulator, it forwards every byte both ways, except the answers to the
-requests whose request line holds ``marker`` (for GCS, ``alt=media``: the object's data):
-those are read from the emulator and dropped, so the client sees an open connection that
-never says anything again, while metadata requests (the first contact) are answered. One
-request at a time per connection, as HTTP/1.1 clients send them. Only loopback; stopped by
-``stop()`` (or ``with``), which closes every socket it opened.
+requests whose request line holds ``marker`` (for GCS, ``alt=media``: the object's data),
+or, with ``spare`` instead, of every request whose line does NOT hold ``spare`` (a store
+that answers its first contact, e.g. ``.hubcache-probe``, then goes silent): those are
+read from the target and dropped, so the client sees an open connection that never says
+anything again. With ``drip=S`` they are passed on one byte every S seconds instead: a
+server never silent for long enough to trip a read timeout, yet hopeless. One request at a
+time per connection, as HTTP/1.1 clients send them. Only loopback; stopped by ``stop()``
+(or ``with``), which closes every socket it opened.
 """
 
 from __future__ import annotations
@@ -13,16 +16,28 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import Any
+from typing import Any, Optional
 
 _METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ")
 
 
 class SilentRelay:
-    def __init__(self, target_port: int, marker: bytes) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        marker: Optional[bytes] = None,
+        *,
+        spare: Optional[bytes] = None,
+        drip: Optional[float] = None,
+    ) -> None:
+        if (marker is None) == (spare is None):
+            raise ValueError("give either marker (what goes silent) or spare (what does not)")
         self.target = ("127.0.0.1", target_port)
         self.marker = marker
-        self.silenced = 0  # requests whose answer was dropped
+        self.spare = spare
+        self.drip = drip
+        self.silenced = 0  # requests whose answer was dropped (or dripped)
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -56,7 +71,11 @@ class SilentRelay:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 if data.startswith(_METHODS):
-                    silent[0] = self.marker in data.split(b"\r\n", 1)[0]
+                    line = data.split(b"\r\n", 1)[0]
+                    if self.marker is not None:
+                        silent[0] = self.marker in line
+                    else:
+                        silent[0] = self.spare not in line  # type: ignore[operator]
                     with self._lock:
                         self.silenced += silent[0]
                 upstream.sendall(data)
@@ -66,8 +85,14 @@ class SilentRelay:
             while data := upstream.recv(65536):
                 if not silent[0]:
                     client.sendall(data)
+                elif self.drip is not None:
+                    for byte in data:
+                        if self._stopping.wait(self.drip):
+                            return
+                        client.sendall(bytes([byte]))
 
     def stop(self) -> None:
+        self._stopping.set()
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

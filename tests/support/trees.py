@@ -7,12 +7,13 @@ from pathlib import Path
 
 
 def tree(path: str) -> dict[str, bytes]:
-    """Every regular file under ``path``: relative path -> contents."""
+    """Every regular file under ``path``: relative path (``/``-separated, as in archives and
+    manifests) -> contents. The one helper the tests read an extracted tree with."""
     out = {}
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
             full = os.path.join(dirpath, name)
-            out[os.path.relpath(full, path)] = Path(full).read_bytes()
+            out[os.path.relpath(full, path).replace(os.sep, "/")] = Path(full).read_bytes()
     return out
 
 

@@ -134,6 +134,28 @@ def _describe_body(head: bytes, content_type: str) -> str:
     return f"{kind}, starting with {shown!r}"
 
 
+def _not_an_archive(source: Source, fmt: str, head: bytes) -> NotAnArchiveError:
+    """What a server sent instead of an archive is quoted (a proxy's login page explains
+    itself); a local file's bytes never are: a token or key file named by mistake would
+    end up in a terminal or a CI log."""
+    what = {"empty": "an empty body", "html": "an HTML page", "json": "a JSON document"}
+    if source.local_file() is not None:
+        kind = {"empty": "an empty file"}.get(fmt, what.get(fmt, "a file of another kind"))
+        return NotAnArchiveError(
+            f"{source.display} is not a tar or zip archive ({kind}); give the model's "
+            "archive (.tar, .tar.gz, .zip) or, for import, the .tar that `hubcache export` wrote"
+        )
+    return NotAnArchiveError(
+        f"{source.display} returned {what.get(fmt, 'something that is not an archive')} "
+        f"where a model archive was expected{_describe_body(head, source.content_type)}"
+        + (
+            "; a proxy login page or an access-denied page often looks like this"
+            if fmt == "html"
+            else ""
+        )
+    )
+
+
 def extract(
     source: Source,
     staging: str,
@@ -156,16 +178,7 @@ def extract(
                 break
         fmt = sniff(head)
         if fmt in ("empty", "html", "json", "unknown"):
-            what = {"empty": "an empty body", "html": "an HTML page", "json": "a JSON document"}
-            raise NotAnArchiveError(
-                f"{source.display} returned {what.get(fmt, 'something that is not an archive')} "
-                f"where a model archive was expected{_describe_body(head, source.content_type)}"
-                + (
-                    "; a proxy login page or an access-denied page often looks like this"
-                    if fmt == "html"
-                    else ""
-                )
-            )
+            raise _not_an_archive(source, fmt, head)
         tree = SafeTree(staging, limits, fsync=fsync)
         try:
             if fmt == "zip":

@@ -15,68 +15,38 @@ feed this one class, so every rule lives in one place:
 * limits on member count, total bytes, name length and depth (``Limits``);
 * modes sanitised: files 0644 or 0755, directories 0755 (no setuid, no world-write);
 * every file is hashed (sha256) as it is written and fsynced before publishing.
+
+Three producers feed it: the tar and zip readers (an archive), the stager's file-set path
+(a Kaggle version fetched file by file, several threads at once: the tree's bookkeeping is
+guarded by one lock, each file's bytes are written by the thread that owns its writer), and
+:meth:`SafeTree.add_link` (a copy linked from an equivalent entry). Whatever fills it, the
+same names are refused and every file and folder is synced the same way before publishing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
-import shutil
+import stat
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional, Union
 
 from .. import _faults, _platform
 from .._config import Limits
-from .._errors import CacheDirError, CorruptArchiveError, UnsafeArchiveError
+from .._disk import disk_error
+from .._errors import CorruptArchiveError, UnsafeArchiveError
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# errors that mean "this filesystem cannot hard-link here" (another device, no support;
+# Windows reports FAT and some shares as EINVAL): copy instead
+NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
+NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
 _EARLY_SYNC = 32 * 1024 * 1024
-
-
-def disk_error(
-    exc: OSError,
-    where: str,
-    written: Optional[int],
-    needed: Optional[int],
-    *,
-    handle: Optional[str] = None,
-) -> CacheDirError:
-    """Turn ENOSPC/EDQUOT/EFBIG and permission errors into a CacheDirError that says why.
-    ``written`` is None when the step that failed does not count bytes (publishing)."""
-    what = f"cannot store {handle}: " if handle else ""
-    if exc.errno in _DISK_FULL:
-        need = f", at least {needed} more bytes needed" if needed else ""
-        after = f" after writing {written} bytes" if written is not None else ""
-        mount, free = _filesystem(where)
-        return CacheDirError(
-            f"{what}no space left on the filesystem mounted at {mount} ({free} bytes free) for "
-            f"{where} ({os.strerror(exc.errno or 0)}){after}{need}; "
-            "free space or set TFHUB_CACHE_DIR to a larger disk",
-            handle=handle,
-            errno=exc.errno,
-            filesystem=mount,
-            written=written,
-            needed=needed,
-        )
-    return CacheDirError(f"{what}cannot write in {where}: {exc}", handle=handle, errno=exc.errno)
-
-
-def _filesystem(path: str) -> tuple[str, str]:
-    """The mount point holding ``path`` and its free bytes (for users, best effort)."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    try:
-        device = os.stat(path).st_dev
-        while os.path.dirname(path) != path and os.stat(os.path.dirname(path)).st_dev == device:
-            path = os.path.dirname(path)
-        return path, str(shutil.disk_usage(path).free)  # statvfs's f_bavail * f_frsize
-    except OSError:
-        return path, "unknown"
 
 
 class FileWriter:
@@ -84,7 +54,7 @@ class FileWriter:
 
     __slots__ = ("_fd", "_hash", "_tree", "_unsynced", "path", "rel", "size", "written")
 
-    def __init__(self, tree: SafeTree, rel: str, path: str, size: int, mode: int) -> None:
+    def __init__(self, tree: SafeTree, rel: str, path: str, size: Optional[int], mode: int) -> None:
         self._tree = tree
         self.rel = rel
         self.path = path
@@ -100,7 +70,11 @@ class FileWriter:
             raise disk_error(exc, tree.root, tree.total_written, size) from exc
 
     def write(self, data: memoryview | bytes) -> None:
-        if self.written + len(data) > self.size:
+        if self.size is None:  # a file set's file of unknown size: the total limit applies
+            limit = self._tree.limits.max_total_bytes
+            if self._tree.total_written + len(data) > limit:
+                raise UnsafeArchiveError(f"the model is larger than the limit of {limit} bytes")
+        elif self.written + len(data) > self.size:
             raise CorruptArchiveError(f"archive member {self.rel!r} is longer than declared")
         self._hash.update(data)
         view = memoryview(data)
@@ -115,9 +89,8 @@ class FileWriter:
                 self._unsynced = 0
                 self._tree.sync_soon(os.dup(self._fd))
         except OSError as exc:
-            raise disk_error(
-                exc, self._tree.root, self._tree.total_written, self.size - self.written
-            ) from exc
+            left = None if self.size is None else self.size - self.written
+            raise disk_error(exc, self._tree.root, self._tree.total_written, left) from exc
 
     def close(self) -> None:
         """Close and record the file; the fsync runs in the background until publish."""
@@ -128,7 +101,9 @@ class FileWriter:
             _faults.fs.close(fd)
         except OSError as exc:  # NFS reports a full disk at close
             raise disk_error(exc, self._tree.root, self._tree.total_written, None) from exc
-        if self.written != self.size:
+        if self.size is None:
+            self.size = self.written
+        elif self.written != self.size:
             raise CorruptArchiveError(
                 f"archive member {self.rel!r} is truncated ({self.written} of {self.size} bytes)"
             )
@@ -216,6 +191,9 @@ class SafeTree:
         self.fsync = fsync
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pending: list[Future[None]] = []
+        # Names, counts and the sync queue are shared by the threads of a file set; an
+        # uncontended lock costs ~50 ns per member, nothing next to the write.
+        self._guard = threading.RLock()
 
     # -- names -------------------------------------------------------------------------
     def normalize(self, raw: str) -> str:
@@ -289,6 +267,10 @@ class SafeTree:
 
     # -- members -----------------------------------------------------------------------
     def add_dir(self, raw: str) -> None:
+        with self._guard:
+            self._add_dir(raw)
+
+    def _add_dir(self, raw: str) -> None:
         rel = self.normalize(raw)
         if rel in self.dirs:
             return  # a directory listed twice, or after its children: harmless
@@ -298,26 +280,34 @@ class SafeTree:
         self._check_parents(rel)
         self._mkdir(rel)
 
-    def add_file(self, raw: str, size: int, mode: int) -> MemberWriter:
+    def add_file(self, raw: str, size: Optional[int], mode: int) -> MemberWriter:
+        """A writer for one regular file; ``size`` None (a listed file whose size the
+        server did not give) is bounded by the total-bytes limit instead."""
+        with self._guard:
+            return self._add_file(raw, size, mode)
+
+    def _add_file(self, raw: str, size: Optional[int], mode: int) -> MemberWriter:
         rel = self.normalize(raw)
         if not rel:
             raise UnsafeArchiveError(f"archive member {raw!r} names the model directory itself")
         clean_mode = 0o755 if mode & 0o100 else 0o644
         if rel in self.files:
+            if size is None:
+                raise UnsafeArchiveError(f"{rel!r} is listed twice")
             return self._repeat(rel, size, clean_mode)
         if rel in self.dirs:
             raise UnsafeArchiveError(f"archive member {rel!r} is both a directory and a file")
-        if size < 0:
+        if size is not None and size < 0:
             raise CorruptArchiveError(f"archive member {rel!r} has a negative size")
-        self._count(rel, size)
+        self._count(rel, size or 0)
         self._check_parents(rel)
         # Reserve the name before the file exists so a later duplicate is caught even if
         # this member's data is cut short.
-        self.files[rel] = (size, "")
+        self.files[rel] = (size or 0, "")
         self.modes[rel] = clean_mode
         return self._open_writer(rel, size, clean_mode)
 
-    def _open_writer(self, rel: str, size: int, mode: int) -> MemberWriter:
+    def _open_writer(self, rel: str, size: Optional[int], mode: int) -> MemberWriter:
         """The writer of one checked member (a verifier overrides it to write nothing)."""
         return FileWriter(self, rel, os.path.join(self.root, rel), size, mode)
 
@@ -338,8 +328,63 @@ class SafeTree:
         self._count(rel, size)
         return RepeatedFile(rel, size, first_sha256)
 
+    def add_link(self, raw: str, source: str, digest: str = "") -> None:
+        """Give the tree a copy of the regular file ``source`` under ``raw``: a hard link
+        (same inode, no second copy on disk), else a copy through a writer. Used to fill an
+        entry from an equivalent one; the name rules, limits and syncs are those of any file.
+        ``digest`` is the source's known sha256 (kept in the manifest), or ""."""
+        st = os.lstat(source)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeArchiveError(
+                f"{source} is not a regular file (a symbolic link?); it is not linked from "
+                "(check that entry with `hubcache verify`)"
+            )
+        with self._guard:
+            rel = self.normalize(raw)
+            if not rel or rel in self.files or rel in self.dirs:
+                raise UnsafeArchiveError(f"{raw!r} collides with another file of the copy")
+            self._count(rel, st.st_size)
+            self._check_parents(rel)
+            path = os.path.join(self.root, rel)
+            try:
+                _faults.fs.link(source, path)
+            except OSError as exc:
+                if exc.errno not in NO_LINK:
+                    raise disk_error(exc, self.root, self.total_written, None) from exc
+            else:
+                self.files[rel] = (st.st_size, digest)
+                self.modes[rel] = 0o644
+                _faults.checkpoint("mid-extraction")
+                if self.fsync:
+                    self._submit(_fsync_file, path)
+                return
+            self.files[rel] = (st.st_size, "")
+            self.modes[rel] = 0o644
+        writer = self._open_writer(rel, st.st_size, 0o755 if st.st_mode & 0o100 else 0o644)
+        try:
+            with open(source, "rb") as src:
+                while data := src.read(1024 * 1024):
+                    writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+    def forget_file(self, raw: str) -> None:
+        """Undo :meth:`add_file` after its writer failed, so the file can be fetched again
+        from the start (a file set's restart): the bytes and the bookkeeping go."""
+        with self._guard:
+            rel = self.normalize(raw)
+            size, _digest = self.files.pop(rel, (0, ""))
+            self.modes.pop(rel, None)
+            self.members -= 1
+            self.declared_bytes -= size
+            with contextlib.suppress(FileNotFoundError):
+                _faults.fs.unlink(os.path.join(self.root, rel))
+
     def record_file(self, writer: FileWriter) -> None:
-        self.files[writer.rel] = (writer.size, writer.sha256)
+        with self._guard:
+            self.files[writer.rel] = (writer.size or 0, writer.sha256)
         _faults.checkpoint("mid-extraction")
         if self.fsync:
             self._submit(_fsync_file, writer.path)
@@ -349,9 +394,10 @@ class SafeTree:
         self._submit(_fdatasync_and_close, fd)
 
     def _submit(self, job: Callable[[Any], None], arg: Any) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
-        self._pending.append(self._pool.submit(job, arg))
+        with self._guard:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
+            self._pending.append(self._pool.submit(job, arg))
 
     # -- end ---------------------------------------------------------------------------
     def finalize(self) -> None:

@@ -46,8 +46,8 @@ class _NameTree(SafeTree):
             self._check_parents(rel)
         self.dirs.add(rel)
 
-    def _open_writer(self, rel: str, size: int, mode: int) -> MemberWriter:
-        return _CountingWriter(self, rel, size)
+    def _open_writer(self, rel: str, size: Optional[int], mode: int) -> MemberWriter:
+        return _CountingWriter(self, rel, size or 0)  # tar members always declare a size
 
 
 class ArchiveVerifier:

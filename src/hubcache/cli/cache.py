@@ -1,13 +1,10 @@
-"""The cache-management commands of ``hubcache``: ls, info, verify, rm, prune, prefetch,
-export, import. Registered by ``cli.main.build_parser``; printing only, the work is in
-``Cache``. Entries are named by handle, by key, or by a unique key prefix (the 12 hex
-digits ``ls`` prints); ``Cache.key_of`` decides which.
+"""Reading the cache: ls, info, verify. Registered by ``cli.main.build_parser``; printing
+only, the work is in ``Cache``. Entries are named by handle, by key, or by a unique key
+prefix (the 12 hex digits ``ls`` prints); ``Cache.key_of`` decides which.
 
-Data (tables, plans, JSON) goes to stdout, questions and summaries for people to stderr.
-Destructive commands print their plan, then ask; without a terminal they refuse unless
-``--yes`` is given (exit 2), because a script that never sees the question must not delete.
-Answering no is a normal outcome, not an error: "declined: nothing removed", exit 0 (as
-``rm -i`` does).
+Data (tables, facts, JSON) goes to stdout, summaries for people to stderr. Reading an
+entry's facts does not count as a use of it. The commands that change the cache have their
+own modules: ``remove`` (rm, prune), ``gc``, ``prefetch``, ``transfer`` (export, import).
 """
 
 from __future__ import annotations
@@ -22,17 +19,18 @@ from typing import Any
 from .._errors import DamagedEntryError
 from .._units import format_age, format_size, format_time, parse_duration
 from ..manage.prune import disk_usage
-from .common import EXIT_DAMAGED, UsageError, dump, epilog, open_cache, say, short
-from .common import entries as plural_entries
-from .remove import cmd_prune, cmd_rm
-
-TARGET = "HANDLE_OR_KEY"
-TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
-
-_ASKS = (
-    "Prints the plan, then asks. Answering no removes nothing and exits 0 (declined); "
-    "without a terminal nothing is removed unless --yes is given (exit 2)."
+from .common import (
+    EXIT_DAMAGED,
+    TARGET,
+    TARGET_HELP,
+    UsageError,
+    dump,
+    epilog,
+    open_cache,
+    say,
+    short,
 )
+from .common import entries as plural_entries
 
 
 def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -48,7 +46,11 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         default="used",
         help="used: least recently used first (default: %(default)s)",
     )
-    p.add_argument("--older-than", metavar="DURATION", help="only entries unused this long (30d)")
+    p.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only entries unused this long, e.g. 30d or 12h (default: all)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_ls)
 
@@ -72,68 +74,6 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     p.add_argument("--fix", action="store_true", help="re-download damaged entries")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser(
-        "rm",
-        help="remove entries (asks unless --yes)",
-        epilog=epilog(_ASKS),
-    )
-    common(p)
-    p.add_argument("targets", nargs="+", metavar=TARGET, help=TARGET_HELP)
-    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.set_defaults(func=cmd_rm)  # cli/remove.py
-
-    p = sub.add_parser(
-        "prune",
-        help="remove least recently used entries (a plan first)",
-        epilog=epilog(_ASKS),
-    )
-    common(p)
-    p.add_argument("--older-than", metavar="DURATION", help="unused this long: 30d, 12h")
-    p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
-    p.add_argument(
-        "--keep", action="append", default=[], metavar=TARGET, help="never remove (repeatable)"
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
-    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.set_defaults(func=cmd_prune)
-
-    p = sub.add_parser(
-        "prefetch",
-        help="resolve every handle listed in FILE",
-        epilog=epilog("A failure does not stop the rest; the exit code is the first failure's."),
-    )
-    common(p)
-    p.add_argument("file", metavar="FILE", help="one handle per line, optional sha256=HEX, # notes")
-    p.add_argument(
-        "--offline",
-        action="store_true",
-        default=None,
-        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
-    )
-    p.set_defaults(func=cmd_prefetch)
-
-    p = sub.add_parser(
-        "export",
-        help="write complete entries into one tar for another machine",
-        epilog=epilog("OUT.tar appears only when whole (written beside it, then renamed)."),
-    )
-    common(p)
-    p.add_argument("out", metavar="OUT.tar")
-    p.add_argument("targets", nargs="*", metavar=TARGET, help=TARGET_HELP)
-    p.add_argument("--all", action="store_true", help="every complete entry")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser(
-        "import",
-        help="verify and publish the entries of an exported tar",
-        epilog=epilog("An entry that does not match its manifest is rejected (exit 5)."),
-    )
-    common(p)
-    p.add_argument("archive", metavar="IN.tar")
-    p.set_defaults(func=cmd_import)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -195,15 +135,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _kagglehub_rows() -> list[tuple[str, str, int, int]]:
     """Models in kagglehub's cache, which hubcache uses without a request (state
     "kagglehub"); a bad Kaggle setting only hides them."""
-    from .._config import kaggle_settings
     from .._errors import HubcacheError
     from ..kaggle.kagglehub_cache import entries
+    from ..kaggle.settings import kaggle_settings
 
     try:
         root = kaggle_settings().kagglehub_cache
     except HubcacheError:
         return []
     return [(f"kagglehub:{h}", p, size, n) for h, p, size, n in entries(root)]
+
+
+def _kagglehub_details(target: str) -> dict[str, Any]:
+    """The facts of a ``kagglehub:...`` row of ``ls`` (a model in kagglehub's cache), so
+    that ``info`` accepts every name ``ls`` prints; {} for any other target."""
+    if not target.startswith("kagglehub:"):
+        return {}
+    for handle, path, size, files in _kagglehub_rows():
+        if handle == target:
+            return {
+                "handle": handle,
+                "path": path,
+                "size": size,
+                "files": files,
+                "state": "kagglehub",
+                "note": "in kagglehub's cache, used by resolves of this model without a request",
+            }
+    return {}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -216,11 +174,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
             dump({"root": root, "chosen_by": load_config(cache_dir=args.cache_dir).root_source})
         else:
-            print(f"{root}\t{why}")
+            print(root)  # as `cache-dir`: the root on stdout, why on stderr
+            say(args, why)
         return 0
     if args.target is None:
         raise UsageError("give a HANDLE_OR_KEY, or --root")
-    details = open_cache(args).details(args.target)
+    details = _kagglehub_details(args.target) or open_cache(args).details(args.target)
     if args.json:
         dump(details)
         return 0
@@ -260,36 +219,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             status = "fixed" if r.key in fixed else ("ok" if r.ok else "DAMAGED")
+            status = "skipped" if r.state == "leftovers" else status
             detail = "; ".join(r.problems) or r.note
             print(
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")
             )
         say(args, f"{plural_entries(len(results))} checked, {len(bad)} damaged, {len(fixed)} fixed")
     return EXIT_DAMAGED if bad else 0
-
-
-def cmd_prefetch(args: argparse.Namespace) -> int:
-    from .prefetch import prefetch_file
-
-    return prefetch_file(
-        args.file, cache_dir=args.cache_dir, offline=args.offline, quiet=args.quiet
-    )
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    if bool(args.targets) == bool(args.all):
-        raise UsageError("name the entries to export, or --all (not both)")
-    handles = open_cache(args).export(args.out, args.targets)
-    for handle in handles:
-        print(handle)
-    say(args, f"exported {plural_entries(len(handles))} to {args.out}")
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    results = open_cache(args).import_archive(args.archive)
-    for r in results:
-        print(f"{r.status:15} {r.handle or r.key}" + (f"  ({r.reason})" if r.reason else ""))
-    rejected = [r for r in results if r.status == "rejected"]
-    say(args, f"{plural_entries(len(results) - len(rejected))} available, {len(rejected)} rejected")
-    return EXIT_DAMAGED if rejected else 0

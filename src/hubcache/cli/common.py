@@ -25,8 +25,9 @@ EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 EXIT_CODES = """\
 exit codes:
   0    ok (also: a removal you declined at the prompt; nothing removed)
-  1    unexpected error, or an optional extra is missing (the message names it)
-  2    usage: a bad option, handle, variable, file or key prefix
+  1    unexpected error, or stdout could not be written
+  2    usage: a bad option, handle, variable, file or key prefix; or an
+       optional extra is missing (the message names it)
   3    not found: no such model on the server, or not in the cache
   4    network or server error (after retries)
   5    bad archive or checksum; verify found damage; import rejected an entry;
@@ -53,6 +54,22 @@ environment (an option given on the command line wins):
   HUBCACHE_RETRIES         retries of one download, in all (default 5)
   ...and more (timeouts, limits, headers): see docs/configuration.md
 full reference: docs/cli.md"""
+
+
+#: The positional argument of the commands that name entries (info, verify, rm, export...).
+TARGET = "HANDLE_OR_KEY"
+TARGET_HELP = "a handle, a cache key, or a unique key prefix (the 12 hex digits ls prints)"
+
+
+def offline_option(parser: argparse.ArgumentParser) -> None:
+    """``--offline`` for the commands that resolve (resolve, prefetch): None when not given,
+    so ``HUBCACHE_OFFLINE`` decides."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
+    )
 
 
 def plural(count: int, singular: str, plural_form: str = "") -> str:

@@ -1,4 +1,5 @@
-"""``hubcache demo``: the whole flow on a machine with no internet.
+"""``hubcache demo``: the whole flow on a machine with no internet (registered by
+``cli.main.build_parser``).
 
 Serves the sample SavedModel shipped in the package on 127.0.0.1, then resolves it twice
 through a cache: cold (download, inflate, extract, publish) and warm (a stat walk).
@@ -8,18 +9,40 @@ says so (a printed path that then vanishes would surprise); a given root is kept
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
-from typing import Optional, TextIO
+from collections.abc import Callable
+from typing import Any, Optional, TextIO
+
+from .common import epilog
 
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_data", "sample_model")
 
 
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="serve the bundled sample model and resolve it cold, then warm",
+        epilog=epilog(
+            "Without --cache-dir the demo uses a temporary cache root and removes it at the end; "
+            "with --cache-dir the root is kept."
+        ),
+    )
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(cache_dir=args.cache_dir, out=sys.stdout)
+
+
 def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
     from .. import resolve
-    from ..serve.fallback import ModelHost
+    from ..serve.demohost import ModelHost
 
     served = tempfile.mkdtemp(prefix="hubcache-demo-models-")
     cache = cache_dir or tempfile.mkdtemp(prefix="hubcache-demo-cache-")

@@ -1,5 +1,9 @@
 """The ``hubcache`` command: a thin layer over the library, and the only place that prints.
 
+This module is the parser and the dispatch: the common options, one ``add_commands`` call
+per command group (each group's module under ``cli/`` holds its parsers and handlers), the
+logging set-up, and ``main``, which maps errors to exit codes.
+
 stdout carries data only (paths, tables, JSON); everything for people goes to stderr.
 Exit codes are listed in ``cli/common.py`` (shown by ``--help``) and docs/cli.md.
 
@@ -25,12 +29,10 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TERMINATED,
+    EXIT_UNEXPECTED,
     EXIT_USAGE,
     UsageError,
     epilog,
-    plural,
-    root_and_why,
-    say,
 )
 
 
@@ -90,20 +92,6 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: a finite, non-negative number of seconds (``nan`` compares false
-    with everything, so a grace of nan would remove debris that is still in use)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hubcache",
@@ -118,99 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser(
-        "resolve",
-        help="resolve handles; print one local path per line",
-        description="Resolve each HANDLE (downloading it at most once) and print its local "
-        "folder, one per line, in the order given.",
-        epilog=epilog("Stops at the first handle that fails; the paths printed so far stand."),
-    )
-    _common(p)
-    p.add_argument("handles", nargs="+", metavar="HANDLE")
-    p.add_argument(
-        "--offline",
-        action="store_true",
-        default=None,
-        help="never use the network (default: $HUBCACHE_OFFLINE, else off)",
-    )
-    p.add_argument("--sha256", metavar="HEX", help="pin the archive's sha256 (one handle only)")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: $TFHUB_DOWNLOAD_PROGRESS, else when a terminal)",
-    )
-    p.add_argument(
-        "--mirror",
-        action="append",
-        metavar="PREFIX=REPLACEMENT",
-        help="try this URL rewrite before the origin (repeatable; default $HUBCACHE_MIRRORS)",
-    )
-    p.add_argument(
-        "--no-origin",
-        action="store_true",
-        default=None,
-        help="mirrors only, never the handle's own URL (default: $HUBCACHE_NO_ORIGIN, else off)",
-    )
-    p.add_argument(
-        "--kagglehub-cache",
-        action="store_true",
-        default=None,
-        help="also publish downloaded Kaggle models in kagglehub's cache (HUBCACHE_KAGGLEHUB=1)",
-    )
-    p.set_defaults(func=_cmd_resolve)
+    # One module per command group, each registering its commands; --help lists them in
+    # this order. serve's options live in cli/serve.py, which is imported only to run it
+    # or to build this parser.
+    from . import cache, demo, gc, plugins, prefetch, remove, resolve, transfer
 
-    p = sub.add_parser(
-        "cache-dir",
-        help="print the cache root the rules select, and why",
-        epilog=epilog("stdout: the root; stderr: the rule that chose it, or why it fell back."),
-    )
-    _common(p)
-    p.set_defaults(func=_cmd_cache_dir)
-
-    p = sub.add_parser(
-        "serve",
-        help="host the models in DIR over HTTP (TF Hub protocol); with --upstream, a "
-        "pull-through mirror (needs hubcache[server])",
-        epilog=epilog(),
-    )
-    _common(p)
-    from ..cli.serve import add_arguments as add_serve_arguments
-
-    add_serve_arguments(p)
-    p.set_defaults(func=_cmd_serve)
-
-    p = sub.add_parser(
-        "demo",
-        help="serve the bundled sample model and resolve it cold, then warm",
-        epilog=epilog(
-            "Without --cache-dir the demo uses a temporary cache root and removes it at the end; "
-            "with --cache-dir the root is kept."
-        ),
-    )
-    _common(p)
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser(
-        "gc", help="remove debris: stale locks, orphan staging, trash", epilog=epilog()
-    )
-    _common(p)
-    p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
-    p.add_argument(
-        "--grace",
-        type=_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="age after which unowned debris goes (default: 3600)",
-    )
-    p.set_defaults(func=_cmd_gc)
-
-    from .cache import add_commands  # ls, info, verify, rm, prune, prefetch, export, import
-
-    add_commands(sub, _common)
-    from .plugins import add_commands as add_plugins  # tfhub | kagglehub  enable|disable|status
-
-    add_plugins(sub, _common)
+    resolve.add_commands(sub, _common)  # resolve, cache-dir
+    _add_serve(sub)
+    demo.add_commands(sub, _common)
+    gc.add_commands(sub, _common)
+    cache.add_commands(sub, _common)  # ls, info, verify
+    remove.add_commands(sub, _common)  # rm, prune
+    prefetch.add_commands(sub, _common)
+    transfer.add_commands(sub, _common)  # export, import
+    plugins.add_commands(sub, _common)  # tfhub | kagglehub  enable | disable | status
     return parser
 
 
@@ -239,63 +148,24 @@ def _setup_logging(args: argparse.Namespace) -> None:
 _LIBRARY_LOGGERS = ("gcsfs", "s3fs", "fsspec", "aiobotocore", "botocore", "google", "asyncio")
 
 
-def _status(message: str) -> None:
-    print(f"hubcache: waiting for {message}", file=sys.stderr, flush=True)
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="host the models in DIR over HTTP (TF Hub protocol); with --upstream, a "
+        "pull-through mirror (needs hubcache[server])",
+        epilog=epilog(),
+    )
+    _common(p)
+    from .serve import add_arguments
 
-
-def _cmd_resolve(args: argparse.Namespace) -> int:
-    from .. import resolve
-
-    if args.sha256 and len(args.handles) != 1:
-        raise UsageError("--sha256 pins one archive: give exactly one HANDLE with it")
-    for handle in args.handles:
-        path = resolve(
-            handle,
-            cache_dir=args.cache_dir,
-            offline=args.offline,
-            sha256=args.sha256,
-            progress=args.progress,
-            mirrors=args.mirror,
-            no_origin=args.no_origin,
-            kagglehub_cache=args.kagglehub_cache,
-            on_wait=None if args.quiet else _status,
-        )
-        print(path, flush=True)
-    return 0
-
-
-def _cmd_cache_dir(args: argparse.Namespace) -> int:
-    root, why = root_and_why(args.cache_dir)
-    print(root)
-    say(args, why)
-    return 0
+    add_arguments(p)
+    p.set_defaults(func=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..cli.serve import run
+    from .serve import run
 
     return run(args)
-
-
-def _cmd_gc(args: argparse.Namespace) -> int:
-    from .._cache import Cache
-    from ..local.gc import GRACE
-
-    cache = Cache(args.cache_dir)  # local or remote root: the Cache picks the rules
-    the_plan = cache.plan_gc(GRACE if args.grace is None else args.grace)
-    items = the_plan.items if args.dry_run else tuple(cache.execute_gc(the_plan))
-    verb = "would remove" if args.dry_run else "removed"
-    for item in items:
-        print(f"{verb} {item.path}  ({item.kind}: {item.reason}, {item.size} bytes)")
-    total = sum(item.size for item in items)
-    say(args, f"{verb} {plural(len(items), 'item')}, {total} bytes")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(cache_dir=args.cache_dir, out=sys.stdout)
 
 
 def _quiet_stdout() -> None:
@@ -310,6 +180,38 @@ def _quiet_stdout() -> None:
         pass
 
 
+class _WatchedStdout:
+    """stdout, noting whether a write to it failed: an OSError from stdout (a full disk,
+    a device that refuses writes) is reported as such, any other one is not hidden."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _check_cache_dir(args: argparse.Namespace) -> None:
+    """``--cache-dir ''`` would quietly mean the default root, shared by every user."""
+    if args.cache_dir is not None and not args.cache_dir.strip():
+        raise UsageError("--cache-dir '' names no folder; give a path, or leave it out")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -319,7 +221,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (embedded use)
         previous = None
+    stdout = _WatchedStdout(sys.stdout)
+    sys.stdout = stdout
     try:
+        _check_cache_dir(args)
         code: int = args.func(args)
         sys.stdout.flush()  # here, so a closed pipe is reported below, not at interpreter exit
         return code
@@ -332,6 +237,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except HubcacheError as exc:
         print(f"hubcache: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if not stdout.failed:
+            raise
+        # stdout is a full disk, a device that refuses writes...: say so in one line
+        # instead of a traceback, and keep the interpreter's final flush quiet.
+        print(f"hubcache: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_UNEXPECTED
     except KeyboardInterrupt:
         print("hubcache: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -339,6 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("hubcache: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     finally:
+        sys.stdout = stdout.stream
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

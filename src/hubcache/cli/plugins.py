@@ -78,6 +78,7 @@ def _add(sub: Any, common: Callable[[argparse.ArgumentParser], None], p: Plugin)
         help=f"use hubcache from unmodified {p.package} code (enable, disable, status)",
         epilog=epilog(f"See docs/{p.doc}."),
     )
+    common(parser)  # `hubcache tfhub -q status` as well as `hubcache tfhub status -q`
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     notes = _notes(p)
@@ -102,11 +103,22 @@ def _version(state: Any, p: Plugin) -> Any:
     return getattr(state, f"{p.package}_version")
 
 
+def _site_dir(args: argparse.Namespace) -> Any:
+    """``--site-dir``; an empty one is refused rather than read as "this python's"."""
+    if args.site_dir is not None and not args.site_dir.strip():
+        raise UsageError(
+            "--site-dir '' names no folder; give a site-packages path, or leave it out"
+        )
+    return args.site_dir
+
+
 def _cmd_enable(args: argparse.Namespace) -> int:
     p: Plugin = args.plugin
     api = p.api()
     try:
-        path = api.enable(args.site_dir)
+        path = api.enable(_site_dir(args))
+    except FileExistsError as exc:
+        raise UsageError(f"{exc}; remove or rename it first if it is not needed") from None
     except OSError as exc:
         raise UsageError(
             f"cannot write the .pth in {_folder(exc, args)}: {exc.strerror or exc}; run "
@@ -116,12 +128,26 @@ def _cmd_enable(args: argparse.Namespace) -> int:
     print(path)
     if not args.quiet:
         state = api.status(args.site_dir)
-        say(
-            args,
-            f"{p.package} will use hubcache in this environment "
-            f"({p.package} {_version(state, p) or 'not installed yet'}; "
-            f"plug-in switch {state.switch}); undo with `hubcache {p.command} disable`",
-        )
+        version = f"{p.package} {_version(state, p) or 'not installed yet'}"
+        if not state.switch.startswith("on"):
+            say(
+                args,
+                f"enabled, but {_switch_words(p)} keeps it off in this shell "
+                f"({version}); undo with `hubcache {p.command} disable`",
+            )
+        elif not state.site_dir_read:
+            say(
+                args,
+                f"enabled in {args.site_dir}, but this python does not read .pth files from "
+                "there: it takes effect for the python whose site-packages that is; undo "
+                f"with `hubcache {p.command} disable --site-dir`",
+            )
+        else:
+            say(
+                args,
+                f"{p.package} will use hubcache in this environment ({version}); undo with "
+                f"`hubcache {p.command} disable`",
+            )
         if state.registry.startswith("differs"):
             say(args, f"warning: registry {state.registry}")
     return 0
@@ -130,7 +156,7 @@ def _cmd_enable(args: argparse.Namespace) -> int:
 def _cmd_disable(args: argparse.Namespace) -> int:
     p: Plugin = args.plugin
     try:
-        path = p.api().disable(args.site_dir)
+        path = p.api().disable(_site_dir(args))
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -147,16 +173,24 @@ def _cmd_disable(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     p: Plugin = args.plugin
-    state = p.api().status(args.site_dir)
+    state = p.api().status(_site_dir(args))
     if args.json:
         dump(dataclasses.asdict(state))
         return 0
-    print(f"active: {'yes' if state.active else 'no'}")
+    unread = "" if state.site_dir_read else " (this python does not read .pth files from there)"
+    print(f"active: {'yes' if state.active else 'no'}{unread}")
     print(f"pth: {state.pth_path} ({'present' if state.pth_present else 'absent'})")
     print(f"switch: {state.switch}")
     print(f"{p.package}: {_version(state, p) or 'not installed'}")
     print(f"registry: {state.registry}")
     return 0
+
+
+def _switch_words(p: Plugin) -> str:
+    """``<switch>=<value>`` as it is set in this environment."""
+    import os
+
+    return f"{p.switch}={os.environ.get(p.switch, '')}"
 
 
 def _folder(exc: OSError, args: argparse.Namespace) -> str:

@@ -1,21 +1,43 @@
 """``hubcache prefetch FILE``: fill a cache from a list, for CI images and air-gapped moves.
 
-FILE holds one handle per line, optionally followed by ``sha256=<64 hex>`` (the archive's
-pin); blank lines and ``#`` comments are ignored. Each handle is resolved in turn with its
-own progress bar off and one overall line instead ("[3/10] handle"), so a long list reads
-as one job. A failure does not stop the rest; the summary lists every failure and the exit
-code is the first failure's (docs/cli.md codes), so a script can tell "offline" from "404".
+Registered by ``cli.main.build_parser``. FILE holds one handle per line, optionally followed
+by ``sha256=<64 hex>`` (the archive's pin); blank lines and ``#`` comments are ignored. Each
+handle is resolved in turn with its own progress bar off and one overall line instead
+("[3/10] handle"), so a long list reads as one job. A failure does not stop the rest; the
+summary lists every failure and the exit code is the first failure's (docs/cli.md codes), so
+a script can tell "offline" from "404".
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from .._errors import ConfigurationError, HubcacheError
+from .common import epilog, offline_option, plural
 
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "prefetch",
+        help="resolve every handle listed in FILE",
+        epilog=epilog("A failure does not stop the rest; the exit code is the first failure's."),
+    )
+    common(p)
+    p.add_argument("file", metavar="FILE", help="one handle per line, optional sha256=HEX, # notes")
+    offline_option(p)
+    p.set_defaults(func=cmd_prefetch)
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    return prefetch_file(
+        args.file, cache_dir=args.cache_dir, offline=args.offline, quiet=args.quiet
+    )
 
 
 def parse_list(text: str, name: str = "FILE") -> list[tuple[str, Optional[str]]]:
@@ -44,7 +66,7 @@ def prefetch_file(
     from .._resolve import resolve
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM (Windows editors) is not a handle
             items = parse_list(f.read(), path)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
@@ -79,8 +101,8 @@ def prefetch_file(
         if tty:
             print("\x1b[2K", end="", file=sys.stderr)
         print(
-            f"hubcache: prefetched {len(items)} handles: {done} downloaded, {cached} already "
-            f"cached, {len(failed)} failed",
+            f"hubcache: prefetched {plural(len(items), 'handle')}: {done} downloaded, "
+            f"{cached} already cached, {len(failed)} failed",
             file=sys.stderr,
         )
     for handle, error in failed:

@@ -1,9 +1,11 @@
 """``rm`` and ``prune``: a removal plan, shown, confirmed, then carried out.
 
-Both build a :class:`~hubcache.manage.prune.Plan` first (which entries go, which are spared
-and why, and the bytes as the disk counts them), print it, and ask on the terminal. Without
-a terminal nothing is removed unless ``--yes`` was given: a script that never sees the
-question must not delete. ``--dry-run`` stops after the plan.
+Registered by ``cli.main.build_parser``. Both build a :class:`~hubcache.manage.prune.Plan`
+first (which entries go, which are spared and why, and the bytes as the disk counts them),
+print it, and ask on the terminal. Without a terminal nothing is removed unless ``--yes`` was
+given: a script that never sees the question must not delete. Answering no is a normal
+outcome, not an error: "declined: nothing removed", exit 0 (as ``rm -i`` does).
+``--dry-run`` stops after the plan.
 """
 
 from __future__ import annotations
@@ -11,11 +13,46 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._units import format_age, format_size, parse_duration, parse_size
-from .common import UsageError, dump, open_cache, say, short
+from .common import TARGET, TARGET_HELP, UsageError, dump, epilog, open_cache, say, short
 from .common import entries as plural_entries
+
+_ASKS = (
+    "Prints the plan, then asks. Answering no removes nothing and exits 0 (declined); "
+    "without a terminal nothing is removed unless --yes is given (exit 2)."
+)
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser(
+        "rm",
+        help="remove entries (asks unless --yes)",
+        epilog=epilog(_ASKS),
+    )
+    common(p)
+    p.add_argument("targets", nargs="+", metavar=TARGET, help=TARGET_HELP)
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser(
+        "prune",
+        help="remove least recently used entries (a plan first)",
+        epilog=epilog(_ASKS),
+    )
+    common(p)
+    p.add_argument("--older-than", metavar="DURATION", help="unused this long, e.g. 30d or 12h")
+    p.add_argument("--max-size", metavar="SIZE", help="then LRU until the cache fits: 20GB")
+    p.add_argument(
+        "--keep", action="append", default=[], metavar=TARGET, help="never remove (repeatable)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_prune)
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool:

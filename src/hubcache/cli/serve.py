@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
 import os
+import re
 import socket
+import stat
 import sys
 from typing import Any, Optional
 
 from .._errors import CacheDirError, ConfigurationError, HubcacheError
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # one label of a host name
 
 
 class ServeError(ConfigurationError):
@@ -63,10 +68,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="remember an upstream 404 this long (30s)",
     )
     p.add_argument(
+        "--negative-max",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="remember at most N upstream 404s, the oldest forgotten first (10000)",
+    )
+    p.add_argument(
+        "--max-fills",
+        type=int,
+        default=64,
+        metavar="N",
+        help="fetch at most N archives from upstreams at once; other misses get 503 with "
+        "Retry-After (64)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        default="10s",
+        metavar="DURATION",
+        help="close a new connection that has not sent its request headers within this (10s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        default="60s",
+        metavar="DURATION",
+        help="close a keep-alive connection idle between requests this long, and cut a "
+        "response whose client takes no byte for this long (60s)",
+    )
+    p.add_argument(
         "--drain-timeout",
         default="30s",
         metavar="DURATION",
-        help="on SIGTERM, let in-flight responses finish for this long (30s)",
+        help="on SIGTERM, let in-flight responses finish for exactly this long, then cut "
+        "them (30s; 0: cut at once)",
     )
 
 
@@ -93,14 +127,35 @@ def _duration(text: str, option: str) -> float:
         raise ServeError(f"{option}: {exc}") from None
 
 
+def _positive(text: str, option: str) -> float:
+    value = _duration(text, option)
+    if value <= 0:
+        raise ServeError(f"{option} must be more than 0, e.g. 10s")
+    return value
+
+
+def _count(value: int, option: str) -> int:
+    if value < 1:
+        raise ServeError(f"{option} must be 1 or more")
+    return value
+
+
 def _tokens(path: Optional[str]) -> frozenset[str]:
+    """The tokens of ``--token-file``: one a line, blank lines and ``#`` comments (after
+    any indentation) skipped. Only a regular file is read: a FIFO or a device would block
+    the start forever or never end."""
     if path is None:
         return frozenset()
     try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ServeError(f"--token-file {path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ServeError(f"--token-file {path} is not a regular file; give a file of tokens")
+    try:
         with open(path, encoding="utf-8") as f:
-            tokens = frozenset(
-                line.strip() for line in f if line.strip() and not line.startswith("#")
-            )
+            lines = [line.strip() for line in f]
+        tokens = frozenset(line for line in lines if line and not line.startswith("#"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ServeError(f"--token-file {path}: cannot read it ({exc})") from None
     if not tokens:
@@ -108,7 +163,26 @@ def _tokens(path: Optional[str]) -> frozenset[str]:
     return tokens
 
 
+def _check_host(host: str) -> str:
+    """An IP address or a host name by RFC 1123, else one line (a traceback from deep in
+    the resolver is what an operator would get otherwise)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ServeError(
+            f"--host {host!r} is not an IP address or a host name; e.g. --host 127.0.0.1 "
+            "or --host 0.0.0.0 (every interface)"
+        )
+    return host
+
+
 def _check_directory(directory: str, pull_through: bool) -> str:
+    if not directory.strip():
+        raise ServeError("DIR is empty; name the folder to serve, e.g. hubcache serve ./models")
     if "://" in directory and not directory.startswith("file://"):
         if not pull_through:
             raise ServeError(f"{directory}: a bucket can be served only as a mirror (--upstream)")
@@ -136,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from .._config import load_config
     from ..serve.pullthrough import parse_upstream
 
+    host = _check_host(args.host)
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port {args.port} is not a port number (0-65535; 0 picks a free one)")
     try:
@@ -157,14 +232,18 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings(
         directory=directory,
-        host=args.host,
+        host=host,
         port=args.port,
         upstreams=upstreams,
         tokens=_tokens(args.token_file),
         max_size=max_size,
         rate_limit=_size(args.rate_limit, "--rate-limit"),
         negative_ttl=_duration(args.negative_ttl, "--negative-ttl"),
+        negative_max=_count(args.negative_max, "--negative-max"),
+        max_fills=_count(args.max_fills, "--max-fills"),
         drain=_duration(args.drain_timeout, "--drain-timeout"),
+        header_timeout=_positive(args.header_timeout, "--header-timeout"),
+        idle_timeout=_positive(args.idle_timeout, "--idle-timeout"),
     )
     config = load_config(cache_dir=None, progress=False)
     if "://" in directory:

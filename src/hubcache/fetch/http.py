@@ -58,7 +58,16 @@ class HTTPSource(Source):
     # request with redirects, retries and status handling
     def open(self) -> None:
         self._response = self._request({})
-        self._read_metadata(self._response)
+        if self._response is not None:  # None: stopped before a redirect (``stop_at``)
+            self._read_metadata(self._response)
+
+    def follow_on(self) -> None:
+        if not self.stopped:
+            raise RuntimeError("follow_on() without a stopped redirect")
+        earlier = self.hops[:-1]
+        self.url, self.stopped, self.stop_at = self.stopped, "", None
+        self.open()
+        self.hops = earlier + self.hops
 
     def _read_metadata(self, response: Any) -> None:
         headers = response.headers
@@ -77,6 +86,8 @@ class HTTPSource(Source):
             handle=self.handle,
             stop=self._cancelled,
         )
+        if response is None:
+            return None
         if response.status == 416 and "Range" in extra_headers:
             return response  # the caller turns it into a restart from zero
         return self._check_status(response)
@@ -86,6 +97,7 @@ class HTTPSource(Source):
 
         url = self.url
         self.final_url = url
+        self.hops = (url,)
         origin = _host(self.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
@@ -115,6 +127,10 @@ class HTTPSource(Source):
             target = urllib.parse.urljoin(url, location)
             self._check_redirect(url, target)
             url = self.final_url = target
+            self.hops += (target,)
+            if self.stop_at is not None and self.stop_at(target):
+                self.stopped = target
+                return None
         raise DownloadError(
             f"{self.display} redirected more than {MAX_REDIRECTS} times", handle=self.handle
         )
@@ -288,6 +304,13 @@ class HTTPSource(Source):
         if self._response is not None:
             self._response.release_conn()
             self._response = None
+
+    def abort(self) -> None:
+        """Break a read blocked in another thread (a server shutting down): the socket is
+        shut, so that read ends at once with an error instead of waiting for the peer."""
+        response = self._response
+        if response is not None:
+            response.shutdown()
 
 
 def _host(url: str) -> tuple[str, int]:

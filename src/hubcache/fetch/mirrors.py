@@ -79,9 +79,11 @@ class MirroredSource(Source):
                 else RetryBudget(min(self.config.retries, 1), self.config.backoff)
             )
             source = self._opener(place, self.config, budget)
+            source.stop_at = self.stop_at
             try:
                 source.open()
             except _FALL_THROUGH as exc:
+                self.hops = source.hops
                 source.close()
                 what = "origin" if place is self.handle else "mirror"
                 self.tried.append(f"{what} {redact(place.location)}: {exc.message}")
@@ -108,11 +110,19 @@ class MirroredSource(Source):
         self.content_type = source.content_type
         self.etag = source.etag
         self.last_modified = source.last_modified
+        self.hops = source.hops
+        self.stopped = source.stopped
 
     def chunks(self) -> Iterator[bytes]:
         if self._chosen is None:
             raise RuntimeError("MirroredSource.chunks() before a successful open()")
         return self._chosen.chunks()
+
+    def follow_on(self) -> None:
+        if self._chosen is None:
+            raise RuntimeError("MirroredSource.follow_on() before open()")
+        self._chosen.follow_on()
+        self._adopt(self._chosen)
 
     def close(self) -> None:
         if self._chosen is not None:

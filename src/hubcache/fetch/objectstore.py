@@ -12,17 +12,29 @@ credentials on a metadata server, and fail with a traceback of their own excepti
 * turns whatever the library raised into ONE of our errors (:func:`store_error`):
   missing or refused credentials are :class:`CacheDirError` (exit 6: the store cannot be
   used as it is configured), anything on the way there is :class:`DownloadError` (exit 4),
-  each naming the store and the variables that fix it.
+  each naming the store and the variables that fix it;
+* gives every request a deadline and takes the retrying away from the libraries
+  (:func:`client_options`, :func:`one_try`): each request waits at most
+  ``HUBCACHE_CONNECT_TIMEOUT`` to connect and ``HUBCACHE_READ_TIMEOUT`` for each read, and
+  is tried once. Left alone, s3fs retries around botocore, which retries too (5 x 5 x 5 =
+  125 tries of one silent read, about half an hour), and gcsfs tries 6 times with half a
+  minute of backoff. The one layer that retries is ours, on hubcache's one retry budget
+  (``store.fsspec`` for roots and the shared tier, the download loop for archive handles),
+  so the worst case of a silent store is the number docs/configuration.md states.
 
 Exception types are recognised by name, so nothing here imports botocore or google-auth.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
+from .._config import Config
 from .._errors import CacheDirError, DownloadError, HubcacheError, hide_credentials
 
 T = TypeVar("T")
@@ -46,6 +58,97 @@ _FIXES = {
     "AWS_ENDPOINT_URL for a store that is not AWS",
 }
 _ENDPOINTS = {"gs": "STORAGE_EMULATOR_HOST", "s3": "AWS_ENDPOINT_URL"}
+
+
+_TRANSIENT = {  # class names (or S3 error codes) of failures worth another try
+    "TimeoutError",
+    "FSTimeoutError",
+    "ServerTimeoutError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ConnectionError",
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ServerDisconnectedError",
+    "ClientPayloadError",
+    "ResponseStreamingError",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+}
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def client_options(url: str, config: Config) -> dict[str, Any]:
+    """fsspec options that bound every request of a ``gs://`` or ``s3://`` client and try
+    it once (module docstring); {} for other filesystems. The client is made for us alone
+    (``skip_instance_cache``), as :func:`one_try` changes it after it is made."""
+    store = _family(url)
+    if store == "s3":
+        return {
+            "skip_instance_cache": True,
+            "config_kwargs": {
+                "connect_timeout": config.connect_timeout,
+                "read_timeout": config.read_timeout,
+                "retries": {"total_max_attempts": 1, "mode": "standard"},
+            },
+        }
+    if store == "gs":
+        # Since gcsfs 2026.3 its first request may probe the bucket's layout for up to 60 s
+        # unless this is off when gcsfs is imported; a user who set it keeps their choice.
+        if "gcsfs" not in sys.modules:
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        try:
+            import aiohttp
+        except ImportError:  # gcsfs itself will say what is missing
+            return {"skip_instance_cache": True}
+        # Per request, no total: a long transfer that keeps moving is never cut.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+        return {"skip_instance_cache": True, "requests_timeout": timeout}
+    return {}
+
+
+def one_try(fs: Any) -> None:
+    """Make the client ``fs`` (built with :func:`client_options`) try each request once.
+    s3fs: its retry count is a class attribute, read per call, so set on this instance it
+    holds for both of its wrappers (requests and ranged reads). gcsfs: its 6 tries are a
+    decorator on ``_request``, fixed when the class is made; this instance calls the
+    undecorated function instead. A gcsfs without that shape keeps its own tries (still
+    bounded by the per-request timeouts), rather than failing."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & {"s3", "s3a"}:
+        fs.retries = 1
+    elif protocols & {"gs", "gcs"}:
+        raw = getattr(getattr(type(fs), "_request", None), "__wrapped__", None)
+        if callable(raw):
+            fs._request = types.MethodType(raw, fs)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether another try of the failed store request may succeed: silence, a broken
+    connection, throttling or a 5xx. Credentials, missing objects and bad requests are not."""
+    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError)):
+        return False
+    names = _names(exc)
+    if names & _CREDENTIALS:
+        return False
+    seen: Optional[BaseException] = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        status = getattr(seen, "code", None) or getattr(seen, "status", None)
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):  # botocore ClientError
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", status)
+        if status in _TRANSIENT_STATUS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return bool(names & _TRANSIENT)
 
 
 def _family(url: str) -> str:

@@ -23,17 +23,20 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from .._config import Config
 from .._errors import DownloadError
-from .source import redact
+from .source import RestartDownloadError, redact
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # seconds: a server asking for longer is waited on this long
 MAX_DELAY = 30.0  # the backoff doubles up to this
+NETWORK_ADVICE = "; check the network or proxy settings and try again"  # ends a final error
 
 
 def _sleep(seconds: float, stop: Optional[threading.Event]) -> None:
@@ -144,8 +147,8 @@ def send_with_retries(
         except urllib3.exceptions.HTTPError as exc:
             last = f"{exc.__class__.__name__}: {reason(exc)}"
         else:
-            if response.status not in RETRY_STATUS:
-                return response
+            if response is None or response.status not in RETRY_STATUS:
+                return response  # None: the sender stopped on purpose (a redirect)
             last = f"HTTP {response.status} from {redact(url())}"
             wait = retry_after(response.headers.get("Retry-After"))
             response.drain_conn()
@@ -153,7 +156,7 @@ def send_with_retries(
         if not budget.pause(redact(url()), last, wait=wait, stop=stop):
             raise DownloadError(
                 f"downloading {redact(url())} failed after {attempts} attempts: {last}"
-                f"{budget.earlier(last)}; check the network or proxy settings and try again",
+                f"{budget.earlier(last)}{NETWORK_ADVICE}",
                 handle=handle,
                 attempts=attempts,
             )
@@ -163,3 +166,29 @@ def reason(exc: BaseException) -> str:
     """The useful part of a urllib3 error (its ``reason`` when it wraps another)."""
     found = getattr(exc, "reason", None)
     return str(found or exc)
+
+
+def with_restarts(budget: RetryBudget, what: str, attempt: Callable[[], T]) -> T:
+    """Run ``attempt`` until it returns, starting it over when it raises
+    :class:`RestartDownloadError` (a stream that broke and cannot be resumed in place).
+
+    This is the one restart loop of the code base: an archive, each file of a Kaggle file
+    set and the mirror's fill all come through here, so a restart always draws on the
+    download's one budget. ``attempt`` must leave nothing behind when it raises. A restart
+    does not wait: it answers a changed or unresumable object, not an overloaded server.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return attempt()
+        except RestartDownloadError as exc:
+            cause = f"restarted from the start: {exc}"
+            if not budget.pause(what, cause, wait=0.0):
+                raise DownloadError(
+                    f"the download of {what} could not be completed after {attempts} attempts "
+                    f"from the start: {exc}{budget.earlier(cause)}",
+                    attempts=attempts,
+                ) from None
+            # info, as every retry: the error that gives up names the causes (``earlier``)
+            log.info("restarting the download of %s from the start: %s", what, exc)

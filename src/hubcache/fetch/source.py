@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .._config import Config
@@ -54,6 +54,15 @@ class Source:
     content_type: str = ""
     etag: str = ""
     last_modified: str = ""
+    # Every URL a request went through, redirects included, the last one answering. The
+    # stager reads it to decide what the chain means (a Kaggle model it already holds);
+    # a source never acts on it itself.
+    hops: tuple[str, ...] = ()
+    # Set by the caller before ``open``: a redirect target for which this returns True is
+    # not requested; ``open`` returns with ``stopped`` naming it, and the caller decides
+    # whether to :meth:`follow_on` (a pure test of a URL, never a call into other layers).
+    stop_at: Optional[Callable[[str], bool]] = None
+    stopped: str = ""
 
     def open(self) -> None:
         raise NotImplementedError
@@ -63,6 +72,10 @@ class Source:
 
     def close(self) -> None:
         pass
+
+    def follow_on(self) -> None:
+        """After ``open`` stopped at a redirect (``stopped``): follow it and finish opening."""
+        raise NotImplementedError
 
     def cancel(self) -> None:
         """Called from another thread when the consumer gives up: unblock any read now,
@@ -92,7 +105,7 @@ class FileSource(Source):
                 return
             yield data
 
-    def read_error(self, exc: Exception) -> Optional[HubcacheError]:
+    def read_error(self, exc: Exception) -> Optional[Exception]:
         """Ours for what a read raised, or None to let it through unchanged."""
         if isinstance(exc, HubcacheError) or not isinstance(exc, OSError):
             return None
@@ -129,7 +142,11 @@ class LocalFileSource(FileSource):
 
 
 class FsspecSource(FileSource):
-    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...)."""
+    """An archive on any fsspec filesystem (``gs://``, ``s3://``, ``memory://``...).
+
+    Its client tries each request once (``filesystem``); a transient failure (silence past
+    ``HUBCACHE_READ_TIMEOUT``, a broken connection, a 5xx) is a :class:`RestartDownloadError`,
+    so the download loop retries it on the download's one retry budget."""
 
     def __init__(self, url: str, handle: str, timeout: Optional[float] = None) -> None:
         self.url = url
@@ -139,7 +156,7 @@ class FsspecSource(FileSource):
         self._file: Any = None
 
     def open(self) -> None:
-        from .objectstore import first_contact, store_error
+        from .objectstore import first_contact
 
         fs, path = filesystem(self.url, self.handle)
         try:
@@ -152,19 +169,29 @@ class FsspecSource(FileSource):
             exc.handle = exc.handle or self.handle
             raise
         except Exception as exc:
-            raise store_error(self.url, exc, self.handle) from exc
+            raise self._ours(exc) from exc
 
-    def read_error(self, exc: Exception) -> Optional[HubcacheError]:
-        """Whatever the store's client raises midway (a timeout, a broken response)
-        becomes one of our errors, as in ``open``."""
-        from .objectstore import store_error
+    def read_error(self, exc: Exception) -> Optional[Exception]:
+        return None if isinstance(exc, HubcacheError) else self._ours(exc)
 
-        return None if isinstance(exc, HubcacheError) else store_error(self.url, exc, self.handle)
+    def _ours(self, exc: Exception) -> Exception:
+        """What the store's client raised (a timeout, a broken response) as one of our
+        errors, or as a restart when another try may succeed."""
+        from .objectstore import store_error, transient
+
+        error = store_error(self.url, exc, self.handle)
+        return RestartDownloadError(error.message) if transient(exc) else error
 
 
-def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[Any, str]:
+def filesystem(
+    url: str, handle: Optional[str] = None, *, config: Optional[Config] = None, **options: Any
+) -> tuple[Any, str]:
     """The fsspec filesystem and path of ``url``, with an install hint when missing.
-    ``options`` go to the filesystem (e.g. ``use_listings_cache=False``)."""
+    ``options`` go to the filesystem (e.g. ``use_listings_cache=False``). A ``gs://`` or
+    ``s3://`` client gets hubcache's deadlines and tries each request once
+    (``fetch.objectstore.client_options``); ``config`` gives the timeouts (read now if None)."""
+    from .objectstore import client_options, one_try
+
     scheme = url.split("://", 1)[0]
     # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
     # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
@@ -176,31 +203,17 @@ def filesystem(url: str, handle: Optional[str] = None, **options: Any) -> tuple[
             f"{scheme}:// needs an extra: pip install 'hubcache[{extra or 'remote'}]'",
             handle=handle,
         ) from None
-    if scheme in ("gs", "gcs") and "requests_timeout" not in options:
-        options["requests_timeout"] = _gcs_timeout()
+    if extra is not None:
+        from .._config import load_config
+
+        options = {**client_options(url, config or load_config()), **options}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         hint = f"pip install 'hubcache[{extra}]'" if extra else str(exc)
         raise MissingDependencyError(f"{scheme}:// needs an extra: {hint}", handle=handle) from None
+    one_try(fs)
     return fs, path
-
-
-def _gcs_timeout() -> Any:
-    """Per-request bounds for gcsfs, which otherwise gives aiohttp no timeout at all: a
-    bucket that stops answering mid-read would hang the download forever (each of gcsfs's
-    6 tries). The same two settings as HTTP downloads; no total, so a large upload may take
-    as long as it needs while it keeps moving."""
-    from .._config import load_config
-
-    try:
-        import aiohttp
-    except ImportError:  # gcsfs itself will say what is missing
-        return None
-    config = load_config()
-    return aiohttp.ClientTimeout(
-        total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
-    )
 
 
 # -- HTTP --------------------------------------------------------------------------------

@@ -21,13 +21,14 @@ import logging
 import urllib.parse
 from typing import Any, Optional, overload
 
-from .._config import Config, KaggleSettings
+from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from ..fetch.pool import manager
-from ..fetch.retry import RetryBudget, send_with_retries
+from ..fetch.retry import NETWORK_ADVICE, RetryBudget, send_with_retries
 from ..fetch.source import redact
 from .credentials import Credential
 from .identity import KaggleModel
+from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,9 @@ class KaggleApi:
                 RetryBudget.of(self.config), send, url=lambda: url, handle=self.handle
             )
         except DownloadError as exc:
+            cause = exc.message.removesuffix(NETWORK_ADVICE)  # one piece of advice, ours
             raise DownloadError(
-                f"Kaggle's API failed for {model.slug}: {exc.message}; check the network, "
+                f"Kaggle's API failed for {model.slug}: {cause}; check the network, "
                 "proxy settings and KAGGLE_API_ENVIRONMENT, then try again",
                 handle=self.handle,
             ) from None

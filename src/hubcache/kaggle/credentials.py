@@ -22,8 +22,8 @@ import os
 import stat
 from typing import Optional
 
-from .._config import KaggleSettings
 from .._errors import ConfigurationError
+from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -36,52 +36,74 @@ class Credential:
 
 
 def find_credential(settings: KaggleSettings) -> Optional[Credential]:
-    """The first credential in kagglehub's order, or None (public models need none)."""
+    """The first credential in kagglehub's order, or None (public models need none).
+    A place that is there but unusable (a folder, an empty file) is a usage error naming
+    it, never skipped: the next credential in line, or none, would be a surprise, and a
+    path sent as the token would be worse."""
     token = settings.api_token
     if token:
-        if os.path.isfile(token):
-            value = _read_token(token)
-            if value:
-                return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
-        else:
-            return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
+        if os.path.lexists(token) or _looks_like_path(token):
+            value = _read_token(token, " named by KAGGLE_API_TOKEN")
+            return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
+        return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
     kaggle_dir = os.path.join(settings.home, ".kaggle")
     for name in ("access_token", "access_token.txt"):
         path = os.path.join(kaggle_dir, name)
-        value = _read_token(path) if os.path.isfile(path) else ""
-        if value:
-            return Credential(f"~/.kaggle/{name}", "Bearer " + value)
+        if os.path.lexists(path):
+            return Credential(f"~/.kaggle/{name}", "Bearer " + _read_token(path))
     if settings.username and settings.key:
         return Credential("KAGGLE_USERNAME + KAGGLE_KEY", _basic(settings.username, settings.key))
     path = os.path.join(settings.config_dir, "kaggle.json")
-    if os.path.isfile(path):
+    if os.path.lexists(path):
         username, key = _read_kaggle_json(path)
         return Credential(path, _basic(username, key))
     return None
+
+
+def _looks_like_path(value: str) -> bool:
+    """A token has no slashes and no leading ``~``; a value that does meant a file."""
+    return "/" in value or "\\" in value or value.startswith("~")
 
 
 def _basic(username: str, key: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{key}".encode()).decode("ascii")
 
 
-def _read_token(path: str) -> str:
+def _read_token(path: str, origin: str = "") -> str:
+    """The token in the file ``path``; ``origin`` says in errors who named the file."""
+    where = f"the Kaggle token file {path}{origin}"
+    if not os.path.isfile(path):
+        what = (
+            "a folder"
+            if os.path.isdir(path)
+            else "missing"
+            if not os.path.exists(path)
+            else "not a file"
+        )
+        raise ConfigurationError(
+            f"{where} is {what}; it must be a file holding only the token (or unset it)"
+        )
     _warn_if_loose(path)
     try:
         with open(path, encoding="utf-8") as f:
             value = f.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(
-            f"cannot read the Kaggle token file {path}: {exc.__class__.__name__}; fix its "
-            "permissions or remove it"
+            f"cannot read {where}: {exc.__class__.__name__}; fix its permissions or remove it"
         ) from None
+    if not value:
+        raise ConfigurationError(f"{where} is empty; put the token in it, or remove it")
     if any(c in value for c in "\r\n\x00"):
-        raise ConfigurationError(
-            f"the Kaggle token file {path} holds more than one line; it must hold only the token"
-        )
+        raise ConfigurationError(f"{where} holds more than one line; it must hold only the token")
     return value
 
 
 def _read_kaggle_json(path: str) -> tuple[str, str]:
+    if not os.path.isfile(path):
+        raise ConfigurationError(
+            f"the Kaggle credentials file {path} is not a file; it must hold "
+            '{"username": "...", "key": "..."} (or remove it)'
+        )
     _warn_if_loose(path)
     try:
         with open(path, encoding="utf-8") as f:

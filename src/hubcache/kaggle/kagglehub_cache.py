@@ -188,7 +188,8 @@ def remove(cache_root: str, model: KaggleModel) -> None:
 
 
 def entries(cache_root: str) -> list[tuple[str, str, int, int]]:
-    """(kagglehub handle, folder, bytes, files) of every complete model version there."""
+    """(kagglehub handle, folder, bytes, files) of every model version there that a resolve
+    would use (``usable``): a marker beside an empty or partial folder is not one."""
     rows = []
     base = os.path.join(cache_root, "models")
     with contextlib.suppress(OSError):
@@ -199,7 +200,10 @@ def entries(cache_root: str) -> list[tuple[str, str, int, int]]:
                         variation = os.path.join(base, owner, name, fw, var)
                         for ver in sorted(_listdir(variation)):
                             path = os.path.join(variation, ver)
-                            if ver.isdigit() and os.path.isfile(path + ".complete"):
+                            model = KaggleModel(
+                                owner, name, fw, var, int(ver) if ver.isdigit() else None
+                            )
+                            if ver.isdigit() and usable(path, model):  # what resolve would use
                                 du = tree_stats(path)
                                 slug = f"{owner}/{name}/{fw}/{var}/{ver}"
                                 rows.append((slug, path, du.size, du.files))
@@ -215,8 +219,8 @@ def _listdir(path: str) -> list[str]:
 
 def publish_entry(tree: str, record: object) -> None:
     """``publish`` for a finished cache entry, best effort: a failure costs one warning."""
-    from .._config import kaggle_settings
     from .identity import KaggleModel
+    from .settings import kaggle_settings
 
     model = KaggleModel.from_record(record)
     if model is None:

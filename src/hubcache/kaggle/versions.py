@@ -16,12 +16,13 @@ import os
 import time
 from typing import Optional
 
-from .._config import Config, kaggle_settings
+from .._config import Config
 from .._errors import ConfigurationError, DownloadError, OfflineError
 from .._handles import Handle
 from . import kagglehub_cache
 from .donors import cached_versions
 from .identity import KaggleModel, from_url, kaggle_handle, versioned
+from .settings import kaggle_settings
 
 log = logging.getLogger(__name__)
 

@@ -113,6 +113,7 @@ class PluginStatus:
     kagglehub_version: Optional[str]  # as installed, read without importing it
     registry: str  # "compatible", "differs: ..." or "not installed"
     in_this_process: bool
+    site_dir_read: bool = True  # this python reads .pth files from the folder at start-up
 
 
 # what the plug-in relies on, by file of the kagglehub package (read, never imported)
@@ -127,7 +128,9 @@ _NEEDS = {
 
 def status(site_dir: Optional[str] = None) -> PluginStatus:
     reading = read_status(PTH, site_dir, (SWITCH, plugin_enabled), "kagglehub", _NEEDS)
-    return PluginStatus(*reading, in_this_process=is_installed())
+    return PluginStatus(
+        *reading[:-1], in_this_process=is_installed(), site_dir_read=reading.site_dir_read
+    )
 
 
 def _on_kagglehub_import() -> None:

@@ -35,13 +35,11 @@ import shutil
 import stat
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from .. import _faults, _platform
 from .._errors import CacheDirError, hide_credentials
-from .._version import __version__
-
-MANIFEST_VERSION = 1
+from .manifest import Manifest
 
 # The manifest's atime is the entry's last-used time, refreshed at most this often (seconds).
 USE_RECORD_INTERVAL = 3600.0
@@ -51,9 +49,14 @@ _UNRECORDABLE: set[str] = set()  # manifests we failed to touch (read-only cache
 _VERIFIED: dict[str, tuple[tuple[int, int, int], tuple[tuple[str, int], ...]]] = {}
 
 
+# complete: the manifest proves it; legacy: no manifest (tensorflow_hub's), looks usable;
+# damaged: anything else with a <key>/; missing: nothing there
+StateName = Literal["complete", "legacy", "damaged", "missing"]
+
+
 @dataclass(frozen=True)
 class State:
-    name: str  # "complete" | "legacy" | "damaged" | "missing"
+    name: StateName
     reason: str = ""
 
 
@@ -155,6 +158,11 @@ class Entry:
             return None
         return data
 
+    def manifest(self) -> Optional[Manifest]:
+        """The manifest as a typed record, or None when absent or unreadable."""
+        data = self.read_manifest()
+        return Manifest.from_dict(data) if data is not None else None
+
     def forget(self) -> None:
         _VERIFIED.pop(self.manifest_path, None)
 
@@ -252,35 +260,6 @@ def scan_tree(path: str) -> tuple[dict[str, list[Any]], list[str]]:
             if stat.S_ISREG(st.st_mode):
                 files[f"{rel_dir}/{name}" if rel_dir else name] = [st.st_size, ""]
     return files, dirs
-
-
-def build_manifest(
-    *,
-    handle: str,
-    key: str,
-    files: dict[str, list[Any]],
-    dirs: list[str],
-    source: str = "",
-    etag: str = "",
-    last_modified: str = "",
-    archive: Optional[dict[str, Any]] = None,
-    adopted: bool = False,
-) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "hubcache_manifest": MANIFEST_VERSION,
-        "handle": handle,
-        "key": key,
-        "source": source,
-        "etag": etag,
-        "last_modified": last_modified,
-        "archive": archive or {},
-        "adopted": adopted,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        "tool": f"hubcache {__version__}",
-        "dirs": sorted(dirs),
-        "files": dict(sorted(files.items())),
-    }
 
 
 def descriptor_handle(text: bytes) -> str:

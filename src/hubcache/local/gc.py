@@ -30,7 +30,7 @@ import shutil
 import socket
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from .lock import Holder, break_lock, parse_holder, read_text
 from .tree import tree_stats
@@ -48,12 +48,15 @@ _NAME = re.compile(
 _PART = re.compile(r"\.\d+\.part$")
 
 
+DebrisKind = Literal["lock", "staging", "trash", "partial", "broken"]
+
+
 @dataclass(frozen=True)
 class Debris:
     """One piece of debris that ``gc`` removes: its path, kind, why it may go, its size."""
 
     path: str
-    kind: str  # "lock", "staging", "trash", "partial", "broken"
+    kind: DebrisKind
     reason: str
     size: int
     judged: str = ""  # a lock's contents when judged, so a newer lock is never removed
@@ -153,7 +156,9 @@ def _judge(  # noqa: PLR0917 - private helper of plan()
         if now - newest > grace:
             return Debris(path, "staging", f"orphan, unchanged for {now - newest:.0f}s", size)
         return None
-    kind = "trash" if match["kind"] == "trash" else "broken" if match["broken"] else "partial"
+    kind: DebrisKind = (
+        "trash" if match["kind"] == "trash" else "broken" if match["broken"] else "partial"
+    )
     if now - newest > grace:
         return Debris(path, kind, f"left over, unchanged for {now - newest:.0f}s", size)
     return None

@@ -19,15 +19,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import json
 import logging
 import os
 import shutil
 import socket
-from typing import Any
 
 from .. import _faults, _platform
-from .entry import Entry, build_manifest, scan_tree
+from .entry import Entry, scan_tree
+from .manifest import Manifest
 from .root import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,9 @@ def descriptor_text(handle: str) -> str:
     )
 
 
-def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool) -> bool:
+def publish(entry: Entry, staging: str, manifest: Manifest, *, fsync: bool) -> bool:
     """Move ``staging`` into place; True if ours is the published tree."""
-    write_atomic(entry.descriptor_path, descriptor_text(manifest["handle"]), fsync=fsync)
+    write_atomic(entry.descriptor_path, descriptor_text(manifest.handle), fsync=fsync)
     _faults.checkpoint("before-rename")
     try:
         # Windows: a rename never replaces (EEXIST: we lost), and fails for a moment while
@@ -61,7 +60,7 @@ def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool
     try:
         if fsync:
             fsync_dir(entry.root)
-        write_atomic(entry.manifest_path, json.dumps(manifest, indent=1), fsync=fsync)
+        write_atomic(entry.manifest_path, manifest.to_json(), fsync=fsync)
         if fsync:
             fsync_dir(entry.root)
     except OSError as exc:
@@ -74,11 +73,11 @@ def publish(entry: Entry, staging: str, manifest: dict[str, Any], *, fsync: bool
 
 def adopt(entry: Entry, handle: str) -> None:
     """Write a manifest for a legacy tree so later hits take the fast path. Best effort:
-    a read-only cache keeps working without it."""
+    a read-only cache keeps working without it. ``handle`` as shown (credentials hidden)."""
     files, dirs = scan_tree(entry.path)
-    manifest = build_manifest(handle=handle, key=entry.key, files=files, dirs=dirs, adopted=True)
+    manifest = Manifest.new(handle=handle, key=entry.key, files=files, dirs=dirs, adopted=True)
     with contextlib.suppress(OSError):
-        write_atomic(entry.manifest_path, json.dumps(manifest, indent=1))
+        write_atomic(entry.manifest_path, manifest.to_json())
 
 
 def discard(path: str) -> None:

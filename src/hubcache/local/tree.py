@@ -5,20 +5,22 @@ entry's size) all ask these questions of a tree; they share this walk so the thr
 agree (regular files only, symlinks not followed, files vanishing mid-walk skipped).
 
 :func:`link_tree` fills one folder from another without doubling disk use: hard links,
-copies where the filesystem cannot link (another device, no link support). It fills a second
-entry for another spelling of the same Kaggle model, and kagglehub's cache. A hard link
-shares the file's inode, so both names show the same bytes.
+copies where the filesystem cannot link (another device, no link support). It fills
+kagglehub's cache from a published entry (a cache entry's own linked copy goes through the
+safe writer instead: ``archive.safetree.SafeTree.add_link``). A hard link shares the file's
+inode, so both names show the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import os
 import shutil
 import stat
 from typing import Any
+
+from ..archive.safetree import NO_LINK as _NO_LINK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +56,6 @@ def tree_stats(path: str) -> TreeStats:
                     if st.st_nlink > 1:
                         links.append((f"{st.st_dev}:{st.st_ino}", st.st_size))
     return TreeStats(size, files, newest, tuple(links))
-
-
-# Windows reports a filesystem without links (FAT, some shares) as EINVAL.
-_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES, errno.EINVAL}
-_NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 
 
 def link_tree(source: str, target: str) -> dict[str, list[Any]]:

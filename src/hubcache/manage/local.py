@@ -19,26 +19,35 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .._errors import hide_credentials
+from .._errors import CacheDirError, hide_credentials
 from ..local.entry import Entry, descriptor_handle, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
 from ..local.tree import tree_stats
-from .base import (
+from .prune import PlanItem
+from .records import (
     KEY,
+    LEFTOVERS,
     EntryInfo,
     manifest_facts,
     rehash_files,
     take_for_removal,
     used_since,
 )
-from .prune import PlanItem
 
 
 class LocalRoot:
     def __init__(self, root: str) -> None:
+        # A root that is a file (a typo in --cache-dir) would make every command fail
+        # with a traceback, or gc report "removed 0 items" as if all were well: say so
+        # once, with the exit code a resolve gives for the same root (6).
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise CacheDirError(
+                f"the cache root {root} is not a folder; point --cache-dir or "
+                "TFHUB_CACHE_DIR at a folder (it is created when missing)"
+            )
         self.location = root
 
     def keys(self) -> list[str]:
@@ -64,7 +73,8 @@ class LocalRoot:
             **info.to_json(),
             "manifest_path": entry.manifest_path if manifest else "",
             "descriptor_path": entry.descriptor_path,
-            "descriptor": read_text(entry.descriptor_path) or "",
+            # tensorflow_hub writes the handle as given, credentials and all
+            "descriptor": hide_credentials(read_text(entry.descriptor_path) or ""),
             **manifest_facts(manifest),
             "debris": self._debris(info.key),
         }
@@ -73,12 +83,13 @@ class LocalRoot:
         entry = Entry(self.location, key)
         locked_by = _live_holder(entry)
         state = entry.state()
-        name, reason = state.name, state.reason
+        name: str = state.name  # plus "in progress", which only a listing knows
+        reason = state.reason
         manifest = entry.read_manifest()
         handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
         handle = hide_credentials(handle)  # entries written before credentials were hidden
         if name == "missing" or (locked_by and name != "complete"):
-            name, reason = ("in progress", "") if locked_by else ("damaged", "only leftovers")
+            name, reason = ("in progress", "") if locked_by else ("damaged", LEFTOVERS)
         try:
             st = os.stat(entry.manifest_path)
             downloaded, last_used = st.st_mtime, st.st_atime

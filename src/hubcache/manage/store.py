@@ -33,17 +33,18 @@ from typing import Any, Optional
 from .._errors import hide_credentials
 from ..local.entry import descriptor_handle
 from ..local.gc import Debris, DebrisPlan
+from ..store.backend import open_storage
 from ..store.lock import StorageLock, judge_store_lock
-from ..store.open import open_storage
 from ..store.storage import CHUNK, WORKERS
-from .base import (
+from .prune import PlanItem
+from .records import (
+    LEFTOVERS,
     EntryInfo,
     manifest_facts,
     rehash_files,
     take_for_removal,
     used_since,
 )
-from .prune import PlanItem
 
 SMALL = (".manifest.json", ".descriptor.txt", ".lock", ".used")
 _NAME = re.compile(r"^[0-9a-f]{40}(?:$|[./])")  # an object of an entry: tree or sibling
@@ -103,7 +104,7 @@ class StoreRoot:
             name = "damaged"
             reason = "no manifest: an unfinished upload or tensorflow_hub's copy"
         else:
-            name, reason = "damaged", "only leftovers"
+            name, reason = "damaged", LEFTOVERS
         downloaded = (store.modified(f"{key}.manifest.json") if manifest is not None else None) or (
             store.modified(f"{key}.descriptor.txt") if ".descriptor.txt" in small else None
         )
@@ -145,7 +146,7 @@ class StoreRoot:
             **info.to_json(),
             "manifest_path": self.store.join(f"{info.key}.manifest.json") if manifest else "",
             "descriptor_path": self.store.join(f"{info.key}.descriptor.txt"),
-            "descriptor": (descriptor or b"").decode("utf-8", "replace"),
+            "descriptor": hide_credentials((descriptor or b"").decode("utf-8", "replace")),
             **manifest_facts(manifest),
             "debris": [],  # a store has no staging: an unfinished upload is the state above
         }

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -39,6 +40,7 @@ from .._errors import (
 from .._handles import cache_key
 from ..local.entry import Entry, read_quietly
 from ..local.lock import DownloadLock, new_uid
+from ..local.manifest import Manifest
 from ..local.publish import publish
 from ..local.root import ensure_root
 
@@ -171,6 +173,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644
+    info.mtime = int(time.time())  # not 1970: when the export was written
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -279,7 +282,7 @@ def _import_one(
             entry.move_aside(lock.uid)
         tree = entry.staging(lock.uid)
         _platform.retry_busy(os.rename, os.path.join(staging, key), tree)
-        if not publish(entry, tree, manifest, fsync=fsync):
+        if not publish(entry, tree, _typed(manifest), fsync=fsync):
             shutil.rmtree(tree, ignore_errors=True)
             return Imported(key, handle, "already cached")
     finally:
@@ -306,3 +309,11 @@ def _check(
     for rel, (size, digest) in want.items():
         if got[rel][0] != size or (digest and got[rel][1] != digest):
             raise CorruptArchiveError(f"{handle}: {rel} does not match its manifest")
+
+
+def _typed(manifest: dict[str, Any]) -> Manifest:
+    """The archive's manifest as our record (checked against the tree by ``_check``)."""
+    typed = Manifest.from_dict(manifest)
+    if typed is None:
+        raise CorruptArchiveError("the export's manifest is not one hubcache can read")
+    return typed

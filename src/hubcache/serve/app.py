@@ -2,20 +2,22 @@
 
 Why aiohttp: one dependency (already pulled in by gcsfs, so the ``[gcs]`` extra costs
 nothing more), a mature HTTP/1.1 server with keep-alive, an access logger and graceful
-shutdown built in, and ``FileResponse``, which sends stored archives with ``sendfile``
-(the kernel copies page cache to the socket; no Python in the hot path). The pull-through
-fills fit its model well: hundreds of slow clients are coroutines, not threads, each
-waiting on the same fill's "more bytes" event.
+shutdown built in, and an event loop whose own non-blocking ``sendfile`` sends stored
+archives (the kernel copies page cache to the socket; no Python in the hot path). The
+pull-through fills fit its model well: hundreds of slow clients are coroutines, not
+threads, each waiting on the same fill's "more bytes" event.
+
+This module routes: it decides what answers a request. How the bytes then go out (stored
+archive, fill in progress, ranges, resets) is ``responses``.
 
 Routes (GET and HEAD): ``/healthz`` (always open), ``/metrics`` (Prometheus text),
 everything else is a model or archive path (``static`` says which, ``pullthrough`` fills
 what is missing). With ``--token-file`` every route but ``/healthz`` needs
 ``Authorization: Bearer <token>`` (or Basic with the token as password), else 401.
 
-Range decisions come from ``ranges`` (the one place they are made); stored local archives
-then go out through ``sendfile.DecidedFileResponse`` with the decided range, so the kernel
-copies the bytes and we keep the ``If-Range`` rule (aiohttp alone applies a range whatever
-ETag the client names). ``SIGTERM``/``SIGINT``: stop accepting, let in-flight responses
+A miss joins the archive's fill by the fill object (``pullthrough`` keeps one per
+archive); a path the mirror could not keep (too long, too deep, through a symbolic link) is
+refused before anything is fetched. ``SIGTERM``/``SIGINT``: stop accepting, let in-flight responses
 finish for up to ``drain`` seconds, then close the rest and exit 0.
 """
 
@@ -24,31 +26,69 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import email.utils
+import functools
 import hmac
+import ipaddress
 import logging
-import os
-import time
+import urllib.parse
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .. import _platform
 from .._config import Config
+from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.fill import Fill
 from ..serve.metrics import Metrics
 from ..serve.pullthrough import Mirror, Upstream
-from ..serve.ranges import choose_range
-from ..serve.sendfile import CHUNK, DecidedFileResponse
+from ..serve.responses import Responder
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
 
-ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'
+ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'  # what the line holds
+
+
+def _escaped(text: str) -> str:
+    """A client-sent field as it may appear between quotes in the access log: quotes,
+    backslashes and control characters as ``\\xHH``, so no client can forge fields."""
+    return "".join(
+        f"\\x{ord(c):02x}" if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F else c for c in text
+    )
+
+
+class EscapedAccessLogger(AbstractAccessLogger):
+    """One line per request in the ``ACCESS_FORMAT`` layout, with every client-sent field
+    escaped (aiohttp's own logger writes them as they came)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Off with ``-q`` (the logger then has no INFO): no line is even formatted."""
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        version = request.version
+        line = (
+            f"{request.method} {request.rel_url.raw_path_qs} HTTP/{version.major}.{version.minor}"
+        )
+        length = response.headers.get("Content-Length", "-")
+        agent = request.headers.get("User-Agent", "-")
+        self.logger.info(
+            '%s "%s" %s %s %.3fs "%s"',
+            request.remote or "-",
+            _escaped(line),
+            response.status,
+            length,
+            time,
+            _escaped(agent),
+        )
 
 
 @dataclass(frozen=True)
@@ -61,13 +101,18 @@ class Settings:
     max_size: Optional[int] = None
     rate_limit: Optional[float] = None  # bytes per second per response
     negative_ttl: float = 30.0
+    negative_max: int = 10_000  # upstream 404s remembered at most (the oldest go first)
+    max_fills: int = 64  # fills running at once; more misses get 503 + Retry-After
     drain: float = 30.0
+    header_timeout: float = 10.0  # a new connection has this long to send its headers
+    idle_timeout: float = 60.0  # a keep-alive connection with no request is closed after
 
 
 class Server:
     def __init__(self, settings: Settings, config: Config) -> None:
         self.settings = settings
-        self.store = ArchiveStore(settings.directory)
+        self.config = config
+        self.store = ArchiveStore(settings.directory, mirror=bool(settings.upstreams))
         self.mirror: Optional[Mirror] = None
         self.metrics = Metrics(lambda: self.mirror.stored_bytes() if self.mirror else 0)
         if settings.upstreams:
@@ -76,12 +121,34 @@ class Server:
                 settings.upstreams,
                 config,
                 negative_ttl=settings.negative_ttl,
+                negative_max=settings.negative_max,
+                max_fills=settings.max_fills,
                 max_size=settings.max_size,
                 on_upstream_bytes=self._upstream_bytes,
                 on_event=self.metrics.event,
             )
-        self.serving: dict[str, int] = self.mirror.serving if self.mirror else {}
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        for name, value in (
+            ("header_timeout_seconds", settings.header_timeout),
+            ("idle_timeout_seconds", settings.idle_timeout),
+            ("drain_timeout_seconds", settings.drain),
+            ("max_fills", settings.max_fills),
+            ("negative_ttl_seconds", settings.negative_ttl),
+            ("negative_max", settings.negative_max),
+        ):
+            self.metrics.limits.labels(name).set(value)
+        self.packers = ThreadPoolExecutor(2, thread_name_prefix="hubcache-pack")
+        self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
+        self.in_flight = 0  # requests being answered (the drain waits for these)
+        self.requested: set[Any] = set()  # transports that sent a whole request
+        self.responder = Responder(
+            self.store, self.metrics, settings.rate_limit, self._served, settings.idle_timeout
+        )
+        if self.mirror is not None:
+            self.mirror.serving = self.responder.serving  # eviction spares what is being sent
+
+    def _served(self, stored: Stored) -> None:
+        if self.mirror is not None:
+            self.mirror.noted(stored)
 
     def _upstream_bytes(self, n: int) -> None:
         self.metrics.upstream_bytes.inc(n)  # thread-safe in prometheus_client
@@ -94,11 +161,16 @@ class Server:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        if request.transport is not None:
+            self.requested.add(request.transport)  # its headers arrived: _header_watch
+        self.in_flight += 1
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             self.metrics.requests.labels(str(exc.status)).inc()
             raise
+        finally:
+            self.in_flight -= 1
         self.metrics.requests.labels(str(response.status)).inc()
         return response
 
@@ -125,6 +197,13 @@ class Server:
                 text="a bearer token is needed: Authorization: Bearer <token>\n",
                 headers={"WWW-Authenticate": 'Bearer realm="hubcache"'},
             )
+        via = request.headers.get("Via", "")
+        if self.pseudonym in via:  # our own fill came back to us: a loop of mirrors
+            return _text(
+                508,
+                f"mirror loop: this request passed through this server already (Via: {via}); "
+                "check the --upstream of the mirrors on the way\n",
+            )
         if path == "/metrics":
             body, ctype = self.metrics.render()
             return web.Response(body=body, headers={"Content-Type": ctype})
@@ -133,103 +212,71 @@ class Server:
         if not parts or (fmt is None and not is_archive_name(parts[-1])):
             return _text(404, "no model or archive at this path\n")
         loop = asyncio.get_running_loop()
-        stored = await loop.run_in_executor(None, self.store.find, parts, fmt)
-        if stored is not None:
-            self.metrics.hits.inc()
-            return await self.send_stored(request, stored)
-        mirror = self.mirror
-        url = mirror.url_for(parts) if mirror is not None else None
-        if mirror is None or url is None or mirror.known_missing(parts):
-            return _text(404, "no model or archive at this path\n")
-        self.metrics.misses.inc()
-        return await self.send_fill(request, mirror.fill(parts, fmt, url))
-
-    # -- stored archives ----------------------------------------------------------------
-    async def send_stored(self, request: web.Request, stored: Stored) -> web.StreamResponse:
-        modified = email.utils.formatdate(stored.mtime, usegmt=True)
-        chosen = choose_range(
-            request.headers.get("Range"),
-            request.headers.get("If-Range"),
-            stored.size,
-            stored.etag,
-            modified,
-        )
-        if chosen == "416":
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
-        self.serving[stored.name] = self.serving.get(stored.name, 0) + 1
-        try:
-            if stored.path is not None and not self.settings.rate_limit:
-                headers = {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in ("range", "if-range", "accept-encoding")
-                }
-                if isinstance(chosen, tuple):
-                    headers["Range"] = f"bytes={chosen[0]}-{chosen[1]}"
-                response = DecidedFileResponse(
-                    stored.path,
-                    request.clone(headers=headers),
-                    headers={"Content-Type": content_type(stored.name)},
+        for _ in range(3):  # a kept archive removed before it could be opened: look again
+            if self.store.local:  # a few cached metadata calls: cheaper than a thread hop
+                found = self.store.open_found(parts, fmt)
+            else:
+                found = await loop.run_in_executor(None, self.store.open_found, parts, fmt)
+            if found is None and self.mirror is None and fmt is not None:
+                # a model folder to pack: on the packers' own threads, so a long pack
+                # never holds up the lookups of other requests
+                pack = functools.partial(self.store.open_found, parts, fmt, pack=True)
+                found = await loop.run_in_executor(self.packers, pack)
+            if found is not None:
+                self.metrics.hits.inc()
+                return await self.responder.stored(request, found)
+            mirror = self.mirror
+            url = mirror.url_for(parts) if mirror is not None else None
+            if mirror is None or url is None or mirror.known_missing(parts):
+                return _text(404, "no model or archive at this path\n")
+            refused = await loop.run_in_executor(
+                None, self.store.unstorable, "/".join(parts), self.config.limits.max_depth
+            )
+            if refused is not None:
+                status, reason = refused
+                return _text(status, f"this path cannot be stored by the mirror: {reason}\n")
+            if request.method == "HEAD" and "/".join(parts) not in mirror.fills:
+                return await self._probe(mirror, parts, url, _via(via, self.pseudonym))
+            fill = mirror.fill(parts, fmt, url, via=_via(via, self.pseudonym))
+            if fill is None:
+                self.metrics.fills_refused.inc()
+                return web.Response(
+                    status=503,
+                    text=f"the mirror is already filling {self.settings.max_fills} archives "
+                    "(--max-fills); try again shortly\n",
+                    headers={"Retry-After": "1"},
                 )
-                with contextlib.suppress(ConnectionError):
-                    await response.prepare(request)
-                    if request.method == "GET":
-                        self.metrics.served_bytes.inc(response.content_length or 0)
+            self.metrics.misses.inc()
+            response = await self.send_fill(request, fill)
+            if response is not None:
                 return response
-            return await self._stream_stored(request, stored, chosen, modified)
-        finally:
-            self.serving[stored.name] -= 1
-            if self.mirror is not None:
-                self.mirror.noted(stored)
-
-    async def _stream_stored(
-        self, request: web.Request, stored: Stored, chosen: Any, modified: str
-    ) -> web.StreamResponse:
-        """A bucket's archive, or any archive under --rate-limit: read and write."""
-        start, end = chosen if isinstance(chosen, tuple) else (0, stored.size - 1)
-        response = web.StreamResponse(status=206 if isinstance(chosen, tuple) else 200)
-        _headers(
-            response,
-            name=stored.name,
-            etag=stored.etag,
-            modified=modified,
-            size=stored.size,
-            chosen=chosen,
+        return web.Response(
+            status=503,
+            text="the archive was removed as it was being sent; try again\n",
+            headers={"Retry-After": "1"},
         )
-        response.content_length = end - start + 1
+
+    async def _probe(
+        self, mirror: Mirror, parts: list[str], url: str, via: str
+    ) -> web.StreamResponse:
+        """``HEAD`` of an archive not stored: the upstream's answer, no fill (F19)."""
         loop = asyncio.get_running_loop()
-        source: IO[bytes] = await loop.run_in_executor(None, self.store.open, stored)
         try:
-            await response.prepare(request)
-            if request.method == "HEAD":
-                return response
-            await loop.run_in_executor(None, source.seek, start)
-            pos, began = start, time.monotonic()
-            while pos <= end:
-                data = await loop.run_in_executor(None, source.read, min(CHUNK, end + 1 - pos))
-                if not data:
-                    _abort(request)  # the store's object shrank under us
-                    return response
-                await response.write(data)
-                pos += len(data)
-                self.metrics.served_bytes.inc(len(data))
-                await self._pace(pos - start, began)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away
-        finally:
-            await loop.run_in_executor(None, source.close)
+            length = await loop.run_in_executor(None, mirror.probe, parts, url, via)
+        except ModelNotFoundError:
+            mirror.remember_missing("/".join(parts))
+            return _text(404, "the upstream has no model or archive at this path\n")
+        except HubcacheError as exc:
+            return _text(502, f"asking the upstream failed: {exc}\n")
+        name = parts[-1] if is_archive_name(parts[-1]) else ".tar.gz"
+        response = web.StreamResponse(status=200)
+        response.content_type = content_type(name)
+        response.content_length = length
         return response
 
-    async def _pace(self, sent: int, began: float) -> None:
-        rate = self.settings.rate_limit
-        if rate:
-            ahead = sent / rate - (time.monotonic() - began)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-
-    # -- fills --------------------------------------------------------------------------
-    async def send_fill(self, request: web.Request, fill: Fill) -> web.StreamResponse:
+    async def send_fill(self, request: web.Request, fill: Fill) -> Optional[web.StreamResponse]:
+        """Join a fill by the fill object; None when it found the archive already kept
+        (by another replica) and the caller should open it as a stored one."""
         fill.readers += 1
         try:
             while fill.state == "pending":
@@ -238,127 +285,118 @@ class Server:
                 return _text(404, "the upstream has no model or archive at this path\n")
             if fill.state == "failed":
                 return _text(502, f"fetching from the upstream failed: {fill.error}\n")
-            if fill.state == "stored" and fill.stored is not None:
-                return await self.send_stored(request, fill.stored)
-            return await self._stream_fill(request, fill)
+            if fill.fd is None:
+                return None  # stored without streaming: it is a stored archive now
+            return await self.responder.fill(request, fill)
         finally:
             if self.mirror is not None:  # always: only a mirror makes fills
                 self.mirror.reader_done(fill)
 
-    async def _stream_fill(self, request: web.Request, fill: Fill) -> web.StreamResponse:
-        """Send the fill's bytes as they arrive; break the connection if it fails."""
-        total = fill.total
-        chosen = None
-        if total is not None:
-            chosen = choose_range(
-                request.headers.get("Range"),
-                request.headers.get("If-Range"),
-                total,
-                fill.etag,
-                fill.last_modified,
-            )
-            if chosen == "416":
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
-        response = web.StreamResponse(status=206 if isinstance(chosen, tuple) else 200)
-        name = fill.name or fill.base
-        _headers(
-            response,
-            name=name,
-            etag=fill.etag,
-            modified=fill.last_modified,
-            size=total,
-            chosen=chosen,
-        )
-        start, limit = 0, None
-        if total is not None:
-            start, end = chosen if isinstance(chosen, tuple) else (0, total - 1)
-            limit = end + 1
-            response.content_length = limit - start
-        else:
-            response.enable_chunked_encoding()
-        fd = os.open(fill.part, _platform.READ)  # this response's own descriptor
-        try:
-            await response.prepare(request)
-            if request.method == "HEAD":
-                return response
-            pos, began = start, time.monotonic()
-            while limit is None or pos < limit:
-                tick = fill.tick()
-                avail = fill.available() if limit is None else min(fill.available(), limit)
-                if pos < avail:
-                    data = _platform.pread(fd, min(avail - pos, CHUNK), pos)
-                    if not data:
-                        _abort(request)
-                        return response
-                    await response.write(data)
-                    pos += len(data)
-                    self.metrics.served_bytes.inc(len(data))
-                    await self._pace(pos - start, began)
-                    continue
-                if fill.state == "stored" and limit is None:
-                    break  # the whole body (length unknown until now) is out
-                if fill.state in ("failed", "missing"):
-                    _abort(request)  # never end a body that is not whole
-                    return response
-                await tick.wait()
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away
-        finally:
-            os.close(fd)
-        return response
+
+def _via(incoming: str, pseudonym: str) -> str:
+    """The ``Via`` a fill sends upstream: the chain its first request came through, plus
+    us, so a mirror that finds itself in it answers 508 instead of waiting on itself."""
+    ours = f"1.1 {pseudonym}"
+    return f"{incoming}, {ours}" if incoming.strip() else ours
 
 
-def _headers(
-    response: web.StreamResponse,
-    *,
-    name: str,
-    etag: Optional[str],
-    modified: str,
-    size: Optional[int],
-    chosen: Any,
-) -> None:
-    response.headers["Content-Type"] = content_type(name)
-    if etag:
-        response.headers["ETag"] = etag
-    if modified:
-        response.headers["Last-Modified"] = modified
-    if size is not None and etag:
-        response.headers["Accept-Ranges"] = "bytes"
-    if isinstance(chosen, tuple):
-        response.headers["Content-Range"] = f"bytes {chosen[0]}-{chosen[1]}/{size}"
+def _self_upstream(upstreams: tuple[Upstream, ...], host: str, port: int) -> Optional[str]:
+    """The upstream URL that is this very server (same port, a loopback or our own
+    address), or None. Other loops are found at run time by ``Via`` (508)."""
+    for up in upstreams:
+        parts = urllib.parse.urlsplit(up.url)
+        up_port = parts.port or (443 if parts.scheme == "https" else 80)
+        name = (parts.hostname or "").lower()
+        if up_port != port:
+            continue
+        if name in ("localhost", host.lower()):
+            return up.url
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(name)
+            if address.is_loopback or address.is_unspecified:
+                return up.url
+    return None
 
 
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text)
 
 
-def _abort(request: web.Request) -> None:
-    """Close the connection at once (RST): the client sees a broken body, not an end."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
 # -- running ----------------------------------------------------------------------------------
+def raise_fd_limit() -> Optional[int]:
+    """The open-file limit raised to its hard limit (``_platform``), for the start-up log."""
+    return _platform.raise_fd_limit()
+
+
+async def _header_watch(server: Server, web_server: web.Server, limit: float) -> None:
+    """Close connections that have not sent a whole request's headers within ``limit``
+    seconds of opening (one byte every few seconds would otherwise hold a connection,
+    and a descriptor, forever)."""
+    opened: dict[Any, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(1.0, limit / 4))
+        now = loop.time()
+        current = {}
+        for handler in web_server.connections:
+            transport = handler.transport
+            if transport is None:
+                continue
+            since = current[transport] = opened.get(transport, now)
+            if transport not in server.requested and now - since > limit:
+                server.metrics.header_timeouts.inc()
+                transport.close()
+        opened = current
+        server.requested &= set(current)
+
+
+async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
+    """Give in-flight responses exactly ``drain`` seconds, then cut what is left."""
+    web_server.pre_shutdown()  # idle keep-alive connections close now, busy ones after
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + drain
+    while server.in_flight and loop.time() < deadline:
+        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    if server.in_flight:
+        log.warning("cutting %d responses still in flight after %gs", server.in_flight, drain)
+    for handler in web_server.connections:
+        if handler.transport is not None:
+            handler.transport.abort()
+
+
 async def serve(
     server: Server, on_ready: Callable[[str], None], stopping: Optional[asyncio.Event] = None
 ) -> None:
     """Listen, announce, serve until SIGTERM/SIGINT, drain, stop."""
     settings = server.settings
+    fd_limit = raise_fd_limit()
+    if fd_limit is not None:
+        server.metrics.fd_limit.set(fd_limit)
+        log.info("open-file limit: %d descriptors", fd_limit)
     runner = web.AppRunner(
         server.app(),
         access_log=access_log,
+        access_log_class=EscapedAccessLogger,
         access_log_format=ACCESS_FORMAT,
         handle_signals=False,
-        shutdown_timeout=settings.drain,
+        keepalive_timeout=settings.idle_timeout,
+        shutdown_timeout=0.5,  # _drain has already waited and cut every connection
     )
     await runner.setup()
+    watch: Optional[asyncio.Task[None]] = None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else host
+        itself = _self_upstream(settings.upstreams, settings.host, port)
+        if itself is not None:
+            raise ConfigurationError(
+                f"--upstream {itself} is this server itself (port {port}); every miss would "
+                "wait on itself. Point --upstream at another host"
+            )
+        if server.mirror is not None and settings.max_size is not None:
+            server.store.claim_eviction()
         stop = stopping or asyncio.Event()
         loop = asyncio.get_running_loop()
         _platform.on_termination(loop, stop.set)
@@ -367,11 +405,20 @@ async def serve(
             for path in removed:
                 log.info("removed the partial download %s of a process that is gone", path)
             server.mirror.evict()
+        web_server = runner.server
+        if web_server is not None:
+            watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
         on_ready(f"http://{shown}:{port}/")
         await stop.wait()
         log.info("stopping: finishing in-flight responses (up to %gs)", settings.drain)
+        await site.stop()  # accept no more
+        if web_server is not None:
+            await _drain(server, web_server, settings.drain)
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
         if server.mirror is not None:
-            server.mirror.shutdown()
-        server.store.close()
+            await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
+        server.packers.shutdown(wait=False, cancel_futures=True)
+        server.store.close()  # and gives up the claim on eviction

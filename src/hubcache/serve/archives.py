@@ -6,6 +6,9 @@ format; a request for an archive name keeps that name)::
     DIR/
       google/nnlm/1.tar.gz           the upstream's bytes, exactly
       google/nnlm/1.tar.gz.sha256    "<hex>  1.tar.gz" (``sha256sum -c`` reads it)
+      .hubcache-archives/x/1.tar.gz  a request that named an archive (``/x/1.tar.gz``), kept
+                                     apart: the model path ``/x/1`` is kept as ``x/1.tar.gz``
+                                     and the two are different upstream objects
       .hubcache-partial/<host>.<pid>.<uid>.part   a fill in progress (local DIR only)
       .hubcache-locks/<sha1>.lock    who is filling what, so replicas fetch once
 
@@ -13,7 +16,17 @@ Crash safety: an archive is written under ``.hubcache-partial``, verified, fsync
 its ``.sha256`` is written and the archive is renamed into place: a request path names
 either nothing or a whole verified archive, whenever the process dies. On a bucket there
 is no rename: the archive object appears only when its upload completes, and it counts as
-stored only once its ``.sha256`` (written after it) exists. Dot-folders are never served.
+stored only once its ``.sha256`` (written after it) exists. Dot-folders are never served
+by name (a request path cannot start a component with a dot); the store reads them itself.
+
+Nothing is written through a symbolic link: a name whose folders inside ``DIR`` are links
+(or files), or that is itself a link, is refused before any upstream byte is fetched
+(:meth:`ArchiveStore.unstorable`), and again, folder by folder, when it is kept. Names too
+long or too deep to be kept are refused the same way, so no fill downloads an archive it
+cannot keep.
+
+Lookups hand out an open file (:meth:`ArchiveStore.open_found`): eviction or a second
+process removing the name while it is sent changes nothing for that response.
 
 A local archive's modification time is set to the moment its fill began, so the ETag a
 client got while the bytes were still arriving (``"<mtime_ns>-<size>"``, the form aiohttp's
@@ -27,6 +40,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,17 +48,21 @@ from typing import IO, Optional
 
 from .. import _platform
 from .._config import Config
+from .._errors import CacheDirError, ConfigurationError
 from ..local.holder import new_uid, parse_holder
 from ..local.root import unsafe_reason
 from ..serve.ranges import file_etag
-from ..serve.static import SIDECAR, STORED_SUFFIXES, StaticTree, is_archive_name
+from ..serve.static import FORMAT_SUFFIX, SIDECAR, STORED_SUFFIXES, StaticTree, is_archive_name
+from ..store.backend import open_storage
 from ..store.lock import StorageLock
-from ..store.open import open_storage
 from ..store.storage import LocalStorage, Storage
 
 PARTIAL = ".hubcache-partial"
 LOCKS = ".hubcache-locks"
+ARCHIVES = ".hubcache-archives"  # fills of archive paths (module docstring)
 _STALE_PARTIAL = 6 * 3600.0  # a partial from another host older than this is debris
+_NAME_MAX = 255  # bytes of one path component (Linux, macOS; characters on Windows)
+_OBJECT_NAME_MAX = 1024  # bytes of an object name on GCS and S3
 
 
 log = logging.getLogger(__name__)
@@ -61,13 +79,35 @@ class Stored:
     path: Optional[str]  # a local file (sendfile), or None on a bucket
 
 
-class ArchiveStore:
-    """The mirror's archives on a directory or a bucket (module docstring)."""
+@dataclass(frozen=True)
+class Found:
+    """A stored archive and, for a local one, the file already open: what a response sends
+    even if the name is evicted or replaced meanwhile. The receiver closes ``file``."""
 
-    def __init__(self, location: str) -> None:
+    stored: Stored
+    file: Optional[IO[bytes]]
+
+
+def stored_name(base: str, fmt: Optional[str]) -> str:
+    """Where a fill of request path ``base`` is kept: an archive path under ``ARCHIVES``,
+    a model path as the path plus the suffix of its format (``fmt``, from the bytes)."""
+    if is_archive_name(base):
+        return f"{ARCHIVES}/{base}"
+    return base + FORMAT_SUFFIX[fmt or "gzip"]
+
+
+class ArchiveStore:
+    """The mirror's archives on a directory or a bucket (module docstring).
+
+    ``mirror``: the store of a pull-through server, where only what it fetched (and
+    archives an operator put there) answers; folders are never packed."""
+
+    def __init__(self, location: str, *, mirror: bool = False) -> None:
         self.location = location
+        self.mirror = mirror
         self.storage: Storage = open_storage(location)
         self.local = isinstance(self.storage, LocalStorage)
+        self._claim: Optional[tuple[str, str]] = None  # claim_eviction's file, and its text
         if self.local:
             self.tree: Optional[StaticTree] = StaticTree(location)
             self.spool = os.path.join(self.tree.directory, PARTIAL)
@@ -78,22 +118,62 @@ class ArchiveStore:
             )
 
     # -- finding ---------------------------------------------------------------------------
+    def _local_path(
+        self, tree: StaticTree, parts: list[str], fmt: Optional[str], pack: bool
+    ) -> Optional[str]:
+        """The local file answering a request (static rules; a mirror packs nothing and
+        keeps archive paths apart), or None."""
+        if not self.mirror:
+            return tree.lookup(parts, fmt, pack=pack)
+        if is_archive_name(parts[-1]):
+            kept = tree.file([ARCHIVES, *parts])
+            if kept is not None:
+                return kept
+            placed = tree.file(parts)  # put there by hand: no checksum beside it
+            if placed is not None and not os.path.exists(placed + SIDECAR):
+                return placed
+            return None
+        return tree.lookup(parts, fmt, pack=False) if fmt is not None else None
+
+    def open_found(
+        self, parts: list[str], fmt: Optional[str], *, pack: bool = False
+    ) -> Optional[Found]:
+        """The archive answering a request, opened, or None. Local: what ``static`` serves
+        (module docstring of ``static``; a model folder only with ``pack``, which may take
+        long: the server asks on a pool of its own); bucket: stored ones."""
+        if self.tree is None:
+            stored = self._find_object(parts, fmt)
+            return Found(stored, None) if stored is not None else None
+        path = self._local_path(self.tree, parts, fmt, pack)
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, _platform.READ | _platform.O_NOFOLLOW)
+        except OSError:
+            return None  # removed (evicted, replaced) since the lookup: not here
+        file = os.fdopen(fd, "rb")
+        st = os.fstat(fd)
+        name = os.path.relpath(path, self.tree.real).replace(os.sep, "/")
+        etag = file_etag(st.st_size, st.st_mtime_ns)
+        return Found(Stored(name, st.st_size, etag, st.st_mtime, path), file)
+
     def find(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:
-        """The archive answering a request, or None. Local: anything ``static`` serves
-        (archives put there by hand, folders packed on first use); bucket: stored ones."""
-        if self.tree is not None:
-            path = self.tree.lookup(parts, fmt)
-            if path is None:
-                return None
-            st = os.stat(path)
-            name = os.path.relpath(path, self.tree.real).replace(os.sep, "/")
-            return Stored(
-                name, st.st_size, file_etag(st.st_size, st.st_mtime_ns), st.st_mtime, path
-            )
+        """Whether a request has an answer here (the fill's checks under the lock)."""
+        found = self.open_found(parts, fmt)
+        if found is None:
+            return None
+        if found.file is not None:
+            found.file.close()
+        return found.stored
+
+    def _find_object(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:
         base = "/".join(parts)
-        names = [base] if is_archive_name(base) else [base + s for s in STORED_SUFFIXES]
         if fmt is None and not is_archive_name(base):
             return None
+        if is_archive_name(base):
+            names = [stored_name(base, None)]
+        else:
+            names = [base + s for s in STORED_SUFFIXES]
         for name in names:
             sidecar = self.storage.read(name + SIDECAR)
             if sidecar is None:
@@ -114,6 +194,70 @@ class ArchiveStore:
         if stored.path is not None:
             return open(stored.path, "rb")  # closed by the caller
         return self.storage.open_read(stored.name)
+
+    # -- what may be kept ------------------------------------------------------------------
+    def unstorable(self, base: str, max_depth: int) -> Optional[tuple[int, str]]:
+        """Why a fill of request path ``base`` could not be kept, as (HTTP status, reason),
+        or None. Asked before any upstream byte is fetched (module docstring)."""
+        name = stored_name(base, None)
+        if is_archive_name(base):
+            finals = [name, name + SIDECAR]
+        else:
+            finals = [base + s + t for s in STORED_SUFFIXES for t in ("", SIDECAR)]
+        worst = max(finals, key=len)
+        parts = worst.split("/")
+        if len(parts) > max_depth:
+            return 414, f"{len(parts)} levels deep (at most {max_depth}: HUBCACHE_MAX_DEPTH)"
+        if any(len(os.fsencode(p)) > _NAME_MAX for p in parts):
+            return 414, f"a component would be longer than {_NAME_MAX} bytes once stored"
+        if self.tree is None:
+            full = getattr(self.storage, "_p")(worst)  # noqa: B009 - the backend's own path
+            if len(str(full).encode()) > _OBJECT_NAME_MAX:
+                return 414, f"longer than {_OBJECT_NAME_MAX} bytes as an object name"
+            return None
+        root = self.tree.directory
+        if len(os.fsencode(os.path.join(root, worst))) > _platform_path_max():
+            return 414, "the path would be longer than this system allows"
+        path = root
+        for part in parts[:-1]:
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return None  # nothing there yet: made as real folders when kept
+            except OSError as exc:
+                return 403, f"{os.path.relpath(path, root)}: {exc.strerror}"
+            if not stat.S_ISDIR(st.st_mode):  # lstat: a link to a folder is a link
+                what = "symbolic link" if stat.S_ISLNK(st.st_mode) else "file"
+                return 403, f"{os.path.relpath(path, root)} in the mirror's folder is a {what}"
+        for final in finals:
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.lstat(os.path.join(root, *final.split("/"))).st_mode):
+                    return 403, f"{final} in the mirror's folder is a symbolic link"
+        return None
+
+    def _make_parents(self, tree: StaticTree, name: str) -> str:
+        """Create ``name``'s folders one by one, each a real folder (never a link: module
+        docstring); returns the full path of ``name``."""
+        path = tree.directory
+        parts = name.split("/")
+        for part in parts[:-1]:
+            path = os.path.join(path, part)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise CacheDirError(
+                    f"cannot keep {name}: {os.path.relpath(path, tree.directory)} in the "
+                    "mirror's folder is a symbolic link or a file; remove it"
+                )
+        final = os.path.join(path, parts[-1])
+        for target in (final, final + SIDECAR):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.lstat(target).st_mode):
+                    raise CacheDirError(
+                        f"cannot keep {name}: {target} is a symbolic link; remove it"
+                    )
+        return final
 
     # -- filling ---------------------------------------------------------------------------
     def partial(self) -> str:
@@ -139,11 +283,16 @@ class ArchiveStore:
         line = f"{sha256}  {name.rsplit('/', 1)[-1]}\n".encode()
         size = os.path.getsize(part)
         if self.tree is not None:
-            final = os.path.join(self.tree.directory, *name.split("/"))
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            final = self._make_parents(self.tree, name)
             self.storage.write(name + SIDECAR, line)
-            os.utime(part, ns=(started_ns, started_ns))
-            _platform.retry_busy(os.replace, part, final)  # Windows: a reader may hold it
+            if _platform.WINDOWS:
+                # the fill holds the partial open for its readers, and Windows renames no
+                # open file: copy it (the fill removes the partial when its readers are done)
+                self.storage.put_file(part, name)
+                os.utime(final, ns=(started_ns, started_ns))
+            else:
+                os.utime(part, ns=(started_ns, started_ns))
+                os.replace(part, final)
             _fsync_dir(os.path.dirname(final))
             st = os.stat(final)
             return Stored(name, size, file_etag(size, st.st_mtime_ns), st.st_mtime, final)
@@ -184,7 +333,8 @@ class ArchiveStore:
             return out
         root = self.tree.directory
         for dirpath, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            top = dirpath == root
+            dirs[:] = [d for d in dirs if not d.startswith(".") or (top and d == ARCHIVES)]
             have = set(files)
             for name in files:
                 if name.endswith(SIDECAR) and name.removesuffix(SIDECAR) in have:
@@ -203,9 +353,64 @@ class ArchiveStore:
             st = os.stat(stored.path)
             os.utime(stored.path, ns=(time.time_ns(), st.st_mtime_ns))
 
+    def claim_eviction(self) -> None:
+        """Become the one process that evicts in this local DIR, or raise.
+
+        ``--max-size`` keeps its index of sizes and uses in memory, so two processes on one
+        DIR would each see half the picture and together keep twice the limit. The claim is
+        a file naming this process (``LOCKS/eviction.owner``), created exclusively; one
+        left by a dead process on this host is taken over."""
+        if self.tree is None:
+            return
+        folder = os.path.join(self.tree.directory, LOCKS)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "eviction.owner")
+        me = f"{socket.gethostname()}.{os.getpid()}.{new_uid()}"
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | _platform.CREATE_NEW_FILE, 0o644)
+            except FileExistsError:
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        text = f.read().strip()
+                except FileNotFoundError:
+                    continue
+                holder = parse_holder(text)
+                if holder is not None and holder.is_dead_here():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    continue
+                who = f"process {holder.pid} on {holder.host}" if holder else text[:80]
+                raise ConfigurationError(
+                    f"{self.tree.directory} is already served with --max-size by {who}; "
+                    "one process per DIR may evict (its sizes and uses are in its memory): "
+                    f"stop it, drop --max-size here, or remove {path} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me + "\n")
+            self._claim = (path, me)
+            return
+
     def close(self) -> None:
+        claim = self._claim
+        if claim is not None:
+            path, me = claim
+            with contextlib.suppress(OSError):
+                with open(path, encoding="utf-8") as f:
+                    ours = f.read().strip() == me
+                if ours:
+                    os.unlink(path)
+            self._claim = None
         if self.tree is not None:
             self.tree.close()
+
+
+def _platform_path_max() -> int:
+    """The longest full path this system takes (PATH_MAX; 4096 where it cannot be asked)."""
+    try:
+        return int(os.pathconf("/", "PC_PATH_MAX"))  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError, ValueError):
+        return 4096
 
 
 def _fsync_dir(path: str) -> None:

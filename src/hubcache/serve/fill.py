@@ -3,14 +3,20 @@
 Its thread fetches with hubcache's own HTTP source (redirects checked hop by hop, retries,
 resume), writes the bytes to a partial file, hashes them and checks the archive's integrity
 as they pass (``archive.verify``), then keeps it through
-:class:`~hubcache.serve.archives.ArchiveStore`. Clients read the partial file as it grows;
+:class:`~hubcache.serve.archives.ArchiveStore`. Clients read the partial file as it grows,
+through the one descriptor the fill holds (``fd``), never by opening a path: the partial is
+renamed into place when kept, and a path opened a moment later names nothing (or, after an
+eviction, nothing again). The descriptor is closed when the fill is over and its last
+reader is done;
 the last byte is held back until the archive is verified and kept, so no client ever
 receives a whole-looking body of an archive that was then refused. A fill that fails tells
 its readers to break their connections and keeps nothing.
 
 An upstream that cannot resume a broken stream (no length or no validator: a streaming
 origin) is fetched again from the start, and its first bytes are compared with those
-readers already have: the fill goes on only when they are the same.
+readers already have: the fill goes on only when they are the same. Every retry and
+restart of one fill draws on one :class:`~hubcache.fetch.retry.RetryBudget`, as a download
+does.
 
 The fill knows its owner (the :class:`~hubcache.serve.pullthrough.Mirror`) only through
 :class:`FillOwner`, so this module does not import the one that creates it.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import logging
@@ -29,12 +36,12 @@ import time
 from collections.abc import Iterator
 from typing import Any, Optional, Protocol
 
+from .. import _faults, _platform
 from .._config import Config
 from .._errors import CorruptArchiveError, DownloadError, HubcacheError, ModelNotFoundError
 from ..archive.verify import ArchiveVerifier
-from ..serve.archives import ArchiveStore, Stored
+from ..serve.archives import ArchiveStore, Stored, stored_name
 from ..serve.ranges import file_etag
-from ..serve.static import FORMAT_SUFFIX, is_archive_name
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +66,11 @@ class Fill:
     the upstream's answer) -> ``streaming`` (``part`` grows; ``total`` may be known) ->
     ``stored``; or ``missing`` (upstream 404/410) or ``failed`` (anything else)."""
 
-    def __init__(self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str) -> None:
+    def __init__(
+        self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str, *, via: str = ""
+    ) -> None:
         self.mirror = mirror
+        self.via = via  # the Via header sent upstream (loop detection, ``app``)
         self.parts = parts
         self.fmt = fmt
         self.base = "/".join(parts)
@@ -69,6 +79,7 @@ class Fill:
         self.total: Optional[int] = None
         self.size = 0
         self.part = ""
+        self.fd: Optional[int] = None  # the partial (then kept) file, open for readers
         self.name = ""  # the stored name, known once the format is
         self.etag: Optional[str] = None
         self.last_modified = ""
@@ -77,6 +88,10 @@ class Fill:
         self.readers = 0
         self.started_ns = time.time_ns() // 10**9 * 10**9  # whole seconds: every FS keeps them
         self.cancel = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._lock: Optional[Any] = None  # the store's lock while this fill holds it
+        self._source: Optional[Any] = None  # the upstream stream being read
+        self._spool = ""  # the partial file while it exists
         self._loop = asyncio.get_running_loop()
         self._tick = asyncio.Event()
 
@@ -100,6 +115,16 @@ class Fill:
         tick.set()
         if self.finished:
             self.mirror.finished(self)
+            self.release_if_idle()
+
+    def release_if_idle(self) -> None:
+        """Close the readers' descriptor once the fill is over and nobody reads it."""
+        if self.finished and self.readers <= 0 and self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            if self.part:  # gone already, unless Windows kept it while open (publish)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.part)
 
     def _post(self, **changes: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
@@ -107,7 +132,28 @@ class Fill:
 
     # -- the thread side ----------------------------------------------------------------
     def start(self) -> None:
-        threading.Thread(target=self._run, name=f"hubcache-fill {self.base}", daemon=True).start()
+        self._thread = threading.Thread(
+            target=self._run, name=f"hubcache-fill {self.base}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, wait: float) -> None:
+        """At shutdown: cancel, break the upstream read, and wait up to ``wait`` seconds
+        for the thread to remove its partial file and release its lock; whatever it has
+        not done by then is done here, so a graceful exit leaves nothing in DIR."""
+        self.cancel.set()
+        source = self._source
+        if source is not None:
+            with contextlib.suppress(Exception):  # a read blocked on the upstream ends now
+                source.abort()
+        if self._thread is not None:
+            self._thread.join(wait)
+        if self._spool:
+            with contextlib.suppress(OSError):
+                os.unlink(self._spool)
+        lock = self._lock
+        if lock is not None:
+            lock.release()  # harmless if the thread released it meanwhile
 
     def _run(self) -> None:
         store = self.mirror.store
@@ -115,7 +161,7 @@ class Fill:
         try:
             stored = store.find(self.parts, self.fmt)
             if stored is None:
-                lock = store.lock(self.base, self.mirror.config)
+                lock = self._lock = store.lock(self.base, self.mirror.config)
                 found: list[Stored] = []
 
                 def done() -> bool:
@@ -145,24 +191,29 @@ class Fill:
         finally:
             if lock is not None:
                 lock.release()
+                self._lock = None
 
-    def _name(self, fmt: str) -> str:
-        """Where the archive is kept: the requested archive name, or the model path with
-        the suffix of the format its bytes have."""
-        return self.base if is_archive_name(self.base) else self.base + FORMAT_SUFFIX[fmt]
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise CorruptArchiveError("the mirror is shutting down")
 
     def _fetch(self) -> None:
         from ..fetch.http import HTTPSource
-        from ..fetch.source import RestartDownloadError
+        from ..fetch.retry import RetryBudget, with_restarts
 
         mirror = self.mirror
-        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+        config = mirror.config_for(self.url)
+        if self.via:  # to the upstream's host only, like every configured header
+            config = dataclasses.replace(config, headers=(*config.headers, ("Via", self.via)))
+        budget = RetryBudget.of(config)  # every retry and restart of this fill
+        source = self._source = HTTPSource(self.url, self.url, config, budget)
         part = ""
         try:
             source.open()
-            part = mirror.store.partial()
+            part = self._spool = mirror.store.partial()
             total = source.total
             with open(part, "wb") as out:
+                self._post(fd=os.open(part, _platform.READ))  # the readers' (module docstring)
                 opened: dict[str, Any] = {
                     "state": "streaming",
                     "part": part,
@@ -172,59 +223,59 @@ class Fill:
                 }
                 sha = hashlib.sha256()
                 verifier = ArchiveVerifier(mirror.config.limits)
-                size = restarts = 0
-                stream = source.chunks()
-                while True:
-                    try:
-                        for chunk in stream:
-                            if self.cancel.is_set():
-                                raise CorruptArchiveError("the mirror is shutting down")
-                            verifier.feed(chunk)  # first: HTML is refused before a byte goes out
-                            out.write(chunk)
-                            out.flush()
-                            sha.update(chunk)
-                            size += len(chunk)
-                            mirror.on_upstream_bytes(len(chunk))
-                            if verifier.format and opened:
-                                opened["name"] = self._name(verifier.format)
-                                self._post(**opened)  # readers start once it looks like one
-                                opened = {}
-                            self._post(size=size)
-                        break
-                    except RestartDownloadError as exc:
-                        restarts += 1
-                        if restarts > mirror.config.retries:
-                            raise DownloadError(
-                                f"the upstream stream broke after {size} bytes and could not be "
-                                f"resumed ({exc}), {restarts} times; nothing kept"
-                            ) from None
+                size = 0
+                first: list[Any] = [source]  # the first attempt reads the source opened above
+
+                def attempt() -> None:
+                    """One pass over the upstream's bytes; after a restart, the bytes
+                    readers already have must come again unchanged and are skipped."""
+                    nonlocal size, opened, source
+                    if not first:
                         log.warning(
-                            "fill of %s broke after %d bytes (%s); fetching it again from the "
-                            "start and checking those bytes against what was already sent",
+                            "fill of %s broke after %d bytes; fetching it again from the start "
+                            "and checking those bytes against what was already sent",
                             self.base,
                             size,
-                            exc,
                         )
                         source.close()
-                        source = HTTPSource(self.url, self.url, mirror.config_for(self.url))
+                        source = self._source = HTTPSource(self.url, self.url, config, budget)
+                        self._check_cancel()
                         source.open()
                         if total is not None and source.total != total:
                             raise DownloadError(
                                 f"the upstream's archive changed during the fill ({total} "
                                 f"bytes, now {source.total}); nothing kept"
-                            ) from None
-                        stream = _after_same_prefix(source.chunks(), part, size)
+                            )
+                    first.clear()
+                    for chunk in _after_same_prefix(source.chunks(), part, size):
+                        self._check_cancel()
+                        verifier.feed(chunk)  # first: HTML is refused before a byte goes out
+                        out.write(chunk)
+                        out.flush()
+                        sha.update(chunk)
+                        size += len(chunk)
+                        mirror.on_upstream_bytes(len(chunk))
+                        if verifier.format and opened:
+                            opened["name"] = stored_name(self.base, verifier.format)
+                            self._post(**opened)  # readers start once it looks like one
+                            opened = {}
+                        self._post(size=size)
+
+                # the one restart loop (fetch.retry): a stream that cannot be resumed in
+                # place is fetched again, drawing on this fill's one budget
+                with_restarts(budget, self.base, attempt)
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
+                _faults.checkpoint("fill-before-verify")  # readers wait for the last byte here
                 verifier.finish(part)
                 if opened:
-                    opened["name"] = self._name(verifier.format)
+                    opened["name"] = stored_name(self.base, verifier.format)
                     self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
-            name = self._name(verifier.format)
+            name = stored_name(self.base, verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
-            part = ""
+            part = self._spool = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
             self._post(state="stored", stored=stored, size=size, total=size)
         finally:
@@ -232,6 +283,7 @@ class Fill:
             if part:
                 with contextlib.suppress(OSError):
                     os.unlink(part)
+                self._spool = ""
 
 
 def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:

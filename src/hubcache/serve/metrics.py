@@ -14,6 +14,10 @@ own registry, so tests running several servers in one process never share counts
 | ``hubcache_mirror_served_bytes_total`` | body bytes sent to clients |
 | ``hubcache_mirror_evictions_total`` | archives removed by ``--max-size`` |
 | ``hubcache_mirror_stored_bytes`` | bytes of archives the mirror stored (local DIR) |
+| ``hubcache_mirror_fills_refused_total`` | misses answered 503 because ``--max-fills`` ran |
+| ``hubcache_mirror_header_timeouts_total`` | connections closed by ``--header-timeout`` |
+| ``hubcache_mirror_fd_limit`` | the open-file limit in force (raised to the hard limit) |
+| ``hubcache_mirror_limit{name}`` | each operator limit: header/idle timeout (s), max fills, ... |
 """
 
 from __future__ import annotations
@@ -48,6 +52,18 @@ class Metrics:
         )
         self.evictions = Counter(
             "hubcache_mirror_evictions", "Archives evicted by --max-size", registry=r
+        )
+        self.fills_refused = Counter(
+            "hubcache_mirror_fills_refused", "Misses refused by --max-fills", registry=r
+        )
+        self.header_timeouts = Counter(
+            "hubcache_mirror_header_timeouts",
+            "Connections closed by --header-timeout",
+            registry=r,
+        )
+        self.fd_limit = Gauge("hubcache_mirror_fd_limit", "Open-file limit in force", registry=r)
+        self.limits = Gauge(
+            "hubcache_mirror_limit", "Operator limits in force", ["name"], registry=r
         )
         stored = Gauge("hubcache_mirror_stored_bytes", "Bytes of archives stored", registry=r)
         stored.set_function(stored_bytes)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -30,12 +31,14 @@ from typing import Optional
 from .._config import Config
 from .._errors import ConfigurationError
 from .._handles import append_format_query
-from ..kaggle.identity import KAGGLE_HOSTS
+from ..kaggle.upstream import is_kaggle_host, upstream_credential
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.static import is_archive_name
 from .fill import Fill
 
 log = logging.getLogger(__name__)
+
+_PATH_SAFE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]+")  # a path component, RFC 3986
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,45 @@ class Upstream:
 
 
 def parse_upstream(spec: str) -> Upstream:
-    """``URL`` or ``PREFIX=URL`` -> Upstream; raises ConfigurationError naming the input."""
+    """``URL`` or ``PREFIX=URL`` -> Upstream; raises ConfigurationError naming the input.
+
+    Refused: a prefix that no request path could match (``..``, a dot-component, spaces or
+    other characters a path would carry escaped, a leading ``/``), a URL that is not http(s)
+    with a host, an out-of-range port, broken IPv6 brackets, and a query or fragment (the
+    model path is appended to the URL's path; a query or fragment would swallow it)."""
+    example = "e.g. --upstream https://tfhub.dev/ or --upstream tfhub.dev/=https://tfhub.dev/"
     prefix, url = "", spec.strip()
     head, sep, tail = url.partition("=")
     if sep and "://" not in head:
-        prefix, url = head.strip().strip("/"), tail.strip()
-        prefix = f"{prefix}/" if prefix else ""
-    parts = urllib.parse.urlsplit(url)
+        raw, url = head.strip(), tail.strip()
+        components = raw.rstrip("/").split("/")
+        if (
+            raw.startswith("/")
+            or not raw.rstrip("/")
+            or any(not c or c.startswith(".") or not _PATH_SAFE.fullmatch(c) for c in components)
+        ):
+            raise ConfigurationError(
+                f"--upstream {spec!r}: the prefix {raw!r} can never match a request path; give "
+                f"path components without '..', spaces or a leading '/', {example}"
+            )
+        prefix = "/".join(components) + "/"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"--upstream {spec!r}: not a valid URL ({exc}); {example}"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
-            f"--upstream {spec!r}: expected URL or PREFIX=URL with an http(s) URL, "
-            "e.g. --upstream https://tfhub.dev/ or --upstream tfhub.dev/=https://tfhub.dev/"
+            f"--upstream {spec!r}: expected URL or PREFIX=URL with an http(s) URL, {example}"
+        )
+    if port == 0:
+        raise ConfigurationError(f"--upstream {spec!r}: port 0 is not a port to connect to")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigurationError(
+            f"--upstream {spec!r}: a URL with a query or fragment cannot have model paths "
+            f"appended; give the folder URL, {example}"
         )
     return Upstream(prefix, url.rstrip("/") + "/")
 
@@ -86,6 +117,8 @@ class Mirror:
         *,
         negative_ttl: float,
         max_size: Optional[int],
+        negative_max: int = 10_000,
+        max_fills: int = 64,
         on_upstream_bytes: Callable[[int], None] = lambda n: None,
         on_event: Callable[[str], None] = lambda what: None,
     ) -> None:
@@ -93,6 +126,8 @@ class Mirror:
         self.upstreams = upstreams
         self.config = config
         self.negative_ttl = negative_ttl
+        self.negative_max = negative_max
+        self.max_fills = max_fills
         self.max_size = max_size
         self.on_upstream_bytes = on_upstream_bytes
         self.on_event = on_event
@@ -109,16 +144,13 @@ class Mirror:
         credential (kagglehub's order, read once) when the upstream is Kaggle's web host.
         HTTPSource sends these headers to that host only, never to a redirect target."""
         host = (urllib.parse.urlsplit(url).hostname or "").lower()
-        if host not in KAGGLE_HOSTS:
+        if not is_kaggle_host(host):
             return self.config
         if self._kaggle is None:
-            from .._config import kaggle_settings
-            from ..kaggle.credentials import find_credential
-
-            found = find_credential(kaggle_settings())
-            self._kaggle = found.authorization if found is not None else ""
+            found = upstream_credential()
+            self._kaggle = found[0] if found is not None else ""
             if found is not None:
-                log.info("Kaggle upstreams get the credential from %s", found.source)
+                log.info("Kaggle upstreams get the credential from %s", found[1])
         if not self._kaggle or any(k.lower() == "authorization" for k, _ in self.config.headers):
             return self.config
         headers = (*self.config.headers, ("Authorization", self._kaggle))
@@ -137,22 +169,51 @@ class Mirror:
         del self._negative[key]
         return False
 
-    def fill(self, parts: list[str], fmt: Optional[str], url: str) -> Fill:
-        """The running fill for this archive, or a new one (single flight)."""
+    def fill(
+        self, parts: list[str], fmt: Optional[str], url: str, *, via: str = ""
+    ) -> Optional[Fill]:
+        """The running fill for this archive, or a new one (single flight); None when
+        ``max_fills`` are running already (the caller answers 503 + Retry-After)."""
         key = "/".join(parts)
         fill = self.fills.get(key)
         if fill is None:
-            fill = self.fills[key] = Fill(self, parts, fmt, url)
+            if len(self.fills) >= self.max_fills:
+                return None
+            fill = self.fills[key] = Fill(self, parts, fmt, url, via=via)
             self.on_event("fill-started")
             fill.start()
         return fill
+
+    def probe(self, parts: list[str], url: str, via: str) -> Optional[int]:
+        """A ``HEAD`` for an archive not stored and not being filled: the upstream's
+        answer headers only (its length, or None when it gives none), without fetching or
+        keeping the body. Raises ModelNotFoundError (the caller remembers it like a
+        fill's 404, on the loop) or another HubcacheError. Runs on a worker thread."""
+        from ..fetch.http import HTTPSource
+
+        config = self.config_for(url)
+        config = dataclasses.replace(config, headers=(*config.headers, ("Via", via)))
+        source = HTTPSource(url, url, config)
+        try:
+            source.open()
+            return source.total
+        finally:
+            source.close()  # the body is never read: the connection is dropped
+
+    def remember_missing(self, key: str) -> None:
+        """An upstream 404 for ``key``, kept ``negative_ttl`` seconds, at most
+        ``negative_max`` of them (the oldest forgotten first)."""
+        self._negative.pop(key, None)  # re-inserted last: the dict stays in age order
+        self._negative[key] = time.monotonic() + self.negative_ttl
+        while len(self._negative) > self.negative_max:
+            del self._negative[next(iter(self._negative))]  # the oldest first
 
     def finished(self, fill: Fill) -> None:
         if self.fills.get(fill.base) is fill:
             del self.fills[fill.base]
         self.on_event(f"fill-{fill.state}")
         if fill.state == "missing":
-            self._negative[fill.base] = time.monotonic() + self.negative_ttl
+            self.remember_missing(fill.base)
         if fill.state == "stored" and fill.stored is not None:
             if fill.readers:
                 self.draining.add(fill)
@@ -163,6 +224,7 @@ class Mirror:
         fill.readers -= 1
         if fill.readers <= 0:
             self.draining.discard(fill)
+            fill.release_if_idle()
 
     # -- use and eviction -----------------------------------------------------------------
     def noted(self, stored: Stored, *, force: bool = False) -> None:
@@ -208,6 +270,12 @@ class Mirror:
     def stored_bytes(self) -> int:
         return sum(size for size, _ in self.index.values())
 
-    def shutdown(self) -> None:
-        for fill in list(self.fills.values()):
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Stop every running fill; each removes its partial file and releases its lock
+        (``Fill.stop``), so nothing is left in DIR but complete archives."""
+        fills = list(self.fills.values())
+        for fill in fills:
             fill.cancel.set()
+        deadline = time.monotonic() + wait
+        for fill in fills:
+            fill.stop(max(0.0, deadline - time.monotonic()))

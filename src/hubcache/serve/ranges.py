@@ -1,7 +1,7 @@
 """Range requests, decided once for every server in the project.
 
 Three places answer ``Range``: the production server while an archive is still arriving
-(``app``), the stdlib fallback host (``fallback``) and the test suite's misbehaving model
+(``app``), the demo's standard-library host (``demohost``) and the test suite's misbehaving model
 host. They all take their decisions here, so a resume is judged the same way everywhere:
 
 * one ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range is honoured; several ranges, other
@@ -15,9 +15,11 @@ host. They all take their decisions here, so a resume is judged the same way eve
 from __future__ import annotations
 
 import email.utils
+import re
 from typing import Optional, Union
 
 Unsatisfiable = str  # the literal "416"
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_range(value: str, size: int) -> Union[tuple[int, int], Unsatisfiable, None]:
@@ -27,15 +29,15 @@ def parse_range(value: str, size: int) -> Union[tuple[int, int], Unsatisfiable, 
     if unit.strip().lower() != "bytes" or "," in spec:
         return None  # multi-range and unknown units
     first, _, last = spec.strip().partition("-")
-    try:
-        if not first:
-            if not last:
-                return None
-            start, end = max(0, size - int(last)), size - 1
-        else:
-            start, end = int(first), (int(last) if last else size - 1)
-    except ValueError:
-        return None
+    first, last = first.strip(), last.strip()
+    if not all(_DIGITS.fullmatch(p) for p in (first, last) if p):
+        return None  # RFC 9110: ASCII digits only (int() would take "1_0" and "١")
+    if not first:
+        if not last:
+            return None
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), (int(last) if last else size - 1)
     if start < 0 or end < 0 or (start > end and first and last):
         return None
     if start >= size:
@@ -74,5 +76,5 @@ def choose_range(
 
 def file_etag(size: int, mtime_ns: int) -> str:
     """The strong ETag of a file, in the form aiohttp's ``FileResponse`` sends it, so the
-    fallback, the fill and the sendfile path all name the same bytes the same way."""
+    demo host, the fill and the sendfile path all name the same bytes the same way."""
     return f'"{mtime_ns:x}-{size:x}"'

@@ -3,8 +3,11 @@
 ``hubcache serve DIR`` answers, for a request path ``/P``:
 
 * ``/P?tf-hub-format=compressed`` (or ``uncompressed``, see below) -> the archive
-  ``DIR/P.tar.gz`` (or ``.tgz``, ``.tar``, ``.tar.bz2``, ``.tar.xz``, ``.zip``), or the folder
-  ``DIR/P/`` packed once as a ``.tar.gz`` into a private temporary folder;
+  ``DIR/P.tar.gz`` (or ``.tgz``, ``.tar``, ``.tar.bz2``, ``.tar.xz``, ``.zip``), or, when
+  ``DIR/P/`` is a model folder (it holds ``saved_model.pb``, ``saved_model.pbtxt`` or
+  ``tfhub_module.pb``), that folder packed as a ``.tar.gz`` into a private temporary folder:
+  without dot-names (``.env``, ``.git/``) or links, packed again when a file in it changes
+  (its names, sizes and times are compared on every request). Never in mirror mode;
 * ``/P`` where ``DIR/P`` is an archive file -> that file;
 * anything else -> nothing (404).
 
@@ -20,7 +23,9 @@ inside ``DIR`` (``ln -s /etc DIR/evil`` serves nothing), and no component starts
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tarfile
 import tempfile
 import threading
@@ -40,6 +45,7 @@ CONTENT_TYPES |= {
     ".bz2": "application/x-bzip2",
     ".xz": "application/x-xz",
 }
+MODEL_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")  # packable folders
 SIDECAR = ".sha256"  # "<hex>  <name>\n" next to each archive the mirror stored (sha256sum -c)
 
 
@@ -77,8 +83,10 @@ class StaticTree:
     def __init__(self, directory: str) -> None:
         self.directory = os.path.abspath(directory)
         self.real = os.path.realpath(self.directory)
-        self._packed: dict[str, str] = {}
-        self._pack_lock = threading.Lock()
+        self._packed: dict[str, tuple[int, str]] = {}  # folder -> (its signature, the pack)
+        self._pack_lock = threading.Lock()  # guards the two dicts and the counter only
+        self._folder_locks: dict[str, threading.Lock] = {}
+        self._count = 0
         self._tmp: Optional[str] = None
 
     def inside(self, path: str) -> Optional[str]:
@@ -88,45 +96,85 @@ class StaticTree:
             return None
         return real if os.path.exists(real) else None
 
-    def lookup(self, parts: list[str], fmt: Optional[str]) -> Optional[str]:
-        """The file to send for a request, or None. Packs a folder on first use."""
+    def _file_at(self, path: str) -> Optional[str]:
+        """``path`` resolved, when it is a regular file inside the directory. One ``stat``
+        first: most candidates do not exist, and resolving links costs a call per
+        component (this is on every request's path)."""
+        if not os.path.isfile(path):
+            return None
+        found = self.inside(path)
+        return found if found and os.path.isfile(found) else None
+
+    def file(self, parts: list[str]) -> Optional[str]:
+        """The regular file at ``parts``, when it is one and stays inside the directory."""
+        return self._file_at(os.path.join(self.directory, *parts))
+
+    def lookup(self, parts: list[str], fmt: Optional[str], *, pack: bool = True) -> Optional[str]:
+        """The file to send for a request, or None. Packs a folder on first use (unless
+        ``pack`` is False: a mirror never packs)."""
         if not parts:
             return None
-        local = os.path.join(self.directory, *parts)
         if is_archive_name(parts[-1]):
-            found = self.inside(local)
-            return found if found and os.path.isfile(found) else None
+            return self.file(parts)
         if fmt is None:
             return None
+        local = os.path.join(self.directory, *parts)
         for suffix in STORED_SUFFIXES:
-            found = self.inside(local + suffix)
-            if found and os.path.isfile(found):
+            found = self._file_at(local + suffix)
+            if found is not None:
                 return found
+        if not pack:
+            return None
         found = self.inside(local)
         if found and os.path.isdir(found):
             return self._pack(found)
         return None
 
-    def _pack(self, folder: str) -> str:
-        """A ``.tar.gz`` of ``folder``, made once. Links inside it are not followed out of
-        the directory: a member is added only when it resolves inside it."""
+    def _pack(self, folder: str) -> Optional[str]:
+        """A ``.tar.gz`` of ``folder`` (module docstring), made again when the folder has
+        changed; None when the folder holds no SavedModel. Each folder has its own lock, so
+        one large pack holds up only the requests for that folder."""
+        if not any(os.path.isfile(os.path.join(folder, n)) for n in MODEL_MARKERS):
+            return None
         with self._pack_lock:
+            lock = self._folder_locks.setdefault(folder, threading.Lock())
+        with lock:
+            members = self._members(folder)
+            signature = hash(tuple(members))
             packed = self._packed.get(folder)
-            if packed is None:
+            if packed is not None and packed[0] == signature:
+                return packed[1]
+            with self._pack_lock:
                 if self._tmp is None:
                     self._tmp = tempfile.mkdtemp(prefix="hubcache-serve-")
-                packed = os.path.join(self._tmp, f"{len(self._packed)}.tar.gz")
-                with tarfile.open(packed, "w:gz") as archive:
-                    for dirpath, dirs, files in os.walk(folder):
-                        dirs.sort()
-                        for name in sorted(dirs) + sorted(files):
-                            full = os.path.join(dirpath, name)
-                            if self.inside(full) is None or os.path.islink(full):
-                                continue  # a link: never followed, never stored
-                            rel = os.path.relpath(full, folder)
-                            archive.add(full, arcname=rel, recursive=False)
-                self._packed[folder] = packed
-            return packed
+                self._count += 1
+                path = os.path.join(self._tmp, f"{self._count}.tar.gz")
+            with tarfile.open(path, "w:gz", compresslevel=6) as archive:
+                for rel, full, _size, _mtime in members:
+                    archive.add(full, arcname=rel, recursive=False)
+            self._packed[folder] = (signature, path)
+            if packed is not None:  # a response still sending it keeps its open file
+                with contextlib.suppress(OSError):
+                    os.unlink(packed[1])
+            return path
+
+    def _members(self, folder: str) -> list[tuple[str, str, int, int]]:
+        """What a pack of ``folder`` holds, in order: (name, path, size, mtime_ns) of every
+        folder and file inside it, neither dot-names (``.env``, ``.git``) nor links."""
+        out: list[tuple[str, str, int, int]] = []
+        for dirpath, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in dirs + sorted(f for f in files if not f.startswith(".")):
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISLNK(st.st_mode) or self.inside(full) is None:
+                    continue  # a link: never followed, never stored
+                rel = os.path.relpath(full, folder).replace(os.sep, "/")
+                out.append((rel, full, st.st_size, st.st_mtime_ns))
+        return out
 
     def close(self) -> None:
         if self._tmp is not None:

@@ -1,15 +1,13 @@
-"""Resolve into a cache root on an object store (``TFHUB_CACHE_DIR=gs://bucket/prefix``).
+"""A cache root on an object store (``TFHUB_CACHE_DIR=gs://bucket/prefix``) as the place a
+resolve publishes to: the store's answers to the resolve skeleton (``_resolve.acquire``)::
 
-::
-
-    complete_manifest(key)?            -> return "<root>/<key>"   (2 requests: manifest, listing)
-    lock "<key>.lock" (create-if-absent, lease on the store's clock)
-      -> re-check -> retire debris (manifest-less tree of a dead uploader)
-      -> fetch + extract into a LOCAL temporary folder (the normal streamed, safe pipeline),
-         <tmp>/hubcache-stage.<host>.<pid>.<uid>, named after its owner so that the next
-         resolve and ``hubcache gc`` remove it when a killed process left it behind
-      -> upload: descriptor, files in parallel (streamed), "<key>.manifest.json" LAST
-      -> unlock -> return "<root>/<key>"  (TensorFlow reads gs:// and s3:// directly)
+    hit:      complete_manifest(key)?        (2 requests: manifest, listing) + the pin
+    lock:     "<key>.lock" (create-if-absent, lease on the store's clock)
+    prepare:  re-check -> retire debris (manifest-less tree of a dead uploader) -> a LOCAL
+              temporary folder <tmp>/hubcache-stage.<host>.<pid>.<uid>/<key> to stage into
+              (the stager: the normal streamed, safe pipeline)
+    publish:  upload: descriptor, files in parallel (streamed), "<key>.manifest.json" LAST
+    -> "<root>/<key>"  (TensorFlow reads gs:// and s3:// directly)
 
 There is no atomic rename on an object store, so the manifest is the only proof of
 completeness: it is created last, only if absent, and a reader checks every file it lists
@@ -29,87 +27,91 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Optional
 
 from .._config import Config
-from .._errors import ChecksumMismatchError, OfflineError
-from .._handles import Handle
+from .._errors import CacheDirError, HubcacheError
 from ..local.gc import GRACE, Debris
-from ..local.holder import new_uid, parse_holder
+from ..local.holder import parse_holder
+from ..local.manifest import Manifest, check_pin
 from ..local.publish import descriptor_text
 from ..local.tree import tree_stats
+from .backend import open_storage
 from .lock import StorageLock
-from .open import open_storage
 from .storage import Storage
 
 log = logging.getLogger(__name__)
 
 STAGE_PREFIX = "hubcache-stage."
-Stage = Callable[[Handle, str, str, Config, Optional[str]], dict[str, Any]]
 
 
-def pin_matches(manifest: dict[str, Any], sha256: Optional[str]) -> bool:
-    recorded = manifest.get("archive", {}).get("sha256", "")
-    return sha256 is None or recorded == sha256.lower()
+class StoreTarget:
+    """The store root's answers to the resolve skeleton (``_resolve.acquire``)."""
 
+    def __init__(self, store: Storage, key: str, handle: str, config: Config) -> None:
+        self.store = store
+        self.key = key
+        self.handle = handle  # as shown: credentials hidden
+        self.config = config
+        self.path = store.join(key)
+        self.where = config.root
+        self._tmp = ""
 
-def resolve_remote(
-    handle: Handle,
-    config: Config,
-    *,
-    sha256: Optional[str],
-    on_wait: Optional[Callable[[str], None]],
-    stage: Stage,
-) -> str:
-    store = open_storage(config.root, handle.shown, config.store_timeout)
-    key = handle.key
-    manifest = store.complete_manifest(key)
-    if manifest is not None:
-        return _checked(handle, store, key, manifest, sha256)
-    if config.offline:
-        raise OfflineError(
-            f"{handle.shown} is not in the cache at {config.root} and offline mode is on "
-            "(HUBCACHE_OFFLINE / offline=True)",
-            handle=handle.shown,
+    def hit(self, sha256: Optional[str]) -> bool:
+        data = self.store.complete_manifest(self.key)
+        manifest = Manifest.from_dict(data) if data is not None else None
+        if manifest is None:
+            return False
+        check_pin(manifest, sha256, fresh=False, where=self.path)
+        self.store.record_use(self.key)  # last use for `ls` and `prune` (hourly at most)
+        return True
+
+    def lock(self, on_wait: Optional[Callable[[str], None]]) -> StorageLock:
+        return StorageLock(
+            self.store,
+            self.key,
+            handle=self.handle,
+            lease=self.config.lock_lease,
+            timeout=self.config.lock_timeout,
+            on_wait=on_wait,
         )
-    lock = StorageLock(
-        store,
-        key,
-        handle=handle.shown,
-        lease=config.lock_lease,
-        timeout=config.lock_timeout,
-        on_wait=on_wait,
-    )
-    if not lock.wait_for_turn(lambda: store.complete_manifest(key) is not None):
-        return resolve_remote(handle, config, sha256=sha256, on_wait=on_wait, stage=stage)
-    try:
-        manifest = store.complete_manifest(key)  # re-check: the previous holder may have won
-        if manifest is not None:
-            return _checked(handle, store, key, manifest, sha256)
-        store.retire(key)  # a stale entry, or the debris of an upload that never finished
-        upload(handle, store, config, sha256, stage)
-        return store.join(key)
-    finally:
-        lock.release()
+
+    def done(self) -> bool:
+        return self.store.complete_manifest(self.key) is not None
+
+    def prepare(self, uid: str, sha256: Optional[str]) -> Optional[str]:
+        """Under the lock: None when a previous holder's entry serves, else a local staging
+        folder (``<tmp>/hubcache-stage.<host>.<pid>.<uid>/<key>``, named after its owner so
+        the next resolve and ``hubcache gc`` remove it if this process is killed)."""
+        if self.hit(sha256):
+            return None
+        self.store.retire(self.key)  # a stale entry, or the debris of an unfinished upload
+        for item in stale_local_stagings(grace=GRACE):  # what killed resolves left here
+            shutil.rmtree(item.path, ignore_errors=True)
+        owner = f"{socket.gethostname()}.{os.getpid()}.{uid}"  # as a lock names its holder
+        self._tmp = os.path.join(tempfile.gettempdir(), STAGE_PREFIX + owner)
+        os.mkdir(self._tmp, 0o700)
+        return os.path.join(self._tmp, self.key)
+
+    def publish(self, staging: str, manifest: Manifest) -> None:
+        """Upload: descriptor, files in parallel, the manifest LAST and only if absent."""
+        descriptor = descriptor_text(manifest.handle)
+        if not self.store.upload_entry(self.key, staging, manifest.to_dict(), descriptor):
+            log.info("another process published %s first; using its copy", self.handle)
+
+    def cleanup(self, staging: str) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def unusable(self, exc: OSError) -> CacheDirError:
+        return CacheDirError(
+            f"cannot stage {self.handle} for {self.where} in the local temporary folder: {exc}",
+            errno=exc.errno,
+        )
 
 
-def upload(
-    handle: Handle, store: Storage, config: Config, sha256: Optional[str], stage: Stage
-) -> dict[str, Any]:
-    """Fetch and extract into local temporary space, then upload with the manifest last."""
-    for item in stale_local_stagings(grace=GRACE):  # what killed resolves left here
-        shutil.rmtree(item.path, ignore_errors=True)
-    owner = f"{socket.gethostname()}.{os.getpid()}.{new_uid()}"  # as a lock names its holder
-    tmp = os.path.join(tempfile.gettempdir(), STAGE_PREFIX + owner)
-    os.mkdir(tmp, 0o700)
-    try:
-        staging = os.path.join(tmp, handle.key)
-        manifest = stage(handle, handle.key, staging, config, sha256)
-        if not store.upload_entry(handle.key, staging, manifest, descriptor_text(handle.shown)):
-            log.info("another process published %s first; using its copy", handle.shown)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+def open_target(handle: str, key: str, config: Config) -> StoreTarget:
+    return StoreTarget(open_storage(config.root, handle, config.store_timeout), key, handle, config)
 
 
 def stale_local_stagings(grace: float) -> list[Debris]:
@@ -144,14 +146,17 @@ def _age(path: str) -> float:
         return 0.0
 
 
-def _checked(
-    handle: Handle, store: Storage, key: str, manifest: dict[str, Any], sha256: Optional[str]
-) -> str:
-    if not pin_matches(manifest, sha256):
-        raise ChecksumMismatchError(
-            f"the cached archive of {handle.shown} at {store.join(key)} has sha256 "
-            f"{manifest.get('archive', {}).get('sha256')}, not the pinned {sha256}",
-            handle=handle.shown,
-        )
-    store.record_use(key)  # a hit: last use for `hubcache ls` and `prune` (hourly at most)
-    return store.join(key)
+def is_remote_directory(url: str, handle: str, timeout: float) -> bool:
+    """Whether ``url`` (``gs://``, ``s3://``...) is an existing folder: a directory handle
+    on a store is returned as it is, after this check."""
+    from ..fetch.objectstore import first_contact, store_error
+    from ..fetch.source import filesystem
+
+    fs, path = filesystem(url, handle)
+    try:
+        first_contact(url, timeout, lambda: fs.isdir(path))
+        return bool(fs.isdir(path))
+    except HubcacheError:
+        raise
+    except Exception as exc:
+        raise store_error(url, exc, handle) from exc

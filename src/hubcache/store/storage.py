@@ -257,15 +257,26 @@ class LocalStorage(Storage):
     def _stage(self, path: str, fill: Callable[[IO[bytes]], None]) -> str:
         _faults.fs.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex}.part"
-        with open(tmp, "wb") as f:
-            fill(f)
+        try:
+            with open(tmp, "wb") as f:
+                fill(f)
+        except BaseException:  # a full disk, say: no temp file is left behind
+            with contextlib.suppress(OSError):
+                _faults.fs.unlink(tmp)
+            raise
         return tmp
+
+    def _replace(self, tmp: str, path: str) -> None:
+        try:
+            _platform.retry_busy(_faults.fs.replace, tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _faults.fs.unlink(tmp)
+            raise
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        _platform.retry_busy(
-            _faults.fs.replace, self._stage(path, lambda f: _write_all(f, data)), path
-        )
+        self._replace(self._stage(path, lambda f: _write_all(f, data)), path)
 
     def create(self, name: str, data: bytes) -> bool:
         # Never overwrites: the object appears whole (link, or rename on Windows), and only
@@ -285,7 +296,7 @@ class LocalStorage(Storage):
             with open(local, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK)
 
-        _platform.retry_busy(_faults.fs.replace, self._stage(path, copy), path)
+        self._replace(self._stage(path, copy), path)
 
     def open_read(self, name: str) -> IO[bytes]:
         return open(self._path(name), "rb")  # closed by the caller

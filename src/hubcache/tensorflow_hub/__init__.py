@@ -86,6 +86,7 @@ class PluginStatus:
     tensorflow_hub_version: Optional[str]  # as installed, read without importing it
     registry: str  # "compatible", "differs: ..." or "not installed"
     in_this_process: bool
+    site_dir_read: bool = True  # this python reads .pth files from the folder at start-up
 
 
 # what the plug-in relies on, by file of the tensorflow_hub package (read, never imported)
@@ -98,7 +99,9 @@ _NEEDS = {
 def status(site_dir: Optional[str] = None) -> PluginStatus:
     switch = ("HUBCACHE_TFHUB_PLUGIN", tfhub_plugin_enabled)
     reading = read_status(_pth.FILE, site_dir, switch, "tensorflow_hub", _NEEDS)
-    return PluginStatus(*reading, in_this_process=is_installed())
+    return PluginStatus(
+        *reading[:-1], in_this_process=is_installed(), site_dir_read=reading.site_dir_read
+    )
 
 
 def _on_tensorflow_hub_import() -> None:

@@ -8,8 +8,9 @@ or ``darwin``. Python imports this module at start-up, before the code under tes
   ``O_NOFOLLOW``, ``O_CLOEXEC``, ``O_NOATIME``; ``darwin``: ``fdatasync``, ``O_NOATIME``), so
   any unguarded use fails with AttributeError instead of silently working;
 * ``hubcache._platform`` is re-executed while ``sys.platform`` says ``win32`` / ``darwin``,
-  so its per-platform definitions are that platform's (``sys.platform`` is restored after;
-  the rest of the process, the standard library included, runs as on Linux);
+  so the façade chooses that platform's modules of ``hubcache.platforms`` (``sys.platform``
+  is restored after; the rest of the process, the standard library included, runs as on
+  Linux);
 * on ``win32``, ``os.kill`` called from hubcache's code raises: a liveness check by signal
   would terminate the process there (psutil's own use of it on Linux is let through);
 * on ``darwin`` with ``HUBCACHE_TEST_FULLFSYNC_LOG=PATH``, ``fcntl`` gets macOS's

@@ -38,13 +38,16 @@ class EntryInfo(Candidate):
         return data
 
 
+LEFTOVERS = "only leftovers"  # the reason of a key with debris and no entry
+
+
 @dataclasses.dataclass(frozen=True)
 class VerifyResult:
     """What ``verify`` found in one entry: ``ok`` when ``problems`` is empty."""
 
     key: str
     handle: str
-    state: str  # complete / legacy / damaged / in progress
+    state: str  # complete / legacy / damaged / in progress / leftovers
     problems: tuple[str, ...] = ()
     note: str = ""
 

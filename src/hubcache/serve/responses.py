@@ -1,0 +1,286 @@
+"""How the server's bodies go out: stored archives, and fills while their bytes arrive.
+
+Routing (``app``) decides *what* answers a request; this module decides *how* its bytes
+are sent, so the two change for different reasons and are read apart.
+
+Stored local archives go out with the event loop's own non-blocking ``sendfile``
+(``loop.sendfile``: the kernel copies page cache to the socket, and the loop waits for a
+writable socket with epoll/kqueue like for any other write). No thread is held per
+response, so slow or stopped readers cost one connection each and can never starve a
+fixed pool, and there is no ``select()`` with its 1024-descriptor ceiling. The file is
+already open when the response starts (``archives.Found``), so an eviction meanwhile
+changes nothing for it. Where sendfile cannot be used (a bucket's object, ``--rate-limit``,
+a platform without it), the bytes are read and written in chunks.
+
+A fill's readers send from the fill's own descriptor (``fill.fd``) with ``pread``; the
+last byte waits until the archive is verified and kept, and a fill that fails resets the
+connection (RST), so no client ever takes a short body for a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import IO, Any, Optional
+
+from aiohttp import web
+
+from .. import _platform
+from ..serve.archives import ArchiveStore, Found, Stored
+from ..serve.fill import Fill
+from ..serve.metrics import Metrics
+from ..serve.ranges import choose_range
+from ..serve.static import content_type
+
+CHUNK = 256 * 1024
+SLICE = 1024 * 1024  # sendfile slices: each must leave within the stall limit
+
+
+class Responder:
+    """Sends bodies for the server (module docstring)."""
+
+    def __init__(
+        self,
+        store: ArchiveStore,
+        metrics: Metrics,
+        rate_limit: Optional[float],
+        on_served: Callable[[Stored], None],
+        stall: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.rate_limit = rate_limit
+        self.stall = stall  # a client that takes no byte for this long is cut
+        self.on_served = on_served
+        self.serving: dict[str, int] = {}  # name -> responses sending it now
+
+    # -- stored archives ----------------------------------------------------------------
+    async def stored(self, request: web.Request, found: Found) -> web.StreamResponse:
+        """Send a stored archive (its file already open, when local), with our Range."""
+        stored = found.stored
+        self.serving[stored.name] = self.serving.get(stored.name, 0) + 1
+        try:
+            modified = email.utils.formatdate(stored.mtime, usegmt=True)
+            chosen = choose_range(
+                request.headers.get("Range"),
+                request.headers.get("If-Range"),
+                stored.size,
+                stored.etag,
+                modified,
+            )
+            if chosen == "416":
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
+            return await self._send_stored(request, found, chosen, modified)
+        finally:
+            self.serving[stored.name] -= 1
+            if not self.serving[stored.name]:
+                del self.serving[stored.name]
+            self.on_served(stored)
+            if found.file is not None:
+                found.file.close()
+
+    async def _send_stored(
+        self, request: web.Request, found: Found, chosen: Any, modified: str
+    ) -> web.StreamResponse:
+        stored = found.stored
+        start, end = chosen if isinstance(chosen, tuple) else (0, stored.size - 1)
+        response = web.StreamResponse(status=206 if isinstance(chosen, tuple) else 200)
+        headers(
+            response,
+            name=stored.name,
+            etag=stored.etag,
+            modified=modified,
+            size=stored.size,
+            chosen=chosen,
+        )
+        response.content_length = end - start + 1
+        loop = asyncio.get_running_loop()
+        source: IO[bytes]
+        if found.file is not None:
+            source = found.file
+        else:
+            source = await loop.run_in_executor(None, self.store.open, stored)
+        try:
+            await response.prepare(request)
+            if request.method == "HEAD" or end < start:
+                await response.write_eof()
+                return response
+            transport = request.transport
+            if transport is None:
+                return response
+            if found.file is not None and not self.rate_limit and _platform.CAN_SENDFILE:
+                try:
+                    await self._sendfile(request, source, start, end + 1 - start)
+                except NotImplementedError:
+                    pass  # a transport that cannot (TLS): chunks below
+                else:
+                    await response.write_eof()
+                    return response
+            await self._copy(request, response, source, start, end)
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            if found.file is None:
+                await loop.run_in_executor(None, source.close)
+        return response
+
+    async def _sendfile(
+        self, request: web.Request, source: IO[bytes], offset: int, count: int
+    ) -> None:
+        """``loop.sendfile`` in slices of ``SLICE`` bytes, each of which must leave within
+        ``stall`` seconds: a client that stopped reading is cut (RST) after that long
+        instead of holding its connection forever, while any client taking at least
+        ``SLICE / stall`` bytes a second (17 KB/s by default) is served in full."""
+        loop = asyncio.get_running_loop()
+        transport = request.transport
+        while count > 0:
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+            n = min(count, SLICE)
+            try:
+                await asyncio.wait_for(loop.sendfile(transport, source, offset, n), self.stall)
+            except asyncio.TimeoutError:
+                abort(request)
+                raise ConnectionResetError(
+                    f"the client took no bytes for {self.stall:g}s"
+                ) from None
+            self.metrics.served_bytes.inc(n)
+            offset += n
+            count -= n
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        """``response.write`` that cuts a client taking no byte for ``stall`` seconds."""
+        try:
+            await asyncio.wait_for(response.write(data), self.stall)
+        except asyncio.TimeoutError:
+            abort(request)
+            raise ConnectionResetError(f"the client took no bytes for {self.stall:g}s") from None
+
+    async def _copy(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        source: IO[bytes],
+        start: int,
+        end: int,
+    ) -> None:
+        """A bucket's archive, or any archive under --rate-limit: read and write."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, source.seek, start)
+        pos, began = start, time.monotonic()
+        while pos <= end:
+            data = await loop.run_in_executor(None, source.read, min(CHUNK, end + 1 - pos))
+            if not data:
+                abort(request)  # the store's object shrank under us
+                return
+            await self._write(request, response, data)
+            pos += len(data)
+            self.metrics.served_bytes.inc(len(data))
+            await self._pace(pos - start, began)
+        await response.write_eof()
+
+    async def _pace(self, sent: int, began: float) -> None:
+        rate = self.rate_limit
+        if rate:
+            ahead = sent / rate - (time.monotonic() - began)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    # -- fills --------------------------------------------------------------------------
+    async def fill(self, request: web.Request, fill: Fill) -> web.StreamResponse:
+        """Send the fill's bytes as they arrive; break the connection if it fails."""
+        total = fill.total
+        chosen = None
+        if total is not None:
+            chosen = choose_range(
+                request.headers.get("Range"),
+                request.headers.get("If-Range"),
+                total,
+                fill.etag,
+                fill.last_modified,
+            )
+            if chosen == "416":
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+        response = web.StreamResponse(status=206 if isinstance(chosen, tuple) else 200)
+        headers(
+            response,
+            name=fill.name or fill.base,
+            etag=fill.etag,
+            modified=fill.last_modified,
+            size=total,
+            chosen=chosen,
+        )
+        start, limit = 0, None
+        if total is not None:
+            start, end = chosen if isinstance(chosen, tuple) else (0, total - 1)
+            limit = end + 1
+            response.content_length = limit - start
+        elif request.version >= (1, 1):
+            response.enable_chunked_encoding()
+        else:  # HTTP/1.0 has no chunks: the body ends when the connection closes
+            response.force_close()
+        try:
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
+            pos, began = start, time.monotonic()
+            while limit is None or pos < limit:
+                tick = fill.tick()
+                avail = fill.available() if limit is None else min(fill.available(), limit)
+                if pos < avail and fill.fd is not None:
+                    data = _platform.pread(fill.fd, min(avail - pos, CHUNK), pos)
+                    if not data:
+                        abort(request)
+                        return response
+                    await self._write(request, response, data)
+                    pos += len(data)
+                    self.metrics.served_bytes.inc(len(data))
+                    await self._pace(pos - start, began)
+                    continue
+                if fill.state == "stored" and limit is None:
+                    break  # the whole body (length unknown until now) is out
+                if fill.state in ("failed", "missing"):
+                    abort(request)  # never end a body that is not whole
+                    return response
+                await tick.wait()
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away
+        return response
+
+
+def headers(
+    response: web.StreamResponse,
+    *,
+    name: str,
+    etag: Optional[str],
+    modified: str,
+    size: Optional[int],
+    chosen: Any,
+) -> None:
+    """The headers every archive answer carries."""
+    response.headers["Content-Type"] = content_type(name)
+    if etag:
+        response.headers["ETag"] = etag
+    if modified:
+        response.headers["Last-Modified"] = modified
+    if size is not None and etag:
+        response.headers["Accept-Ranges"] = "bytes"
+    if isinstance(chosen, tuple):
+        response.headers["Content-Range"] = f"bytes {chosen[0]}-{chosen[1]}/{size}"
+
+
+def abort(request: web.Request) -> None:
+    """Close the connection at once (RST): the client sees a broken body, not an end."""
+    transport = request.transport
+    if transport is not None:
+        with contextlib.suppress(OSError):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close() sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()

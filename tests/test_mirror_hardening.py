@@ -1,0 +1,644 @@
+"""The mirror under an operator's load and mistakes (issue rows F1-F23), as real processes.
+
+Each test reproduces one way a mirror in front of a cluster used to fail (concurrent misses
+answered 500, eviction racing a send, a fill writing through a symlink, two kinds of request
+sharing one stored name, unstorable names fetched anyway...) and checks it cannot happen
+again. Servers run on loopback and are stopped by their own process handles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from tests.support.archives import M, make_tar
+from tests.support.httpserver import Fault, ModelServer
+from tests.support.mirror import SRC, ServeProcess
+from tests.support.procs import run_cli
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "mirror"
+    path.mkdir()
+    return path
+
+
+def mirror(store: Path, upstream: ModelServer, *args: str) -> ServeProcess:
+    env = dict(os.environ, HUBCACHE_RETRIES="1", HUBCACHE_RETRY_BACKOFF="0.05")
+    return ServeProcess(str(store), "--upstream", upstream.url("/"), *args, env=env)
+
+
+def fetch_all(url: str, paths: list[str], workers: int) -> list[tuple[str, int, bytes]]:
+    """GET every path at once (one connection each): (path, status, body)."""
+    go = threading.Barrier(min(workers, len(paths)))
+
+    def one(path: str) -> tuple[str, int, bytes]:
+        with urllib3.PoolManager(retries=False, timeout=60) as http:
+            try:
+                go.wait(10)
+            except threading.BrokenBarrierError:
+                pass
+            r = http.request("GET", url.rstrip("/") + path)
+            return path, r.status, r.data
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, paths))
+
+
+def add_models(upstream: ModelServer, count: int, size: int) -> dict[int, bytes]:
+    """``/m<i>/1`` for i < count on the upstream, each a tar of ``size`` random bytes."""
+    bodies = {i: make_tar([M("x", os.urandom(size))], compression=None) for i in range(count)}
+    for i, body in bodies.items():
+        upstream.add(f"/m{i}/1", body)
+    return bodies
+
+
+def test_f3_concurrent_misses_of_different_models_never_500(
+    model_server: ModelServer, store: Path
+) -> None:
+    bodies = add_models(model_server, 10, 300_000)
+    with mirror(store, model_server) as server:
+        paths = [f"/m{i}/1?tf-hub-format=compressed" for i in range(10) for _ in range(5)]
+        results = fetch_all(server.url, paths, workers=50)
+        bad = [(p, s) for p, s, _ in results if s != 200]
+        assert not bad, (bad, server.stderr[-2000:])
+        for path, _, body in results:
+            assert body == bodies[int(path[2 : path.index("/", 1)])]
+        for i in range(10):
+            assert model_server.count(f"/m{i}/1") == 1
+
+
+def test_f9_eviction_never_404s_or_500s_an_archive_being_sent(
+    model_server: ModelServer, store: Path
+) -> None:
+    bodies = add_models(model_server, 40, 100_000)
+    size = len(bodies[0])
+    bad: list[tuple[str, int]] = []
+    stop = time.monotonic() + 6
+    filled = [0]
+
+    def filler(url: str) -> None:
+        with urllib3.PoolManager(retries=False, timeout=30) as http:
+            for i in range(40):
+                if time.monotonic() > stop:
+                    return
+                r = http.request("GET", f"{url}m{i}/1?tf-hub-format=compressed")
+                if r.status != 200 or r.data != bodies[i]:
+                    bad.append((f"fill m{i}", r.status))
+                filled[0] = i
+
+    def reader(url: str) -> None:
+        with urllib3.PoolManager(retries=False, timeout=30) as http:
+            while time.monotonic() < stop:
+                i = max(0, filled[0] - 1)
+                r = http.request("GET", f"{url}m{i}/1?tf-hub-format=compressed")
+                if r.status != 200 or r.data != bodies[i]:
+                    bad.append((f"read m{i}", r.status))
+
+    with mirror(store, model_server, "--max-size", str(2 * size)) as server:
+        threads = [threading.Thread(target=filler, args=(server.url,))]
+        threads += [threading.Thread(target=reader, args=(server.url,)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not bad, (bad[:20], len(bad), server.stderr[-2000:])
+
+
+def test_f10_a_fill_never_writes_through_a_symlink_in_dir(
+    model_server: ModelServer, store: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1.tar").write_bytes(b"precious")
+    os.symlink(outside, store / "evil")  # a folder link: /evil/1 would be kept through it
+    (store / "m").mkdir()
+    os.symlink(outside / "1.tar", store / "m" / "1.tar")  # the name /m/1 is kept under
+    os.symlink(outside, store / ".hubcache-archives")  # where archive paths are kept
+    body = make_tar([M("x", b"y" * 1000)], compression=None)
+    for path in ("/evil/1", "/m/1", "/a.tar"):
+        model_server.add(path, body)
+    with mirror(store, model_server) as server:
+        for path in ("/evil/1?tf-hub-format=compressed", "/m/1?tf-hub-format=compressed"):
+            r = server.get(path)
+            assert r.status == 403, (path, r.status, r.data[:300])
+            assert b"symbolic link" in r.data
+        assert server.get("/a.tar").status == 403
+    assert sorted(os.listdir(outside)) == ["1.tar"]
+    assert (outside / "1.tar").read_bytes() == b"precious"
+    for path in ("/evil/1", "/m/1", "/a.tar"):
+        assert model_server.count(path) == 0
+
+
+def test_f12_archive_paths_and_model_paths_keep_separate_stored_names(
+    model_server: ModelServer, store: Path
+) -> None:
+    model = make_tar([M("model", b"m" * 1000)], compression=None)
+    other = make_tar([M("file", b"f" * 1000)], compression=None)
+    model_server.add("/m/f/1", model)
+    model_server.add("/m/f/1.tar", other)
+    with mirror(store, model_server) as server:
+        assert server.get("/m/f/1?tf-hub-format=compressed").data == model
+        assert server.get("/m/f/1.tar").data == other
+        assert server.get("/m/f/1?tf-hub-format=compressed").data == model
+        assert server.get("/m/f/1.tar").data == other
+    assert model_server.count("/m/f/1") == 1 and model_server.count("/m/f/1.tar") == 1
+
+
+def test_f18_names_that_cannot_be_stored_are_refused_before_any_upstream_fetch(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", b"y" * 1000)], compression=None)
+    long_name = "n" * 247
+    deep = "/".join(["d"] * 70)
+    model_server.add(f"/{long_name}", body)
+    model_server.add(f"/{deep}", body)
+    with mirror(store, model_server) as server:
+        for path in (long_name, deep):
+            for _ in range(2):
+                r = server.get(f"/{path}?tf-hub-format=compressed")
+                assert r.status == 414, (r.status, r.data[:200])
+                assert b"cannot be stored" in r.data
+    assert model_server.count(f"/{long_name}") == 0
+    assert model_server.count(f"/{deep}") == 0
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- serving that no client can starve; limits; shutdown ---------------------------------------
+BIG = make_tar([M("x", os.urandom(8_000_000))], compression=None)
+SMALL = make_tar([M("x", os.urandom(200_000))], compression=None)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "big.tar").write_bytes(BIG)
+    (root / "small.tar").write_bytes(SMALL)
+    return root
+
+
+def stalled_reader(port: int, path: str) -> socket.socket:
+    """A client that asks for ``path`` with a tiny receive buffer and never reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def ends_with(sock: socket.socket, timeout: float) -> str:
+    """Read until the connection ends: "fin", "rst", or "open" if it did not end in time."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "rst"
+    except TimeoutError:
+        return "open"
+    return "fin"
+
+
+def test_f1_slow_readers_never_starve_a_normal_download(served: Path) -> None:
+    with ServeProcess(str(served)) as server:
+        slow = [stalled_reader(server.port, "/big.tar") for _ in range(80)]
+        try:
+            time.sleep(1)
+            began = time.monotonic()
+            r = server.get("/small.tar", timeout=10)
+            took = time.monotonic() - began
+            assert r.status == 200 and r.data == SMALL
+            assert took < 3, took
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_f2_sockets_with_fd_numbers_over_1024_get_whole_bodies(served: Path) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    idle: list[socket.socket] = []
+    try:
+        with ServeProcess(str(served)) as server:
+            for _ in range(1100):  # the server's descriptors for these pass 1024
+                idle.append(socket.create_connection(("127.0.0.1", server.port)))
+            for _ in range(3):
+                r = server.get("/big.tar", timeout=20)
+                assert r.status == 200 and len(r.data) == len(BIG)
+                assert r.data == BIG
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -> None:
+    with ServeProcess(str(served), "--header-timeout", "2s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        began = time.monotonic()
+        ended = ""
+        try:
+            for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
+                s.sendall(bytes([byte]))
+                s.settimeout(0.5)
+                try:
+                    if not s.recv(100):
+                        ended = "fin"
+                        break
+                except TimeoutError:
+                    continue
+                if time.monotonic() - began > 8:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            ended = "rst"
+        finally:
+            s.close()
+        assert ended, "the slow connection was never closed"
+        assert time.monotonic() - began < 5
+        assert server.get("/metrics").status == 200
+        assert b"hubcache_mirror_header_timeouts_total 1.0" in server.get("/metrics").data
+
+
+@pytest.mark.parametrize(("drain", "low", "high"), [("2s", 1.8, 3.5), ("0s", 0.0, 1.5)])
+def test_f8_shutdown_gives_in_flight_responses_exactly_the_drain_timeout(
+    served: Path, drain: str, low: float, high: float
+) -> None:
+    server = ServeProcess(str(served), "--drain-timeout", drain)
+    try:
+        stuck = stalled_reader(server.port, "/big.tar")
+        time.sleep(0.5)
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(30)
+        took = time.monotonic() - began
+        assert server.proc.returncode == 0
+        assert low <= took <= high, took
+        stuck.close()
+    finally:
+        server.stop()
+
+
+def test_f13_a_failed_fill_resets_the_connection(model_server: ModelServer, store: Path) -> None:
+    body = make_tar([M("x", os.urandom(400_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(drop_after=100_000),))
+    with mirror(store, model_server) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ends_with(s, 20) == "rst"
+        s.close()
+    assert stored_files(store) == []
+
+
+def test_f22_sigterm_during_a_fill_leaves_no_partial_and_no_lock(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(400_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(stall_after=50_000),))
+    server = mirror(store, model_server, "--drain-timeout", "1s")
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.1\r\nHost: x\r\n\r\n")
+        partial = store / ".hubcache-partial"
+        deadline = time.monotonic() + 20
+        while not (partial.exists() and os.listdir(partial)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(partial), "the fill never started"
+        began = time.monotonic()
+        assert server.stop() == 0, server.stderr[-3000:]
+        assert time.monotonic() - began < 5
+        s.close()
+    finally:
+        server.stop()
+    left = [os.path.relpath(os.path.join(d, f), store) for d, _, fs in os.walk(store) for f in fs]
+    assert left == [], left
+
+
+def test_f23_client_fields_in_the_access_log_are_escaped(served: Path) -> None:
+    with ServeProcess(str(served)) as server:
+        server.get("/small.tar", headers={"User-Agent": 'x" 200 0 0.0s "y'})
+    line = next(li for li in server.stderr.splitlines() if "small.tar" in li)
+    assert line.endswith('"x\\x22 200 0 0.0s \\x22y"'), line
+    assert line.count('"') == 4, line
+
+
+def stored_files(store: Path) -> list[str]:
+    return [
+        os.path.relpath(os.path.join(d, f), store)
+        for d, dirs, fs in os.walk(store)
+        for f in fs
+        if not os.path.relpath(d, store).startswith(".hubcache-locks")
+    ]
+
+
+def test_f17_a_full_disk_during_a_fill_leaves_no_temp_file(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
+    from tests.test_disk_full import tmpfs
+
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body)
+    with tmpfs(tmp_path / "full", "2m") as root:
+        st = os.statvfs(root)
+        free = st.f_bavail * st.f_frsize
+        filler = free - (len(body) + 4095) // 4096 * 4096 - 4096  # the archive fits, little else
+        (root / "filler").write_bytes(bytes(filler))
+        with ServeProcess(str(root), "--upstream", model_server.url("/")) as server:
+            try:
+                r = server.get("/m/1?tf-hub-format=compressed")
+                assert r.status == 502, r.status
+            except urllib3.exceptions.ProtocolError:
+                pass  # the last byte was held back, then the connection reset: fine
+            assert server.get("/healthz").status == 200
+        left = [f for d, _, fs in os.walk(root) for f in fs if f != "filler"]
+        assert not [f for f in left if f.endswith(".part")], left
+        assert not (root / "m" / "1.tar").exists()
+
+
+# -- start-up refusals, packing, protocol details ------------------------------------------------
+def serve_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return run_cli(["serve", *args, "--port", "0"], env, timeout=timeout)
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_startup_refuses_what_cannot_work(served: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    up = "http://127.0.0.1:9/"
+    refused(serve_cli(""), "DIR is empty")
+    refused(serve_cli(str(served), "--host", "not..a.host"), "--host")
+    refused(serve_cli(str(served), "--upstream", "http://[::1/"), "not a valid URL")
+    refused(serve_cli(str(served), "--upstream", "http://127.0.0.1:99999/"), "99999")
+    refused(serve_cli(str(served), "--upstream", "http://h/x?q=1#frag"), "query or fragment")
+    for prefix in ("../x", "a b", "/"):
+        refused(serve_cli(str(served), "--upstream", f"{prefix}={up}"), "can never match")
+    refused(serve_cli(str(served), "--token-file", str(fifo)), "not a regular file")
+
+
+def test_startup_refuses_an_upstream_that_is_the_server_itself(served: Path) -> None:
+    from tests.support.emulators import free_port
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    for upstream in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/m/"):
+        result = run_cli(
+            ["serve", str(served), "--port", str(port), "--upstream", upstream], env, timeout=20
+        )
+        refused(result, "this server itself")
+
+
+def test_two_mirrors_pointed_at_each_other_answer_508_not_a_deadlock(
+    tmp_path: Path,
+) -> None:
+    from tests.support.emulators import free_port
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    a_port, b_port = free_port(), free_port()
+    env = dict(os.environ, HUBCACHE_RETRIES="1", HUBCACHE_RETRY_BACKOFF="0.05")
+    up_a, up_b = f"http://127.0.0.1:{b_port}/", f"http://127.0.0.1:{a_port}/"
+    a = ServeProcess(str(a_dir), "--upstream", up_a, port=a_port, env=env)
+    try:
+        with ServeProcess(str(b_dir), "--upstream", up_b, port=b_port, env=env):
+            began = time.monotonic()
+            r = a.get("/m/1?tf-hub-format=compressed", timeout=20)
+            assert r.status == 502, (r.status, r.data)
+            assert time.monotonic() - began < 10
+    finally:
+        a.stop()
+    assert '" 508 ' in a.stderr, a.stderr  # A saw its own fill come back through B
+
+
+def test_f21_a_second_process_on_one_dir_with_max_size_is_refused(
+    model_server: ModelServer, store: Path
+) -> None:
+    with mirror(store, model_server, "--max-size", "1MB"):
+        env = dict(os.environ, PYTHONPATH=str(SRC))
+        result = run_cli(
+            [
+                "serve",
+                str(store),
+                "--port",
+                "0",
+                "--upstream",
+                model_server.url("/"),
+                "--max-size",
+                "1MB",
+            ],
+            env,
+            timeout=20,
+        )
+        refused(result, "already served with --max-size")
+    assert not (store / ".hubcache-locks" / "eviction.owner").exists()
+
+
+def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "models"
+    model = root / "m" / "1"
+    model.mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph-v1")
+    (model / ".env").write_text("SECRET=1")
+    (model / ".git").mkdir()
+    (model / ".git" / "config").write_text("x")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not a model")
+    with ServeProcess(str(root)) as server:
+        r = server.get("/m/1?tf-hub-format=compressed")
+        assert r.status == 200
+        assert tar_names(r.data) == {"saved_model.pb"}
+        assert server.get("/notes?tf-hub-format=compressed").status == 404
+        assert server.get("/?tf-hub-format=compressed").status == 404
+        (model / "saved_model.pb").write_bytes(b"graph-v2, longer")
+        r = server.get("/m/1?tf-hub-format=compressed")
+        assert tar_member(r.data, "saved_model.pb") == b"graph-v2, longer"
+
+
+def test_f4_a_long_pack_never_holds_up_other_downloads(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    import base64
+
+    for i in range(8):
+        folder = root / f"big{i}"
+        folder.mkdir(parents=True)  # text-like bytes: slow to compress
+        (folder / "saved_model.pb").write_bytes(base64.b64encode(os.urandom(8_000_000)))
+    (root / "small.tar").write_bytes(SMALL)
+    with ServeProcess(str(root)) as server:
+        with ThreadPoolExecutor(16) as pool:
+            packs = [
+                pool.submit(server.get, f"/big{i % 8}?tf-hub-format=compressed", None, "GET", 120)
+                for i in range(16)
+            ]
+            time.sleep(0.5)
+            began = time.monotonic()
+            r = server.get("/small.tar", timeout=30)
+            took = time.monotonic() - began
+            assert r.status == 200 and r.data == SMALL
+            for p in packs:
+                assert p.result().status == 200
+        assert took < 1.0, took
+
+
+def test_f5_a_mirror_never_packs_its_own_folders(model_server: ModelServer, store: Path) -> None:
+    model_server.add("/m/1", make_tar([M("saved_model.pb", b"g")], compression=None))
+    with mirror(store, model_server) as server:
+        assert server.get("/m/1?tf-hub-format=compressed").status == 200
+        (store / "m" / "saved_model.pb").write_bytes(b"planted")  # even a model-like folder
+        r = server.get("/m?tf-hub-format=compressed")
+        assert r.status == 404, (r.status, r.data[:100])
+        assert model_server.count("/m") == 1  # asked upstream, which has none
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` as bytes (no client library rewriting it), read until the server
+    closes: (head, body)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        s.settimeout(20)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_f11_http10_clients_get_a_close_delimited_body_during_a_fill(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body, faults=(Fault(chunked=True, rate_limit=len(body)),))
+    with mirror(store, model_server) as server:
+        request = b"GET /m/1?tf-hub-format=compressed HTTP/1.0\r\nHost: x\r\n\r\n"
+        head, got = raw_exchange(server.port, request)
+        assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
+        assert b"chunked" not in head.lower()
+        assert got == body
+
+
+def test_f14_a_commented_token_line_is_no_token(served: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("  # comment\nsecret\n")
+    with ServeProcess(str(served), "--token-file", str(tokens)) as server:
+        assert server.get("/small.tar", {"Authorization": "Bearer # comment"}).status == 401
+        assert server.get("/small.tar", {"Authorization": "Bearer secret"}).status == 200
+
+
+@pytest.mark.parametrize("value", ["bytes=1_0-2_0", "bytes=\u0661-\u0665", "bytes=+1-5"])
+def test_f15_range_digits_are_ascii_only(served: Path, value: str) -> None:
+    with ServeProcess(str(served)) as server:
+        request = f"GET /small.tar HTTP/1.1\r\nHost: x\r\nRange: {value}\r\n"
+        head, body = raw_exchange(server.port, request.encode() + b"Connection: close\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert body == SMALL
+
+
+def test_f16_if_range_with_the_servers_own_last_modified_matches(served: Path) -> None:
+    os.utime(served / "small.tar", ns=(1_700_000_000_700_000_000, 1_700_000_000_700_000_000))
+    with ServeProcess(str(served)) as server:
+        modified = server.get("/small.tar").headers["Last-Modified"]
+        r = server.get("/small.tar", {"Range": "bytes=10-19", "If-Range": modified})
+        assert r.status == 206 and r.data == SMALL[10:20]
+
+
+def test_f20_fills_are_capped_and_the_negative_cache_bounded(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(200_000))], compression=None)
+    for i in range(3):
+        model_server.add(f"/m{i}/1", body, faults=(Fault(rate_limit=len(body) // 2),))
+    with mirror(store, model_server, "--max-fills", "2", "--negative-max", "2") as server:
+        with ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(server.get, f"/m{i}/1?tf-hub-format=compressed") for i in (0, 1)]
+            time.sleep(0.5)
+            r = server.get("/m2/1?tf-hub-format=compressed")
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert all(f.result().status == 200 for f in slow)
+        for name in ("a", "b", "c"):
+            assert server.get(f"/{name}/1?tf-hub-format=compressed").status == 404
+        server.get("/a/1?tf-hub-format=compressed")  # "a" was forgotten: asked again
+        server.get("/c/1?tf-hub-format=compressed")  # "c" is remembered
+        metrics = server.get("/metrics").data
+    assert model_server.count("/a/1") == 2 and model_server.count("/c/1") == 1
+    assert b"hubcache_mirror_fills_refused_total 1.0" in metrics
+
+
+def tar_names(data: bytes) -> set[str]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name for m in t.getmembers() if m.isfile()}
+
+
+def tar_member(data: bytes, name: str) -> bytes:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        f = t.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def test_f19_head_of_an_uncached_archive_fetches_no_body(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(2_000_000))], compression=None)
+    model_server.add("/m/1", body)
+    with mirror(store, model_server) as server:
+        r = server.get("/m/1?tf-hub-format=compressed", method="HEAD")
+        assert r.status == 200 and r.headers["Content-Length"] == str(len(body))
+        assert server.get("/gone/1?tf-hub-format=compressed", method="HEAD").status == 404
+        metrics = server.get("/metrics").data
+    assert stored_files(store) == []
+    assert b"hubcache_mirror_upstream_bytes_total 0.0" in metrics
+
+
+def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(served: Path) -> None:
+    with ServeProcess(str(served), "--idle-timeout", "2s") as server:
+        stuck = stalled_reader(server.port, "/big.tar")
+        try:
+            time.sleep(4)  # it reads nothing for twice the limit
+            got, ended = 0, "open"
+            stuck.settimeout(10)
+            try:
+                while chunk := stuck.recv(1 << 20):
+                    got += len(chunk)
+                ended = "fin"
+            except ConnectionResetError:
+                ended = "rst"
+            except TimeoutError:
+                pass
+            assert ended != "open" and got < len(BIG), (ended, got)
+            r = server.get("/small.tar")  # the server itself is fine
+            assert r.status == 200 and r.data == SMALL
+        finally:
+            stuck.close()

@@ -69,7 +69,7 @@ class PartSource(Protocol):
 PART_MIN = 2 * 1024 * 1024  # smallest span (and the span size on a near, fast server)
 PART_MAX = 16 * 1024 * 1024
 TAIL_MIN = 1024 * 1024  # the last spans are never cut smaller than this
-WINDOW = 8 * PART_MAX  # bytes claimed ahead of the consumer, at most
+WINDOW = 96 * 1024 * 1024  # bytes claimed ahead of the consumer, at most (peak memory)
 SPAN_WAITS = 8  # a span takes this many answer waits to receive: ~90 % of a connection
 READ = 1024 * 1024  # bytes per read of a span, handed on as soon as read
 MEASURE = 2 * 1024 * 1024  # bytes streamed on the first connection before deciding

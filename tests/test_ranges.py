@@ -170,3 +170,19 @@ def test_the_plain_response_carries_the_first_span_and_is_never_reused(
     assert len(spans) >= 2 and spans[-1][1] == len(ARCHIVE) - 1
     # the plain response delivered more than what was measured: it carried a span on
     assert spans[0][0] > _ranges.MEASURE
+
+
+def test_a_far_server_gets_parts_at_once_without_measuring(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    # every answer waits 60 ms (a far server): the adaptive default starts the parts as
+    # soon as the first answer is in, and the plain response carries the first span; a
+    # near server (no delay, as in the tests above) is measured first
+    model_server.add("/m.tar", ARCHIVE, faults=(Fault(delay=0.06),))
+    check_tree(hubcache.resolve(model_server.url("/m.tar")))
+    headers = ranged_requests(model_server, "/m.tar")
+    assert headers.count("") == 1
+    spans = sorted(tuple(int(x) for x in r.removeprefix("bytes=").split("-")) for r in headers if r)
+    assert len(spans) >= 2 and spans[-1][1] == len(ARCHIVE) - 1
+    # not measured: the first span ends where the ramp's first, smallest span ends
+    assert spans[0][0] == _ranges.PART_MIN

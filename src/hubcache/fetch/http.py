@@ -58,9 +58,12 @@ class HTTPSource(Source):
 
     # request with redirects, retries and status handling
     def open(self) -> None:
+        manager(self.url, self.config.verify_tls)  # imports and pool set-up: not the wait
         began = time.monotonic()
         self._response = self._request({})
-        self.answer_wait = time.monotonic() - began  # sizes ranged spans (fetch.ranges)
+        # how long the server took to answer: says whether it is far, and sizes ranged
+        # spans (fetch.ranges)
+        self.answer_wait = time.monotonic() - began
         self._read_metadata(self._response)
 
     def _read_metadata(self, response: Any) -> None:
@@ -177,6 +180,12 @@ class HTTPSource(Source):
         # inflating and writing between two reads says nothing about the connection (on a
         # fast link, counting it made a busy machine open parallel parts for nothing).
         measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
+        if measuring and _ranges.far(self.config.connections, self.answer_wait):
+            # a far server: one connection cannot fill the link, and measuring it first
+            # would cost another answer wait before the parts start (ranges.far)
+            self._response = None
+            yield from self._ranged(response, 0.0)
+            return
         waited = 0.0
         resumes = 0
         while True:

@@ -9,7 +9,8 @@ in order, the first span's bytes as they arrive.
 Adaptive by default: the body starts streaming over the response already open
 (``fetch.http``), timed; only when that connection proves slower than ``SLOW`` does the
 rest switch to spans (decided after ``MEASURE`` bytes, or as soon as so few came in that
-the connection cannot be that fast). A fast link never pays for the reorder buffer.
+the connection cannot be that fast), or at once when the first answer took ``FAR`` or
+more (``far``). A fast, near server never pays for the reorder buffer.
 ``HUBCACHE_CONNECTIONS=N`` fixes the number (1 turns this off).
 
 How large a span is decides how full the link gets. Every request waits for its answer
@@ -76,6 +77,7 @@ MEASURE = 2 * 1024 * 1024  # bytes streamed on the first connection before decid
 MIN_SIZE = 16 * 1024 * 1024  # smaller archives are not worth a second connection
 JOIN_GRACE = 1.0  # seconds the consumer waits for workers after a cancel
 SLOW = 50e6  # bytes/s of one connection under which more connections are opened
+FAR = 0.04  # seconds: a first answer this slow means a far server (see far())
 PART = PART_MIN  # the span size when nothing was measured (kept for callers and tests)
 
 
@@ -92,6 +94,15 @@ def decided(done: int, elapsed: float) -> bool:
     ``MEASURE`` bytes, or once fewer than that took longer than ``SLOW`` allows (then the
     connection is slow for sure, and every further wait would only delay the switch)."""
     return done >= MEASURE or elapsed >= MEASURE / SLOW
+
+
+def far(connections: Optional[int], answer_wait: float) -> bool:
+    """Whether the first answer took so long (``FAR``) that the server is far: parts at
+    once, without measuring. A connection's speed is bounded by its window over the round
+    trip, so a far server is slow per connection however fast the link is; measuring would
+    cost about one more answer wait before the parts begin (~15 % of a 200 MB download on
+    a 100 ms link). Only in the adaptive mode: a fixed ``HUBCACHE_CONNECTIONS`` decides."""
+    return connections is None and answer_wait >= FAR
 
 
 def wanted(connections: Optional[int], done: int, elapsed: float) -> bool:
@@ -170,7 +181,7 @@ class RangedStream:
         Near the end a span is cut so that this connection finishes with the others: it
         gets its share of everything still to receive (unclaimed, and outstanding in
         spans); every connection waits once more for an answer, so the waits cancel out."""
-        ideal = span_size(self._speed, self._wait) if self._speed else PART_MIN
+        ideal = span_size(self._speed or SLOW, self._wait)  # unmeasured: at least SLOW
         ideal = min(ideal, WINDOW // self.limit)
         if self._claims < self.limit:
             ideal = max(PART_MIN, ideal * (self._claims + 1) // self.limit)

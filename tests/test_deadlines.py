@@ -160,35 +160,36 @@ def kaggle_world(tmp_path: Path) -> Iterator[KaggleWorld]:
         yield world
 
 
-def test_a_store_that_drips_is_cut_by_the_call_deadline(
-    tmp_path: Path, model_server: ModelServer, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _dripping_store(
+    stack: contextlib.ExitStack,
+    tmp_path: Path,
+    url: str,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[str], dict[str, str], SilentRelay, str]:
     """One byte a second never trips the read timeout; the deadline of a call on a small
     object (connect + read timeout, set outside the client's wrappers) still ends it."""
     activate(emulator, monkeypatch)
     bucket = emulator.new_bucket()
     port = int(emulator.endpoint.rsplit(":", 1)[1])
-    url = model_server.add("/m.tar.gz", make_tar(MEMBERS, compression="gz"))
-    with SilentRelay(port, spare=b".hubcache-probe", drip=1.0) as relay:
-        where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
-        root = f"{emulator.scheme}://{bucket}/cache"
-        env = isolated(
-            tmp_path,
-            **{**emulator.env(), where: relay.endpoint},
-            TFHUB_CACHE_DIR=root,
-            HUBCACHE_CONNECT_TIMEOUT="2",
-            HUBCACHE_READ_TIMEOUT="3",  # a call on a small object: at most 5 s
-        )
-        done, took = run(["resolve", url], env)
-        assert relay.silenced >= 1
-    assert done.returncode == 4, done.stderr
-    assert root in one_line(done)
-    assert took < 30, took
+    relay = stack.enter_context(SilentRelay(port, spare=b".hubcache-probe", drip=1.0))
+    where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
+    root = f"{emulator.scheme}://{bucket}/cache"
+    here = tmp_path / f"drip-{emulator.scheme}"
+    here.mkdir()
+    env = isolated(
+        here,
+        **{**emulator.env(), where: relay.endpoint},
+        TFHUB_CACHE_DIR=root,
+        HUBCACHE_CONNECT_TIMEOUT="2",
+        HUBCACHE_READ_TIMEOUT="3",  # a call on a small object: at most 5 s
+    )
+    return ["resolve", url], env, relay, root
 
 
-def test_an_archive_on_a_silent_store_is_retried_on_the_one_budget(
-    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _silent_archive(
+    stack: contextlib.ExitStack, tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], dict[str, str], SilentRelay, str]:
     """An archive handle (gs://b/m.tar.gz) whose data never comes: each try is one request
     (no retries inside the client), started over on the download's budget, then exit 4."""
     activate(emulator, monkeypatch)
@@ -198,20 +199,50 @@ def test_an_archive_on_a_silent_store_is_retried_on_the_one_budget(
     )
     port = int(emulator.endpoint.rsplit(":", 1)[1])
     data = {"s3": b"GET ", "gs": b"alt=media"}[emulator.scheme]  # the object's bytes only
-    with SilentRelay(port, marker=data) as relay:
-        where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
-        env = isolated(
-            tmp_path,
-            **{**emulator.env(), where: relay.endpoint},
-            TFHUB_CACHE_DIR=str(tmp_path / "c"),
-            HUBCACHE_READ_TIMEOUT="2",
-            HUBCACHE_RETRIES="2",
-        )
-        done, took = run(["resolve", f"{emulator.scheme}://{bucket}/m.tar.gz"], env)
-        assert relay.silenced == 3, relay.silenced  # 1 + HUBCACHE_RETRIES, nobody else's
-    assert done.returncode == 4, done.stderr
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]  # after one warning per restart
-    assert last.startswith("hubcache: error:") and f"{bucket}/m.tar.gz" in last
-    assert "after 3 attempts" in last and "stopped answering" in last
-    assert took < 30, took
+    relay = stack.enter_context(SilentRelay(port, marker=data))
+    where = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}[emulator.scheme]
+    here = tmp_path / f"archive-{emulator.scheme}"
+    here.mkdir()
+    env = isolated(
+        here,
+        **{**emulator.env(), where: relay.endpoint},
+        TFHUB_CACHE_DIR=str(here / "c"),
+        HUBCACHE_READ_TIMEOUT="2",
+        HUBCACHE_RETRIES="2",
+    )
+    handle = f"{emulator.scheme}://{bucket}/m.tar.gz"
+    return ["resolve", handle], env, relay, f"{bucket}/m.tar.gz"
+
+
+def test_dripping_stores_and_silent_archives_are_cut(
+    tmp_path: Path,
+    model_server: ModelServer,
+    s3_emulator: Emulator,
+    gcs_emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both stores, both cases, as concurrent CLI processes (each only waits)."""
+    url = model_server.add("/m.tar.gz", make_tar(MEMBERS, compression="gz"))
+    cases: dict[str, tuple[list[str], dict[str, str], SilentRelay, str]] = {}
+    with contextlib.ExitStack() as stack:
+        for emulator in (s3_emulator, gcs_emulator):
+            cases[f"drip-{emulator.scheme}"] = _dripping_store(
+                stack, tmp_path, url, emulator, monkeypatch
+            )
+            cases[f"archive-{emulator.scheme}"] = _silent_archive(
+                stack, tmp_path, emulator, monkeypatch
+            )
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {name: pool.submit(run, c[0], c[1]) for name, c in cases.items()}
+            results: dict[str, Done] = {name: f.result() for name, f in futures.items()}
+    for name, (done, took) in results.items():
+        _args, _env, relay, what = cases[name]
+        assert done.returncode == 4, (name, done.stderr)
+        assert took < 30, (name, took)
+        if name.startswith("drip"):
+            assert relay.silenced >= 1, name
+            assert what in one_line(done)
+        else:
+            assert relay.silenced == 3, (name, relay.silenced)  # 1 + HUBCACHE_RETRIES
+            line = one_line(done)  # restarts are logged at info: one line in all
+            assert what in line and "after 3 attempts" in line and "stopped answering" in line

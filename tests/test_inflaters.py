@@ -1,8 +1,9 @@
 """Every inflater hubcache can pick gives the same result and the same integrity checks.
 
-ISA-L is a regular dependency and wins when installed; zlib-ng (the ``fast`` extra) is
-next; the standard library's zlib is the fallback when neither wheel is there (a platform
-without wheels, a broken install). Each case runs in a fresh process in which the faster
+ISA-L and zlib-ng are both regular dependencies; which one is tried first depends on the
+CPU (``decode.preference``), each is the other's fallback, and the standard library's zlib
+is the last resort when neither wheel is there (a platform without wheels, a broken
+install). Each case runs in a fresh process in which the faster
 modules are blocked (``sys.modules[name] = None`` makes their import fail), so the fallback
 paths run exactly as they would on such a machine, and the child reports which inflater it
 really used.
@@ -99,7 +100,7 @@ def _run(tmp: Path, blocked: str, archives: dict[str, Path]) -> dict[str, object
 def test_every_inflater_gives_identical_trees_and_refuses_the_same_damage(tmp_path: Path) -> None:
     archives = _archives(tmp_path)
     runs = {
-        "isal": _run(tmp_path, "", archives),
+        "isal": _run(tmp_path, "zlib_ng", archives),
         "zlib-ng": _run(tmp_path, "isal", archives),
         "zlib": _run(tmp_path, "isal,zlib_ng", archives),
     }
@@ -126,12 +127,17 @@ def test_every_inflater_gives_identical_trees_and_refuses_the_same_damage(tmp_pa
         assert runs[name]["results"] == reference, name
 
 
-def test_the_default_install_has_the_fast_inflater() -> None:
-    """isal is a regular dependency: without it every user would inflate ~2x slower."""
+def test_the_default_install_has_both_fast_inflaters_and_picks_by_cpu() -> None:
+    """isal and zlib-ng are regular dependencies: without them every user would inflate
+    ~2x slower, and the faster of the two depends on the CPU."""
     from importlib.metadata import requires
 
-    deps = [r for r in requires("hubcache") or [] if "extra ==" not in r]
-    assert any(r.replace(" ", "").startswith("isal") for r in deps), deps
+    deps = [r.replace(" ", "") for r in requires("hubcache") or [] if "extra ==" not in r]
+    assert any(r.startswith("isal") for r in deps), deps
+    assert any(r.startswith("zlib-ng") for r in deps), deps
     from hubcache.archive import decode
 
-    assert decode._inflater_factory()[0] == "isal"
+    assert decode._inflater_factory("AuthenticAMD")[0] == "zlib-ng"
+    assert decode._inflater_factory("GenuineIntel")[0] == "isal"
+    assert decode._inflater_factory("")[0] == "isal"
+    assert decode.inflater()[0] == decode.preference(decode.cpu_vendor())[0]

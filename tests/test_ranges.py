@@ -93,7 +93,8 @@ def test_parts_are_fetched_by_several_connections_and_reassembled(
     assert spans[-1][1] == len(ARCHIVE) - 1
     for (_a, end), (start, _b) in itertools.pairwise(spans):
         assert start == end + 1
-    assert all(end - start + 1 == _ranges.PART for start, end in spans[:-1])
+    # spans are sized from what was measured (fetch.ranges.span_size), within the bounds
+    assert all(_ranges.TAIL_MIN <= end - start + 1 <= _ranges.PART_MAX for start, end in spans)
     manifest = cache_root / f"{hubcache.cache_key(model_server.url('/m.tar'))}.manifest.json"
     assert hashlib.sha256(ARCHIVE).hexdigest() in manifest.read_text()
 
@@ -151,3 +152,37 @@ def test_small_or_unvalidated_archives_use_one_stream(
     hubcache.resolve(model_server.url("/small.tar"))
     check_tree(hubcache.resolve(model_server.url("/noetag.tar")))
     assert [r for r in ranged_requests(model_server, "/") if r] == []
+
+
+def test_the_plain_response_carries_the_first_span_and_is_never_reused(
+    model_server: ModelServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on a slow server the plain response is not dropped at the switch: it streams on to
+    # the end of the first span, then its connection is closed. Put back in the pool with
+    # the rest of the body unread, it would answer the next range request with body bytes
+    # (a "bad status line"), which with no retries allowed fails the download.
+    monkeypatch.setenv("HUBCACHE_RETRIES", "0")
+    model_server.add("/m.tar", ARCHIVE, faults=(Fault(rate_limit=16_000_000),))
+    check_tree(hubcache.resolve(model_server.url("/m.tar")))
+    headers = ranged_requests(model_server, "/m.tar")
+    assert headers.count("") == 1  # one plain request, no restart
+    spans = sorted(tuple(int(x) for x in r.removeprefix("bytes=").split("-")) for r in headers if r)
+    assert len(spans) >= 2 and spans[-1][1] == len(ARCHIVE) - 1
+    # the plain response delivered more than what was measured: it carried a span on
+    assert spans[0][0] > _ranges.MEASURE
+
+
+def test_a_far_server_gets_parts_at_once_without_measuring(
+    model_server: ModelServer, cache_root: Path
+) -> None:
+    # every answer waits 60 ms (a far server): the adaptive default starts the parts as
+    # soon as the first answer is in, and the plain response carries the first span; a
+    # near server (no delay, as in the tests above) is measured first
+    model_server.add("/m.tar", ARCHIVE, faults=(Fault(delay=0.06),))
+    check_tree(hubcache.resolve(model_server.url("/m.tar")))
+    headers = ranged_requests(model_server, "/m.tar")
+    assert headers.count("") == 1
+    spans = sorted(tuple(int(x) for x in r.removeprefix("bytes=").split("-")) for r in headers if r)
+    assert len(spans) >= 2 and spans[-1][1] == len(ARCHIVE) - 1
+    # not measured: the first span ends where the ramp's first, smallest span ends
+    assert spans[0][0] == _ranges.PART_MIN

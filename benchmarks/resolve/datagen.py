@@ -320,3 +320,37 @@ def generate(out_dir: str, kind: str, size_mb: int, *, force: bool = False) -> A
         flush=True,
     )
     return Archive(kind, size_mb, path, name, meta["archive_bytes"], manifest, meta["sha256"])
+
+
+DEMO = "demo"  # the small-model case: hubcache's own 10 kB demo SavedModel
+
+
+def demo(out_dir: str) -> Archive:
+    """``<out_dir>/archives/bench/demo.tar.gz``: the demo SavedModel shipped in the package
+    (a few kB), packed as tensorflow_hub's hosts serve models; rebuilt on every run."""
+    src = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "src", "hubcache", "_data", "sample_model",
+    )  # fmt: skip
+    bench_dir = os.path.join(out_dir, "archives", "bench")
+    os.makedirs(bench_dir, exist_ok=True)
+    path = os.path.join(bench_dir, DEMO + ".tar.gz")
+    manifest: dict[str, int] = {}
+    with tarfile.open(path, "w:gz", compresslevel=6) as tar:
+        for folder, dirs, files in sorted(os.walk(src)):
+            dirs.sort()
+            if folder != src:  # tensorflow_hub's extraction needs the folders as members
+                info = tar.gettarinfo(folder, arcname=os.path.relpath(folder, src))
+                info.mtime, info.uid, info.gid, info.uname, info.gname = MTIME, 0, 0, "", ""
+                tar.addfile(info)
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                rel = os.path.relpath(full, src).replace(os.sep, "/")
+                info = tar.gettarinfo(full, arcname=rel)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = MTIME, 0, 0, "", ""
+                with open(full, "rb") as f:
+                    tar.addfile(info, f)
+                manifest[rel] = info.size
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return Archive(DEMO, 0, path, DEMO, os.path.getsize(path), manifest, digest)

@@ -32,8 +32,8 @@ from typing import Any, Optional
 from . import datagen
 from .datagen import MB, SETS
 from .measure import Bench, Row
-from .procs import Server, environment, rmtree
-from .report import chart, chart_points, summary, table
+from .procs import FarLink, FarServer, Server, environment, rmtree
+from .report import chart, chart_points, far_summary, summary, table
 from .streamed import run_streamed
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/
@@ -47,6 +47,25 @@ def parse_rate(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a rate in bytes/s: {text!r} (e.g. 20M)")
     mult = {"": 1, "k": 1_000, "m": MB, "g": 1_000_000_000}[m.group(2).lower()]
     return int(float(m.group(1)) * mult)
+
+
+def parse_far(text: str) -> FarLink:
+    """``PER_CONN,LINK,DELAY``, e.g. ``20M,160M,0.1`` (rates in MiB/s with M, seconds)."""
+    parts = [x.strip() for x in text.split(",")]
+    mib = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
+    try:
+        per, link = (
+            int(float(x.rstrip("kKmMgG")) * mib[x[-1].lower() if x[-1].isalpha() else ""])
+            for x in parts[:2]
+        )
+        delay = float(parts[2])
+    except (ValueError, IndexError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"--far-link wants PER_CONN,LINK,DELAY like 20M,160M,0.1, got {text!r}"
+        ) from None
+    if len(parts) != 3 or per <= 0 or link <= 0 or delay < 0:
+        raise argparse.ArgumentTypeError(f"--far-link: bad values in {text!r}")
+    return FarLink(per, link, delay)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -94,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BYTES_PER_SEC",
         help="also run throttled rows against `serve --rate-limit` (e.g. 20M)",
+    )
+    p.add_argument(
+        "--far-link",
+        type=parse_far,
+        default=None,
+        metavar="PER_CONN,LINK,DELAY",
+        help="also run far-link rows (hubcache, tensorflow_hub, aria2c -x8, curl) against "
+        "benchmarks/_farlink.py, e.g. 20M,160M,0.1: 20 MiB/s per connection, 160 MiB/s in "
+        "all, 100 ms before each answer",
+    )
+    p.add_argument(
+        "--far-only",
+        action="store_true",
+        help="with --far-link: only the far-link rows (no loopback, warm or import rows)",
+    )
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="also the small-model case: the 10 kB demo SavedModel, cold (loopback rows)",
     )
     p.add_argument(
         "--tf-python",
@@ -161,8 +199,10 @@ def _save(
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
+    far = getattr(args, "far_link", None)
+    where = f"loopback; far link: {far.describe()}" if far else "loopback"
     title = (
-        f"cold resolve of a model archive, loopback, median of {args.reps} "
+        f"cold resolve of a model archive ({where}), median of {args.reps} "
         f"({time.strftime('%Y-%m-%d', time.gmtime(started))}, {os.cpu_count()} cores)"
     )
     print(chart(done, args.chart or os.path.join(out, "resolve.png"), title), file=sys.stderr)
@@ -173,9 +213,11 @@ def report_from(args: argparse.Namespace, out: str) -> int:
     done: list[tuple[datagen.Archive, dict[str, Row]]] = []
     loads = []
     reps = set()
+    saved_all = []
     for path in args.report:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
+        saved_all.append(saved)
         reps.add(saved["args"]["reps"])
         loads.append(saved["environment"].get("load_after"))
         for entry in saved["sizes"].values():
@@ -184,6 +226,10 @@ def report_from(args: argparse.Namespace, out: str) -> int:
             done.append((archive, rows))
             print("\n" + table(rows, archive) + "\n")
     print(summary(done) + "\n")
+    far = next((s["args"].get("far_link") for s in saved_all if s["args"].get("far_link")), None)
+    if far:
+        args.far_link = FarLink(**far)  # for the chart's title
+        print(far_summary(done, args.far_link.describe()) + "\n")
     print(f"load average at the end of each run: {loads}", file=sys.stderr)
     args.reps = "/".join(str(r) for r in sorted(reps))
     results: dict[str, Any] = {"environment": {}}
@@ -202,6 +248,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.smoke:
         args.sizes, args.reps, args.warm_calls = [2], 1, 200
+        args.small = True
+        args.far_link = args.far_link or FarLink(20 * 1024 * 1024, 160 * 1024 * 1024, 0.1)
         if args.streamed_gb is not None:
             args.streamed_gb = 0.01
     if args.reps < 1:
@@ -212,11 +260,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return report_from(args, out)
     if args.streamed_gb is not None:
         return run_streamed(args, out)
+    if args.far_only and args.far_link is None:
+        raise SystemExit("--far-only needs --far-link PER_CONN,LINK,DELAY")
     archives = [
         datagen.generate(out, kind, size, force=args.regenerate)
         for size in args.sizes
         for kind in args.sets
     ]
+    if args.small and not args.far_only:
+        archives.insert(0, datagen.demo(out))
     if args.generate_only:
         for a in archives:
             print(f"{a.path}\t{a.archive_bytes} bytes\tsha256 {a.sha256}")
@@ -229,9 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("environment: " + json.dumps(env_info), file=sys.stderr)
     results: dict[str, Any] = {
         "environment": env_info,
-        "args": {
-            k: getattr(args, k) for k in ("sizes", "sets", "reps", "warm_calls", "rate_limit")
-        },
+        "args": {k: getattr(args, k) for k in ("sizes", "sets", "reps", "warm_calls", "rate_limit")}
+        | {"far_link": dataclasses.asdict(args.far_link) if args.far_link else None},
         "sizes": {},
     }
     done: list[tuple[datagen.Archive, dict[str, Row]]] = []
@@ -245,10 +296,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 throttled = stack.enter_context(
                     Server(sys.executable, root, f"{out}/server-throttled.log", args.rate_limit)
                 )
+            far = None
+            if args.far_link is not None:
+                far = stack.enter_context(
+                    FarServer(sys.executable, root, f"{out}/server-far.log", args.far_link)
+                )
+                print(f"far link: {args.far_link.describe()}", file=sys.stderr, flush=True)
             print(f"server: {server.base}", file=sys.stderr, flush=True)
             for i, archive in enumerate(archives):
                 bench = Bench(args, archive, work)
-                rows = bench.run(server.base, throttled.base if throttled else None, warm=i == 0)
+                rows = bench.run(
+                    server.base,
+                    throttled.base if throttled else None,
+                    warm=i == 0 and archive.kind != datagen.DEMO,
+                    far_base=far.base if far and archive.kind != datagen.DEMO else None,
+                )
                 done.append((archive, rows))
                 print("\n" + table(rows, archive) + "\n", flush=True)
                 results["sizes"][archive.name] = {
@@ -262,6 +324,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         rmtree(work)
     print("\n" + summary(done) + "\n", flush=True)
+    if args.far_link is not None:
+        print(far_summary(done, args.far_link.describe()) + "\n", flush=True)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average after the run: {load}", file=sys.stderr)
     failures = [

@@ -19,14 +19,14 @@ from typing import Any, Optional
 from . import inflate
 from .children import HUBCACHE_COLD, HUBCACHE_WARM, TFHUB_COLD, TFHUB_WARM, blocking
 from .datagen import MB, Archive
-from .procs import check_tree, child_env, parse_child, rmtree, run_pipeline
+from .procs import FarLink, check_tree, child_env, parse_child, rmtree, run_pipeline
 
 
 @dataclasses.dataclass
 class Row:
     key: str
     label: str
-    kind: str  # "limit" | "cold" | "call" | "cli" | "import" | "throttled"
+    kind: str  # "limit" | "cold" | "call" | "cli" | "import" | "throttled" | "far"
     samples: list[float] = dataclasses.field(default_factory=list)  # seconds
     warmup: list[float] = dataclasses.field(default_factory=list)
     rss_kb: list[int] = dataclasses.field(default_factory=list)
@@ -228,7 +228,14 @@ class Bench:
 
     # -- orchestration ----------------------------------------------------------------
 
-    def run(self, base: str, throttled_base: Optional[str], *, warm: bool) -> dict[str, Row]:
+    def run(
+        self,
+        base: str,
+        throttled_base: Optional[str],
+        *,
+        warm: bool,
+        far_base: Optional[str] = None,
+    ) -> dict[str, Row]:
         """Every row for this archive; ``warm`` adds the warm, CLI and import rows (they
         do not depend on the data, so they run for the first archive only)."""
         a = self.archive
@@ -238,6 +245,10 @@ class Bench:
         tf_python = (
             self.tf_python if self.tf_python and os.access(self.tf_python, os.X_OK) else None
         )
+        if self.args.far_only:
+            if far_base and self.args.far_link:
+                self.run_far(far_base, self.args.far_link, tf_python)
+            return self.rows
         self.inflate_alone(reps)
         r_tar = self.row("curl_tar", "curl | tar -xzf", "cold")
         r_pigz = self.row("curl_pigz_tar", "curl | pigz -dc | tar -xf", "cold")
@@ -302,6 +313,8 @@ class Bench:
             self.run_warm(handle, hc_keep, tf_keep, tf_python)
         if throttled_base:
             self.run_throttled(throttled_base)
+        if far_base and self.args.far_link:
+            self.run_far(far_base, self.args.far_link, tf_python)
         return self.rows
 
     def tf_env(self, cache_dir: str) -> dict[str, str]:
@@ -408,3 +421,62 @@ class Bench:
                     keep=False,
                     timeout=timeout,
                 )
+
+    # -- far link ---------------------------------------------------------------------
+
+    def download_only(self, row: Row, argv: Sequence[str], out: str, timeout: float) -> None:
+        """A downloader alone (no inflate, no extraction): its whole process, wall time."""
+        res = run_pipeline([argv], env=child_env(), timeout=timeout)
+        try:
+            if res.returncode != 0:
+                self.fail(row, f"exit {res.returncode}: {res.stderr[-1500:].strip()}")
+                return
+            size = os.path.getsize(out) if os.path.exists(out) else -1
+            if size != self.archive.archive_bytes:
+                self.fail(row, f"downloaded {size} bytes, expected {self.archive.archive_bytes}")
+                return
+            self.record(row, False, res.wall, res.rss_kb)
+        finally:
+            rmtree(os.path.dirname(out))
+
+    def run_far(self, base: str, spec: FarLink, tf_python: Optional[str]) -> None:
+        """The far-link rows: hubcache and tensorflow_hub cold (resolve call, as above)
+        against what the link gives a downloader alone: ``aria2c -x8`` (8 connections, the
+        best a download can do here) and one ``curl`` stream. Interleaved per repetition,
+        no warm-up round (the archive is in the server's page cache already)."""
+        a = self.archive
+        handle = f"{base}/bench/{a.name}"
+        url = f"{handle}?tf-hub-format=compressed"
+        timeout = 120 + a.archive_bytes / spec.per_conn * 3
+        r_hc = self.row("far_hubcache", "far link: hubcache.resolve cold", "far")
+        r_tf = self.row("far_tfhub", "far link: tensorflow_hub hub.resolve cold", "far")
+        r_aria = self.row("far_aria2c", "far link: aria2c -x8 -s8 -k1M, download only", "far")
+        r_curl = self.row("far_curl", "far link: curl, one stream, download only", "far")
+        self.far = spec
+        if shutil.which("aria2c") is None:
+            r_aria.skipped = "aria2c not installed (apt-get install aria2)"
+        if shutil.which("curl") is None:
+            r_curl.skipped = "curl not installed"
+        if tf_python is None:
+            r_tf.skipped = "no tensorflow_hub python"
+        aria = ["aria2c", "-x8", "-s8", "-k1M", "-q", "--file-allocation=none",
+                "--allow-overwrite=true", "--auto-file-renaming=false", "--no-conf"]  # fmt: skip
+        for rep in range(1, self.args.reps + 1):
+            print(f"[{a.name}] far link rep {rep}/{self.args.reps}", file=sys.stderr, flush=True)
+            if not r_aria.skipped:
+                d = self.fresh_dir(r_aria.key)
+                self.download_only(r_aria, [*aria, "-d", d, "-o", "a.tar.gz", url],
+                                   os.path.join(d, "a.tar.gz"), timeout)  # fmt: skip
+            if not r_hc.skipped:
+                d = self.fresh_dir(r_hc.key)
+                self.python_cold(r_hc, self.python, HUBCACHE_COLD, [handle, d], env=child_env(),
+                                 warm_up=False, dest=d, keep=False, timeout=timeout)  # fmt: skip
+            if not r_curl.skipped:
+                d = self.fresh_dir(r_curl.key)
+                out = os.path.join(d, "a.tar.gz")
+                self.download_only(r_curl, ["curl", "-s", "-f", "--noproxy", "*", "-o", out, url],
+                                   out, timeout)  # fmt: skip
+            if not r_tf.skipped and tf_python:
+                d = self.fresh_dir("far-tfhub")
+                self.python_cold(r_tf, tf_python, TFHUB_COLD, [handle], env=self.tf_env(d),
+                                 warm_up=False, dest=d, keep=False, timeout=timeout)  # fmt: skip

@@ -110,6 +110,32 @@ class Server:
         self.stop()
 
 
+class FarServer(Server):
+    """``benchmarks/_farlink.py DIR``: a far CDN on loopback (per-connection cap, one link
+    for all connections, a wait before each answer); same start-up line as ``Server``."""
+
+    def __init__(self, python: str, root: str, log_path: str, spec: FarLink) -> None:
+        super().__init__(python, root, log_path)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/
+        script = os.path.join(here, "_farlink.py")
+        self.argv = [python, script, root, "--per-conn", str(spec.per_conn), "--link",
+                     str(spec.link), "--delay", str(spec.delay)]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class FarLink:
+    per_conn: int  # bytes/s of each connection
+    link: int  # bytes/s of all connections together
+    delay: float  # seconds before each answer
+
+    def describe(self) -> str:
+        mib = 1024 * 1024
+        return (
+            f"{self.per_conn / mib:g} MiB/s per connection, {self.link / mib:g} MiB/s link, "
+            f"{self.delay * 1e3:g} ms before each answer"
+        )
+
+
 @dataclasses.dataclass
 class RunResult:
     wall: float

@@ -18,6 +18,15 @@ CHART_ROWS = {
     "tfhub_cold": ("tensorflow_hub in-process", "^-"),
     "inflate_best": ("inflate alone, best decoder (the limit)", "k*--"),
 }
+# The far-link panel: the same tools where they have a far-link row, and the downloaders.
+FAR_ROWS = {
+    "far_hubcache": ("hubcache cold", "o-"),
+    "far_tfhub": ("tensorflow_hub in-process", "^-"),
+    "far_aria2c": ("aria2c -x8, download only", "D-"),
+    "far_curl": ("curl, one stream, download only", "v:"),
+}
+FAR_PANEL = "far link"
+PANEL_TITLES = {"demo": "small model (10 kB demo)"}
 
 
 def fmt_time(s: Optional[float]) -> str:
@@ -65,6 +74,8 @@ def table(rows: Mapping[str, Row], archive: Archive) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows.values():
+        if row.kind == "far":
+            continue  # far_table()
         label = row.label.replace("|", "\\|")
         if row.skipped:
             lines.append(f"| {label} | skipped: {row.skipped} | | | | | |")
@@ -91,6 +102,57 @@ def table(rows: Mapping[str, Row], archive: Archive) -> str:
         "growth during the resolve call); pipelines: the sum of each process's ru_maxrss.",
     ]
     lines += [f"- {n}" for n in _notes(rows, archive)]
+    far = far_table(rows)
+    return "\n".join(lines) + (f"\n\n{far}" if far else "")
+
+
+def far_table(rows: Mapping[str, Row]) -> str:
+    """The far-link rows against aria2c's download-only time and tensorflow_hub's."""
+    far = [r for r in rows.values() if r.kind == "far"]
+    if not far:
+        return ""
+    aria, tf = rows.get("far_aria2c"), rows.get("far_tfhub")
+    lines = [
+        "| far link | median | min | ÷ aria2c -x8 (download only) | ÷ tensorflow_hub "
+        "| peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in far:
+        if row.skipped or not row.samples:
+            why = row.skipped or (row.errors[0].splitlines()[0][:90] if row.errors else "none")
+            state = "skipped" if row.skipped else "FAILED"
+            lines.append(f"| {row.label} | {state}: {why} | | | | |")
+            continue
+        rss = f"{max(row.rss_kb) / 1024:.0f}" if row.rss_kb else "–"
+        lines.append(
+            f"| {row.label} | {fmt_time(row.median)} | {fmt_time(row.minimum)} | "
+            f"{ratio(row, aria)} | {ratio(row, tf)} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def far_summary(results: Sequence[tuple[Archive, Mapping[str, Row]]], link: str) -> str:
+    """One line per archive of the far-link rows, with the issue's two ratios."""
+    lines = [
+        f"### far link ({link}): median seconds",
+        "",
+        "| archive | hubcache | aria2c -x8 (download only) | curl (one stream) | tensorflow_hub "
+        "| hubcache ÷ aria2c | tensorflow_hub ÷ hubcache | hubcache peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for archive, rows in results:
+        hc = rows.get("far_hubcache")
+        if hc is None:
+            continue
+        cells = [f"{archive.name} ({archive.archive_bytes / MB:.0f} MB)"]
+        for key in ("far_hubcache", "far_aria2c", "far_curl", "far_tfhub"):
+            r = rows.get(key)
+            cells.append(fmt_time(r.median) if r is not None and r.median else "–")
+        aria, tf = rows.get("far_aria2c"), rows.get("far_tfhub")
+        cells.append(ratio(hc, aria))
+        cells.append(f"{tf.median / hc.median:.1f}×" if tf and tf.median and hc.median else "n/a")
+        cells.append(f"{max(hc.rss_kb) / 1024:.0f}" if hc.rss_kb else "–")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -127,13 +189,16 @@ def _notes(rows: Mapping[str, Row], archive: Archive) -> list[str]:
 def chart_points(results: Sequence[tuple[Archive, Mapping[str, Row]]]) -> dict[str, Any]:
     """{data set: {row key: [(archive MB, median s), ...]}} for the chart and the JSON."""
     points: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for archive, _rows in results:
+        points.setdefault(archive.kind, {})  # data sets first, in order; far-link panels last
     for archive, rows in results:
-        per = points.setdefault(archive.kind, {})
-        for key in CHART_ROWS:
-            row = best_inflate(rows) if key == "inflate_best" else rows.get(key)
-            if row is not None and row.median is not None:
-                per.setdefault(key, []).append((archive.archive_bytes / MB, row.median))
-    return points
+        for panel, keys in ((archive.kind, CHART_ROWS), (f"{FAR_PANEL}, {archive.kind}", FAR_ROWS)):
+            for key in keys:
+                row = best_inflate(rows) if key == "inflate_best" else rows.get(key)
+                if row is not None and row.median is not None:
+                    per = points.setdefault(panel, {})
+                    per.setdefault(key, []).append((archive.archive_bytes / MB, row.median))
+    return {panel: per for panel, per in points.items() if per}
 
 
 def chart(results: Sequence[tuple[Archive, Mapping[str, Row]]], path: str, title: str) -> str:
@@ -153,12 +218,16 @@ def chart(results: Sequence[tuple[Archive, Mapping[str, Row]]], path: str, title
     if not points:
         return "chart skipped: no results"
     fig, axes = plt.subplots(1, len(points), figsize=(3.6 * len(points), 3.4), squeeze=False)
+    seen: dict[str, Any] = {}  # legend label -> handle, over every panel
     for ax, (kind, per) in zip(axes[0], points.items(), strict=True):
-        for key, (label, style) in CHART_ROWS.items():
+        for key, (label, style) in (CHART_ROWS | FAR_ROWS).items():
             xy = sorted(per.get(key, []))
             if xy:
-                ax.plot([x for x, _ in xy], [y for _, y in xy], style, label=label, ms=4, lw=1.2)
-        ax.set_title(kind, fontsize=9)
+                (line,) = ax.plot(
+                    [x for x, _ in xy], [y for _, y in xy], style, label=label, ms=4, lw=1.2
+                )
+                seen.setdefault(label, line)
+        ax.set_title(PANEL_TITLES.get(kind, kind), fontsize=9)
         ax.set_xlabel("archive MB", fontsize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -168,8 +237,8 @@ def chart(results: Sequence[tuple[Archive, Mapping[str, Row]]], path: str, title
         ax.tick_params(labelsize=7)
         ax.grid(True, which="both", lw=0.3, alpha=0.5)
     axes[0][0].set_ylabel("seconds (median)", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=4, fontsize=7,
+               frameon=False)  # fmt: skip
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=90, metadata={"Software": None})  # no version: stable bytes

@@ -169,7 +169,7 @@ def _open(
     if handle.kind not in ("model", "kaggle"):  # an archive URL, a file, a store object
         source.open()
         return source, None, None
-    from .kaggle import provider
+    from .kaggle import redirects as provider
 
     if handle.kind == "model":
         source.stop_at = provider.model_page

@@ -63,6 +63,7 @@ class Fault:
     ignore_range: bool = False  # 200 + full body even to a Range request
     change_etag_after: Optional[int] = None  # after N requests to the path, a new ETag/date
     wrong_content_range: bool = False  # 206 whose Content-Range start is off
+    delay: Optional[float] = None  # seconds before answering (a far server's round trip)
     times: Optional[int] = None
     methods: tuple[str, ...] = ("GET", "HEAD")
 
@@ -234,6 +235,9 @@ class _ModelHandler(BaseHTTPRequestHandler):
             extra["Retry-After"] = f.retry_after
         if f.never_answer:
             owner._stopping.wait()
+            self.close_connection = True
+            return
+        if f.delay and owner._stopping.wait(f.delay):
             self.close_connection = True
             return
         if f.status is not None or f.body_override is not None:

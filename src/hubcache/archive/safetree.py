@@ -47,6 +47,7 @@ NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 # A large file starts its writeback every this many bytes (on a duplicate descriptor, in
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
 _EARLY_SYNC = 32 * 1024 * 1024
+_SYNC_THREADS = 2
 
 
 class FileWriter:
@@ -396,7 +397,7 @@ class SafeTree:
     def _submit(self, job: Callable[[Any], None], arg: Any) -> None:
         with self._guard:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(2, thread_name_prefix="hubcache-fsync")
+                self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="hubcache-fsync")
             self._pending.append(self._pool.submit(job, arg))
 
     # -- end ---------------------------------------------------------------------------

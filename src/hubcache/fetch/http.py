@@ -54,10 +54,16 @@ class HTTPSource(Source):
         self._response: Any = None
         self._offset = 0
         self.accept_ranges = False
+        self.answer_wait = 0.0
 
     # request with redirects, retries and status handling
     def open(self) -> None:
+        manager(self.url, self.config.verify_tls)  # imports and pool set-up: not the wait
+        began = time.monotonic()
         self._response = self._request({})
+        # how long the server took to answer: says whether it is far, and sizes ranged
+        # spans (fetch.ranges)
+        self.answer_wait = time.monotonic() - began
         if self._response is not None:  # None: stopped before a redirect (``stop_at``)
             self._read_metadata(self._response)
 
@@ -183,12 +189,19 @@ class HTTPSource(Source):
         from . import ranges as _ranges
 
         response = self._response
-        # The first MEASURE bytes always come over this one connection, timed; the rest
-        # switches to parallel ranged parts only if it proved slow (or N were asked for).
+        # The body starts over this one connection, timed; the rest switches to parallel
+        # ranged parts only if it proved slow (or N were asked for). It is decided after
+        # MEASURE bytes, or earlier once so few came in that it must be slow (ranges.decided).
         # Only the time spent waiting for the network counts: time the consumer spends
         # inflating and writing between two reads says nothing about the connection (on a
         # fast link, counting it made a busy machine open parallel parts for nothing).
         measuring = self._offset == 0 and _ranges.usable(self, self.config.connections)
+        if measuring and _ranges.far(self.config.connections, self.answer_wait):
+            # a far server: one connection cannot fill the link, and measuring it first
+            # would cost another answer wait before the parts start (ranges.far)
+            self._response = None
+            yield from self._ranged(response, 0.0)
+            return
         waited = 0.0
         resumes = 0
         while True:
@@ -203,13 +216,13 @@ class HTTPSource(Source):
                     if measuring:
                         waited += time.monotonic() - began
                     yield data
-                    if measuring and self._offset >= _ranges.MEASURE:
+                    if measuring and _ranges.decided(self._offset, waited):
                         measuring = False
                         if _ranges.wanted(self.config.connections, self._offset, waited):
-                            response.close()  # the rest comes in parts
-                            response.release_conn()
+                            # the rest comes in parts; this response carries on with the
+                            # first one (the ranged stream closes it after that)
                             self._response = None
-                            yield from self._ranged()
+                            yield from self._ranged(response, self._offset / max(waited, 1e-6))
                             return
                 response.release_conn()
                 if self.total is not None and self._offset != self.total:
@@ -243,11 +256,14 @@ class HTTPSource(Source):
                 response = self._resume()
                 self._response = response
 
-    def _ranged(self) -> Iterator[bytes]:
+    def _ranged(self, head: Any, speed: float) -> Iterator[bytes]:
         from . import ranges as _ranges
 
-        stream = self._stream = _ranges.RangedStream(self, self._offset, self.config.connections)
+        stream = self._stream = _ranges.RangedStream(
+            self, self._offset, self.config.connections, head=head, speed=speed
+        )
         if self._cancelled.is_set():
+            stream.cancel()  # closes the head response too
             raise CancelledError("the download was cancelled")
         try:
             for data in stream.chunks():

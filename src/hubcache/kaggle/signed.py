@@ -19,12 +19,9 @@ from .._config import Config
 from .._errors import CorruptArchiveError, HTTPStatusError
 from ..fetch.http import HTTPSource
 from ..fetch.retry import RetryBudget
+from .redirects import REFUSED  # each is worth one fresh URL from the API
 
 log = logging.getLogger(__name__)
-
-# How storage refuses a signed URL: 403 (bad signature, SignatureDoesNotMatch), 400 (an
-# expired V4 signature, ExpiredToken), 401. Each is worth one fresh URL from the API.
-REFUSED = (400, 401, 403)
 
 
 def expected_md5(headers: Any) -> str:

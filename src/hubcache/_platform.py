@@ -9,7 +9,7 @@ Windows choice uses nothing POSIX-only, and the reverse):
 
 * ``platforms.common``: the same everywhere (open flags, start tokens, psutil, name rules);
 * ``platforms.posix``: Linux, macOS and BSDs alike (signal 0, hard links, owners and modes);
-* ``platforms.linux``: start times from ``/proc``;
+* ``platforms.linux``: start times and the CPU's vendor from ``/proc``;
 * ``platforms.darwin``: ``F_FULLFSYNC``; start times from psutil;
 * ``platforms.windows``: psutil or kernel32 and never a signal, busy-rename retries, the
   profile as the private place, no folder syncs.
@@ -102,6 +102,7 @@ __all__ = [
     "SYSTEM",
     "WINDOWS",
     "WRITE_TRUNCATE",
+    "cpu_vendor",
     "create_from",
     "flush_drive_cache",
     "inside",
@@ -138,6 +139,9 @@ create_from = family.create_from
 location_problem = family.location_problem
 private_fallback = family.private_fallback
 flush_drive_cache = system.flush_drive_cache
+#: The CPU's vendor string ("AuthenticAMD", "GenuineIntel"), "" when unknown: /proc/cpuinfo on
+#: Linux, the processor string elsewhere (archive.decode picks the inflater by it).
+cpu_vendor = system.cpu_vendor
 raise_fd_limit = family.raise_fd_limit
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import bz2
 import logging
 import lzma
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -57,27 +56,11 @@ _Inflater = tuple[str, Callable[[int], Any], tuple[type[BaseException], ...]]
 
 
 def cpu_vendor() -> str:
-    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``...), "" when unknown."""
-    return _cpuinfo_vendor() if sys.platform.startswith("linux") else _processor_vendor()
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``...), "" when unknown;
+    how to read it differs by OS, so ``_platform`` answers."""
+    from .. import _platform
 
-
-def _cpuinfo_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            head = f.read(4096)
-    except OSError:
-        return ""
-    for line in head.splitlines():
-        if line.startswith("vendor_id"):
-            return line.partition(":")[2].strip()
-    return ""
-
-
-def _processor_vendor() -> str:
-    """Windows names the vendor in the processor string ("AMD64 Family 25 ..., AuthenticAMD")."""
-    import platform  # not at the top: 1.5 ms, and Linux does not need it
-
-    return next((v for v in ("AuthenticAMD", "GenuineIntel") if v in platform.processor()), "")
+    return _platform.cpu_vendor()
 
 
 def preference(vendor: str) -> tuple[str, ...]:

@@ -31,9 +31,6 @@ from .settings import kaggle_settings
 
 log = logging.getLogger(__name__)
 
-# How storage refuses a signed URL: 403 (bad signature), 400 (an expired V4 signature), 401.
-REFUSED = (400, 401, 403)
-
 
 def model_in(hops: tuple[str, ...]) -> Optional[KaggleModel]:
     """The versioned Kaggle model a chain of URLs passed through, if any. Settings are read
@@ -87,6 +84,8 @@ def refused(
 ) -> Optional[Source]:
     """A fresh signed URL when the one at the end of a chain through a Kaggle model page was
     refused (expired, bad signature); None when this refusal is not Kaggle's to answer."""
+    from .signed import REFUSED  # not at the top: signed imports the HTTP source
+
     model = _model_or_none(source.hops) if exc.facts.get("status") in REFUSED else None
     if model is None:
         return None

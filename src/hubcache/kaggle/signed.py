@@ -19,9 +19,13 @@ from .._config import Config
 from .._errors import CorruptArchiveError, HTTPStatusError
 from ..fetch.http import HTTPSource
 from ..fetch.retry import RetryBudget
-from .redirects import REFUSED  # each is worth one fresh URL from the API
 
 log = logging.getLogger(__name__)
+
+# How storage refuses a signed URL: 403 (bad signature), 400 (an expired V4 signature), 401.
+# Each is worth one fresh URL from the API (also for a chain through a Kaggle page:
+# kaggle.redirects.refused).
+REFUSED = (400, 401, 403)
 
 
 def expected_md5(headers: Any) -> str:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Optional
 
-from .common import PSUTIL_CLOCK, READ
+from .common import PSUTIL_CLOCK, READ, processor_vendor
 
 # mypy's idiom for a module of one platform family: fcntl has no functions on win32, so the
 # rest is not checked there; never imported on Windows.
@@ -42,3 +42,7 @@ def flush_drive_cache(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+#: No /proc here: the processor string names the vendor, or nothing does.
+cpu_vendor = processor_vendor

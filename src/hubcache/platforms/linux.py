@@ -32,3 +32,16 @@ CLOCKS = (StartClock("t", _proc_ticks, 0),)
 
 def flush_drive_cache(path: str) -> None:
     """Nothing to do: Linux's fsync already flushed the drive's cache."""
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor (``vendor_id`` in ``/proc/cpuinfo``), "" when it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return ""
+    for line in head.splitlines():
+        if line.startswith("vendor_id"):
+            return line.partition(":")[2].strip()
+    return ""

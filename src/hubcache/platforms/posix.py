@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
 from .. import _faults
-from .common import CREATE_EXCLUSIVE, PSUTIL_CLOCK, READ
+from .common import CREATE_EXCLUSIVE, PSUTIL_CLOCK, READ, processor_vendor
 
 # mypy's idiom for a module of one platform family: with --platform win32 the rest is not
 # checked (it names os.geteuid and os.sendfile, which Windows lacks); never imported there.
@@ -131,3 +131,7 @@ def raise_fd_limit() -> Optional[int]:
         except (ValueError, OSError):
             pass
     return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+#: No /proc here: the processor string names the vendor, or nothing does.
+cpu_vendor = processor_vendor

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
 from .. import _faults
-from .common import O_BINARY, PSUTIL_CLOCK, StartClock, inside, psutil
+from .common import O_BINARY, PSUTIL_CLOCK, StartClock, inside, processor_vendor, psutil
 
 T = TypeVar("T")
 
@@ -196,3 +196,7 @@ def private_fallback(root: str) -> str:
 def raise_fd_limit() -> Optional[int]:
     """Windows has no per-process open-file limit to raise (see the POSIX definition)."""
     return None
+
+
+#: No /proc here: the processor string names the vendor, or nothing does.
+cpu_vendor = processor_vendor

@@ -241,3 +241,19 @@ def test_bad_inputs_to_import_gc_and_entry_names_are_usage_errors(
     for command in ("info", "verify", "rm"):
         one_error_line(run_cli([command, "", "--yes" if command == "rm" else "-q"]), 2, "empty")
     assert listing(cache_root) == []
+
+
+def test_main_called_in_process_gives_the_logging_tree_back() -> None:
+    """A program that calls ``hubcache.cli.main.main()`` in its own process (a notebook, a
+    wrapper, a test) keeps its logging: a ``-q`` run must not silence the library's
+    warnings, nor leave a handler behind, for the rest of that process."""
+    import logging
+
+    from hubcache.cli.main import main
+
+    library = logging.getLogger("hubcache")
+    before = (list(library.handlers), library.level, library.propagate)
+    assert main(["-q", "cache-dir"]) == 0
+    assert main(["-vv", "cache-dir"]) == 0
+    assert (list(library.handlers), library.level, library.propagate) == before
+    assert logging.getLogger("hubcache.serve.archives").isEnabledFor(logging.WARNING)

@@ -146,6 +146,34 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 _LIBRARY_LOGGERS = ("gcsfs", "s3fs", "fsspec", "aiobotocore", "botocore", "google", "asyncio")
+# every logger the commands configure (``_setup_logging``, ``serve``'s access log)
+_CONFIGURED = (
+    "hubcache",
+    "hubcache.serve.access",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.access",
+    *_LIBRARY_LOGGERS,
+)
+_LoggerState = tuple[logging.Logger, list[logging.Handler], int, bool]
+
+
+def _logging_state() -> list[_LoggerState]:
+    """What ``main`` changes in the logging tree, so a program that calls ``main()`` in its
+    own process (tests, notebooks, wrappers) gets it back: a ``-q`` there must not silence
+    the library's warnings for the rest of that process."""
+    found = []
+    for name in _CONFIGURED:
+        logger = logging.getLogger(name)
+        found.append((logger, list(logger.handlers), logger.level, logger.propagate))
+    return found
+
+
+def _restore_logging(saved: list[_LoggerState]) -> None:
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _add_serve(sub: Any) -> None:
@@ -215,6 +243,7 @@ def _check_cache_dir(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved = _logging_state()  # an embedding program keeps its logging as it was
     _setup_logging(args)
     previous: Optional[Callable[..., Any] | int] = None
     try:
@@ -255,6 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout = stdout.stream
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _restore_logging(saved)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,3 +184,33 @@ def test_an_unusable_shared_tier_is_one_warning_then_the_origin(
     line = one_line(done)
     assert f"{scheme}://bucket/tier" in line and "origin" in line
     assert tree(done.stdout.strip()) == FILES and took < 20
+
+
+def test_gcsfs_is_imported_without_its_probe_and_the_environment_is_left_alone() -> None:
+    """gcsfs reads GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT once, at import: hubcache sets it for
+    that import (no 60 s bucket probe) and removes it again, so a library user's process
+    environment (and its children's) is not changed; a value the user set is kept."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from hubcache._config import load_config\n"
+        "from hubcache.fetch.objectstore import client_options\n"
+        "client_options('gs://bucket/x', load_config())\n"
+        "import gcsfs, gcsfs.core\n"
+        "print(gcsfs.GCSFileSystem is gcsfs.core.GCSFileSystem,"
+        " os.environ.get('GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "None"]  # the plain client; nothing left behind
+    env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "true"  # the user's own choice is kept
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "true"

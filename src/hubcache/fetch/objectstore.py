@@ -82,6 +82,22 @@ _TRANSIENT = {  # class names (or S3 error codes) of failures worth another try
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
+_HNS = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
+
+
+def _import_gcsfs_without_probe() -> None:
+    """Import gcsfs with its bucket-layout probe off. gcsfs reads the variable once, when
+    it is imported, so it is set for that import only and then removed: the user's process
+    environment is left as it was (a value the user set is never touched)."""
+    os.environ[_HNS] = "false"
+    try:
+        import gcsfs  # noqa: F401 - imported for its import-time reading of the variable
+    except ImportError:  # fsspec will name the missing extra
+        pass
+    finally:
+        os.environ.pop(_HNS, None)
+
+
 def client_options(url: str, config: Config) -> dict[str, Any]:
     """fsspec options that bound every request of a ``gs://`` or ``s3://`` client and try
     it once (module docstring); {} for other filesystems. The client is made for us alone
@@ -99,8 +115,8 @@ def client_options(url: str, config: Config) -> dict[str, Any]:
     if store == "gs":
         # Since gcsfs 2026.3 its first request may probe the bucket's layout for up to 60 s
         # unless this is off when gcsfs is imported; a user who set it keeps their choice.
-        if "gcsfs" not in sys.modules:
-            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        if "gcsfs" not in sys.modules and _HNS not in os.environ:
+            _import_gcsfs_without_probe()
         try:
             import aiohttp
         except ImportError:  # gcsfs itself will say what is missing

@@ -169,26 +169,26 @@ def _open(
     if handle.kind not in ("model", "kaggle"):  # an archive URL, a file, a store object
         source.open()
         return source, None, None
-    from .kaggle import redirects as provider
+    from .kaggle import redirects
 
     if handle.kind == "model":
-        source.stop_at = provider.model_page
+        source.stop_at = redirects.model_page
     try:
         source.open()
         if source.stopped:
-            linked, record = provider.inspect(source, key, config, find_copy=True)
+            linked, record = redirects.inspect(source, key, config, find_copy=True)
             if linked is not None:
                 return source, linked, record
             source.follow_on()
     except HTTPStatusError as exc:
-        fresh = provider.refused(source, exc, handle.shown, config, budget)
+        fresh = redirects.refused(source, exc, handle.shown, config, budget)
         if fresh is None:
             raise
         source.close()
         fresh.open()
         source = fresh
-    provider.check_catalogue(source)
-    return source, None, provider.inspect(source, key, config, find_copy=False)[1]
+    redirects.check_catalogue(source)
+    return source, None, redirects.inspect(source, key, config, find_copy=False)[1]
 
 
 def _file_set(

@@ -23,6 +23,7 @@ Three servers on 127.0.0.1, each started and stopped by the test:
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import http.client
@@ -81,14 +82,16 @@ class KaggleModel:
         )
 
     def archive(self, version: int) -> bytes:
+        """The version as Kaggle's archive; the same bytes on every call (the gzip header's
+        time is fixed), so a test can compare what it got with a fresh copy."""
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, data in sorted(self.versions[version].items()):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mtime = 1700000000
                 tar.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
+        return gzip.compress(buf.getvalue(), mtime=0)
 
 
 def saved_model_files(seed: str, extra: int = 0) -> dict[str, bytes]:

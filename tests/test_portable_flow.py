@@ -99,10 +99,13 @@ def test_resolve_and_manage_without_posix_calls(
         "F_FULLFSYNC\n" if platform == "darwin" else ""
     )
 
+    # the cold resolve may have used ranged parts (a loaded machine answers slowly enough to
+    # look far away); the warm one makes no request at all
+    asked = model_server.count("/m/1")
     warm = run_cli(["resolve", url], env)
     assert warm.returncode == 0, warm.stderr
     assert warm.stdout.strip() == str(cache_root / key)
-    assert model_server.count("/m/1") == 1
+    assert model_server.count("/m/1") == asked
 
     for args in (["ls"], ["verify"], ["gc"], ["info", url]):
         result = run_cli(args, env)

@@ -162,6 +162,21 @@ def test_hubcache_clients_make_one_download_of_each_file(
         assert CLIENT_TOKEN not in json.dumps(seen.headers)
 
 
+def test_a_version_of_many_files_is_one_verified_archive_fill(
+    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path
+) -> None:
+    """Past one page of 25 files both clients take the version's archive: the mirror keeps
+    it (checked as an archive, as every fill is) and serves it again with no upstream GET."""
+    world, mirror = kaggle
+    files = saved_model_files("big", extra=30)
+    add(world, "zeta", {1: files})
+    [path] = resolve_all("kaggle:zeta/enc/tensorFlow2/small/1", [client_env(tmp_path, mirror, "z")])
+    assert tree(path) == files
+    alone = kagglehub_call(tmp_path, mirror, "zk", "zeta/enc/tensorFlow2/small/1", plugin=False)
+    assert tree(alone["path"]) == files
+    assert blobs(world, "zeta") == ["/blob/zeta-enc-tensorflow2-small-1.tar.gz"]
+
+
 def test_kagglehub_with_no_credential_downloads_through_the_mirror(
     kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ kagglehub = pytest.importorskip("kagglehub")
 from tests.test_kagglehub_plugin import CALL  # noqa: E402 - after the skip: needs kagglehub
 
 MIRROR_TOKEN = "mirror-token"  # the mirror's Kaggle credential
+ACCESS = "cluster-token"  # what the mirror asks of its clients (--token-file)
 CLIENT_TOKEN = "client-secret"  # a client's: must never leave the client's side of the mirror
 PRESET = {
     "config.json": b'{"class_name": "BertBackbone"}',
@@ -60,15 +61,22 @@ def kaggle() -> Iterator[tuple[KaggleWorld, ServeProcess]]:
     with KaggleWorld() as world, tempfile.TemporaryDirectory() as tmp:
         world.kaggle.accounts.tokens.add(MIRROR_TOKEN)
         world.kaggle.accounts.tokens.add(CLIENT_TOKEN)  # valid: so a leak would be *used*
-        home, store = Path(tmp, "home"), Path(tmp, "store")
+        home, store, tokens = Path(tmp, "home"), Path(tmp, "store"), Path(tmp, "tokens")
         home.mkdir()
         store.mkdir()
+        tokens.write_text(ACCESS + "\n")
         env = {**base_env(home), **world.env(), "KAGGLE_API_TOKEN": MIRROR_TOKEN}
         env["HUBCACHE_RETRIES"] = "1"
         upstream = "www.kaggle.com/models/=http://www.kaggle.com/models/"
-        with ServeProcess(str(store), "--upstream", upstream, env=env) as mirror:
+        args = ("--upstream", upstream, "--token-file", str(tokens))
+        with ServeProcess(str(store), *args, env=env) as mirror:
             yield world, mirror
     assert not (world.kaggle.errors or world.storage.errors)
+
+
+def with_token(mirror: ServeProcess) -> str:
+    """The mirror's URL with the clients' token in it: how each client presents it."""
+    return mirror.url.replace("http://", f"http://hubcache:{ACCESS}@")
 
 
 def add(world: KaggleWorld, owner: str, versions: dict[int, dict[str, bytes]]) -> KaggleModel:
@@ -91,7 +99,7 @@ def client_env(tmp_path: Path, mirror: ServeProcess, name: str, **extra: str) ->
     home.mkdir(exist_ok=True)
     env = base_env(home)
     env.update(TFHUB_CACHE_DIR=str(tmp_path / f"cache-{name}"), HUBCACHE_RETRIES="1")
-    env["HUBCACHE_KAGGLE_API"] = mirror.url
+    env["HUBCACHE_KAGGLE_API"] = with_token(mirror)
     env["KAGGLE_API_TOKEN"] = CLIENT_TOKEN  # hubcache sends it nowhere when a mirror asks
     env.update(extra)
     return env
@@ -117,7 +125,7 @@ def kagglehub_call(
     env.update(
         PLUGIN="1" if plugin else "0",
         KAGGLE_API_ENVIRONMENT="LOCALHOST",  # http://localhost ...
-        http_proxy=mirror.url,  # ... reached through the mirror
+        http_proxy=with_token(mirror),  # ... reached through the mirror
         KAGGLEHUB_CACHE=str(tmp_path / f"kagglehub-{name}"),
         TFHUB_CACHE_DIR=str(tmp_path / f"cache-{name}"),
         KAGGLE_API_TOKEN=CLIENT_TOKEN,
@@ -147,7 +155,9 @@ def test_hubcache_clients_make_one_download_of_each_file(
     assert tree(first) == files
     # four machines at once, unversioned: the latest version through the mirror
     envs = [client_env(tmp_path, mirror, f"n{i}") for i in range(4)]
-    envs[3] = client_env(tmp_path, mirror, "n3", HUBCACHE_MIRRORS=f"http://localhost/={mirror.url}")
+    envs[3] = client_env(
+        tmp_path, mirror, "n3", HUBCACHE_MIRRORS=f"http://localhost/={with_token(mirror)}"
+    )
     del envs[3]["HUBCACHE_KAGGLE_API"]  # the other way to point hubcache at a mirror
     envs[3]["KAGGLE_API_ENVIRONMENT"] = "LOCALHOST"  # unreachable: only the mirror answers
     for path in resolve_all(handle, envs):
@@ -217,18 +227,30 @@ def test_a_download_is_a_redirect_to_the_mirror_never_to_storage(
     }
     url = mirror.url + "api/v1/models.ModelApiService/DownloadModelInstanceVersion"
     with urllib3.PoolManager(retries=False) as http:
-        answer = http.request(
-            "POST", url, body=json.dumps(body), headers={"Authorization": f"Bearer {CLIENT_TOKEN}"}
-        )
+        refused = http.request("POST", url, body=json.dumps(body))
+        assert refused.status == 401  # no token: the Kaggle routes are the mirror's too
+        headers = {
+            "Authorization": f"Bearer {CLIENT_TOKEN}",
+            "Proxy-Authorization": f"Bearer {ACCESS}",
+        }
+        answer = http.request("POST", url, body=json.dumps(body), headers=headers)
         assert answer.status == 302
         location = answer.headers["Location"]
         assert (
             location == "../../../kaggle-models/gamma/enc/tensorflow2/small/1/file?path=config.json"
         )
-        got = http.request("GET", mirror.url + location.removeprefix("../../../"))
+        got = http.request("GET", mirror.url + location.removeprefix("../../../"), headers=headers)
     assert (got.status, got.data) == (200, PRESET["config.json"])
     for name, value in [*answer.headers.items(), *got.headers.items()]:  # nothing of the mirror's
         assert MIRROR_TOKEN not in value and "X-Goog" not in value, name
+    with urllib3.PoolManager(retries=False) as http:  # production's layout (/v1) as well
+        latest = http.request(
+            "POST",
+            mirror.url + "v1/models.ModelApiService/GetModelInstance",
+            body=json.dumps({k: v for k, v in body.items() if k.endswith("Slug") or k[0] == "f"}),
+            headers=headers,
+        )
+    assert (latest.status, json.loads(latest.data)["versionNumber"]) == (200, 1)
     [call] = [
         s
         for s in world.kaggle.seen

@@ -23,7 +23,7 @@ from typing import Any, Optional, overload
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from ..fetch.pool import manager
+from ..fetch.pool import manager, split_credentials
 from ..fetch.retry import NETWORK_ADVICE, RetryBudget, send_with_retries
 from ..fetch.source import redact
 from .credentials import Credential
@@ -167,6 +167,8 @@ class KaggleApi:
             headers["Content-Type"] = "application/json"
         if self.credential is not None and _is_api_host(url, self.settings):
             headers["Authorization"] = self.credential.authorization
+        url, userinfo = split_credentials(url)  # a mirror's token, in HUBCACHE_KAGGLE_API
+        headers.update(userinfo)
         payload = json.dumps(body).encode() if body is not None else None
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout

@@ -185,7 +185,15 @@ class Server:
         return response
 
     def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
+        """A known token in ``Authorization`` or, from a client that uses the mirror as
+        its HTTP proxy (kagglehub: ``http_proxy=http://user:TOKEN@mirror:8000``), in
+        ``Proxy-Authorization``; its ``Authorization`` is then its Kaggle credential."""
+        return any(
+            self._known(request.headers.get(name, ""))
+            for name in ("Authorization", "Proxy-Authorization")
+        )
+
+    def _known(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")
         token = ""
         if scheme.lower() == "bearer":
@@ -218,6 +226,12 @@ class Server:
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
         """A POST is a call of Kaggle's model API (``serve.kaggleapi``), or a 404."""
         blocked = self._gate(request)
+        if blocked is not None and blocked.status == 401:  # in words a Kaggle client shows
+            return json_error(
+                401,
+                "this hubcache mirror needs a token: give it in the mirror's URL "
+                "(HUBCACHE_KAGGLE_API=http://hubcache:TOKEN@mirror:8000, or http_proxy's)",
+            )
         if blocked is not None:
             return blocked
         method = rpc_method(request.path)

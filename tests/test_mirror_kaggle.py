@@ -227,8 +227,13 @@ def test_a_download_is_a_redirect_to_the_mirror_never_to_storage(
     }
     url = mirror.url + "api/v1/models.ModelApiService/DownloadModelInstanceVersion"
     with urllib3.PoolManager(retries=False) as http:
+        proxy_auth = {"Proxy-Authorization": f"Bearer {ACCESS}"}
         refused = http.request("POST", url, body=json.dumps(body))
         assert refused.status == 401  # no token: the Kaggle routes are the mirror's too
+        bad = http.request(
+            "POST", url, body=json.dumps({**body, "ownerSlug": "../x"}), headers=proxy_auth
+        )
+        assert (bad.status, json.loads(bad.data)["code"]) == (400, 400)  # asked of nobody
         headers = {
             "Authorization": f"Bearer {CLIENT_TOKEN}",
             "Proxy-Authorization": f"Bearer {ACCESS}",
@@ -280,3 +285,20 @@ def test_kaggles_refusals_reach_clients_as_their_clients_know_them(
     code, _out, err = finish(proc)
     assert code == 3, err
     assert "Traceback" not in err and "delta/nope/keras/x/1" in err
+
+
+def test_hubcache_kaggle_api_is_checked_and_keeps_the_machines_credential_home(
+    tmp_path: Path,
+) -> None:
+    from hubcache import ConfigurationError
+    from hubcache.kaggle.credentials import find_credential
+    from hubcache.kaggle.settings import kaggle_settings
+
+    env = {"HOME": str(tmp_path), "KAGGLE_API_TOKEN": CLIENT_TOKEN}
+    mirrored = kaggle_settings({**env, "HUBCACHE_KAGGLE_API": "http://mirror:8000/"})
+    assert mirrored.rpc_base == "http://mirror:8000/api/v1"  # the layout a mirror answers
+    assert find_credential(mirrored) is None  # nothing of the machine's goes to a mirror
+    assert find_credential(kaggle_settings(env)) is not None
+    for bad in ("ftp://mirror", "mirror:8000", "http://", "http://m:99999", "http://m/?x=1"):
+        with pytest.raises(ConfigurationError, match="HUBCACHE_KAGGLE_API"):
+            kaggle_settings({**env, "HUBCACHE_KAGGLE_API": bad})

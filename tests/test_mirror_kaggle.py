@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from tests.support.trees import tree
 
 pytest.importorskip("aiohttp")
 kagglehub = pytest.importorskip("kagglehub")
-from tests.test_kagglehub_plugin import CALL  # noqa: E402 - after the skip: needs kagglehub
+from tests.test_kagglehub_plugin import call  # noqa: E402 - after the skip: needs kagglehub
 
 MIRROR_TOKEN = "mirror-token"  # the mirror's Kaggle credential
 ACCESS = "cluster-token"  # what the mirror asks of its clients (--token-file)
@@ -116,31 +114,28 @@ def resolve_all(handle: str, envs: list[dict[str, str]]) -> list[str]:
 
 
 def kagglehub_call(
-    tmp_path: Path, mirror: ServeProcess, name: str, handle: str, *, plugin: bool, **kw: Any
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    mirror: ServeProcess,
+    name: str,
+    handle: str,
+    *,
+    plugin: bool,
+    **kw: Any,
 ) -> dict[str, Any]:
     """One unmodified kagglehub call in its own process, pointed at the mirror."""
     home = tmp_path / f"home-{name}"
     home.mkdir(exist_ok=True)
-    env = base_env(home)
-    env.update(
-        PLUGIN="1" if plugin else "0",
-        KAGGLE_API_ENVIRONMENT="LOCALHOST",  # http://localhost ...
-        http_proxy=with_token(mirror),  # ... reached through the mirror
-        KAGGLEHUB_CACHE=str(tmp_path / f"kagglehub-{name}"),
-        TFHUB_CACHE_DIR=str(tmp_path / f"cache-{name}"),
-        KAGGLE_API_TOKEN=CLIENT_TOKEN,
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", CALL, json.dumps({"handle": handle, **kw})],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    for key, value in {
+        **base_env(home),
+        "KAGGLE_API_ENVIRONMENT": "LOCALHOST",  # http://localhost ...
+        "http_proxy": with_token(mirror),  # ... reached through the mirror
+        "KAGGLEHUB_CACHE": str(tmp_path / f"kagglehub-{name}"),
+        "TFHUB_CACHE_DIR": str(tmp_path / f"cache-{name}"),
+        "KAGGLE_API_TOKEN": CLIENT_TOKEN,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return call(handle, plugin=plugin, **kw)
 
 
 def test_hubcache_clients_make_one_download_of_each_file(
@@ -173,7 +168,7 @@ def test_hubcache_clients_make_one_download_of_each_file(
 
 
 def test_a_version_of_many_files_is_one_verified_archive_fill(
-    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path
+    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past one page of 25 files both clients take the version's archive: the mirror keeps
     it (checked as an archive, as every fill is) and serves it again with no upstream GET."""
@@ -182,22 +177,28 @@ def test_a_version_of_many_files_is_one_verified_archive_fill(
     add(world, "zeta", {1: files})
     [path] = resolve_all("kaggle:zeta/enc/tensorFlow2/small/1", [client_env(tmp_path, mirror, "z")])
     assert tree(path) == files
-    alone = kagglehub_call(tmp_path, mirror, "zk", "zeta/enc/tensorFlow2/small/1", plugin=False)
+    alone = kagglehub_call(
+        monkeypatch, tmp_path, mirror, "zk", "zeta/enc/tensorFlow2/small/1", plugin=False
+    )
     assert tree(alone["path"]) == files
     assert blobs(world, "zeta") == ["/blob/zeta-enc-tensorflow2-small-1.tar.gz"]
 
 
 def test_kagglehub_with_no_credential_downloads_through_the_mirror(
-    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path
+    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world, mirror = kaggle
     add(world, "beta", {1: PRESET})
     handle = "beta/enc/tensorFlow2/small/1"
     results = [
-        kagglehub_call(tmp_path, mirror, "alone", handle, plugin=False),
-        kagglehub_call(tmp_path, mirror, "plugin", handle, plugin=True),
-        kagglehub_call(tmp_path, mirror, "file", handle, plugin=False, path="config.json"),
-        kagglehub_call(tmp_path, mirror, "pfile", handle, plugin=True, path="config.json"),
+        kagglehub_call(monkeypatch, tmp_path, mirror, "alone", handle, plugin=False),
+        kagglehub_call(monkeypatch, tmp_path, mirror, "plugin", handle, plugin=True),
+        kagglehub_call(
+            monkeypatch, tmp_path, mirror, "file", handle, plugin=False, path="config.json"
+        ),
+        kagglehub_call(
+            monkeypatch, tmp_path, mirror, "pfile", handle, plugin=True, path="config.json"
+        ),
     ]
     for result in results[:2]:
         assert result["version"] == 1, result
@@ -266,19 +267,29 @@ def test_a_download_is_a_redirect_to_the_mirror_never_to_storage(
 
 
 def test_kaggles_refusals_reach_clients_as_their_clients_know_them(
-    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path
+    kaggle: tuple[KaggleWorld, ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world, mirror = kaggle
     add(world, "delta", {1: PRESET})
     world.kaggle.add(KaggleModel("delta", "gated", "keras", "x", {1: PRESET}, gated=True))
-    missing = kagglehub_call(tmp_path, mirror, "m", "delta/nope/keras/x/1", plugin=False)
+    missing = kagglehub_call(
+        monkeypatch, tmp_path, mirror, "m", "delta/nope/keras/x/1", plugin=False
+    )
     assert missing["status"] == 404, missing
     assert "kagglehub.exceptions.KaggleApiHTTPError" in missing["error"]
     nofile = kagglehub_call(
-        tmp_path, mirror, "f", "delta/enc/tensorFlow2/small/1", plugin=False, path="task.json"
+        monkeypatch,
+        tmp_path,
+        mirror,
+        "f",
+        "delta/enc/tensorFlow2/small/1",
+        plugin=False,
+        path="task.json",
     )
     assert nofile["status"] == 404, nofile  # KerasHub reads this as "no such file"
-    gated = kagglehub_call(tmp_path, mirror, "g", "delta/gated/keras/x/1", plugin=False)
+    gated = kagglehub_call(
+        monkeypatch, tmp_path, mirror, "g", "delta/gated/keras/x/1", plugin=False
+    )
     assert gated["status"] == 403, gated
     envs = [client_env(tmp_path, mirror, "h")]
     proc = start_cli(["resolve", "kaggle:delta/nope/keras/x/1"], envs[0])

@@ -186,12 +186,15 @@ class Fill:
             lock.release()  # harmless if the thread released it meanwhile
 
     def _find(self) -> Optional[Stored]:
+        """What the store holds for this fill already (asked again under the lock)."""
         store = self.mirror.store
         if self.named is not None:
             return store.find_named(self.named.name)
         return store.find(self.parts, self.fmt)
 
     def _source(self, config: Config, budget: RetryBudget) -> Source:
+        """A fresh upstream source: each restart opens a new one (a named object's may ask
+        for a fresh signed URL)."""
         if self.named is not None:
             return self.named.open(config, budget)
         from ..fetch.http import HTTPSource
@@ -332,6 +335,7 @@ class Fill:
                 self._spool = ""
 
     def _name(self, fmt: Optional[str]) -> str:
+        """The stored name: a named object's own, else the request path's for ``fmt``."""
         return self.named.name if self.named is not None else stored_name(self.base, fmt)
 
 

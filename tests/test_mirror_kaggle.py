@@ -287,10 +287,15 @@ def test_kaggles_refusals_reach_clients_as_their_clients_know_them(
         path="task.json",
     )
     assert nofile["status"] == 404, nofile  # KerasHub reads this as "no such file"
-    gated = kagglehub_call(
-        monkeypatch, tmp_path, mirror, "g", "delta/gated/keras/x/1", plugin=False
-    )
-    assert gated["status"] == 403, gated
+    body = {"ownerSlug": "delta", "modelSlug": "gated", "framework": "KERAS", "instanceSlug": "x"}
+    with urllib3.PoolManager(retries=False) as http:  # the mirror's account has no access
+        gated = http.request(
+            "POST",
+            mirror.url + "api/v1/models.ModelApiService/GetModelInstance",
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {ACCESS}"},
+        )
+    assert (gated.status, json.loads(gated.data)["code"]) == (403, 403)
     envs = [client_env(tmp_path, mirror, "h")]
     proc = start_cli(["resolve", "kaggle:delta/nope/keras/x/1"], envs[0])
     code, _out, err = finish(proc)

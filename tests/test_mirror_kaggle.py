@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,15 @@ def kaggle() -> Iterator[tuple[KaggleWorld, ServeProcess]]:
 def with_token(mirror: ServeProcess) -> str:
     """The mirror's URL with the clients' token in it: how each client presents it."""
     return mirror.url.replace("http://", f"http://hubcache:{ACCESS}@")
+
+
+def kaggle_calls(mirror: ServeProcess, method: str) -> dict[str, float]:
+    """The mirror's ``hubcache_mirror_kaggle_calls_total`` for ``method``, by source."""
+    text = mirror.get("/metrics", headers={"Authorization": f"Bearer {ACCESS}"}).data.decode()
+    found = re.findall(
+        rf'hubcache_mirror_kaggle_calls_total{{method="{method}",source="(\w+)"}} (\S+)', text
+    )
+    return {source: float(value) for source, value in found}
 
 
 def add(world: KaggleWorld, owner: str, versions: dict[int, dict[str, bytes]]) -> KaggleModel:
@@ -146,6 +156,7 @@ def test_hubcache_clients_make_one_download_of_each_file(
     add(world, "alpha", {1: saved_model_files("old"), 2: files})
     handle = "kaggle:alpha/enc/tensorFlow2/small"
 
+    before = kaggle_calls(mirror, "GetModelInstance")
     [first] = resolve_all(f"{handle}/2", [client_env(tmp_path, mirror, "first")])
     assert tree(first) == files
     # four machines at once, unversioned: the latest version through the mirror
@@ -163,6 +174,9 @@ def test_hubcache_clients_make_one_download_of_each_file(
     assert rpcs(world, "alpha", "DownloadModelInstanceVersion") == len(files)
     assert rpcs(world, "alpha", "ListModelInstanceVersionFiles") == 1
     assert rpcs(world, "alpha", "GetModelInstance") == 1  # a burst of four: one call
+    after = kaggle_calls(mirror, "GetModelInstance")
+    asked = {k: after.get(k, 0) - before.get(k, 0) for k in ("kaggle", "kept")}
+    assert asked == {"kaggle": 1, "kept": 3}
     for seen in world.kaggle.seen + world.storage.seen:  # no client credential anywhere
         assert CLIENT_TOKEN not in json.dumps(seen.headers)
 

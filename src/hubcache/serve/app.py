@@ -135,7 +135,7 @@ class Server:
             for up in settings.upstreams
         )
         if self.mirror is not None and kaggle_upstream:
-            self.kaggle = KaggleFront(config, settings.negative_ttl)
+            self.kaggle = KaggleFront(config, settings.negative_ttl, self._kaggle_call)
         for name, value in (
             ("header_timeout_seconds", settings.header_timeout),
             ("idle_timeout_seconds", settings.idle_timeout),
@@ -158,6 +158,9 @@ class Server:
     def _served(self, stored: Stored) -> None:
         if self.mirror is not None:
             self.mirror.noted(stored)
+
+    def _kaggle_call(self, method: str, source: str) -> None:
+        self.metrics.kaggle_calls.labels(method, source).inc()
 
     def _upstream_bytes(self, n: int) -> None:
         self.metrics.upstream_bytes.inc(n)  # thread-safe in prometheus_client

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import urllib.parse
+from collections.abc import Callable
 from typing import Optional, Union
 
 from aiohttp import web
@@ -80,12 +81,17 @@ def rpc_method(path: str) -> Optional[str]:
 class KaggleFront:
     """The Kaggle API routes of one mirror (module docstring)."""
 
-    def __init__(self, config: Config, negative_ttl: float) -> None:
+    def __init__(
+        self,
+        config: Config,
+        negative_ttl: float,
+        on_call: Callable[[str, str], None] = lambda method, source: None,
+    ) -> None:
         self.upstream = KaggleUpstream(config)
         self.negative_ttl = negative_ttl
+        self.on_call = on_call  # (method, "kaggle" | "kept" | "mirror"): the metrics
         self._answers: dict[str, tuple[float, int, bytes]] = {}  # key -> (until, status, body)
         self._asking: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
-        self.calls = 0  # calls made to Kaggle's API (tests and logs)
         if self.upstream.source:
             log.info("Kaggle's API is asked with the credential from %s", self.upstream.source)
 
@@ -97,6 +103,7 @@ class KaggleFront:
             status = 404 if method not in (INSTANCE, FILES, DOWNLOAD) else 400
             return json_error(status, str(exc))
         if call.method == DOWNLOAD:
+            self.on_call(call.method, "mirror")
             ups = "../" * (len(request.path.strip("/").split("/")) - 1)
             return web.Response(
                 status=302, headers={"Location": ups + self.target(call)}, content_type="text/plain"
@@ -109,10 +116,14 @@ class KaggleFront:
         key = call.key
         kept = self._answers.get(key)
         if kept is not None and kept[0] > loop.time():
+            self.on_call(call.method, "kept")
             return kept[1], kept[2]
         asking = self._asking.get(key)
         if asking is None:  # one upstream call for a burst; it ends even if its client goes
             asking = self._asking[key] = asyncio.ensure_future(self._ask(call))
+            self.on_call(call.method, "kaggle")
+        else:
+            self.on_call(call.method, "kept")
         return await asyncio.shield(asking)
 
     async def _ask(self, call: Call) -> tuple[int, bytes]:
@@ -134,7 +145,6 @@ class KaggleFront:
 
     def _call(self, call: Call) -> tuple[int, bytes]:
         """Kaggle's answer as (status, JSON body); runs on a worker thread."""
-        self.calls += 1
         try:
             data = self.upstream.answer(call)
         except HubcacheError as exc:

@@ -332,3 +332,14 @@ def test_hubcache_kaggle_api_is_checked_and_keeps_the_machines_credential_home(
     for bad in ("ftp://mirror", "mirror:8000", "http://", "http://m:99999", "http://m/?x=1"):
         with pytest.raises(ConfigurationError, match="HUBCACHE_KAGGLE_API"):
             kaggle_settings({**env, "HUBCACHE_KAGGLE_API": bad})
+
+
+def test_a_server_without_a_kaggle_upstream_says_so_in_kaggles_words(tmp_path: Path) -> None:
+    """Kaggle's JSON, not a bare 404: hubcache's client would take a bare one for an older
+    API and try Kaggle's legacy route itself, around the mirror."""
+    with ServeProcess(str(tmp_path)) as static:
+        env = client_env(tmp_path, static, "static")
+        env["HUBCACHE_KAGGLE_API"] = static.url
+        code, _out, err = finish(start_cli(["resolve", "kaggle:o/m/keras/v/1"], env))
+    assert code == 3, err
+    assert "--upstream www.kaggle.com/models/" in err and "Traceback" not in err

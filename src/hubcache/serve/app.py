@@ -238,8 +238,14 @@ class Server:
         if blocked is not None:
             return blocked
         method = rpc_method(request.path)
-        if self.kaggle is None or method is None:
+        if method is None:
             return _text(404, "no such route\n")
+        if self.kaggle is None:  # in JSON: a Kaggle client shows it, and tries no other route
+            return json_error(
+                404,
+                "this hubcache server has no Kaggle upstream, so it does not answer Kaggle's "
+                "API; start it with --upstream www.kaggle.com/models/=https://www.kaggle.com/models/",
+            )
         return await self.kaggle.rpc(request, method)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

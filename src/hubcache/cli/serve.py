@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="[PREFIX=]URL",
         help="pull-through: fetch what DIR lacks from URL (repeatable; with PREFIX, only "
-        "paths under /PREFIX/ go to that URL)",
+        "paths under /PREFIX/ go to that URL); a Kaggle upstream (www.kaggle.com) also "
+        "answers Kaggle's model API",
     )
     p.add_argument(
         "--token-file",

@@ -23,7 +23,7 @@ from typing import Any, Optional, overload
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
-from ..fetch.pool import manager
+from ..fetch.pool import manager, split_credentials
 from ..fetch.retry import NETWORK_ADVICE, RetryBudget, send_with_retries
 from ..fetch.source import redact
 from .credentials import Credential
@@ -97,7 +97,13 @@ class KaggleApi:
 
     # -- plumbing -------------------------------------------------------------------------
     def _rpc(self, method: str) -> str:
-        return f"{self.settings.rpc_base}/{SERVICE}/{method}"
+        """The RPC's URL; through the first ``HUBCACHE_MIRRORS`` prefix that matches it (a
+        hubcache mirror answers Kaggle's API; no credential goes there: ``_is_api_host``)."""
+        url = f"{self.settings.rpc_base}/{SERVICE}/{method}"
+        for prefix, replacement in self.config.mirrors:
+            if url.startswith(prefix):
+                return replacement + url[len(prefix) :]
+        return url
 
     @overload
     def _json(self, method: str, body: dict[str, Any], model: KaggleModel) -> dict[str, Any]: ...
@@ -138,11 +144,10 @@ class KaggleApi:
         else:
             self._raise_for_status(response, model)
             target = ""
-        url = urllib.parse.urljoin(self._rpc(""), target) if target else ""
+        base = self._rpc("")  # the API as asked: Kaggle's, or a mirror's
+        url = urllib.parse.urljoin(base, target) if target else ""
         scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("http", "https") or (
-            scheme == "http" and self.settings.api_endpoint.startswith("https:")
-        ):
+        if scheme not in ("http", "https") or (scheme == "http" and base.startswith("https:")):
             raise DownloadError(
                 f"Kaggle's API gave no usable download URL for {model.slug} "
                 f"(status {response.status}, location {redact(url) or 'none'})",
@@ -162,6 +167,8 @@ class KaggleApi:
             headers["Content-Type"] = "application/json"
         if self.credential is not None and _is_api_host(url, self.settings):
             headers["Authorization"] = self.credential.authorization
+        url, userinfo = split_credentials(url)  # a mirror's token, in HUBCACHE_KAGGLE_API
+        headers.update(userinfo)
         payload = json.dumps(body).encode() if body is not None else None
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout

@@ -39,7 +39,11 @@ def find_credential(settings: KaggleSettings) -> Optional[Credential]:
     """The first credential in kagglehub's order, or None (public models need none).
     A place that is there but unusable (a folder, an empty file) is a usage error naming
     it, never skipped: the next credential in line, or none, would be a surprise, and a
-    path sent as the token would be worse."""
+    path sent as the token would be worse. None when the API is a hubcache mirror
+    (``HUBCACHE_KAGGLE_API``): the mirror asks Kaggle with its own credential, and a
+    client's is never sent to it."""
+    if settings.mirror:
+        return None
     token = settings.api_token
     if token:
         if os.path.lexists(token) or _looks_like_path(token):

@@ -9,6 +9,7 @@ that uses them, rather than in ``_config``: nothing outside the Kaggle package n
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import Optional
 
@@ -23,6 +24,7 @@ _VARIABLES = (
     "KAGGLE_API_TOKEN",
     "KAGGLE_USERNAME",
     "KAGGLE_KEY",
+    "HUBCACHE_KAGGLE_API",
 )
 _PARSED: dict[tuple[str, ...], KaggleSettings] = {}
 
@@ -52,6 +54,7 @@ class KaggleSettings:
         "home",
         "kagglehub_cache",
         "key",
+        "mirror",
         "username",
         "web_endpoint",
     )
@@ -66,9 +69,13 @@ class KaggleSettings:
         api_token: str = "",  # KAGGLE_API_TOKEN (a token or a file's path)
         username: str = "",  # KAGGLE_USERNAME
         key: str = "",  # KAGGLE_KEY
+        mirror: str = "",  # HUBCACHE_KAGGLE_API: a hubcache mirror answering Kaggle's API
     ) -> None:
         self.environment = environment
         self.api_endpoint, self.web_endpoint = KAGGLE_ENVIRONMENTS[environment]
+        self.mirror = mirror
+        if mirror:
+            self.api_endpoint = mirror
         self.home = home
         self.config_dir = config_dir
         self.kagglehub_cache = kagglehub_cache
@@ -84,8 +91,9 @@ class KaggleSettings:
 
     @property
     def rpc_base(self) -> str:
-        """Where ``<service>/<method>`` RPCs are posted (kagglesdk's layout)."""
-        if self.environment == "PROD":
+        """Where ``<service>/<method>`` RPCs are posted (kagglesdk's layout; a mirror
+        answers both, and is given the one-endpoint layout)."""
+        if self.environment == "PROD" and not self.mirror:
             return self.api_endpoint + "/v1"
         return self.api_endpoint + "/api/v1"
 
@@ -120,6 +128,18 @@ def _parse(env: Mapping[str, str]) -> KaggleSettings:
     for var, value in secrets:
         if any(c in value for c in "\r\n\x00"):
             raise ConfigurationError(f"{var} contains a line break or NUL; set it to one line")
+    mirror = env.get("HUBCACHE_KAGGLE_API", "").strip().rstrip("/")
+    if mirror:
+        try:
+            parts = urllib.parse.urlsplit(mirror)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            parts = urllib.parse.urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigurationError(
+                f"HUBCACHE_KAGGLE_API={mirror!r} is not an http(s) URL of a hubcache mirror "
+                "(e.g. http://mirror:8000); unset it to ask Kaggle's API directly"
+            )
     return KaggleSettings(
         environment=name,
         home=home,
@@ -128,4 +148,5 @@ def _parse(env: Mapping[str, str]) -> KaggleSettings:
         api_token=token,
         username=username,
         key=key,
+        mirror=mirror,
     )

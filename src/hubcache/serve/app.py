@@ -43,8 +43,10 @@ from aiohttp.abc import AbstractAccessLogger
 from .. import _platform
 from .._config import Config
 from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
+from ..kaggle.upstream import is_kaggle_host
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.fill import Fill
+from ..serve.kaggleapi import PREFIX, KaggleFront, json_error, rpc_method
 from ..serve.metrics import Metrics
 from ..serve.pullthrough import Mirror, Upstream
 from ..serve.responses import Responder
@@ -127,6 +129,13 @@ class Server:
                 on_upstream_bytes=self._upstream_bytes,
                 on_event=self.metrics.event,
             )
+        self.kaggle: Optional[KaggleFront] = None  # Kaggle's model API (serve.kaggleapi)
+        kaggle_upstream = any(
+            is_kaggle_host((urllib.parse.urlsplit(up.url).hostname or "").lower())
+            for up in settings.upstreams
+        )
+        if self.mirror is not None and kaggle_upstream:
+            self.kaggle = KaggleFront(config, settings.negative_ttl, self._kaggle_call)
         for name, value in (
             ("header_timeout_seconds", settings.header_timeout),
             ("idle_timeout_seconds", settings.idle_timeout),
@@ -150,6 +159,9 @@ class Server:
         if self.mirror is not None:
             self.mirror.noted(stored)
 
+    def _kaggle_call(self, method: str, source: str) -> None:
+        self.metrics.kaggle_calls.labels(method, source).inc()
+
     def _upstream_bytes(self, n: int) -> None:
         self.metrics.upstream_bytes.inc(n)  # thread-safe in prometheus_client
 
@@ -157,6 +169,7 @@ class Server:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._count])
         app.router.add_get("/{tail:.*}", self.handle)  # and HEAD
+        app.router.add_post("/{tail:.*}", self.handle_post)  # Kaggle's model API
         return app
 
     @web.middleware
@@ -175,7 +188,15 @@ class Server:
         return response
 
     def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
+        """A known token in ``Authorization`` or, from a client that uses the mirror as
+        its HTTP proxy (kagglehub: ``http_proxy=http://user:TOKEN@mirror:8000``), in
+        ``Proxy-Authorization``; its ``Authorization`` is then its Kaggle credential."""
+        return any(
+            self._known(request.headers.get(name, ""))
+            for name in ("Authorization", "Proxy-Authorization")
+        )
+
+    def _known(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")
         token = ""
         if scheme.lower() == "bearer":
@@ -187,10 +208,9 @@ class Server:
             hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.tokens
         )
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        if path == "/healthz":
-            return web.Response(text="ok\n")
+    def _gate(self, request: web.Request) -> Optional[web.Response]:
+        """The refusal of a request without a token (``--token-file``), or of one that
+        came through this server already (a loop of mirrors); None to go on."""
         if self.settings.tokens and not self._authorized(request):
             return web.Response(
                 status=401,
@@ -204,10 +224,44 @@ class Server:
                 f"mirror loop: this request passed through this server already (Via: {via}); "
                 "check the --upstream of the mirrors on the way\n",
             )
+        return None
+
+    async def handle_post(self, request: web.Request) -> web.StreamResponse:
+        """A POST is a call of Kaggle's model API (``serve.kaggleapi``), or a 404."""
+        blocked = self._gate(request)
+        if blocked is not None and blocked.status == 401:  # in words a Kaggle client shows
+            return json_error(
+                401,
+                "this hubcache mirror needs a token: give it in the mirror's URL "
+                "(HUBCACHE_KAGGLE_API=http://hubcache:TOKEN@mirror:8000, or http_proxy's)",
+            )
+        if blocked is not None:
+            return blocked
+        method = rpc_method(request.path)
+        if method is None:
+            return _text(404, "no such route\n")
+        if self.kaggle is None:  # in JSON: a Kaggle client shows it, and tries no other route
+            return json_error(
+                404,
+                "this hubcache server has no Kaggle upstream, so it does not answer Kaggle's "
+                "API; start it with --upstream www.kaggle.com/models/=https://www.kaggle.com/models/",
+            )
+        return await self.kaggle.rpc(request, method)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/healthz":
+            return web.Response(text="ok\n")
+        blocked = self._gate(request)
+        if blocked is not None:
+            return blocked
+        via = request.headers.get("Via", "")
         if path == "/metrics":
             body, ctype = self.metrics.render()
             return web.Response(body=body, headers={"Content-Type": ctype})
         parts = request_parts(request.rel_url.raw_path)
+        if self.kaggle is not None and parts and parts[0] == PREFIX:
+            return await self._kaggle_download(request, parts, _via(via, self.pseudonym))
         fmt = wanted_format(request.query_string)
         if not parts or (fmt is None and not is_archive_name(parts[-1])):
             return _text(404, "no model or archive at this path\n")
@@ -274,23 +328,83 @@ class Server:
         response.content_length = length
         return response
 
-    async def send_fill(self, request: web.Request, fill: Fill) -> Optional[web.StreamResponse]:
+    async def _kaggle_download(
+        self, request: web.Request, parts: list[str], via: str
+    ) -> web.StreamResponse:
+        """A download a Kaggle API call was redirected to: the kept object, or its fill
+        (from a fresh signed URL; ``serve.kaggleapi``). Errors in Kaggle's JSON words."""
+        if self.kaggle is None or self.mirror is None:
+            return _text(404, "no model or archive at this path\n")
+        named = self.kaggle.named(parts, request.query_string)
+        if isinstance(named, tuple):
+            return json_error(*named)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # a kept object removed before it could be opened: look again
+            if self.store.local:
+                found = self.store.open_named(named.name)
+            else:
+                found = await loop.run_in_executor(None, self.store.open_named, named.name)
+            if found is not None:
+                self.metrics.hits.inc()
+                return await self.responder.stored(request, found)
+            if self.mirror.missing_key(named.name):
+                return json_error(404, "Kaggle has no such model version or file (remembered)")
+            refused = await loop.run_in_executor(
+                None,
+                functools.partial(
+                    self.store.unstorable, named.name, self.config.limits.max_depth, named=True
+                ),
+            )
+            if refused is not None:
+                return json_error(refused[0], f"the mirror cannot keep this file: {refused[1]}")
+            shown = "/" + "/".join(parts)
+            fill = self.mirror.fill_named(named, shown, via=via)
+            if fill is None:
+                self.metrics.fills_refused.inc()
+                busy = json_error(503, "the mirror is filling too many objects; try again")
+                busy.headers["Retry-After"] = "1"
+                return busy
+            self.metrics.misses.inc()
+            response = await self.send_fill(request, fill, refuse=_kaggle_refusal)
+            if response is not None:
+                return response
+        return json_error(503, "the file was removed as it was being sent; try again")
+
+    async def send_fill(
+        self,
+        request: web.Request,
+        fill: Fill,
+        refuse: Optional[Callable[[Fill], web.Response]] = None,
+    ) -> Optional[web.StreamResponse]:
         """Join a fill by the fill object; None when it found the archive already kept
-        (by another replica) and the caller should open it as a stored one."""
+        (by another replica) and the caller should open it as a stored one. ``refuse``:
+        the answer to a fill that ended missing or failed."""
         fill.readers += 1
         try:
             while fill.state == "pending":
                 await fill.tick().wait()
-            if fill.state == "missing":
-                return _text(404, "the upstream has no model or archive at this path\n")
-            if fill.state == "failed":
-                return _text(502, f"fetching from the upstream failed: {fill.error}\n")
+            if fill.state in ("missing", "failed"):
+                return (refuse or _fill_refusal)(fill)
             if fill.fd is None:
                 return None  # stored without streaming: it is a stored archive now
             return await self.responder.fill(request, fill)
         finally:
             if self.mirror is not None:  # always: only a mirror makes fills
                 self.mirror.reader_done(fill)
+
+
+def _fill_refusal(fill: Fill) -> web.Response:
+    if fill.state == "missing":
+        return _text(404, "the upstream has no model or archive at this path\n")
+    return _text(502, f"fetching from the upstream failed: {fill.error}\n")
+
+
+def _kaggle_refusal(fill: Fill) -> web.Response:
+    """Kaggle's refusal as Kaggle words it (its 404, 401, 403), anything else a 502."""
+    if fill.state == "missing":
+        return json_error(404, f"Kaggle has no such model version or file: {fill.error}")
+    status = fill.status if fill.status in (401, 403, 429) else 502
+    return json_error(status, f"fetching from Kaggle failed: {fill.error}")
 
 
 def _via(incoming: str, pseudonym: str) -> str:

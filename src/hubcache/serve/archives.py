@@ -9,6 +9,9 @@ format; a request for an archive name keeps that name)::
       .hubcache-archives/x/1.tar.gz  a request that named an archive (``/x/1.tar.gz``), kept
                                      apart: the model path ``/x/1`` is kept as ``x/1.tar.gz``
                                      and the two are different upstream objects
+      .hubcache-kaggle/o/m/fw/var/3/archive      a Kaggle model version's archive, kept under the
+                                     name the Kaggle front gave it (``serve.kaggleapi``)
+      .hubcache-kaggle/o/m/fw/var/3/files/PATH   one file of that version, as it came
       .hubcache-partial/<host>.<pid>.<uid>.part   a fill in progress (local DIR only)
       .hubcache-locks/<sha1>.lock    who is filling what, so replicas fetch once
 
@@ -60,6 +63,7 @@ from ..store.storage import LocalStorage, Storage
 PARTIAL = ".hubcache-partial"
 LOCKS = ".hubcache-locks"
 ARCHIVES = ".hubcache-archives"  # fills of archive paths (module docstring)
+KAGGLE = ".hubcache-kaggle"  # Kaggle objects, kept by the name given (module docstring)
 _STALE_PARTIAL = 6 * 3600.0  # a partial from another host older than this is debris
 _NAME_MAX = 255  # bytes of one path component (Linux, macOS; characters on Windows)
 _OBJECT_NAME_MAX = 1024  # bytes of an object name on GCS and S3
@@ -147,13 +151,16 @@ class ArchiveStore:
         path = self._local_path(self.tree, parts, fmt, pack)
         if path is None:
             return None
+        return self._opened(self.tree, path)
+
+    def _opened(self, tree: StaticTree, path: str) -> Optional[Found]:
         try:
             fd = os.open(path, _platform.READ | _platform.O_NOFOLLOW)
         except OSError:
             return None  # removed (evicted, replaced) since the lookup: not here
         file = os.fdopen(fd, "rb")
         st = os.fstat(fd)
-        name = os.path.relpath(path, self.tree.real).replace(os.sep, "/")
+        name = os.path.relpath(path, tree.real).replace(os.sep, "/")
         etag = file_etag(st.st_size, st.st_mtime_ns)
         return Found(Stored(name, st.st_size, etag, st.st_mtime, path), file)
 
@@ -166,14 +173,38 @@ class ArchiveStore:
             found.file.close()
         return found.stored
 
-    def _find_object(self, parts: list[str], fmt: Optional[str]) -> Optional[Stored]:
-        base = "/".join(parts)
-        if fmt is None and not is_archive_name(base):
+    def open_named(self, name: str) -> Optional[Found]:
+        """An object the mirror kept under exactly ``name`` (a Kaggle object: no request
+        path maps to it, and it counts only with its ``.sha256``), opened, or None."""
+        if self.tree is None:
+            stored = self._find_object([], None, [name])
+            return Found(stored, None) if stored is not None else None
+        parts = name.split("/")
+        path = self.tree.file(parts)
+        if path is None or self.tree.file([*parts[:-1], parts[-1] + SIDECAR]) is None:
             return None
-        if is_archive_name(base):
-            names = [stored_name(base, None)]
-        else:
-            names = [base + s for s in STORED_SUFFIXES]
+        return self._opened(self.tree, path)
+
+    def find_named(self, name: str) -> Optional[Stored]:
+        found = self.open_named(name)
+        if found is None:
+            return None
+        if found.file is not None:
+            found.file.close()
+        return found.stored
+
+    def _find_object(
+        self, parts: list[str], fmt: Optional[str], names: Optional[list[str]] = None
+    ) -> Optional[Stored]:
+        """The stored object answering a request on a bucket, or the first of ``names``."""
+        base = "/".join(parts)
+        if names is None:
+            if fmt is None and not is_archive_name(base):
+                return None
+            if is_archive_name(base):
+                names = [stored_name(base, None)]
+            else:
+                names = [base + s for s in STORED_SUFFIXES]
         for name in names:
             sidecar = self.storage.read(name + SIDECAR)
             if sidecar is None:
@@ -196,11 +227,14 @@ class ArchiveStore:
         return self.storage.open_read(stored.name)
 
     # -- what may be kept ------------------------------------------------------------------
-    def unstorable(self, base: str, max_depth: int) -> Optional[tuple[int, str]]:
-        """Why a fill of request path ``base`` could not be kept, as (HTTP status, reason),
-        or None. Asked before any upstream byte is fetched (module docstring)."""
-        name = stored_name(base, None)
-        if is_archive_name(base):
+    def unstorable(
+        self, base: str, max_depth: int, *, named: bool = False
+    ) -> Optional[tuple[int, str]]:
+        """Why a fill of request path ``base`` (``named``: of the object kept as exactly
+        ``base``) could not be kept, as (HTTP status, reason), or None. Asked before any
+        upstream byte is fetched (module docstring)."""
+        name = base if named else stored_name(base, None)
+        if named or is_archive_name(base):
             finals = [name, name + SIDECAR]
         else:
             finals = [base + s + t for s in STORED_SUFFIXES for t in ("", SIDECAR)]
@@ -334,7 +368,8 @@ class ArchiveStore:
         root = self.tree.directory
         for dirpath, dirs, files in os.walk(root):
             top = dirpath == root
-            dirs[:] = [d for d in dirs if not d.startswith(".") or (top and d == ARCHIVES)]
+            kept = (ARCHIVES, KAGGLE)
+            dirs[:] = [d for d in dirs if not d.startswith(".") or (top and d in kept)]
             have = set(files)
             for name in files:
                 if name.endswith(SIDECAR) and name.removesuffix(SIDECAR) in have:

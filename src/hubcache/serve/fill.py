@@ -20,6 +20,13 @@ does.
 
 The fill knows its owner (the :class:`~hubcache.serve.pullthrough.Mirror`) only through
 :class:`FillOwner`, so this module does not import the one that creates it.
+
+A fill is of a request path (its upstream URL, the archive's format deciding the stored
+name) or of a :class:`Named` object: one whose name and source someone else decided (a
+Kaggle model version's archive, or one file of it, from a signed URL the Kaggle front asks
+for). The same single flight, lock, partial file, sha256, restarts and eviction apply; a
+named object that is not an archive (one file of a version) is kept as it came, checked by
+its length and, from Kaggle's storage, its md5.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Optional, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .. import _faults, _platform
 from .._config import Config
@@ -43,7 +51,20 @@ from ..archive.verify import ArchiveVerifier
 from ..serve.archives import ArchiveStore, Stored, stored_name
 from ..serve.ranges import file_etag
 
+if TYPE_CHECKING:
+    from ..fetch.retry import RetryBudget
+    from ..fetch.source import Source
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Named:
+    """An object fetched by a source of its own and kept under exactly ``name``."""
+
+    name: str  # where the store keeps it ("/"-separated, under a dot-folder of its own)
+    open: Callable[[Config, RetryBudget], Source]  # a fresh source; the fill opens it
+    archive: bool  # verify it as an archive (a version's), or keep its bytes as they came
 
 
 class FillOwner(Protocol):
@@ -67,9 +88,17 @@ class Fill:
     ``stored``; or ``missing`` (upstream 404/410) or ``failed`` (anything else)."""
 
     def __init__(
-        self, mirror: FillOwner, parts: list[str], fmt: Optional[str], url: str, *, via: str = ""
+        self,
+        mirror: FillOwner,
+        parts: list[str],
+        fmt: Optional[str],
+        url: str,
+        *,
+        via: str = "",
+        named: Optional[Named] = None,
     ) -> None:
         self.mirror = mirror
+        self.named = named  # set: a named object (module docstring), ``url`` only shown
         self.via = via  # the Via header sent upstream (loop detection, ``app``)
         self.parts = parts
         self.fmt = fmt
@@ -85,12 +114,13 @@ class Fill:
         self.last_modified = ""
         self.stored: Optional[Stored] = None
         self.error = ""
+        self.status: Optional[int] = None  # a failed fill: the upstream's HTTP status, if any
         self.readers = 0
         self.started_ns = time.time_ns() // 10**9 * 10**9  # whole seconds: every FS keeps them
         self.cancel = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock: Optional[Any] = None  # the store's lock while this fill holds it
-        self._source: Optional[Any] = None  # the upstream stream being read
+        self._upstream: Optional[Any] = None  # the upstream stream being read
         self._spool = ""  # the partial file while it exists
         self._loop = asyncio.get_running_loop()
         self._tick = asyncio.Event()
@@ -142,7 +172,7 @@ class Fill:
         for the thread to remove its partial file and release its lock; whatever it has
         not done by then is done here, so a graceful exit leaves nothing in DIR."""
         self.cancel.set()
-        source = self._source
+        source = self._upstream
         if source is not None:
             with contextlib.suppress(Exception):  # a read blocked on the upstream ends now
                 source.abort()
@@ -155,17 +185,33 @@ class Fill:
         if lock is not None:
             lock.release()  # harmless if the thread released it meanwhile
 
+    def _find(self) -> Optional[Stored]:
+        """What the store holds for this fill already (asked again under the lock)."""
+        store = self.mirror.store
+        if self.named is not None:
+            return store.find_named(self.named.name)
+        return store.find(self.parts, self.fmt)
+
+    def _source(self, config: Config, budget: RetryBudget) -> Source:
+        """A fresh upstream source: each restart opens a new one (a named object's may ask
+        for a fresh signed URL)."""
+        if self.named is not None:
+            return self.named.open(config, budget)
+        from ..fetch.http import HTTPSource
+
+        return HTTPSource(self.url, self.url, config, budget)
+
     def _run(self) -> None:
         store = self.mirror.store
         lock = None
         try:
-            stored = store.find(self.parts, self.fmt)
+            stored = self._find()
             if stored is None:
                 lock = self._lock = store.lock(self.base, self.mirror.config)
                 found: list[Stored] = []
 
                 def done() -> bool:
-                    hit = store.find(self.parts, self.fmt)
+                    hit = self._find()
                     if hit is not None:
                         found.append(hit)
                     return hit is not None or self.cancel.is_set()
@@ -174,7 +220,7 @@ class Fill:
                     lock = None
                     stored = found[0] if found else None
                 else:
-                    stored = store.find(self.parts, self.fmt)  # kept while we took the lock?
+                    stored = self._find()  # kept while we took the lock?
             if stored is not None:
                 self._post(state="stored", stored=stored, size=stored.size, total=stored.size)
                 return
@@ -187,7 +233,8 @@ class Fill:
         except Exception as exc:  # any failure ends this fill, never the server
             message = str(exc) if isinstance(exc, HubcacheError) else f"{type(exc).__name__}: {exc}"
             log.warning("fill of %s from %s failed: %s", self.base, self.url, message)
-            self._post(state="failed", error=message)
+            status = exc.facts.get("status") if isinstance(exc, HubcacheError) else None
+            self._post(state="failed", error=message, status=status)
         finally:
             if lock is not None:
                 lock.release()
@@ -198,7 +245,6 @@ class Fill:
             raise CorruptArchiveError("the mirror is shutting down")
 
     def _fetch(self) -> None:
-        from ..fetch.http import HTTPSource
         from ..fetch.retry import RetryBudget, with_restarts
 
         mirror = self.mirror
@@ -206,7 +252,7 @@ class Fill:
         if self.via:  # to the upstream's host only, like every configured header
             config = dataclasses.replace(config, headers=(*config.headers, ("Via", self.via)))
         budget = RetryBudget.of(config)  # every retry and restart of this fill
-        source = self._source = HTTPSource(self.url, self.url, config, budget)
+        source = self._upstream = self._source(config, budget)
         part = ""
         try:
             source.open()
@@ -223,6 +269,7 @@ class Fill:
                 }
                 sha = hashlib.sha256()
                 verifier = ArchiveVerifier(mirror.config.limits)
+                check = self.named is None or self.named.archive  # else kept as it came
                 size = 0
                 first: list[Any] = [source]  # the first attempt reads the source opened above
 
@@ -238,7 +285,7 @@ class Fill:
                             size,
                         )
                         source.close()
-                        source = self._source = HTTPSource(self.url, self.url, config, budget)
+                        source = self._upstream = self._source(config, budget)
                         self._check_cancel()
                         source.open()
                         if total is not None and source.total != total:
@@ -249,14 +296,15 @@ class Fill:
                     first.clear()
                     for chunk in _after_same_prefix(source.chunks(), part, size):
                         self._check_cancel()
-                        verifier.feed(chunk)  # first: HTML is refused before a byte goes out
+                        if check:  # first: HTML is refused before a byte goes out
+                            verifier.feed(chunk)
                         out.write(chunk)
                         out.flush()
                         sha.update(chunk)
                         size += len(chunk)
                         mirror.on_upstream_bytes(len(chunk))
-                        if verifier.format and opened:
-                            opened["name"] = stored_name(self.base, verifier.format)
+                        if (verifier.format or not check) and opened:
+                            opened["name"] = self._name(verifier.format)
                             self._post(**opened)  # readers start once it looks like one
                             opened = {}
                         self._post(size=size)
@@ -267,13 +315,14 @@ class Fill:
                 if total is not None and size != total:
                     raise CorruptArchiveError(f"the upstream sent {size} of {total} bytes")
                 _faults.checkpoint("fill-before-verify")  # readers wait for the last byte here
-                verifier.finish(part)
+                if check:
+                    verifier.finish(part)
                 if opened:
-                    opened["name"] = stored_name(self.base, verifier.format)
+                    opened["name"] = self._name(verifier.format)
                     self._post(**opened)  # a tiny archive: whole before it was recognised
                 if mirror.config.fsync:
                     os.fsync(out.fileno())
-            name = stored_name(self.base, verifier.format)
+            name = self._name(verifier.format)
             stored = mirror.store.publish(part, name, sha.hexdigest(), self.started_ns)
             part = self._spool = ""
             log.info("stored %s (%d bytes, sha256 %s)", name, size, sha.hexdigest())
@@ -284,6 +333,10 @@ class Fill:
                 with contextlib.suppress(OSError):
                     os.unlink(part)
                 self._spool = ""
+
+    def _name(self, fmt: Optional[str]) -> str:
+        """The stored name: a named object's own, else the request path's for ``fmt``."""
+        return self.named.name if self.named is not None else stored_name(self.base, fmt)
 
 
 def _after_same_prefix(chunks: Iterator[bytes], path: str, length: int) -> Iterator[bytes]:

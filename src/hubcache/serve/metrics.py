@@ -16,6 +16,7 @@ own registry, so tests running several servers in one process never share counts
 | ``hubcache_mirror_stored_bytes`` | bytes of archives the mirror stored (local DIR) |
 | ``hubcache_mirror_fills_refused_total`` | misses answered 503 because ``--max-fills`` ran |
 | ``hubcache_mirror_header_timeouts_total`` | connections closed by ``--header-timeout`` |
+| ``hubcache_mirror_kaggle_calls_total{method,source}`` | Kaggle API calls, by who answered |
 | ``hubcache_mirror_fd_limit`` | the open-file limit in force (raised to the hard limit) |
 | ``hubcache_mirror_limit{name}`` | each operator limit: header/idle timeout (s), max fills, ... |
 """
@@ -59,6 +60,12 @@ class Metrics:
         self.header_timeouts = Counter(
             "hubcache_mirror_header_timeouts",
             "Connections closed by --header-timeout",
+            registry=r,
+        )
+        self.kaggle_calls = Counter(
+            "hubcache_mirror_kaggle_calls",
+            "Kaggle API calls answered, by method and by who answered",
+            ["method", "source"],
             registry=r,
         )
         self.fd_limit = Gauge("hubcache_mirror_fd_limit", "Open-file limit in force", registry=r)

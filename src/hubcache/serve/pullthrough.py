@@ -34,7 +34,7 @@ from .._handles import append_format_query
 from ..kaggle.upstream import is_kaggle_host, upstream_credential
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.static import is_archive_name
-from .fill import Fill
+from .fill import Fill, Named
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,11 @@ class Mirror:
         return upstream_url(self.upstreams, parts)
 
     def known_missing(self, parts: list[str]) -> bool:
-        key = "/".join(parts)
+        return self.missing_key("/".join(parts))
+
+    def missing_key(self, key: str) -> bool:
+        """Whether an upstream 404 for ``key`` (a request path, or a named object's name)
+        is still remembered."""
         until = self._negative.get(key)
         if until is None:
             return False
@@ -180,6 +184,19 @@ class Mirror:
             if len(self.fills) >= self.max_fills:
                 return None
             fill = self.fills[key] = Fill(self, parts, fmt, url, via=via)
+            self.on_event("fill-started")
+            fill.start()
+        return fill
+
+    def fill_named(self, named: Named, shown: str, *, via: str = "") -> Optional[Fill]:
+        """:meth:`fill` for an object kept under a name of its own (``fill.Named``): one
+        fill per name at a time, the same limits."""
+        fill = self.fills.get(named.name)
+        if fill is None:
+            if len(self.fills) >= self.max_fills:
+                return None
+            parts = named.name.split("/")
+            fill = self.fills[named.name] = Fill(self, parts, None, shown, via=via, named=named)
             self.on_event("fill-started")
             fill.start()
         return fill

@@ -232,6 +232,24 @@ def test_kaggle_errors_are_kagglehubs_http_error_with_our_message(
     assert out["status"] in (status, 403) and "Kaggle" in out["message"]
 
 
+def test_an_empty_token_file_is_no_token_as_kagglehub_reads_it(
+    world: KaggleWorld, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kagglehub's own tests name an empty token file (kagglesdk reads it as none); what works
+    with kagglehub alone works through the plug-in, with a warning. hubcache's own calls keep
+    refusing it (tests/test_careless_inputs.py)."""
+    empty = tmp_path / "empty_access_token"
+    empty.write_text("")
+    empty.chmod(0o600)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(empty))
+    assert call(f"{NNLM}/1", plugin=False)["version"] == 1
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "through-hubcache"))
+    assert call(f"{NNLM}/2", path="saved_model.pb")["version"] == 2
+    assert not any("authorization" in s.headers for s in world.kaggle.seen)
+    with pytest.raises(hubcache.ConfigurationError, match="is empty"):
+        hubcache.resolve(f"kaggle:{NNLM}/1")  # not cached here: the API would be asked
+
+
 def test_four_processes_at_once_make_one_download_of_each_file(world: KaggleWorld) -> None:
     code = CALL.replace(
         "args = json.loads(sys.argv[1])",

@@ -8,7 +8,8 @@ Three servers on 127.0.0.1, each started and stopped by the test:
   ``http_proxy`` pointing at this server, which accepts absolute-form request lines
   (``POST http://localhost/api/v1/...``). It serves ``GetModelInstance``,
   ``ListModelInstanceVersionFiles`` (pages of ``pageSize``) and
-  ``DownloadModelInstanceVersion`` (302 to a signed URL), the legacy
+  ``DownloadModelInstanceVersion`` (302 to a signed URL; with ``direct`` set, 200 with the
+  bytes and their md5, as kagglehub's own test stub answers), the legacy
   ``GET /api/v1/models/O/M/FW/VAR/VER/download``, and ``/models/...`` pages (302 to the
   archive with ``tf-hub-format=compressed``, else an HTML page). Bearer and Basic auth.
   As a proxy it also answers for ``http://www.kaggle.com`` (how a mirror knows Kaggle).
@@ -200,6 +201,9 @@ class KaggleServer(BackgroundServer):
         self.accounts = Accounts()
         self.seen: list[Seen] = []
         self.rpc_missing = False  # listing and download routes answer a bare 404 (older API)
+        self.direct = False  # downloads answer 200 with the bytes, not a redirect to storage
+        self.corrupt = 0  # direct: flip a byte in this many next bodies (md5 the real one's)
+        self.drop = 0  # direct: cut this many next bodies in half and close the connection
 
     def add(self, model: KaggleModel) -> KaggleModel:
         self.models.append(model)
@@ -382,14 +386,36 @@ class _KaggleHandler(BaseHTTPRequestHandler):
     def _redirect_to_blob(self, model: KaggleModel, version: int, path: Optional[str]) -> None:
         files = model.versions[version]
         key = f"{model.owner}-{model.model}-{fw_id(model.framework)}-{model.variation}-{version}"
-        if path:
-            if path not in files:
-                self._error(404, f"no file {path}")
-                return
-            url = self.owner.storage.sign(f"{key}/{path}", files[path])
-        else:
-            url = self.owner.storage.sign(f"{key}.tar.gz", model.archive(version))
+        if path and path not in files:
+            self._error(404, f"no file {path}")
+            return
+        data = files[path] if path else model.archive(version)
+        if self.owner.direct:
+            self._send_bytes(data)
+            return
+        url = self.owner.storage.sign(f"{key}/{path}" if path else f"{key}.tar.gz", data)
         self._send(302, b"", "text/plain", {"Location": url})
+
+    def _send_bytes(self, data: bytes) -> None:
+        """The download call answered with the bytes themselves (200), md5 declared."""
+        owner = self.owner
+        with owner._lock:
+            corrupt, drop = owner.corrupt > 0, owner.drop > 0
+            owner.corrupt -= 1 if corrupt else 0
+            owner.drop -= 1 if drop else 0
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
+        body = bytes([data[0] ^ 0xFF]) + data[1:] if corrupt else data
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
+        self.end_headers()
+        if drop:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self._forwarded():

@@ -430,6 +430,77 @@ def test_both_plugins_share_one_finder_and_start_up_imports_only_the_hooks(
     assert finders == [["kagglehub", "tensorflow_hub"]]
 
 
+def test_install_in_code_with_the_pth_armed_is_silent(tmp_path: pathlib.Path) -> None:
+    """``install()`` before ``import kagglehub`` (as docs/kagglehub.md shows) while the .pth
+    watches kagglehub: the import hands over to install() once more, inside the first."""
+    hubcache.kagglehub.PTH.write(str(tmp_path))
+    code = "import hubcache.kagglehub as h; print(h.install(), h.install(), h.is_installed())"
+    proc = run_site(tmp_path, code)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True True True\n", "")
+
+
+# kagglehub 0.3's shape (checked against 0.3.13): the same registry, but its cache helper is
+# module functions, not the Cache class the plug-in uses.
+OLD_KAGGLEHUB = {
+    "__init__.py": (
+        "__version__ = '0.3.13'\n"
+        "from kagglehub import http_resolver, registry\n"
+        "registry.model_resolver.add_implementation(http_resolver.ModelHttpResolver())\n"
+        "def model_download(handle, path=None):\n"
+        "    return registry.model_resolver(handle, path)[0]\n"
+    ),
+    "registry.py": (
+        "class MultiImplRegistry:\n"
+        "    def __init__(self):\n"
+        "        self._impls = []\n"
+        "    def add_implementation(self, impl):\n"
+        "        self._impls.append(impl)\n"
+        "    def __call__(self, *args, **kwargs):\n"
+        "        for impl in reversed(self._impls):\n"
+        "            if impl.is_supported(*args, **kwargs):\n"
+        "                return impl(*args, **kwargs)\n"
+        "model_resolver = MultiImplRegistry()\n"
+    ),
+    "http_resolver.py": (
+        "class ModelHttpResolver:\n"
+        "    def is_supported(self, *args, **kwargs):\n"
+        "        return True\n"
+        "    def __call__(self, handle, path=None, **kwargs):\n"
+        "        return '/from/kagglehub/itself', 1\n"
+    ),
+    "cache.py": "def load_from_cache(handle, path=None):\n    return None\n",
+    "exceptions.py": "class KaggleApiHTTPError(Exception):\n    pass\n",
+}
+
+
+def test_a_kagglehub_of_another_shape_gets_one_warning_and_keeps_working(
+    tmp_path: pathlib.Path,
+) -> None:
+    package = tmp_path / "old" / "kagglehub"
+    package.mkdir(parents=True)
+    for name, text in OLD_KAGGLEHUB.items():
+        (package / name).write_text(text)
+    site = tmp_path / "site"
+    site.mkdir()
+    hubcache.kagglehub.PTH.write(str(site))
+    code = (
+        "import json, kagglehub, hubcache.kagglehub as h; ok = h.install(); "
+        "print(json.dumps([ok, [type(i).__name__ for i in kagglehub.registry.model_resolver."
+        "_impls], kagglehub.model_download('o/m/keras/v/1'), h.status().registry]))"
+    )
+    proc = run_with_site(site, code, tmp_path / "old", pathlib.Path(SRC))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        False,
+        ["ModelHttpResolver"],
+        "/from/kagglehub/itself",
+        "differs: kagglehub/cache.py has no 'class Cache'",
+    ]
+    warning = [line for line in proc.stderr.splitlines() if "Warning" in line]
+    assert len(warning) == 1 and "not one hubcache's plug-in knows" in warning[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_a_stale_pth_without_hubcache_is_silent(tmp_path: pathlib.Path) -> None:
     hubcache.kagglehub.PTH.write(str(tmp_path))
     proc = run_with_site(tmp_path, "print('ok')", bare=True)  # hubcache not importable

@@ -117,12 +117,20 @@ class KaggleApi:
         finally:
             _release(response)
 
-    def download_url(self, model: KaggleModel, path: Optional[str] = None) -> str:
+    def download_url(
+        self,
+        model: KaggleModel,
+        path: Optional[str] = None,
+        *,
+        budget: Optional[RetryBudget] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> str:
         """A fresh signed URL for the version's archive, or one file of it (a refused one
         is replaced with it); an API that answers with the bytes instead has none to give."""
-        url, answer = self.download(model, path)
+        url, answer = self.download(model, path, budget=budget, stop=stop)
         if answer is not None:
-            _release(answer)
+            answer.close()  # never drain: the body is a model's bytes
+            answer.release_conn()
             raise DownloadError(
                 f"Kaggle's API answered the download of {model.slug} with the bytes instead "
                 "of a fresh download URL; try again",

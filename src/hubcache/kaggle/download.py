@@ -73,4 +73,6 @@ class KaggleDownload(SignedSource):
 
     def _fresh_url(self) -> str:
         """A refused signed URL's replacement: the call made again."""
-        return self._api.download_url(self._model, self._path)
+        return self._api.download_url(
+            self._model, self._path, budget=self.budget, stop=self._cancelled
+        )

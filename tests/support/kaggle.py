@@ -164,12 +164,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
             owner.seen.append(
                 Seen("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
             )
-            refuse = owner.refuse > 0
-            owner.refuse -= 1 if refuse else 0
-            corrupt = owner.corrupt > 0
-            owner.corrupt -= 1 if corrupt else 0
-            drop = owner.drop > 0
-            owner.drop -= 1 if drop else 0
+        refuse, corrupt, drop = (_use(owner, name) for name in ("refuse", "corrupt", "drop"))
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         blob_id = url.path.removeprefix("/blob/")
@@ -216,9 +211,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
         self.end_headers()
         if drop:
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            _half_and_close(self, data)
             return
         self._paced(owner, memoryview(data)[first : last + 1])
 
@@ -234,6 +227,21 @@ class _StorageHandler(BaseHTTPRequestHandler):
             wait = began + (sent + piece) / owner.per_conn - time.monotonic()
             if wait > 0 and owner._stopping.wait(wait):
                 return
+
+
+def _use(owner: BackgroundServer, counter: str) -> bool:
+    """Whether a fault counter (``corrupt``, ``drop``...) applies to this answer; used up."""
+    with owner._lock:
+        left = int(getattr(owner, counter))
+        setattr(owner, counter, max(0, left - 1))
+    return left > 0
+
+
+def _half_and_close(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """Half the promised body, then the connection closed: a transfer cut short."""
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
 
 
 class Link:
@@ -474,11 +482,7 @@ class _KaggleHandler(BaseHTTPRequestHandler):
 
     def _send_bytes(self, data: bytes) -> None:
         """The download call answered with the bytes themselves (200), md5 declared."""
-        owner = self.owner
-        with owner._lock:
-            corrupt, drop = owner.corrupt > 0, owner.drop > 0
-            owner.corrupt -= 1 if corrupt else 0
-            owner.drop -= 1 if drop else 0
+        corrupt, drop = _use(self.owner, "corrupt"), _use(self.owner, "drop")
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
         body = bytes([data[0] ^ 0xFF]) + data[1:] if corrupt else data
         self.send_response(200)
@@ -487,9 +491,7 @@ class _KaggleHandler(BaseHTTPRequestHandler):
         self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
         self.end_headers()
         if drop:
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            _half_and_close(self, body)
             return
         self.wfile.write(body)
 

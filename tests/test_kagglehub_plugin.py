@@ -500,6 +500,18 @@ def test_a_kagglehub_of_another_shape_gets_one_warning_and_keeps_working(
     assert len(warning) == 1 and "not one hubcache's plug-in knows" in warning[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
+    (tmp_path / "other").mkdir()
+    command = ["kagglehub", "enable", "--site-dir", str(tmp_path / "other")]
+    enable = run_with_site(
+        site,
+        f"from hubcache.cli.main import main; raise SystemExit(main({command!r}))",
+        tmp_path / "old",
+        pathlib.Path(SRC),
+    )
+    assert enable.returncode == 0 and "Traceback" not in enable.stderr, enable.stderr
+    assert "is not one the plug-in knows" in enable.stderr  # the version: pip's record
+    assert "keeps resolving on its own" in enable.stderr
+
 
 def test_a_stale_pth_without_hubcache_is_silent(tmp_path: pathlib.Path) -> None:
     hubcache.kagglehub.PTH.write(str(tmp_path))

@@ -232,20 +232,25 @@ def test_kaggle_errors_are_kagglehubs_http_error_with_our_message(
     assert out["status"] in (status, 403) and "Kaggle" in out["message"]
 
 
-def test_an_empty_token_file_is_no_token_as_kagglehub_reads_it(
+def test_kagglehubs_own_test_setting_empty_token_file_and_bytes_in_the_answer(
     world: KaggleWorld, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """kagglehub's own tests name an empty token file (kagglesdk reads it as none); what works
-    with kagglehub alone works through the plug-in, with a warning. hubcache's own calls keep
-    refusing it (tests/test_careless_inputs.py)."""
+    """kagglehub's own tests name an empty token file (kagglesdk reads it as none) and their
+    server answers downloads with the bytes: what works with kagglehub alone works through
+    the plug-in, with a warning. hubcache's own calls keep refusing the empty file
+    (tests/test_careless_inputs.py)."""
     empty = tmp_path / "empty_access_token"
     empty.write_text("")
     empty.chmod(0o600)
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(empty))
+    world.kaggle.direct = True
     assert call(f"{NNLM}/1", plugin=False)["version"] == 1
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "through-hubcache"))
-    assert call(f"{NNLM}/2", path="saved_model.pb")["version"] == 2
+    ours = call(f"{NNLM}/2", path="saved_model.pb")
+    assert ours["version"] == 2
+    assert pathlib.Path(ours["path"]).read_bytes() == saved_model_files("v2")["saved_model.pb"]
     assert not any("authorization" in s.headers for s in world.kaggle.seen)
+    assert storage_gets(world) == 0
     with pytest.raises(hubcache.ConfigurationError, match="is empty"):
         hubcache.resolve(f"kaggle:{NNLM}/1")  # not cached here: the API would be asked
 

@@ -166,6 +166,37 @@ def test_broken_file_stream_is_fetched_again(world: KaggleWorld) -> None:
     assert storage_gets(world) == 4
 
 
+@pytest.mark.parametrize("slug", [f"{NNLM}/2", f"{BIG}/1"], ids=["files", "archive"])
+def test_download_answered_with_the_bytes_is_read_from_the_answer(
+    world: KaggleWorld, slug: str
+) -> None:
+    """kagglesdk accepts a 200 with the bytes as well as a redirect (kagglehub's own test
+    server answers so): the download call's answer is read, with the credential on the API
+    only and the md5 it declares checked."""
+    world.kaggle.direct = True
+    path = hubcache.resolve(f"kaggle:{slug}")
+    big = "bignet" in slug
+    assert tree(path) == (saved_model_files("big", extra=30) if big else saved_model_files("v2"))
+    assert world.kaggle.calls("DownloadModelInstanceVersion") == (1 if big else 3)
+    assert storage_gets(world) == 0
+    assert manifest(path)["kaggle"]["version"] == int(slug[-1])
+
+
+def test_download_answered_with_the_bytes_is_checked_and_restarted(
+    world: KaggleWorld, cache_root: pathlib.Path
+) -> None:
+    world.kaggle.direct = True
+    world.kaggle.corrupt = 1
+    with pytest.raises(hubcache.CorruptArchiveError, match="x-goog-hash"):
+        hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert list(cache_root.glob("*.manifest.json")) == []
+    before = world.kaggle.calls("DownloadModelInstanceVersion")
+    world.kaggle.drop = 1  # a POST's answer cannot be resumed: the call is made again
+    path = hubcache.resolve(f"kaggle:{BIG}/1")
+    assert tree(path) == saved_model_files("big", extra=30)
+    assert world.kaggle.calls("DownloadModelInstanceVersion") - before == 2
+
+
 def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
     path = hubcache.resolve(f"kaggle:{NNLM}/2")

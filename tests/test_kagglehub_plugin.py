@@ -232,6 +232,29 @@ def test_kaggle_errors_are_kagglehubs_http_error_with_our_message(
     assert out["status"] in (status, 403) and "Kaggle" in out["message"]
 
 
+def test_kagglehubs_own_test_setting_empty_token_file_and_bytes_in_the_answer(
+    world: KaggleWorld, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kagglehub's own tests name an empty token file (kagglesdk reads it as none) and their
+    server answers downloads with the bytes: what works with kagglehub alone works through
+    the plug-in, with a warning. hubcache's own calls keep refusing the empty file
+    (tests/test_careless_inputs.py)."""
+    empty = tmp_path / "empty_access_token"
+    empty.write_text("")
+    empty.chmod(0o600)
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(empty))
+    world.kaggle.direct = True
+    assert call(f"{NNLM}/1", plugin=False)["version"] == 1
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "through-hubcache"))
+    ours = call(f"{NNLM}/2", path="saved_model.pb")
+    assert ours["version"] == 2
+    assert pathlib.Path(ours["path"]).read_bytes() == saved_model_files("v2")["saved_model.pb"]
+    assert not any("authorization" in s.headers for s in world.kaggle.seen)
+    assert storage_gets(world) == 0
+    with pytest.raises(hubcache.ConfigurationError, match="is empty"):
+        hubcache.resolve(f"kaggle:{NNLM}/1")  # not cached here: the API would be asked
+
+
 def test_four_processes_at_once_make_one_download_of_each_file(world: KaggleWorld) -> None:
     code = CALL.replace(
         "args = json.loads(sys.argv[1])",
@@ -410,6 +433,89 @@ def test_both_plugins_share_one_finder_and_start_up_imports_only_the_hooks(
     after, finders = json.loads(run_site(site, code).stdout)
     assert set(after) - before == {"_hubcache_hook", "_hubcache_tfhub"}
     assert finders == [["kagglehub", "tensorflow_hub"]]
+
+
+def test_install_in_code_with_the_pth_armed_is_silent(tmp_path: pathlib.Path) -> None:
+    """``install()`` before ``import kagglehub`` (as docs/kagglehub.md shows) while the .pth
+    watches kagglehub: the import hands over to install() once more, inside the first."""
+    hubcache.kagglehub.PTH.write(str(tmp_path))
+    code = "import hubcache.kagglehub as h; print(h.install(), h.install(), h.is_installed())"
+    proc = run_site(tmp_path, code)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True True True\n", "")
+
+
+# kagglehub 0.3's shape (checked against 0.3.13): the same registry, but its cache helper is
+# module functions, not the Cache class the plug-in uses.
+OLD_KAGGLEHUB = {
+    "__init__.py": (
+        "__version__ = '0.3.13'\n"
+        "from kagglehub import http_resolver, registry\n"
+        "registry.model_resolver.add_implementation(http_resolver.ModelHttpResolver())\n"
+        "def model_download(handle, path=None):\n"
+        "    return registry.model_resolver(handle, path)[0]\n"
+    ),
+    "registry.py": (
+        "class MultiImplRegistry:\n"
+        "    def __init__(self):\n"
+        "        self._impls = []\n"
+        "    def add_implementation(self, impl):\n"
+        "        self._impls.append(impl)\n"
+        "    def __call__(self, *args, **kwargs):\n"
+        "        for impl in reversed(self._impls):\n"
+        "            if impl.is_supported(*args, **kwargs):\n"
+        "                return impl(*args, **kwargs)\n"
+        "model_resolver = MultiImplRegistry()\n"
+    ),
+    "http_resolver.py": (
+        "class ModelHttpResolver:\n"
+        "    def is_supported(self, *args, **kwargs):\n"
+        "        return True\n"
+        "    def __call__(self, handle, path=None, **kwargs):\n"
+        "        return '/from/kagglehub/itself', 1\n"
+    ),
+    "cache.py": "def load_from_cache(handle, path=None):\n    return None\n",
+    "exceptions.py": "class KaggleApiHTTPError(Exception):\n    pass\n",
+}
+
+
+def test_a_kagglehub_of_another_shape_gets_one_warning_and_keeps_working(
+    tmp_path: pathlib.Path,
+) -> None:
+    package = tmp_path / "old" / "kagglehub"
+    package.mkdir(parents=True)
+    for name, text in OLD_KAGGLEHUB.items():
+        (package / name).write_text(text)
+    site = tmp_path / "site"
+    site.mkdir()
+    hubcache.kagglehub.PTH.write(str(site))
+    code = (
+        "import json, kagglehub, hubcache.kagglehub as h; ok = h.install(); "
+        "print(json.dumps([ok, [type(i).__name__ for i in kagglehub.registry.model_resolver."
+        "_impls], kagglehub.model_download('o/m/keras/v/1'), h.status().registry]))"
+    )
+    proc = run_with_site(site, code, tmp_path / "old", pathlib.Path(SRC))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [
+        False,
+        ["ModelHttpResolver"],
+        "/from/kagglehub/itself",
+        "differs: kagglehub/cache.py has no 'class Cache'",
+    ]
+    warning = [line for line in proc.stderr.splitlines() if "Warning" in line]
+    assert len(warning) == 1 and "not one hubcache's plug-in knows" in warning[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    (tmp_path / "other").mkdir()
+    command = ["kagglehub", "enable", "--site-dir", str(tmp_path / "other")]
+    enable = run_with_site(
+        site,
+        f"from hubcache.cli.main import main; raise SystemExit(main({command!r}))",
+        tmp_path / "old",
+        pathlib.Path(SRC),
+    )
+    assert enable.returncode == 0 and "Traceback" not in enable.stderr, enable.stderr
+    assert "is not one the plug-in knows" in enable.stderr  # the version: pip's record
+    assert "keeps resolving on its own" in enable.stderr
 
 
 def test_a_stale_pth_without_hubcache_is_silent(tmp_path: pathlib.Path) -> None:

@@ -8,14 +8,16 @@ Three servers on 127.0.0.1, each started and stopped by the test:
   ``http_proxy`` pointing at this server, which accepts absolute-form request lines
   (``POST http://localhost/api/v1/...``). It serves ``GetModelInstance``,
   ``ListModelInstanceVersionFiles`` (pages of ``pageSize``) and
-  ``DownloadModelInstanceVersion`` (302 to a signed URL), the legacy
+  ``DownloadModelInstanceVersion`` (302 to a signed URL; with ``direct`` set, 200 with the
+  bytes and their md5, as kagglehub's own test stub answers), the legacy
   ``GET /api/v1/models/O/M/FW/VAR/VER/download``, and ``/models/...`` pages (302 to the
   archive with ``tf-hub-format=compressed``, else an HTML page). Bearer and Basic auth.
   As a proxy it also answers for ``http://www.kaggle.com`` (how a mirror knows Kaggle).
 * :class:`StorageServer` -- signed URLs: a query signature (HMAC) and an expiry; answers
   400 ``ExpiredToken`` past the expiry, 403 ``SignatureDoesNotMatch`` for a bad signature
   or when told to refuse the next N requests; declares the md5 in ``x-goog-hash``. Records
-  every request's headers.
+  every request's headers. On demand it answers like far storage (:meth:`StorageServer.far`:
+  an answer delay, a per-connection cap, a shared link, single ranges with an ETag).
 * :class:`Redirector` -- ``/<publisher>/<model>/<version>`` -> 302 to a Kaggle model URL
   (query kept, ``tfhub-redirect=true`` added), or to the HTML catalogue for unmigrated ones.
 """
@@ -31,11 +33,14 @@ import io
 import json
 import re
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from hubcache.serve.ranges import if_range_fresh, parse_range
 
 from ._serving import BackgroundServer, TrackedHTTPServer
 
@@ -68,6 +73,7 @@ class KaggleModel:
     variation: str
     versions: dict[int, dict[str, bytes]]
     gated: bool = False
+    _archives: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def latest(self) -> int:
@@ -82,8 +88,16 @@ class KaggleModel:
         )
 
     def archive(self, version: int) -> bytes:
-        """The version as Kaggle's archive; the same bytes on every call (the gzip header's
-        time is fixed), so a test can compare what it got with a fresh copy."""
+        """The version's ``.tar.gz``, made once (storage holds archives ready, as Kaggle's
+        does: a benchmark must not time the test server's own compression), and the same
+        bytes on every call (the gzip header's time is fixed), so a test can compare what it
+        got with a fresh copy."""
+        made = self._archives.get(version)
+        if made is None:
+            made = self._archives[version] = self._make_archive(version)
+        return made
+
+    def _make_archive(self, version: int) -> bytes:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, data in sorted(self.versions[version].items()):
@@ -113,13 +127,26 @@ class StorageServer(BackgroundServer):
         super().__init__()
         self.handler = _StorageHandler
         self.blobs: dict[str, bytes] = {}
+        self.digests: dict[str, tuple[str, str]] = {}  # blob -> (base64 md5, ETag)
         self.lifetime = lifetime
         self.refuse = 0  # answer 403 to this many next requests
         self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
         self.drop = 0  # cut this many next bodies in half and close the connection
         self.seen: list[Seen] = []
+        self.delay = 0.0  # seconds before each answer (a far host's round trip)
+        self.per_conn = 0  # bytes/s each response is paced to (0: as fast as it goes)
+        self.ranges = False  # single ranges (206), a strong ETag and Accept-Ranges
+        self._link = Link(0)
+
+    def far(self, delay: float, per_conn: int, link: int) -> None:
+        """Answer like storage far away: ``delay`` s before each answer, each body paced to
+        ``per_conn`` bytes/s, all of them sharing ``link`` bytes/s; ranges served."""
+        self.delay, self.per_conn, self.ranges, self._link = delay, per_conn, True, Link(link)
 
     def sign(self, blob_id: str, data: bytes, lifetime: Optional[float] = None) -> str:
+        if self.blobs.get(blob_id) is not data:  # digests once per blob, not per request
+            md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's
+            self.digests[blob_id] = (md5, f'"{hashlib.sha256(data).hexdigest()[:32]}"')
         self.blobs[blob_id] = data
         expires = int(time.time() + (self.lifetime if lifetime is None else lifetime))
         sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
@@ -140,12 +167,7 @@ class _StorageHandler(BaseHTTPRequestHandler):
             owner.seen.append(
                 Seen("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
             )
-            refuse = owner.refuse > 0
-            owner.refuse -= 1 if refuse else 0
-            corrupt = owner.corrupt > 0
-            owner.corrupt -= 1 if corrupt else 0
-            drop = owner.drop > 0
-            owner.drop -= 1 if drop else 0
+        refuse, corrupt, drop = (_use(owner, name) for name in ("refuse", "corrupt", "drop"))
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         blob_id = url.path.removeprefix("/blob/")
@@ -170,20 +192,78 @@ class _StorageHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
+        md5, etag = owner.digests[blob_id]
         if corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
-        self.send_response(200)
+        if owner.delay and owner._stopping.wait(owner.delay):
+            return
+        asked = self.headers.get("Range", "") if owner.ranges else ""
+        if asked and if_range_fresh(self.headers.get("If-Range", etag), etag, None):
+            span = parse_range(asked, len(data))
+        else:
+            span = None
+        first, last = span if isinstance(span, tuple) else (0, len(data) - 1)
+        self.send_response(206 if isinstance(span, tuple) else 200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(last + 1 - first))
         self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
+        if owner.ranges:
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+        if isinstance(span, tuple):
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
         self.end_headers()
         if drop:
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            _half_and_close(self, data)
             return
-        self.wfile.write(data)
+        self._paced(owner, memoryview(data)[first : last + 1])
+
+    def _paced(self, owner: StorageServer, body: memoryview) -> None:
+        if not owner.per_conn:
+            self.wfile.write(body)
+            return
+        piece = max(1024, owner.per_conn // 50)
+        began = time.monotonic()
+        for sent in range(0, len(body), piece):
+            owner._link.take(len(body[sent : sent + piece]))
+            self.wfile.write(body[sent : sent + piece])
+            wait = began + (sent + piece) / owner.per_conn - time.monotonic()
+            if wait > 0 and owner._stopping.wait(wait):
+                return
+
+
+def _use(owner: BackgroundServer, counter: str) -> bool:
+    """Whether a fault counter (``corrupt``, ``drop``...) applies to this answer; used up."""
+    with owner._lock:
+        left = int(getattr(owner, counter))
+        setattr(owner, counter, max(0, left - 1))
+    return left > 0
+
+
+def _half_and_close(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """Half the promised body, then the connection closed: a transfer cut short."""
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+class Link:
+    """One budget of bytes/s for every response together (the user's link); 0: none."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.free_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.free_at = max(self.free_at, now) + n / self.rate
+            wait = self.free_at - now - 0.05  # a little burst, as a router's queue allows
+        if wait > 0:
+            time.sleep(wait)
 
 
 # -- Kaggle's API and web pages ----------------------------------------------------------
@@ -203,6 +283,11 @@ class KaggleServer(BackgroundServer):
         self.accounts = Accounts()
         self.seen: list[Seen] = []
         self.rpc_missing = False  # listing and download routes answer a bare 404 (older API)
+        self.direct = False  # downloads answer 200 with the bytes, not a redirect to storage
+        self.delay = 0.0  # seconds before each API answer (a far host's round trip)
+        self.page_cap = 0  # list at most this many files a page (0: as asked), as for big versions
+        self.corrupt = 0  # direct: flip a byte in this many next bodies (md5 the real one's)
+        self.drop = 0  # direct: cut this many next bodies in half and close the connection
 
     def add(self, model: KaggleModel) -> KaggleModel:
         self.models.append(model)
@@ -322,6 +407,8 @@ class _KaggleHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         self._record(body)
+        if self.owner.delay and self.owner._stopping.wait(self.owner.delay):
+            return
         path = self._path()
         match = re.fullmatch(r"(?:/api)?/v1/models\.ModelApiService/(\w+)", path)
         if match is None:
@@ -366,6 +453,7 @@ class _KaggleHandler(BaseHTTPRequestHandler):
         files = model.versions[version]
         if method == "ListModelInstanceVersionFiles":
             size = int(req.get("pageSize") or 20)
+            size = min(size, self.owner.page_cap or size)
             start = int(req.get("pageToken") or 0)
             names = sorted(files)[start : start + size]
             token = str(start + size) if start + size < len(files) else ""
@@ -385,14 +473,30 @@ class _KaggleHandler(BaseHTTPRequestHandler):
     def _redirect_to_blob(self, model: KaggleModel, version: int, path: Optional[str]) -> None:
         files = model.versions[version]
         key = f"{model.owner}-{model.model}-{fw_id(model.framework)}-{model.variation}-{version}"
-        if path:
-            if path not in files:
-                self._error(404, f"no file {path}")
-                return
-            url = self.owner.storage.sign(f"{key}/{path}", files[path])
-        else:
-            url = self.owner.storage.sign(f"{key}.tar.gz", model.archive(version))
+        if path and path not in files:
+            self._error(404, f"no file {path}")
+            return
+        data = files[path] if path else model.archive(version)
+        if self.owner.direct:
+            self._send_bytes(data)
+            return
+        url = self.owner.storage.sign(f"{key}/{path}" if path else f"{key}.tar.gz", data)
         self._send(302, b"", "text/plain", {"Location": url})
+
+    def _send_bytes(self, data: bytes) -> None:
+        """The download call answered with the bytes themselves (200), md5 declared."""
+        corrupt, drop = _use(self.owner, "corrupt"), _use(self.owner, "drop")
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
+        body = bytes([data[0] ^ 0xFF]) + data[1:] if corrupt else data
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
+        self.end_headers()
+        if drop:
+            _half_and_close(self, body)
+            return
+        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self._forwarded():

@@ -142,14 +142,19 @@ def _cmd_enable(args: argparse.Namespace) -> int:
                 "there: it takes effect for the python whose site-packages that is; undo "
                 f"with `hubcache {p.command} disable --site-dir`",
             )
-        else:
+        elif not state.registry.startswith("differs"):
             say(
                 args,
                 f"{p.package} will use hubcache in this environment ({version}); undo with "
                 f"`hubcache {p.command} disable`",
             )
         if state.registry.startswith("differs"):
-            say(args, f"warning: registry {state.registry}")
+            say(
+                args,
+                f"warning: this {version} is not one the plug-in knows (registry "
+                f"{state.registry}): {p.package} keeps resolving on its own, with one warning "
+                f"in each process that imports it; undo with `hubcache {p.command} disable`",
+            )
     return 0
 
 

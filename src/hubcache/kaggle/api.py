@@ -6,18 +6,22 @@ fields are camelCase and whose framework is the enum's name)::
     models.ModelApiService/GetModelInstance               -> {"versionNumber": N, ...}
     models.ModelApiService/ListModelInstanceVersionFiles  -> {"files": [{"name", "size"}],
                                                               "nextPageToken": ""}
-    models.ModelApiService/DownloadModelInstanceVersion   -> 302 Location: <signed URL>
-    GET <web>/api/v1/models/O/M/FW/VAR/VER/download       -> 302 (older servers; fallback)
+    models.ModelApiService/DownloadModelInstanceVersion   -> 302 Location: <signed URL>,
+                                                             or 200 with the bytes themselves
+    GET <web>/api/v1/models/O/M/FW/VAR/VER/download       -> the same (older servers; fallback)
 
-Credentials go on these requests only. Redirects are never followed here: the signed URL
-is returned and fetched without any credential by ``fetch.http``. Errors carry Kaggle's
-``message`` when it sends one, and 401/403 name the credential *source* that was tried.
+Credentials go on these requests only. Redirects are never followed here: the download call
+is made by its source (``kaggle.download``), which fetches the signed URL without any
+credential, or reads the answer's own body (kagglesdk accepts both, and kagglehub's test
+servers answer with the bytes). Errors carry Kaggle's ``message`` when it sends one, and
+401/403 name the credential *source* that was tried.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.parse
 from typing import Any, Optional, overload
 
@@ -79,21 +83,60 @@ class KaggleApi:
             files.append((item["name"], int(size) if isinstance(size, (int, str)) else -1))
         return files, bool(data.get("nextPageToken"))
 
-    def download_url(self, model: KaggleModel, path: Optional[str] = None) -> str:
-        """A fresh signed URL for the version's archive, or for one file of it."""
+    def download(
+        self,
+        model: KaggleModel,
+        path: Optional[str] = None,
+        *,
+        budget: Optional[RetryBudget] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> tuple[str, Any]:
+        """Make the download call for the version's archive, or one file of it: ``(the
+        signed URL it redirects to, None)``, or ``(the URL called, the answer)`` when the
+        answer (200) carries the bytes themselves, unread. ``budget``: the download's one
+        retry budget."""
         body: dict[str, Any] = {**_body(model), "versionNumber": model.version}
         if path is not None:
             body["path"] = path
-        response = self._call("POST", self._rpc("DownloadModelInstanceVersion"), body, model)
+        called = self._rpc("DownloadModelInstanceVersion")
+        response = self._call("POST", called, body, model, budget=budget, stop=stop, stream=True)
         if response.status == 404 and path is None and not _is_json(response):
             # The RPC route itself is missing (an older API): use the legacy download URL.
+            _release(response)
             legacy = (
                 f"{self.settings.web_endpoint}/api/v1/models/{model.owner}/{model.model}/"
                 f"{model.framework}/{model.variation}/{model.version}/download"
             )
             log.info("Kaggle's RPC download route is missing; trying %s", legacy)
-            response = self._call("GET", legacy, None, model)
-        return self._location(response, model)
+            called = legacy
+            response = self._call("GET", legacy, None, model, budget=budget, stop=stop, stream=True)
+        if response.status == 200:
+            return called, response
+        try:
+            return self._location(response, model), None
+        finally:
+            _release(response)
+
+    def download_url(
+        self,
+        model: KaggleModel,
+        path: Optional[str] = None,
+        *,
+        budget: Optional[RetryBudget] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> str:
+        """A fresh signed URL for the version's archive, or one file of it (a refused one
+        is replaced with it); an API that answers with the bytes instead has none to give."""
+        url, answer = self.download(model, path, budget=budget, stop=stop)
+        if answer is not None:
+            answer.close()  # never drain: the body is a model's bytes
+            answer.release_conn()
+            raise DownloadError(
+                f"Kaggle's API answered the download of {model.slug} with the bytes instead "
+                "of a fresh download URL; try again",
+                handle=self.handle,
+            )
+        return url
 
     # -- plumbing -------------------------------------------------------------------------
     def _rpc(self, method: str) -> str:
@@ -136,13 +179,8 @@ class KaggleApi:
     def _location(self, response: Any, model: KaggleModel) -> str:
         if response.status in _REDIRECT:
             target = response.headers.get("Location", "")
-        elif response.status == 200 and _is_json(response):
-            try:
-                target = json.loads(response.data).get("url", "")
-            except (ValueError, AttributeError):
-                target = ""
         else:
-            self._raise_for_status(response, model)
+            self._raise_for_status(response, model)  # always raises: 200 is never asked here
             target = ""
         base = self._rpc("")  # the API as asked: Kaggle's, or a mirror's
         url = urllib.parse.urljoin(base, target) if target else ""
@@ -156,13 +194,27 @@ class KaggleApi:
         return url
 
     def _call(
-        self, method: str, url: str, body: Optional[dict[str, Any]], model: KaggleModel
+        self,
+        method: str,
+        url: str,
+        body: Optional[dict[str, Any]],
+        model: KaggleModel,
+        *,
+        budget: Optional[RetryBudget] = None,
+        stop: Optional[threading.Event] = None,
+        stream: bool = False,
     ) -> Any:
+        """One request to the API, retried on the one policy (``fetch.retry``) from
+        ``budget`` (a budget of its own when the call is not part of a download).
+        ``stream``: the answer may be a model's bytes, so its body is left unread and not
+        decoded (what the download call's source reads)."""
         import urllib3
 
         from ..fetch.http import _user_agent
 
-        headers = {"User-Agent": _user_agent(), "Accept": "application/json"}
+        headers = {"User-Agent": _user_agent(), "Accept": "*/*" if stream else "application/json"}
+        if stream:
+            headers["Accept-Encoding"] = "identity"
         if body is not None:
             headers["Content-Type"] = "application/json"
         if self.credential is not None and _is_api_host(url, self.settings):
@@ -183,11 +235,17 @@ class KaggleApi:
                 redirect=False,
                 retries=False,
                 timeout=timeout,
+                preload_content=not stream,
+                decode_content=not stream,
             )
 
         try:  # the one retry policy of every request (fetch.retry)
             return send_with_retries(
-                RetryBudget.of(self.config), send, url=lambda: url, handle=self.handle
+                budget if budget is not None else RetryBudget.of(self.config),
+                send,
+                url=lambda: url,
+                handle=self.handle,
+                stop=stop,
             )
         except DownloadError as exc:
             cause = exc.message.removesuffix(NETWORK_ADVICE)  # one piece of advice, ours
@@ -255,6 +313,12 @@ def _body(model: KaggleModel) -> dict[str, Any]:
         "framework": model.framework_enum,
         "instanceSlug": model.variation,
     }
+
+
+def _release(response: Any) -> None:
+    """Give an answer's connection back (a short body is read first, so it can be reused)."""
+    response.drain_conn()
+    response.release_conn()
 
 
 def _is_json(response: Any) -> bool:

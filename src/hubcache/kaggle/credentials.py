@@ -10,16 +10,24 @@ Order (the first that gives a credential wins)::
 A :class:`Credential` knows where it came from (``source``, safe to print) and the header
 value (never in ``repr``, never logged, never written anywhere). Files readable by other
 users get one warning each per process, as ssh does for keys.
+
+An empty token file is a usage error, except for code that runs under kagglehub (the
+plug-in, inside :func:`kagglesdk_reading`): kagglesdk reads it as no token and goes on to
+the username and key, so code that works with kagglehub alone keeps working; a warning says
+so.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from typing import Optional
 
 from .._errors import ConfigurationError
@@ -27,6 +35,20 @@ from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
+# True while a call made through kagglehub runs (this thread or task): kagglesdk's reading.
+_KAGGLESDK_READING = contextvars.ContextVar("hubcache_kagglesdk_reading", default=False)
+
+
+@contextlib.contextmanager
+def kagglesdk_reading() -> Iterator[None]:
+    """Read credentials as kagglesdk does for the calls made inside (the kagglehub plug-in:
+    code written against kagglehub must not fail where kagglehub alone works): an empty
+    token file is no token, with a warning, instead of a usage error."""
+    mark = _KAGGLESDK_READING.set(True)
+    try:
+        yield
+    finally:
+        _KAGGLESDK_READING.reset(mark)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +61,9 @@ def find_credential(settings: KaggleSettings) -> Optional[Credential]:
     """The first credential in kagglehub's order, or None (public models need none).
     A place that is there but unusable (a folder, an empty file) is a usage error naming
     it, never skipped: the next credential in line, or none, would be a surprise, and a
-    path sent as the token would be worse. None when the API is a hubcache mirror
-    (``HUBCACHE_KAGGLE_API``): the mirror asks Kaggle with its own credential, and a
+    path sent as the token would be worse. (Under kagglehub an empty token file is skipped
+    as kagglesdk skips it: :func:`kagglesdk_reading`.) None when the API is a hubcache
+    mirror (``HUBCACHE_KAGGLE_API``): the mirror asks Kaggle with its own credential, and a
     client's is never sent to it."""
     if settings.mirror:
         return None
@@ -48,13 +71,22 @@ def find_credential(settings: KaggleSettings) -> Optional[Credential]:
     if token:
         if os.path.lexists(token) or _looks_like_path(token):
             value = _read_token(token, " named by KAGGLE_API_TOKEN")
+            if not value:  # kagglesdk's reading: no token, and on to the username and key
+                return _username_and_key(settings)
             return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
         return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
     kaggle_dir = os.path.join(settings.home, ".kaggle")
     for name in ("access_token", "access_token.txt"):
         path = os.path.join(kaggle_dir, name)
         if os.path.lexists(path):
-            return Credential(f"~/.kaggle/{name}", "Bearer " + _read_token(path))
+            value = _read_token(path)
+            if value:
+                return Credential(f"~/.kaggle/{name}", "Bearer " + value)
+    return _username_and_key(settings)
+
+
+def _username_and_key(settings: KaggleSettings) -> Optional[Credential]:
+    """The last two places in the order: the variables, then kaggle.json."""
     if settings.username and settings.key:
         return Credential("KAGGLE_USERNAME + KAGGLE_KEY", _basic(settings.username, settings.key))
     path = os.path.join(settings.config_dir, "kaggle.json")
@@ -96,7 +128,12 @@ def _read_token(path: str, origin: str = "") -> str:
             f"cannot read {where}: {exc.__class__.__name__}; fix its permissions or remove it"
         ) from None
     if not value:
-        raise ConfigurationError(f"{where} is empty; put the token in it, or remove it")
+        if not _KAGGLESDK_READING.get():
+            raise ConfigurationError(f"{where} is empty; put the token in it, or remove it")
+        if path + "\0empty" not in _WARNED:
+            _WARNED.add(path + "\0empty")
+            log.warning("%s is empty: no token is sent from it (as kagglehub reads it)", where)
+        return ""
     if any(c in value for c in "\r\n\x00"):
         raise ConfigurationError(f"{where} holds more than one line; it must hold only the token")
     return value

@@ -11,7 +11,9 @@ The stager (``_stage``) does every download; this module only decides. For a Kag
       no listing route, a Kaggle URL      -> ArchivePlan: the TF Hub protocol on that URL
 
 This is kagglehub's choice of per-file versus archive downloads, so both tools see the same
-tree. Signed URLs are fetched with no credential (``signed.SignedSource``).
+tree. Each download is the API's download call made by its source when the stager opens it
+(``download.KaggleDownload``): the signed URL it redirects to is fetched with no credential,
+or the bytes in its answer are read as they come.
 
 What a redirect chain through a Kaggle page means for any other model URL (tfhub.dev) is
 decided in ``kaggle.redirects``, which a plain miss can import without this module's API
@@ -33,9 +35,9 @@ from ..fetch.source import Source
 from .api import KaggleApi
 from .credentials import find_credential
 from .donors import Donor, find_donor
+from .download import KaggleDownload
 from .identity import KaggleModel, parse_slug, web_hosts
 from .settings import KaggleSettings
-from .signed import SignedSource
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +97,10 @@ def signed(
     budget: RetryBudget,
     *,
     path: Optional[str] = None,
-) -> SignedSource:
-    """A source for a fresh signed URL (of the archive, or of one file)."""
-    return SignedSource(
-        api.download_url(model, path), handle, config, lambda: api.download_url(model, path), budget
-    )
+) -> KaggleDownload:
+    """An unopened source for the archive, or one file, of ``model``: opening it makes the
+    download call (so every attempt gets a fresh signed URL, or the bytes themselves)."""
+    return KaggleDownload(api, model, handle, config, budget, path=path)
 
 
 def linked(donor: Donor, model: KaggleModel) -> LinkPlan:

@@ -115,8 +115,8 @@ def _check_catalogue(source: Source, model: Optional[KaggleModel]) -> None:
     if "html" not in source.content_type.lower() or not source.hops:
         return
     final = source.hops[-1]
-    if model is None and "/models" not in final:
-        return
+    if model is None and not urllib.parse.urlsplit(final).path.startswith("/models"):
+        return  # not a web page under /models (the API's own answer is not a catalogue)
     try:
         hosts = web_hosts(kaggle_settings().web_endpoint)
     except ConfigurationError:

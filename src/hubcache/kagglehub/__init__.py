@@ -67,6 +67,10 @@ def install() -> bool:
     registry is not one the plug-in knows (one warning then)."""
     if not plugin_enabled():
         return False
+    # kagglehub first: with the .pth armed its import hands over to this very function,
+    # which must find our modules whole (our resolver imports kagglehub's exceptions)
+    import kagglehub  # noqa: F401
+
     from ._registry import install as register
     from ._registry import modules
 

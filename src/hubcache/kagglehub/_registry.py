@@ -22,6 +22,7 @@ from typing import Any, Optional
 from ._resolver import HubcacheModelResolver
 
 _MARK = "_hubcache_original"  # attribute of our add_implementation: the method it wraps
+_WARNED: list[str] = []  # the incompatibility already warned about in this process
 
 
 def modules() -> tuple[Any]:
@@ -59,6 +60,9 @@ def install(registry: Any) -> bool:
     """Register ours (once) and keep it asked first when kagglehub registers its own again."""
     why = incompatibility(registry)
     if why is not None:
+        if _WARNED:
+            return False  # one warning per process (the .pth's hand-over, then install())
+        _WARNED.append(why)
         warnings.warn(
             f"hubcache: {why}; this kagglehub ({_version()}) is not one hubcache's plug-in "
             "knows, so kagglehub keeps resolving on its own",

@@ -51,6 +51,7 @@ from .._errors import (
 )
 from .._resolve import parse, resolve
 from ..kaggle import kagglehub_cache
+from ..kaggle.credentials import kagglesdk_reading
 from ..kaggle.identity import KaggleModel, parse_slug
 from ..kaggle.versions import pin
 
@@ -125,7 +126,10 @@ class HubcacheModelResolver:
         output_dir: Optional[str] = None,
     ) -> tuple[str, Optional[int]]:
         try:
-            result = model_download(handle, path, force=bool(force_download), output_dir=output_dir)
+            with kagglesdk_reading():  # code written against kagglehub reads as kagglehub
+                result = model_download(
+                    handle, path, force=bool(force_download), output_dir=output_dir
+                )
         except HubcacheError as exc:
             mapped = as_kagglehub_error(exc, _page(handle))
             if mapped is exc:

@@ -208,6 +208,21 @@ def test_legacy_download_route_when_the_rpc_route_is_missing(world: KaggleWorld)
     assert manifest(path)["kaggle"]["version"] == 2
 
 
+def test_a_mirror_without_the_rpc_route_is_never_gone_around(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare 404 from a mirror named by HUBCACHE_KAGGLE_API (here a second Kaggle server
+    without the RPC routes) is that mirror's answer: the legacy download route on Kaggle's
+    own host is not tried, so nothing goes around the mirror."""
+    with KaggleWorld() as other:
+        other.kaggle.rpc_missing = True
+        monkeypatch.setenv("HUBCACHE_KAGGLE_API", f"http://127.0.0.1:{other.kaggle.port}")
+        with pytest.raises(hubcache.HubcacheError):
+            hubcache.resolve(f"kaggle:{NNLM}/2")
+        assert other.kaggle.seen  # the mirror was asked
+    assert world.kaggle.seen == [] and world.storage.seen == []
+
+
 def test_url_handle_falls_back_to_the_tfhub_protocol(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
     handle = f"http://localhost/models/{NNLM}/2"

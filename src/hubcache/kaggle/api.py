@@ -100,8 +100,10 @@ class KaggleApi:
             body["path"] = path
         called = self._rpc("DownloadModelInstanceVersion")
         response = self._call("POST", called, body, model, budget=budget, stop=stop, stream=True)
-        if response.status == 404 and path is None and not _is_json(response):
+        direct = not self.settings.mirror and called.startswith(self.settings.rpc_base)
+        if response.status == 404 and path is None and not _is_json(response) and direct:
             # The RPC route itself is missing (an older API): use the legacy download URL.
+            # Never when a mirror answers the API: that would go around it, to Kaggle.
             _release(response)
             legacy = (
                 f"{self.settings.web_endpoint}/api/v1/models/{model.owner}/{model.model}/"

@@ -39,22 +39,26 @@ class HTTPSource(Source):
     def __init__(
         self, url: str, handle: str, config: Config, budget: Optional[RetryBudget] = None
     ) -> None:
-        # credentials in the URL become a header for the origin host (see _follow)
-        self.url, self._auth = split_credentials(url)
-        if any(name.lower() == "authorization" for name, _ in config.headers):
-            self._auth = {}  # the user's explicit header wins
-        self.origin = self.url  # the host user headers belong to, even if ``url`` is replaced
         self.handle = handle
         self.config = config
+        self.retarget(url)
         self.budget = budget if budget is not None else RetryBudget.of(config)
         self._cancelled = threading.Event()  # see cancel(): ends reads, resumes and waits
         self._stream: Optional[RangedStream] = None
-        self.display = redact(url)
-        self.final_url = self.url
         self._response: Any = None
         self._offset = 0
         self.accept_ranges = False
         self.answer_wait = 0.0
+
+    def retarget(self, url: str) -> None:
+        """Aim the source at ``url`` (at creation, or a fresh signed URL replacing a refused
+        one): credentials in it become a header for its host only (see ``_follow``) and
+        are never shown; that host is the origin, the one user headers belong to."""
+        self.url, self._auth = split_credentials(url)
+        if any(name.lower() == "authorization" for name, _ in self.config.headers):
+            self._auth = {}  # the user's explicit header wins
+        self.origin = self.final_url = self.url
+        self.display = redact(url)
 
     # request with redirects, retries and status handling
     def open(self) -> None:

@@ -22,7 +22,7 @@ from typing import Optional
 
 from .._config import Config
 from ..fetch.retry import RetryBudget
-from ..fetch.source import RestartDownloadError, redact
+from ..fetch.source import RestartDownloadError
 from .api import KaggleApi
 from .identity import KaggleModel
 from .signed import SignedSource, expected_md5
@@ -52,8 +52,7 @@ class KaggleDownload(SignedSource):
             self._model, self._path, budget=self.budget, stop=self._cancelled
         )
         if answer is None:  # a signed URL: fetched with no credential (SignedSource)
-            self.url = self.origin = self.final_url = url
-            self.display = redact(url)
+            self.retarget(url)
             super().open()
             return
         self.direct = True

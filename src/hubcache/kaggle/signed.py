@@ -64,8 +64,7 @@ class SignedSource(HTTPSource):
                 self.handle,
                 exc.facts.get("status"),
             )
-            self.url = self.origin = self._refresh()
-            self.display = _redact(self.url)
+            self.retarget(self._refresh())
             super().open()
         self.md5 = expected_md5(self._response.headers)
 
@@ -81,9 +80,3 @@ class SignedSource(HTTPSource):
                 f"declared {self.md5} (x-goog-hash): corrupted in transit; try again",
                 handle=self.handle,
             )
-
-
-def _redact(url: str) -> str:
-    from ..fetch.source import redact
-
-    return redact(url)

@@ -494,7 +494,7 @@ async def serve(
         access_log_format=ACCESS_FORMAT,
         handle_signals=False,
         keepalive_timeout=settings.idle_timeout,
-        shutdown_timeout=0.5,  # _drain has already waited and cut every connection
+        shutdown_timeout=0.05,  # _drain has already waited and cut every connection
     )
     await runner.setup()
     watch: Optional[asyncio.Task[None]] = None

@@ -278,6 +278,37 @@ def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -
         assert b"hubcache_mirror_header_timeouts_total 1.0" in server.get("/metrics").data
 
 
+def test_f7_the_header_timeout_covers_every_request_of_a_keep_alive_connection(
+    served: Path,
+) -> None:
+    with ServeProcess(str(served), "--header-timeout", "1s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(5)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1000).startswith(b"HTTP/1.1 200")  # kept alive after it
+            time.sleep(1.5)  # quiet between requests: the idle timeout's, not this one's
+            began, ended = time.monotonic(), ""
+            try:
+                for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
+                    s.sendall(bytes([byte]))
+                    s.settimeout(0.3)
+                    try:
+                        if not s.recv(100):
+                            ended = "fin"
+                            break
+                    except TimeoutError:
+                        pass
+                    if time.monotonic() - began > 6:
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                ended = "rst"
+            assert ended, "the dribbling second request was never cut"
+            assert 0.9 < time.monotonic() - began < 3.5
+        finally:
+            s.close()
+
+
 @pytest.mark.parametrize(("drain", "low", "high"), [("2s", 1.8, 3.5), ("0s", 0.0, 1.5)])
 def test_f8_shutdown_gives_in_flight_responses_exactly_the_drain_timeout(
     served: Path, drain: str, low: float, high: float

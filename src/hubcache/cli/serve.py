@@ -86,7 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--header-timeout",
         default="10s",
         metavar="DURATION",
-        help="close a new connection that has not sent its request headers within this (10s)",
+        help="close a connection whose request headers are not whole this long after they "
+        "began (after it opened, for its first request) (10s)",
     )
     p.add_argument(
         "--idle-timeout",

@@ -30,6 +30,7 @@ import functools
 import hmac
 import ipaddress
 import logging
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -139,7 +140,6 @@ class Server:
         self.packers = ThreadPoolExecutor(2, thread_name_prefix="hubcache-pack")
         self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.in_flight = 0  # requests being answered (the drain waits for these)
-        self.requested: set[Any] = set()  # transports that sent a whole request
         self.responder = Responder(
             self.store, self.metrics, settings.rate_limit, self._served, settings.idle_timeout
         )
@@ -153,28 +153,37 @@ class Server:
     def _upstream_bytes(self, n: int) -> None:
         self.metrics.upstream_bytes.inc(n)  # thread-safe in prometheus_client
 
-    # -- the application ------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._count])
-        app.router.add_get("/{tail:.*}", self.handle)  # and HEAD
-        return app
+    # -- the request handler --------------------------------------------------------------
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request: counted, watched by the drain and by ``--header-timeout``.
 
-    @web.middleware
-    async def _count(self, request: web.Request, handler: Callable[..., Any]) -> Any:
-        if request.transport is not None:
-            self.requested.add(request.transport)  # its headers arrived: _header_watch
+        aiohttp's low-level server calls this directly (no application, router or
+        middleware chain: one catch-all route needs none of them, and each cost time on
+        every request of the hot path, a stored archive)."""
+        protocol = request.protocol
+        if isinstance(protocol, TimedHandler):
+            protocol.answering()
         self.in_flight += 1
+        status = 500
         try:
-            response = await handler(request)
+            if request.method not in ("GET", "HEAD"):
+                response: web.StreamResponse = web.Response(
+                    status=405, text="only GET and HEAD are served\n", headers={"Allow": "GET, HEAD"}
+                )
+            else:
+                response = await self.route(request)
+            status = response.status
+            return response
         except web.HTTPException as exc:
-            self.metrics.requests.labels(str(exc.status)).inc()
+            status = exc.status
             raise
         finally:
             self.in_flight -= 1
-        self.metrics.requests.labels(str(response.status)).inc()
-        return response
+            self.metrics.requests.labels(str(status)).inc()
+            if isinstance(protocol, TimedHandler):
+                protocol.answered()
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, request: web.BaseRequest) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         token = ""
@@ -187,7 +196,8 @@ class Server:
             hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.tokens
         )
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def route(self, request: web.BaseRequest) -> web.StreamResponse:
+        """What answers a GET or HEAD (module docstring)."""
         path = request.path
         if path == "/healthz":
             return web.Response(text="ok\n")
@@ -274,7 +284,7 @@ class Server:
         response.content_length = length
         return response
 
-    async def send_fill(self, request: web.Request, fill: Fill) -> Optional[web.StreamResponse]:
+    async def send_fill(self, request: web.BaseRequest, fill: Fill) -> Optional[web.StreamResponse]:
         """Join a fill by the fill object; None when it found the archive already kept
         (by another replica) and the caller should open it as a stored one."""
         fill.readers += 1
@@ -328,26 +338,55 @@ def raise_fd_limit() -> Optional[int]:
     return _platform.raise_fd_limit()
 
 
+class TimedHandler(web.RequestHandler):
+    """aiohttp's connection handler, noting when the request it waits for began to arrive,
+    so ``--header-timeout`` covers every request of a keep-alive connection, not only its
+    first: ``waiting_since`` is set when the connection opens and when a byte comes while
+    no request is being answered, cleared once a request's headers are whole (the server
+    calls ``answering``). A connection quiet between requests is ``--idle-timeout``'s."""
+
+    waiting_since: Optional[float] = None
+    busy = False  # a request is being answered: bytes now belong to a pipelined next one
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.waiting_since = time.monotonic()  # a new connection owes its first request
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if data and self.waiting_since is None and not self.busy:
+            self.waiting_since = time.monotonic()
+        super().data_received(data)
+
+    def answering(self) -> None:
+        self.waiting_since = None
+        self.busy = True
+
+    def answered(self) -> None:
+        self.busy = False
+
+
+class TimedServer(web.Server):
+    """aiohttp's low-level server making ``TimedHandler`` connections."""
+
+    def __call__(self) -> web.RequestHandler:
+        return TimedHandler(self, loop=self._loop, **self._kwargs)
+
+
 async def _header_watch(server: Server, web_server: web.Server, limit: float) -> None:
-    """Close connections that have not sent a whole request's headers within ``limit``
-    seconds of opening (one byte every few seconds would otherwise hold a connection,
-    and a descriptor, forever)."""
-    opened: dict[Any, float] = {}
-    loop = asyncio.get_running_loop()
+    """Close connections whose next request has not sent its whole headers within
+    ``limit`` seconds of its first byte (of the connection's opening, for the first): one
+    byte every few seconds would otherwise hold a connection, and a descriptor, forever."""
     while True:
         await asyncio.sleep(min(1.0, limit / 4))
-        now = loop.time()
-        current = {}
+        now = time.monotonic()
         for handler in web_server.connections:
-            transport = handler.transport
-            if transport is None:
+            if not isinstance(handler, TimedHandler) or handler.transport is None:
                 continue
-            since = current[transport] = opened.get(transport, now)
-            if transport not in server.requested and now - since > limit:
+            since = handler.waiting_since
+            if since is not None and now - since > limit:
+                handler.waiting_since = None
                 server.metrics.header_timeouts.inc()
-                transport.close()
-        opened = current
-        server.requested &= set(current)
+                handler.transport.close()
 
 
 async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
@@ -373,13 +412,15 @@ async def serve(
     if fd_limit is not None:
         server.metrics.fd_limit.set(fd_limit)
         log.info("open-file limit: %d descriptors", fd_limit)
-    runner = web.AppRunner(
-        server.app(),
-        access_log=access_log,
-        access_log_class=EscapedAccessLogger,
-        access_log_format=ACCESS_FORMAT,
+    runner = web.ServerRunner(
+        TimedServer(
+            server.handle,
+            access_log=access_log,
+            access_log_class=EscapedAccessLogger,
+            access_log_format=ACCESS_FORMAT,
+            keepalive_timeout=settings.idle_timeout,
+        ),
         handle_signals=False,
-        keepalive_timeout=settings.idle_timeout,
         shutdown_timeout=0.5,  # _drain has already waited and cut every connection
     )
     await runner.setup()

@@ -60,7 +60,7 @@ class Responder:
         self.serving: dict[str, int] = {}  # name -> responses sending it now
 
     # -- stored archives ----------------------------------------------------------------
-    async def stored(self, request: web.Request, found: Found) -> web.StreamResponse:
+    async def stored(self, request: web.BaseRequest, found: Found) -> web.StreamResponse:
         """Send a stored archive (its file already open, when local), with our Range."""
         stored = found.stored
         self.serving[stored.name] = self.serving.get(stored.name, 0) + 1
@@ -85,7 +85,7 @@ class Responder:
                 found.file.close()
 
     async def _send_stored(
-        self, request: web.Request, found: Found, chosen: Any, modified: str
+        self, request: web.BaseRequest, found: Found, chosen: Any, modified: str
     ) -> web.StreamResponse:
         stored = found.stored
         start, end = chosen if isinstance(chosen, tuple) else (0, stored.size - 1)
@@ -130,7 +130,7 @@ class Responder:
         return response
 
     async def _sendfile(
-        self, request: web.Request, source: IO[bytes], offset: int, count: int
+        self, request: web.BaseRequest, source: IO[bytes], offset: int, count: int
     ) -> None:
         """``loop.sendfile`` in slices of ``SLICE`` bytes, each of which must leave within
         ``stall`` seconds: a client that stopped reading is cut (RST) after that long
@@ -153,7 +153,7 @@ class Responder:
             offset += n
             count -= n
 
-    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    async def _write(self, request: web.BaseRequest, response: web.StreamResponse, data: bytes) -> None:
         """``response.write`` that cuts a client taking no byte for ``stall`` seconds."""
         try:
             await asyncio.wait_for(response.write(data), self.stall)
@@ -163,7 +163,7 @@ class Responder:
 
     async def _copy(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         response: web.StreamResponse,
         source: IO[bytes],
         start: int,
@@ -192,7 +192,7 @@ class Responder:
                 await asyncio.sleep(ahead)
 
     # -- fills --------------------------------------------------------------------------
-    async def fill(self, request: web.Request, fill: Fill) -> web.StreamResponse:
+    async def fill(self, request: web.BaseRequest, fill: Fill) -> web.StreamResponse:
         """Send the fill's bytes as they arrive; break the connection if it fails."""
         total = fill.total
         chosen = None
@@ -275,7 +275,7 @@ def headers(
         response.headers["Content-Range"] = f"bytes {chosen[0]}-{chosen[1]}/{size}"
 
 
-def abort(request: web.Request) -> None:
+def abort(request: web.BaseRequest) -> None:
     """Close the connection at once (RST): the client sees a broken body, not an end."""
     transport = request.transport
     if transport is not None:

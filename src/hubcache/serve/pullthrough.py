@@ -186,8 +186,9 @@ class Mirror:
 
     def probe(self, parts: list[str], url: str, via: str) -> Optional[int]:
         """A ``HEAD`` for an archive not stored and not being filled: the archive's length
-        from the upstream (None when it gives none), without fetching or keeping the body. Raises ModelNotFoundError (the caller remembers it like a
-        fill's 404, on the loop) or another HubcacheError. Runs on a worker thread."""
+        from the upstream (None when it gives none), without fetching or keeping the body.
+        Raises ModelNotFoundError (the caller remembers it like a fill's 404, on the loop)
+        or another HubcacheError. Runs on a worker thread."""
         from ..fetch.http import HTTPSource
 
         config = self.config_for(url)

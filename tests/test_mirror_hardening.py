@@ -490,6 +490,32 @@ def test_f21_a_second_process_on_one_dir_with_max_size_is_refused(
     assert not (store / ".hubcache-locks" / "eviction.owner").exists()
 
 
+def test_workers_share_one_port_and_stop_together(served: Path) -> None:
+    server = ServeProcess(str(served), "--workers", "2")
+    try:
+        kids = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+        workers = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+        if kids.exists():
+            assert len(workers) == 2, workers
+        results = fetch_all(server.url, ["/small.tar"] * 40, 20)
+        assert all(status == 200 and body == SMALL for _, status, body in results)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+        for pid in workers:  # each worker stopped (and was reaped) before the parent
+            assert not Path(f"/proc/{pid}").exists(), pid
+    finally:
+        server.stop()
+
+
+def test_workers_with_max_size_are_refused(served: Path) -> None:
+    up = "http://127.0.0.1:9/"
+    refused(
+        serve_cli(str(served), "--upstream", up, "--max-size", "1GB", "--workers", "2"),
+        "--workers with --max-size",
+    )
+    refused(serve_cli(str(served), "--workers", "0"), "--workers 0")
+
+
 def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(
     tmp_path: Path,
 ) -> None:
@@ -651,6 +677,21 @@ def test_f19_head_of_an_uncached_archive_fetches_no_body(
         metrics = server.get("/metrics").data
     assert stored_files(store) == []
     assert b"hubcache_mirror_upstream_bytes_total 0.0" in metrics
+
+
+def test_f19_head_asks_the_upstream_for_one_byte_not_the_body(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body)
+    model_server.add("/n/1", body, faults=(Fault(ignore_range=True),))  # Range ignored
+    with mirror(store, model_server) as server:
+        for path in ("/m/1", "/n/1"):
+            r = server.get(f"{path}?tf-hub-format=compressed", method="HEAD")
+            assert r.status == 200 and r.headers["Content-Length"] == str(len(body)), path
+    asked = [r for r in model_server.requests if r.path.startswith(("/m/1", "/n/1"))]
+    assert [(r.method, r.headers.get("Range")) for r in asked] == [("GET", "bytes=0-0")] * 2
+    assert stored_files(store) == []
 
 
 def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(served: Path) -> None:

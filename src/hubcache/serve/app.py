@@ -30,6 +30,10 @@ import functools
 import hmac
 import ipaddress
 import logging
+import os
+import signal
+import socket
+import sys
 import time
 import urllib.parse
 import uuid
@@ -54,6 +58,7 @@ from ..serve.static import content_type, is_archive_name, request_parts, wanted_
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
 
+BACKLOG = 1024  # connections the kernel queues before one is accepted
 ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'  # what the line holds
 
 
@@ -168,7 +173,9 @@ class Server:
         try:
             if request.method not in ("GET", "HEAD"):
                 response: web.StreamResponse = web.Response(
-                    status=405, text="only GET and HEAD are served\n", headers={"Allow": "GET, HEAD"}
+                    status=405,
+                    text="only GET and HEAD are served\n",
+                    headers={"Allow": "GET, HEAD"},
                 )
             else:
                 response = await self.route(request)
@@ -179,7 +186,7 @@ class Server:
             raise
         finally:
             self.in_flight -= 1
-            self.metrics.requests.labels(str(status)).inc()
+            self.metrics.answered(status)
             if isinstance(protocol, TimedHandler):
                 protocol.answered()
 
@@ -404,9 +411,13 @@ async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
 
 
 async def serve(
-    server: Server, on_ready: Callable[[str], None], stopping: Optional[asyncio.Event] = None
+    server: Server,
+    on_ready: Callable[[str], None],
+    stopping: Optional[asyncio.Event] = None,
+    sock: Optional[socket.socket] = None,
 ) -> None:
-    """Listen, announce, serve until SIGTERM/SIGINT, drain, stop."""
+    """Listen (or accept on ``sock``, a worker's share of a listening socket), announce,
+    serve until SIGTERM/SIGINT, drain, stop."""
     settings = server.settings
     fd_limit = raise_fd_limit()
     if fd_limit is not None:
@@ -426,7 +437,11 @@ async def serve(
     await runner.setup()
     watch: Optional[asyncio.Task[None]] = None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else host
@@ -463,3 +478,91 @@ async def serve(
             await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
         server.packers.shutdown(wait=False, cancel_futures=True)
         server.store.close()  # and gives up the claim on eviction
+
+
+# -- several worker processes ------------------------------------------------------------------
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket the workers share (each accepts on it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.create_server(address[:2], family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def check_listening(settings: Settings, sock: socket.socket) -> None:
+    """What ``serve`` checks once listening, done in the parent before the workers start:
+    an upstream that is this server itself."""
+    port = sock.getsockname()[1]
+    itself = _self_upstream(settings.upstreams, settings.host, port)
+    if itself is not None:
+        raise ConfigurationError(
+            f"--upstream {itself} is this server itself (port {port}); every miss would "
+            "wait on itself. Point --upstream at another host"
+        )
+
+
+def run_workers(
+    settings: Settings, config: Config, workers: int, on_ready: Callable[[str], None]
+) -> int:
+    """``--workers N``: N processes accepting on one listening socket, each a whole server
+    (its own event loop, store view and counters) over the same DIR. The parent only
+    watches: SIGTERM/SIGINT is passed to every worker (each drains as one server does) and
+    the parent exits 0 once all have; a worker that dies on its own stops the others and
+    the parent exits 1, for the service manager to restart the lot. POSIX only (fork);
+    ``--max-size`` is refused with it by the command line: eviction's index of sizes and
+    uses lives in one process's memory (docs/mirror.md)."""
+    if sys.platform == "win32":  # the command line refuses it first; for type checkers
+        raise ConfigurationError("--workers needs fork(), which Windows lacks")
+    sock = listen(settings.host, settings.port)
+    try:
+        check_listening(settings, sock)
+        host, port = sock.getsockname()[:2]
+        children: list[int] = []
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: a server of its own on the shared socket
+                code = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    asyncio.run(serve(Server(settings, config), lambda _url: None, sock=sock))
+                    code = 0
+                except BaseException as exc:  # one line, as the command line would say it
+                    print(f"hubcache: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+                finally:
+                    os._exit(code)
+            children.append(pid)
+    finally:
+        sock.close()  # the workers hold it now
+    shown = f"[{host}]" if ":" in str(host) else host
+    stopping: list[bool] = []
+
+    def stop(*_: Any) -> None:
+        stopping.append(True)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    on_ready(f"http://{shown}:{port}/")
+    code = 0
+    left = set(children)
+    while left:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        left.discard(pid)
+        if not stopping and (os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0):
+            print(
+                f"hubcache: worker {pid} stopped on its own (status {status}); stopping the others",
+                file=sys.stderr,
+                flush=True,
+            )
+            code = 1
+            stop()
+    return code

@@ -102,8 +102,10 @@ class StaticTree:
         component (this is on every request's path)."""
         if not os.path.isfile(path):
             return None
-        found = self.inside(path)
-        return found if found and os.path.isfile(found) else None
+        real = os.path.realpath(path)  # a link to a file: where it points must be inside
+        if not real.startswith(self.real + os.sep):
+            return None
+        return real if real == path or os.path.isfile(real) else None
 
     def file(self, parts: list[str]) -> Optional[str]:
         """The regular file at ``parts``, when it is one and stays inside the directory."""

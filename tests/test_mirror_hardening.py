@@ -278,15 +278,87 @@ def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -
         assert b"hubcache_mirror_header_timeouts_total 1.0" in server.get("/metrics").data
 
 
+def read_response(
+    s: socket.socket, pending: bytearray | None = None
+) -> tuple[bytes, dict[str, str], bytes]:
+    """One response from a keep-alive connection: (status line, headers, body), framed by
+    its Content-Length. ``pending`` holds bytes read past it."""
+    data = pending if pending is not None else bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, bytes(data)
+        data += chunk
+    end = data.index(b"\r\n\r\n")
+    lines = bytes(data[:end]).split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    del data[: end + 4]
+    length = int(headers.get("content-length", "0"))
+    while len(data) < length:
+        chunk = s.recv(1 << 20)
+        assert chunk, len(data)
+        data += chunk
+    body = bytes(data[:length])
+    del data[:length]
+    return lines[0], headers, body
+
+
+def test_the_fast_path_and_aiohttp_answer_alike_on_one_connection(served: Path) -> None:
+    """A stored archive's plain GET/HEAD is the fast path's; a Range hands the connection
+    to aiohttp. The answers agree, and pipelined requests are answered in order."""
+    with ServeProcess(str(served)) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(10)
+        try:
+            get = b"GET /small.tar HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(get + get)  # pipelined
+            pending = bytearray()
+            fast = [read_response(s, pending), read_response(s, pending)]
+            for status, _, body in fast:
+                assert status == b"HTTP/1.1 200 OK" and body == SMALL
+            s.sendall(b"GET /small.tar HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n")
+            status, ranged, body = read_response(s, pending)
+            assert status == b"HTTP/1.1 206 Partial Content" and body == SMALL[10:20]
+            assert ranged["content-range"] == f"bytes 10-19/{len(SMALL)}"
+            s.sendall(get)  # now aiohttp's connection
+            status, slow, body = read_response(s, pending)
+            assert status == b"HTTP/1.1 200 OK" and body == SMALL
+            same = {k: v for k, v in fast[0][1].items() if k != "date"}
+            assert same == {k: v for k, v in slow.items() if k != "date"}
+        finally:
+            s.close()
+        metrics = server.get("/metrics").data
+        assert b'hubcache_mirror_requests_total{code="200"} 3.0' in metrics
+        assert b"hubcache_mirror_hits_total 4.0" in metrics
+
+
+def test_a_keep_alive_connection_idle_past_the_idle_timeout_is_closed(served: Path) -> None:
+    with ServeProcess(str(served), "--idle-timeout", "1s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(6)
+        try:
+            s.sendall(b"GET /small.tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[2] == SMALL
+            began = time.monotonic()
+            assert s.recv(100) == b""  # closed by the server
+            assert time.monotonic() - began < 4
+        finally:
+            s.close()
+
+
+@pytest.mark.parametrize("first", ["/healthz", "/small.tar"])  # aiohttp's, the fast path's
 def test_f7_the_header_timeout_covers_every_request_of_a_keep_alive_connection(
-    served: Path,
+    served: Path, first: str
 ) -> None:
     with ServeProcess(str(served), "--header-timeout", "1s") as server:
         s = socket.create_connection(("127.0.0.1", server.port))
         s.settimeout(5)
         try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert s.recv(1000).startswith(b"HTTP/1.1 200")  # kept alive after it
+            s.sendall(f"GET {first} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, _, _ = read_response(s)
+            assert status.startswith(b"HTTP/1.1 200")  # kept alive after it
             time.sleep(1.5)  # quiet between requests: the idle timeout's, not this one's
             began, ended = time.monotonic(), ""
             try:

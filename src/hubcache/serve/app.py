@@ -44,11 +44,13 @@ from typing import Any, Optional
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http import SERVER_SOFTWARE
 
 from .. import _platform
 from .._config import Config
 from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
 from ..serve.archives import ArchiveStore, Stored
+from ..serve.fastpath import FastConnection, Front
 from ..serve.fill import Fill
 from ..serve.metrics import Metrics
 from ..serve.pullthrough import Mirror, Upstream
@@ -86,15 +88,29 @@ class EscapedAccessLogger(AbstractAccessLogger):
         )
         length = response.headers.get("Content-Length", "-")
         agent = request.headers.get("User-Agent", "-")
-        self.logger.info(
-            '%s "%s" %s %s %.3fs "%s"',
-            request.remote or "-",
-            _escaped(line),
-            response.status,
-            length,
-            time,
-            _escaped(agent),
-        )
+        access_line(self.logger, request.remote, line, response.status, length, time, agent)
+
+
+def access_line(  # noqa: PLR0917 - the line's fields, in the line's order
+    logger: logging.Logger,
+    remote: Optional[str],
+    line: str,
+    status: int,
+    length: str,
+    seconds: float,
+    agent: str,
+) -> None:
+    """Write one access-log line (``ACCESS_FORMAT``), client-sent fields escaped: the one
+    writer of both aiohttp's requests and the fast path's (``fastpath``)."""
+    logger.info(
+        '%s "%s" %s %s %.3fs "%s"',
+        remote or "-",
+        _escaped(line),
+        status,
+        length,
+        seconds,
+        _escaped(agent),
+    )
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,10 @@ class Server:
         if self.mirror is not None:
             self.mirror.serving = self.responder.serving  # eviction spares what is being sent
 
+    def busy(self, change: int) -> None:
+        """A fast-path response began (+1) or ended (-1): the drain waits for these too."""
+        self.in_flight += change
+
     def _served(self, stored: Stored) -> None:
         if self.mirror is not None:
             self.mirror.noted(stored)
@@ -191,7 +211,10 @@ class Server:
                 protocol.answered()
 
     def _authorized(self, request: web.BaseRequest) -> bool:
-        header = request.headers.get("Authorization", "")
+        return self.authorized(request.headers.get("Authorization", ""))
+
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header's value carries one of the tokens."""
         scheme, _, value = header.partition(" ")
         token = ""
         if scheme.lower() == "bearer":
@@ -373,9 +396,17 @@ class TimedHandler(web.RequestHandler):
 
 
 class TimedServer(web.Server):
-    """aiohttp's low-level server making ``TimedHandler`` connections."""
+    """aiohttp's low-level server making ``TimedHandler`` connections, or fast-path ones
+    (``fastpath``) that hand over to a ``TimedHandler`` what they do not answer."""
 
-    def __call__(self) -> web.RequestHandler:
+    front: Optional[Front] = None
+
+    def __call__(self) -> Any:
+        if self.front is not None:
+            return FastConnection(self.front)
+        return self.handler()
+
+    def handler(self) -> web.RequestHandler:
         return TimedHandler(self, loop=self._loop, **self._kwargs)
 
 
@@ -394,11 +425,19 @@ async def _header_watch(server: Server, web_server: web.Server, limit: float) ->
                 handler.waiting_since = None
                 server.metrics.header_timeouts.inc()
                 handler.transport.close()
+        front = getattr(web_server, "front", None)
+        if front is not None:
+            late = front.sweep(limit)
+            if late:
+                server.metrics.header_timeouts.inc(late)
 
 
 async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
     """Give in-flight responses exactly ``drain`` seconds, then cut what is left."""
     web_server.pre_shutdown()  # idle keep-alive connections close now, busy ones after
+    front = getattr(web_server, "front", None)
+    if front is not None:
+        front.drain()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain
     while server.in_flight and loop.time() < deadline:
@@ -408,6 +447,8 @@ async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
     for handler in web_server.connections:
         if handler.transport is not None:
             handler.transport.abort()
+    if front is not None:
+        front.cut()
 
 
 async def serve(
@@ -423,14 +464,29 @@ async def serve(
     if fd_limit is not None:
         server.metrics.fd_limit.set(fd_limit)
         log.info("open-file limit: %d descriptors", fd_limit)
-    runner = web.ServerRunner(
-        TimedServer(
-            server.handle,
+    web_server = TimedServer(
+        server.handle,
+        access_log=access_log,
+        access_log_class=EscapedAccessLogger,
+        access_log_format=ACCESS_FORMAT,
+        keepalive_timeout=settings.idle_timeout,
+    )
+    if server.store.local and not settings.rate_limit and _platform.CAN_SENDFILE:
+        web_server.front = Front(
+            server.store,
+            server.metrics,
+            server.responder,
+            handler=web_server.handler,
+            authorized=server.authorized if settings.tokens else None,
+            pseudonym=server.pseudonym,
+            server_name=SERVER_SOFTWARE,
             access_log=access_log,
-            access_log_class=EscapedAccessLogger,
-            access_log_format=ACCESS_FORMAT,
-            keepalive_timeout=settings.idle_timeout,
-        ),
+            log_access=access_line,
+            idle_timeout=settings.idle_timeout,
+            on_busy=server.busy,
+        )
+    runner = web.ServerRunner(
+        web_server,
         handle_signals=False,
         shutdown_timeout=0.5,  # _drain has already waited and cut every connection
     )
@@ -461,15 +517,12 @@ async def serve(
             for path in removed:
                 log.info("removed the partial download %s of a process that is gone", path)
             server.mirror.evict()
-        web_server = runner.server
-        if web_server is not None:
-            watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
+        watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
         on_ready(f"http://{shown}:{port}/")
         await stop.wait()
         log.info("stopping: finishing in-flight responses (up to %gs)", settings.drain)
         await site.stop()  # accept no more
-        if web_server is not None:
-            await _drain(server, web_server, settings.drain)
+        await _drain(server, web_server, settings.drain)
     finally:
         if watch is not None:
             watch.cancel()

@@ -64,7 +64,7 @@ class Responder:
     async def stored(self, request: web.BaseRequest, found: Found) -> web.StreamResponse:
         """Send a stored archive (its file already open, when local), with our Range."""
         stored = found.stored
-        self.serving[stored.name] = self.serving.get(stored.name, 0) + 1
+        self.begin(stored)
         try:
             modified = http_date(stored.mtime)
             chosen = choose_range(
@@ -78,12 +78,21 @@ class Responder:
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
             return await self._send_stored(request, found, chosen, modified)
         finally:
-            self.serving[stored.name] -= 1
-            if not self.serving[stored.name]:
-                del self.serving[stored.name]
-            self.on_served(stored)
-            if found.file is not None:
-                found.file.close()
+            self.end(found)
+
+    def begin(self, stored: Stored) -> None:
+        """A response starts sending ``stored``: eviction spares it meanwhile."""
+        self.serving[stored.name] = self.serving.get(stored.name, 0) + 1
+
+    def end(self, found: Found) -> None:
+        """The response that ``begin`` counted is over: noted as a use, its file closed."""
+        stored = found.stored
+        self.serving[stored.name] -= 1
+        if not self.serving[stored.name]:
+            del self.serving[stored.name]
+        self.on_served(stored)
+        if found.file is not None:
+            found.file.close()
 
     async def _send_stored(
         self, request: web.BaseRequest, found: Found, chosen: Any, modified: str
@@ -120,7 +129,7 @@ class Responder:
                 return response
             if direct:
                 try:
-                    await self._sendfile(request, source, start, end + 1 - start)
+                    await self.sendfile(transport, source, start, end + 1 - start)
                 except NotImplementedError:
                     pass  # a transport that cannot (TLS): chunks below
                 else:
@@ -136,15 +145,14 @@ class Responder:
                 await loop.run_in_executor(None, source.close)
         return response
 
-    async def _sendfile(
-        self, request: web.BaseRequest, source: IO[bytes], offset: int, count: int
+    async def sendfile(
+        self, transport: asyncio.Transport, source: IO[bytes], offset: int, count: int
     ) -> None:
         """``loop.sendfile`` in slices of ``SLICE`` bytes, each of which must leave within
         ``stall`` seconds: a client that stopped reading is cut (RST) after that long
         instead of holding its connection forever, while any client taking at least
         ``SLICE / stall`` bytes a second (17 KB/s by default) is served in full."""
         loop = asyncio.get_running_loop()
-        transport = request.transport
         task = asyncio.current_task()
         stalled: list[bool] = []
 
@@ -154,7 +162,7 @@ class Responder:
                 task.cancel()
 
         while count > 0:
-            if transport is None or transport.is_closing():
+            if transport.is_closing():
                 raise ConnectionResetError("the client went away")
             n = min(count, SLICE)
             timer = loop.call_later(self.stall, stall)
@@ -165,7 +173,7 @@ class Responder:
                     raise
                 if task is not None and hasattr(task, "uncancel"):
                     task.uncancel()  # ours, not a caller's: Python 3.11+ counts them
-                abort(request)
+                abort_transport(transport)
                 raise ConnectionResetError(
                     f"the client took no bytes for {self.stall:g}s"
                 ) from None
@@ -329,10 +337,14 @@ def _cork(request: web.BaseRequest, on: bool) -> Optional[bool]:
 
 def abort(request: web.BaseRequest) -> None:
     """Close the connection at once (RST): the client sees a broken body, not an end."""
-    transport = request.transport
-    if transport is not None:
-        with contextlib.suppress(OSError):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:  # SO_LINGER 0: close() sends RST, not FIN
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+    if request.transport is not None:
+        abort_transport(request.transport)
+
+
+def abort_transport(transport: asyncio.Transport) -> None:
+    """``abort`` for a connection known by its transport."""
+    with contextlib.suppress(OSError):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # SO_LINGER 0: close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

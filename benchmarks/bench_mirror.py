@@ -9,9 +9,12 @@
     a config of our own and stopped by its PID) and from ``python -m http.server``
     (target >= 0.8x the best static server);
 (c) load, driven by ``wrk`` (the distribution's package) when installed, hubcache beside
-    nginx on the same files: ``--connections`` (1000) concurrent keep-alive connections
-    to a stored 200 KB archive for ``--seconds`` (throughput, target >= 0.9x nginx); the
-    same number of concurrent one-shot clients each checking the body's sha256 (all must
+    nginx on the same files, each with ``--workers`` processes (1): ``--connections``
+    (1000) concurrent keep-alive connections to a stored 200 KB archive, then to a
+    ``--large-mb`` (50) one over ``--large-connections`` (100), for ``--seconds`` each,
+    ``--reps`` rounds interleaved (medians of req/s, MB/s and the servers' CPU per
+    request, with the load average; throughput target >= 0.9x nginx); ``--connections``
+    concurrent one-shot clients each checking the body's sha256 (all must
     be right); ``--slow`` (500) slow readers of a stored 8 MB archive (4 KB receive
     buffer, reading 4 KB every 0.5 s) while a normal client fetches the 200 KB archive
     ``--samples`` times (p50/p99 time to the full body, target p99 < 100 ms); with the
@@ -413,7 +416,7 @@ def loadavg() -> float:
 
 
 def throughput(
-    args: argparse.Namespace, running: list[tuple[str, Server, str]], what: str
+    args: argparse.Namespace, running: list[tuple[str, Server, str]], what: str, connections: int
 ) -> tuple[list[Row], dict[str, float]]:
     """wrk against each server in turn, ``--reps`` rounds interleaved (the machine is
     shared: each round sees about the same load); medians of req/s, MB/s and CPU per
@@ -424,7 +427,7 @@ def throughput(
     for _ in range(args.reps):
         for name, server, path in running:
             load, cpu0 = loadavg(), cpu_seconds(server.proc.pid)
-            rps, mbs = wrk(server.url(path), args.connections, args.seconds)
+            rps, mbs = wrk(server.url(path), connections, args.seconds)
             cpu = cpu_seconds(server.proc.pid) - cpu0
             per = cpu / (rps * args.seconds) * 1e6 if rps else float("nan")
             runs[name].append((rps, mbs, per, load))
@@ -436,7 +439,7 @@ def throughput(
         each = ", ".join(f"{v[0]:,.0f}" for v in values)
         rows.append(
             (
-                f"(c) {name}: wrk, {args.connections} connections, stored {what}",
+                f"(c) {name}: wrk, {connections} connections, stored {what}",
                 f"{rps:,.0f} req/s, {mbs:,.0f} MB/s, {per:.0f} us CPU/request "
                 f"(median of {len(values)}: {each} req/s; load {load:.1f})",
             )
@@ -465,14 +468,18 @@ def load(args: argparse.Namespace, work: Path, peaks: list[float]) -> list[Row]:
         if shutil.which("wrk") is None:
             print("wrk is not installed: (c) runs without the wrk rows", file=sys.stderr)
         else:
-            for what, sub in (("200 KB", "small"), (f"{args.large_mb} MB", "large")):
+            sizes = (
+                ("200 KB", "small", args.connections),
+                (f"{args.large_mb} MB", "large", args.large_connections),
+            )
+            for what, sub, connections in sizes:
                 paths = [
                     (name, server, f"{sub}/1?tf-hub-format=compressed")
                     if name.startswith("hubcache")
                     else (name, server, f"{sub}/1.tar")
                     for name, server, _ in running
                 ]
-                found, rates = throughput(args, paths, what)
+                found, rates = throughput(args, paths, what, connections)
                 rows += found
                 if len(rates) == 2:
                     ours, theirs = rates.values()
@@ -555,12 +562,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--large-mb", type=int, default=50, help="part (c): the large archive's size (50)"
     )
+    parser.add_argument(
+        "--large-connections",
+        type=int,
+        default=100,
+        help="part (c): wrk connections to the large archive (100)",
+    )
     parser.add_argument("--smoke", action="store_true", help="CI: 5 MB, 4 clients")
     args = parser.parse_args(argv)
     if args.smoke:
         args.size_mb, args.clients, args.rate, args.reps = 5, 4, "10M", 1
         args.connections, args.slow, args.samples, args.seconds = 50, 20, 20, 2
-        args.large_mb = 5
+        args.large_mb, args.large_connections = 5, 10
     work = Path(tempfile.mkdtemp(prefix="hubcache-bench-mirror-"))
     work.chmod(0o755)  # nginx's workers run as another user when started by root
     rows: list[Row] = []

@@ -139,6 +139,7 @@ class FastConnection(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.buffer = bytearray()
         self.busy = False  # a response is being sent
+        self.paused = False  # reading paused while a response is sent (pipelining)
         self.waiting_since: Optional[float] = time.monotonic()  # its first request is owed
         self.last_done = time.monotonic()
         self.fd = -1
@@ -168,6 +169,9 @@ class FastConnection(asyncio.Protocol):
         self.buffer += data
         if not self.busy:
             self._next()
+        elif len(self.buffer) > MAX_HEAD and self.transport is not None and not self.paused:
+            self.paused = True  # requests pipelined past a response: read them after it
+            self.transport.pause_reading()
 
     def eof_received(self) -> Optional[bool]:
         return None  # close: a client that stopped sending has no further request
@@ -364,6 +368,9 @@ class FastConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
         if broken:
             abort_transport(transport)
         elif close or front.stopping:

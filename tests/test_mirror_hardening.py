@@ -251,25 +251,32 @@ def test_f2_sockets_with_fd_numbers_over_1024_get_whole_bodies(served: Path) -> 
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def dribble(s: socket.socket, give_up: float) -> str:
+    """Send a request's headers a byte at a time (never their end) until the server ends
+    the connection: "fin", "rst", or "" if it had not after ``give_up`` seconds."""
+    began = time.monotonic()
+    try:
+        for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
+            s.sendall(bytes([byte]))
+            s.settimeout(0.4)
+            try:
+                if not s.recv(100):
+                    return "fin"
+            except TimeoutError:
+                pass
+            if time.monotonic() - began > give_up:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        return "rst"
+    return ""
+
+
 def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -> None:
     with ServeProcess(str(served), "--header-timeout", "2s") as server:
         s = socket.create_connection(("127.0.0.1", server.port))
         began = time.monotonic()
-        ended = ""
         try:
-            for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
-                s.sendall(bytes([byte]))
-                s.settimeout(0.5)
-                try:
-                    if not s.recv(100):
-                        ended = "fin"
-                        break
-                except TimeoutError:
-                    continue
-                if time.monotonic() - began > 8:
-                    break
-        except (BrokenPipeError, ConnectionResetError):
-            ended = "rst"
+            ended = dribble(s, give_up=8)
         finally:
             s.close()
         assert ended, "the slow connection was never closed"
@@ -360,21 +367,8 @@ def test_f7_the_header_timeout_covers_every_request_of_a_keep_alive_connection(
             status, _, _ = read_response(s)
             assert status.startswith(b"HTTP/1.1 200")  # kept alive after it
             time.sleep(1.5)  # quiet between requests: the idle timeout's, not this one's
-            began, ended = time.monotonic(), ""
-            try:
-                for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
-                    s.sendall(bytes([byte]))
-                    s.settimeout(0.3)
-                    try:
-                        if not s.recv(100):
-                            ended = "fin"
-                            break
-                    except TimeoutError:
-                        pass
-                    if time.monotonic() - began > 6:
-                        break
-            except (BrokenPipeError, ConnectionResetError):
-                ended = "rst"
+            began = time.monotonic()
+            ended = dribble(s, give_up=6)
             assert ended, "the dribbling second request was never cut"
             assert 0.9 < time.monotonic() - began < 3.5
         finally:

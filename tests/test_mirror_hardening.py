@@ -341,6 +341,17 @@ def test_the_fast_path_and_aiohttp_answer_alike_on_one_connection(served: Path) 
         assert b"hubcache_mirror_hits_total 4.0" in metrics
 
 
+def test_the_fast_path_asks_for_the_token_too(served: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alpha\n")
+    with ServeProcess(str(served), "--token-file", str(tokens)) as server:
+        assert server.get("/small.tar").status == 401
+        assert server.get("/small.tar", {"Authorization": "Bearer nope"}).status == 401
+        r = server.get("/small.tar", {"Authorization": "Bearer alpha"})
+        assert (r.status, r.data) == (200, SMALL)
+        assert server.get("/small.tar", method="HEAD").status == 401
+
+
 def test_a_keep_alive_connection_idle_past_the_idle_timeout_is_closed(served: Path) -> None:
     with ServeProcess(str(served), "--idle-timeout", "1s") as server:
         s = socket.create_connection(("127.0.0.1", server.port))

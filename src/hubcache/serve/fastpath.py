@@ -385,6 +385,8 @@ def _send(fd: int, family: int, data: bytes) -> int:
     over it for one call and detached after, so it never closes what the transport owns."""
     sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
     try:
+        if sock.gettimeout() != 0.0 and socket.getdefaulttimeout() is not None:
+            sock.settimeout(0.0)  # a process-wide default would make send() wait
         return sock.send(data, MSG_MORE)
     finally:
         sock.detach()

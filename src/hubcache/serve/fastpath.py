@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
-from ..serve.responses import Responder, abort_transport, http_date
+from ..serve.responses import SLICE, Responder, abort_transport, http_date
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 CLOSE = "Connection: close\r\n"
@@ -140,6 +140,7 @@ class FastConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False  # a response is being sent
         self.paused = False  # reading paused while a response is sent (pipelining)
+        self.waiting: Optional[asyncio.Future[None]] = None  # _send_body's wait
         self.waiting_since: Optional[float] = time.monotonic()  # its first request is owed
         self.last_done = time.monotonic()
         self.fd = -1
@@ -179,6 +180,7 @@ class FastConnection(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.front.connections.discard(self)
         self.transport = None
+        self._wake()  # a body being sent stops at once
 
     def transport_close(self) -> None:
         if self.transport is not None:
@@ -277,13 +279,13 @@ class FastConnection(asyncio.Protocol):
         front.responder.begin(stored)
         if request["method"] == "HEAD" and self.transport is not None:
             self.transport.write(head)
-            self._done(request, found, close, began, 0)
+            self._done(request, found, close, began)
             return
         sent = self._send_now(head, found)
         if sent is None:  # broken: the connection is gone
-            self._done(request, found, True, began, 0, broken=True)
+            self._done(request, found, True, began, broken=True)
         elif sent == stored.size:
-            self._done(request, found, close, began, sent)
+            self._done(request, found, close, began)
         else:
             task = asyncio.get_running_loop().create_task(
                 self._send_rest(request, found, close, began, sent)
@@ -318,6 +320,8 @@ class FastConnection(asyncio.Protocol):
             pass
         except OSError:
             return None
+        finally:
+            self.front.metrics.served_bytes.inc(offset)
         return offset
 
     async def _send_rest(
@@ -329,13 +333,69 @@ class FastConnection(asyncio.Protocol):
         try:
             if transport is None or found.file is None:
                 raise ConnectionResetError("the client went away")
-            await self.front.responder.sendfile(transport, found.file, offset, size - offset)
-            offset = size
+            if transport.get_write_buffer_size():  # headers still queued: the loop's way
+                await self.front.responder.sendfile(transport, found.file, offset, size - offset)
+            else:
+                await self._send_body(found.file.fileno(), offset, size)
         except (ConnectionError, OSError):
             broken = True
         except RuntimeError:  # the loop's sendfile on a transport that was closed
             broken = True
-        self._done(request, found, close or broken, began, offset, broken=broken)
+        self._done(request, found, close or broken, began, broken=broken)
+
+    async def _send_body(self, source: int, offset: int, end: int) -> None:
+        """The body from ``offset`` to ``end``, ``os.sendfile`` each time the socket can
+        take more. A client that has not taken ``SLICE`` (1 MB) more within
+        ``--idle-timeout`` is cut (RST), as the loop's way cuts one (``Responder``):
+        "any byte" would not do, as the kernel keeps taking a trickle into a stopped
+        reader's buffer as it compacts it.
+
+        The writes go through a duplicate of the socket's descriptor, which the event
+        loop watches for writability on our behalf (the transport owns the original and
+        is watched for reading): one registration for the whole body and one future per
+        wait, instead of the loop's ``sendfile`` set-up for every slice. A closed or
+        aborted transport wakes the wait (``connection_lost``), so a cut or a drain takes
+        effect at once; the duplicate is closed last, so an abort still ends in RST."""
+        loop = asyncio.get_running_loop()
+        stall = self.front.responder.stall
+        fd = os.dup(self.fd)
+        loop.add_writer(fd, self._wake)
+        try:
+            mark, since = offset, loop.time()  # SLICE bytes must pass within each stall
+            while offset < end:
+                if self.transport is None:
+                    raise ConnectionResetError("the client went away")
+                try:
+                    sent = os.sendfile(fd, source, offset, end - offset)
+                except BlockingIOError:
+                    sent = -1
+                if sent == 0:
+                    raise ConnectionResetError("the stored file shrank while being sent")
+                if sent > 0:
+                    offset += sent
+                    self.front.metrics.served_bytes.inc(sent)
+                    if offset - mark >= SLICE:
+                        mark, since = offset, loop.time()
+                    continue
+                left = since + stall - loop.time()
+                if left <= 0:
+                    abort_transport(self.transport)
+                    raise ConnectionResetError(f"the client took no bytes for {stall:g}s")
+                self.waiting = loop.create_future()
+                timer = loop.call_later(left, self._wake)
+                try:
+                    await self.waiting
+                finally:
+                    timer.cancel()
+                    self.waiting = None
+        finally:
+            loop.remove_writer(fd)
+            os.close(fd)
+
+    def _wake(self) -> None:
+        waiting = self.waiting
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def _done(
         self,
@@ -343,7 +403,6 @@ class FastConnection(asyncio.Protocol):
         found: Found,
         close: bool,
         began: float,
-        sent: int,
         *,
         broken: bool = False,
     ) -> None:
@@ -352,7 +411,6 @@ class FastConnection(asyncio.Protocol):
         front.on_busy(-1)
         front.metrics.hits.inc()
         front.metrics.answered(200)
-        front.metrics.served_bytes.inc(sent)
         if front.access_log.isEnabledFor(logging.INFO):
             front.log_access(
                 front.access_log,

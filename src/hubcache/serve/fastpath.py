@@ -5,8 +5,9 @@ response objects, its task per request and ``loop.sendfile``'s futures it cost a
 times the CPU of the same bytes sent by this protocol (measured: docs/mirror.md). What
 it does is small: read the request's head, look the archive up, write the status line
 and headers with ``MSG_MORE`` and ``os.sendfile`` the body on the connection's socket,
-the way asyncio's own sendfile does underneath; a body the socket cannot take at once
-goes on through ``Responder.sendfile`` (the event loop's, with the stall limit).
+the way asyncio's own sendfile does underneath; the rest of a body the socket cannot take
+at once follows each time the event loop sees the socket writable (``_send_body``, with
+the stall limit of ``Responder.sendfile``).
 
 Everything else goes to aiohttp, and for good: a request this module does not take whole
 (another method, HTTP/1.0, a body, ``Range``/``If-Range``, an ``Expect`` or ``Upgrade``,

@@ -19,6 +19,7 @@ import stat
 import sys
 from typing import Any, Optional
 
+from .. import _platform
 from .._errors import CacheDirError, ConfigurationError, HubcacheError
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # one label of a host name
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             "--workers with --max-size is refused: eviction keeps its index of sizes and uses "
             "in one process's memory; use one process (--workers 1) or drop --max-size"
         )
-    if args.workers > 1 and sys.platform == "win32":
+    if args.workers > 1 and not _platform.CAN_FORK:
         raise ServeError("--workers needs fork(), which Windows lacks; use --workers 1")
     from ..serve.app import Settings
 

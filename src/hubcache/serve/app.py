@@ -565,7 +565,7 @@ def run_workers(
     the parent exits 1, for the service manager to restart the lot. POSIX only (fork);
     ``--max-size`` is refused with it by the command line: eviction's index of sizes and
     uses lives in one process's memory (docs/mirror.md)."""
-    if sys.platform == "win32":  # the command line refuses it first; for type checkers
+    if not _platform.CAN_FORK:  # the command line refuses it first
         raise ConfigurationError("--workers needs fork(), which Windows lacks")
     sock = listen(settings.host, settings.port)
     try:
@@ -573,7 +573,7 @@ def run_workers(
         host, port = sock.getsockname()[:2]
         children: list[int] = []
         for _ in range(workers):
-            pid = os.fork()
+            pid = _platform.fork()
             if pid == 0:  # the worker: a server of its own on the shared socket
                 code = 1
                 try:
@@ -594,8 +594,7 @@ def run_workers(
     def stop(*_: Any) -> None:
         stopping.append(True)
         for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)
+            _platform.ask_to_stop(child)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -604,15 +603,15 @@ def run_workers(
     left = set(children)
     while left:
         try:
-            pid, status = os.wait()
+            pid, failed = _platform.wait_child()
         except ChildProcessError:
             break
         except InterruptedError:
             continue
         left.discard(pid)
-        if not stopping and (os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0):
+        if not stopping and failed:
             print(
-                f"hubcache: worker {pid} stopped on its own (status {status}); stopping the others",
+                f"hubcache: worker {pid} stopped on its own; stopping the others",
                 file=sys.stderr,
                 flush=True,
             )

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from .. import _platform
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
 from ..serve.responses import SLICE, Responder, abort_transport, http_date
@@ -313,7 +314,7 @@ class FastConnection(asyncio.Protocol):
         source = found.file.fileno()
         try:
             while offset < size:
-                sent = os.sendfile(self.fd, source, offset, size - offset)
+                sent = _platform.sendfile(self.fd, source, offset, size - offset)
                 if sent == 0:
                     break  # the file shrank under us: the rest errs in _send_rest
                 offset += sent
@@ -367,7 +368,7 @@ class FastConnection(asyncio.Protocol):
                 if self.transport is None:
                     raise ConnectionResetError("the client went away")
                 try:
-                    sent = os.sendfile(fd, source, offset, end - offset)
+                    sent = _platform.sendfile(fd, source, offset, end - offset)
                 except BlockingIOError:
                     sent = -1
                 if sent == 0:

@@ -9,9 +9,12 @@
     a config of our own and stopped by its PID) and from ``python -m http.server``
     (target >= 0.8x the best static server);
 (c) load, driven by ``wrk`` (the distribution's package) when installed, hubcache beside
-    nginx on the same files: ``--connections`` (1000) concurrent keep-alive connections
-    to a stored 200 KB archive for ``--seconds`` (throughput, target >= 0.9x nginx); the
-    same number of concurrent one-shot clients each checking the body's sha256 (all must
+    nginx on the same files, each with ``--workers`` processes (1): ``--connections``
+    (1000) concurrent keep-alive connections to a stored 200 KB archive, then to a
+    ``--large-mb`` (50) one over ``--large-connections`` (100), for ``--seconds`` each,
+    ``--reps`` rounds interleaved (medians of req/s, MB/s and the servers' CPU per
+    request, with the load average; throughput target >= 0.9x nginx); ``--connections``
+    concurrent one-shot clients each checking the body's sha256 (all must
     be right); ``--slow`` (500) slow readers of a stored 8 MB archive (4 KB receive
     buffer, reading 4 KB every 0.5 s) while a normal client fetches the 200 KB archive
     ``--samples`` times (p50/p99 time to the full body, target p99 < 100 ms); with the
@@ -146,18 +149,18 @@ def hubcache_serve(directory: Path, *args: str) -> Server:
     return Server([*argv, "-q", *args], port)
 
 
-def nginx(directory: Path, work: Path) -> Optional[Server]:
+def nginx(directory: Path, work: Path, workers: int = 2) -> Optional[Server]:
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if binary is None:
         return None
     port = free_port()
-    prefix = work / "nginx"
+    prefix = work / f"nginx-{workers}"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
-        "worker_processes 2;\n"
+        f"worker_processes {workers};\n"
         f"pid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/logs/error.log;\n"
         "worker_rlimit_nofile 8192;\n"
@@ -205,7 +208,7 @@ def clients(urls: list[str], kind: str, work: Path, expected: str) -> float:
             )
         )
     for proc in procs:
-        out, err = proc.communicate(600)
+        out, err = proc.communicate(timeout=600)
         if proc.returncode != 0:
             raise RuntimeError(f"a client failed: {err.strip()}")
         if kind == "http" and not curl and out.strip() != expected:
@@ -388,44 +391,107 @@ async def _slow_then_normal(
     return times[len(times) // 2], p99, alive
 
 
-def load(args: argparse.Namespace, work: Path, peaks: list[float]) -> list[Row]:
-    """Part (c): wrk and raw clients against hubcache and nginx on the same files."""
-    raise_own_fd_limit()
-    folder = work / "load"
-    (folder / "small").mkdir(parents=True)
-    (folder / "big").mkdir(parents=True)
-    small_sha = make_archive(folder / "small" / "1.tar", 200_000)
-    make_archive(folder / "big" / "1.tar", 8_000_000)
-    servers: list[tuple[str, Callable[[], Optional[Server]], str, str]] = [
-        (
-            "hubcache",
-            lambda: hubcache_serve(folder, "--upstream", "http://127.0.0.1:9/"),
-            "small/1?tf-hub-format=compressed",
-            "big/1?tf-hub-format=compressed",
-        ),
-        ("nginx", lambda: nginx(folder, work), "small/1.tar", "big/1.tar"),
-    ]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children now alive (nginx's or hubcache's
+    workers), from /proc; 0 where there is none."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    ticks = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
+
+
+def loadavg() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def throughput(
+    args: argparse.Namespace, running: list[tuple[str, Server, str]], what: str, connections: int
+) -> tuple[list[Row], dict[str, float]]:
+    """wrk against each server in turn, ``--reps`` rounds interleaved (the machine is
+    shared: each round sees about the same load); medians of req/s, MB/s and CPU per
+    request (the server's processes, from /proc: comparable even when the load varies)."""
+    import statistics
+
+    runs: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n, _, _ in running}
+    for _ in range(args.reps):
+        for name, server, path in running:
+            load, cpu0 = loadavg(), cpu_seconds(server.proc.pid)
+            rps, mbs = wrk(server.url(path), connections, args.seconds)
+            cpu = cpu_seconds(server.proc.pid) - cpu0
+            per = cpu / (rps * args.seconds) * 1e6 if rps else float("nan")
+            runs[name].append((rps, mbs, per, load))
     rows: list[Row] = []
     rates: dict[str, float] = {}
-    have_wrk = shutil.which("wrk") is not None
-    if not have_wrk:
-        print("wrk is not installed: (c) runs without the wrk throughput row", file=sys.stderr)
-    for name, start, small, big in servers:
-        server = start()
-        if server is None:
-            continue
-        try:
-            if have_wrk:
-                best = (0.0, 0.0)
-                for _ in range(args.reps):
-                    best = max(best, wrk(server.url(small), args.connections, args.seconds))
-                rates[name] = best[1]
-                rows.append(
-                    (
-                        f"(c) {name}: wrk, {args.connections} connections, stored 200 KB",
-                        f"{best[0]:,.0f} req/s, {best[1]:,.0f} MB/s",
+    for name, values in runs.items():
+        rps, mbs, per, load = (statistics.median(v[i] for v in values) for i in range(4))
+        rates[name] = mbs
+        each = ", ".join(f"{v[0]:,.0f}" for v in values)
+        rows.append(
+            (
+                f"(c) {name}: wrk, {connections} connections, stored {what}",
+                f"{rps:,.0f} req/s, {mbs:,.0f} MB/s, {per:.0f} us CPU/request "
+                f"(median of {len(values)}: {each} req/s; load {load:.1f})",
+            )
+        )
+    return rows, rates
+
+
+def load(args: argparse.Namespace, work: Path, peaks: list[float]) -> list[Row]:
+    """Part (c): wrk and raw clients against hubcache and nginx on the same files, each
+    with ``--workers`` processes (hubcache ``--workers N``, nginx ``worker_processes N``)."""
+    raise_own_fd_limit()
+    folder = work / "load"
+    for sub in ("small", "big", "large"):
+        (folder / sub).mkdir(parents=True)
+    small_sha = make_archive(folder / "small" / "1.tar", 200_000)
+    make_archive(folder / "big" / "1.tar", 8_000_000)
+    make_archive(folder / "large" / "1.tar", args.large_mb * 10**6)
+    n = args.workers
+    hub = hubcache_serve(folder, "--upstream", "http://127.0.0.1:9/", "--workers", str(n))
+    running: list[tuple[str, Server, str]] = [(f"hubcache ({n} worker)", hub, "")]
+    ng = nginx(folder, work, workers=n)
+    if ng is not None:
+        running.append((f"nginx ({n} worker)", ng, ""))
+    rows: list[Row] = []
+    try:
+        if shutil.which("wrk") is None:
+            print("wrk is not installed: (c) runs without the wrk rows", file=sys.stderr)
+        else:
+            sizes = (
+                ("200 KB", "small", args.connections),
+                (f"{args.large_mb} MB", "large", args.large_connections),
+            )
+            for what, sub, connections in sizes:
+                paths = [
+                    (name, server, f"{sub}/1?tf-hub-format=compressed")
+                    if name.startswith("hubcache")
+                    else (name, server, f"{sub}/1.tar")
+                    for name, server, _ in running
+                ]
+                found, rates = throughput(args, paths, what, connections)
+                rows += found
+                if len(rates) == 2:
+                    ours, theirs = rates.values()
+                    rows.append(
+                        (
+                            f"(c) wrk throughput on {what}, hubcache / nginx ({n} worker each)",
+                            f"{ours / theirs:.2f}x (target >= 0.9x)" if theirs else "-",
+                        )
                     )
-                )
+        for name, server, _ in running:
+            small = "small/1?tf-hub-format=compressed" if name.startswith("hub") else "small/1.tar"
+            big = "big/1?tf-hub-format=compressed" if name.startswith("hub") else "big/1.tar"
             right = asyncio.run(_all_right(server.port, small, args.connections, small_sha))
             rows.append(
                 (
@@ -440,27 +506,40 @@ def load(args: argparse.Namespace, work: Path, peaks: list[float]) -> list[Row]:
                 (
                     f"(c) {name}: 200 KB with {args.slow} slow readers connected",
                     f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target < 100 ms); "
-                    f"{alive} slow readers still served",
+                    f"{alive} slow readers still served (load {loadavg():.1f})",
                 )
             )
-            if name == "hubcache":
-                peaks.append(server.peak_rss_mb())
-                rows.append(
-                    (
-                        "(c) hubcache: threads, peak RSS after the load",
-                        f"{server.threads()} threads, {server.peak_rss_mb():.0f} MB",
-                    )
-                )
-        finally:
-            server.stop()
-    if "hubcache" in rates and rates.get("nginx"):
+        peaks.append(hub.peak_rss_mb())
         rows.append(
             (
-                "(c) wrk throughput, hubcache / nginx",
-                f"{rates['hubcache'] / rates['nginx']:.2f}x (target >= 0.9x)",
+                f"(c) hubcache: threads, peak RSS after the load (each of {n} processes)",
+                f"{hub.threads()} threads, {hub.peak_rss_mb():.0f} MB"
+                + (f"; workers {', '.join(worker_rss(hub))}" if n > 1 else ""),
             )
         )
+    finally:
+        for _name, server, _path in running:
+            server.stop()
     return rows
+
+
+def worker_rss(server: Server) -> list[str]:
+    """Each worker's peak RSS (VmHWM), for ``--workers`` > 1."""
+    out: list[str] = []
+    try:
+        with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return out
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/status") as f:
+                match = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+        except OSError:
+            continue
+        if match:
+            out.append(f"{int(match.group(1)) / 1024:.0f} MB")
+    return out
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -474,12 +553,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--slow", type=int, default=500, help="part (c): slow readers (500)")
     parser.add_argument("--samples", type=int, default=200, help="part (c): normal GETs (200)")
     parser.add_argument("--seconds", type=int, default=10, help="part (c): wrk run (10)")
-    parser.add_argument("--reps", type=int, default=3, help="part (b): best of N (3)")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="part (b): best of N; part (c): median of N (3)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="part (c): processes of each server (1)"
+    )
+    parser.add_argument(
+        "--large-mb", type=int, default=50, help="part (c): the large archive's size (50)"
+    )
+    parser.add_argument(
+        "--large-connections",
+        type=int,
+        default=100,
+        help="part (c): wrk connections to the large archive (100)",
+    )
     parser.add_argument("--smoke", action="store_true", help="CI: 5 MB, 4 clients")
     args = parser.parse_args(argv)
     if args.smoke:
         args.size_mb, args.clients, args.rate, args.reps = 5, 4, "10M", 1
         args.connections, args.slow, args.samples, args.seconds = 50, 20, 20, 2
+        args.large_mb, args.large_connections = 5, 10
     work = Path(tempfile.mkdtemp(prefix="hubcache-bench-mirror-"))
     work.chmod(0o755)  # nginx's workers run as another user when started by root
     rows: list[Row] = []

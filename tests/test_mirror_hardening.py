@@ -251,31 +251,139 @@ def test_f2_sockets_with_fd_numbers_over_1024_get_whole_bodies(served: Path) -> 
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def dribble(s: socket.socket, give_up: float) -> str:
+    """Send a request's headers a byte at a time (never their end) until the server ends
+    the connection: "fin", "rst", or "" if it had not after ``give_up`` seconds."""
+    began = time.monotonic()
+    try:
+        for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
+            s.sendall(bytes([byte]))
+            s.settimeout(0.4)
+            try:
+                if not s.recv(100):
+                    return "fin"
+            except TimeoutError:
+                pass
+            if time.monotonic() - began > give_up:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        return "rst"
+    return ""
+
+
 def test_f7_a_connection_that_sends_its_headers_slowly_is_closed(served: Path) -> None:
     with ServeProcess(str(served), "--header-timeout", "2s") as server:
         s = socket.create_connection(("127.0.0.1", server.port))
         began = time.monotonic()
-        ended = ""
         try:
-            for byte in b"GET /small.tar HTTP/1.1\r\nHost: x\r\n":
-                s.sendall(bytes([byte]))
-                s.settimeout(0.5)
-                try:
-                    if not s.recv(100):
-                        ended = "fin"
-                        break
-                except TimeoutError:
-                    continue
-                if time.monotonic() - began > 8:
-                    break
-        except (BrokenPipeError, ConnectionResetError):
-            ended = "rst"
+            ended = dribble(s, give_up=8)
         finally:
             s.close()
         assert ended, "the slow connection was never closed"
         assert time.monotonic() - began < 5
         assert server.get("/metrics").status == 200
         assert b"hubcache_mirror_header_timeouts_total 1.0" in server.get("/metrics").data
+
+
+def read_response(
+    s: socket.socket, pending: bytearray | None = None
+) -> tuple[bytes, dict[str, str], bytes]:
+    """One response from a keep-alive connection: (status line, headers, body), framed by
+    its Content-Length. ``pending`` holds bytes read past it."""
+    data = pending if pending is not None else bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, bytes(data)
+        data += chunk
+    end = data.index(b"\r\n\r\n")
+    lines = bytes(data[:end]).split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    del data[: end + 4]
+    length = int(headers.get("content-length", "0"))
+    while len(data) < length:
+        chunk = s.recv(1 << 20)
+        assert chunk, len(data)
+        data += chunk
+    body = bytes(data[:length])
+    del data[:length]
+    return lines[0], headers, body
+
+
+def test_the_fast_path_and_aiohttp_answer_alike_on_one_connection(served: Path) -> None:
+    """A stored archive's plain GET/HEAD is the fast path's; a Range hands the connection
+    to aiohttp. The answers agree, and pipelined requests are answered in order."""
+    with ServeProcess(str(served)) as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(10)
+        try:
+            get = b"GET /small.tar HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(get + get)  # pipelined
+            pending = bytearray()
+            fast = [read_response(s, pending), read_response(s, pending)]
+            for status, _, body in fast:
+                assert status == b"HTTP/1.1 200 OK" and body == SMALL
+            s.sendall(b"GET /small.tar HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n")
+            status, ranged, body = read_response(s, pending)
+            assert status == b"HTTP/1.1 206 Partial Content" and body == SMALL[10:20]
+            assert ranged["content-range"] == f"bytes 10-19/{len(SMALL)}"
+            s.sendall(get)  # now aiohttp's connection
+            status, slow, body = read_response(s, pending)
+            assert status == b"HTTP/1.1 200 OK" and body == SMALL
+            same = {k: v for k, v in fast[0][1].items() if k != "date"}
+            assert same == {k: v for k, v in slow.items() if k != "date"}
+        finally:
+            s.close()
+        metrics = server.get("/metrics").data
+        assert b'hubcache_mirror_requests_total{code="200"} 3.0' in metrics
+        assert b"hubcache_mirror_hits_total 4.0" in metrics
+
+
+def test_the_fast_path_asks_for_the_token_too(served: Path, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alpha\n")
+    with ServeProcess(str(served), "--token-file", str(tokens)) as server:
+        assert server.get("/small.tar").status == 401
+        assert server.get("/small.tar", {"Authorization": "Bearer nope"}).status == 401
+        r = server.get("/small.tar", {"Authorization": "Bearer alpha"})
+        assert (r.status, r.data) == (200, SMALL)
+        assert server.get("/small.tar", method="HEAD").status == 401
+
+
+def test_a_keep_alive_connection_idle_past_the_idle_timeout_is_closed(served: Path) -> None:
+    with ServeProcess(str(served), "--idle-timeout", "1s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(6)
+        try:
+            s.sendall(b"GET /small.tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[2] == SMALL
+            began = time.monotonic()
+            assert s.recv(100) == b""  # closed by the server
+            assert time.monotonic() - began < 4
+        finally:
+            s.close()
+
+
+@pytest.mark.parametrize("first", ["/healthz", "/small.tar"])  # aiohttp's, the fast path's
+def test_f7_the_header_timeout_covers_every_request_of_a_keep_alive_connection(
+    served: Path, first: str
+) -> None:
+    with ServeProcess(str(served), "--header-timeout", "1s") as server:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.settimeout(5)
+        try:
+            s.sendall(f"GET {first} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, _, _ = read_response(s)
+            assert status.startswith(b"HTTP/1.1 200")  # kept alive after it
+            time.sleep(1.5)  # quiet between requests: the idle timeout's, not this one's
+            began = time.monotonic()
+            ended = dribble(s, give_up=6)
+            assert ended, "the dribbling second request was never cut"
+            assert 0.9 < time.monotonic() - began < 3.5
+        finally:
+            s.close()
 
 
 @pytest.mark.parametrize(("drain", "low", "high"), [("2s", 1.8, 3.5), ("0s", 0.0, 1.5)])
@@ -459,6 +567,32 @@ def test_f21_a_second_process_on_one_dir_with_max_size_is_refused(
     assert not (store / ".hubcache-locks" / "eviction.owner").exists()
 
 
+def test_workers_share_one_port_and_stop_together(served: Path) -> None:
+    server = ServeProcess(str(served), "--workers", "2")
+    try:
+        kids = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+        workers = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+        if kids.exists():
+            assert len(workers) == 2, workers
+        results = fetch_all(server.url, ["/small.tar"] * 40, 20)
+        assert all(status == 200 and body == SMALL for _, status, body in results)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+        for pid in workers:  # each worker stopped (and was reaped) before the parent
+            assert not Path(f"/proc/{pid}").exists(), pid
+    finally:
+        server.stop()
+
+
+def test_workers_with_max_size_are_refused(served: Path) -> None:
+    up = "http://127.0.0.1:9/"
+    refused(
+        serve_cli(str(served), "--upstream", up, "--max-size", "1GB", "--workers", "2"),
+        "--workers with --max-size",
+    )
+    refused(serve_cli(str(served), "--workers", "0"), "--workers 0")
+
+
 def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(
     tmp_path: Path,
 ) -> None:
@@ -620,6 +754,21 @@ def test_f19_head_of_an_uncached_archive_fetches_no_body(
         metrics = server.get("/metrics").data
     assert stored_files(store) == []
     assert b"hubcache_mirror_upstream_bytes_total 0.0" in metrics
+
+
+def test_f19_head_asks_the_upstream_for_one_byte_not_the_body(
+    model_server: ModelServer, store: Path
+) -> None:
+    body = make_tar([M("x", os.urandom(300_000))], compression=None)
+    model_server.add("/m/1", body)
+    model_server.add("/n/1", body, faults=(Fault(ignore_range=True),))  # Range ignored
+    with mirror(store, model_server) as server:
+        for path in ("/m/1", "/n/1"):
+            r = server.get(f"{path}?tf-hub-format=compressed", method="HEAD")
+            assert r.status == 200 and r.headers["Content-Length"] == str(len(body)), path
+    asked = [r for r in model_server.requests if r.path.startswith(("/m/1", "/n/1"))]
+    assert [(r.method, r.headers.get("Range")) for r in asked] == [("GET", "bytes=0-0")] * 2
+    assert stored_files(store) == []
 
 
 def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(served: Path) -> None:

@@ -89,6 +89,7 @@ else:
         from .platforms import posix as system
 
 __all__ = [
+    "CAN_FORK",
     "CAN_SENDFILE",
     "CREATE_EXCLUSIVE",
     "CREATE_NEW_FILE",
@@ -102,9 +103,11 @@ __all__ = [
     "SYSTEM",
     "WINDOWS",
     "WRITE_TRUNCATE",
+    "ask_to_stop",
     "cpu_vendor",
     "create_from",
     "flush_drive_cache",
+    "fork",
     "inside",
     "location_problem",
     "name_problem",
@@ -120,6 +123,7 @@ __all__ = [
     "sendfile",
     "start_token",
     "user_id",
+    "wait_child",
     "writeback",
 ]
 
@@ -130,10 +134,15 @@ SYNC_FILE = family.SYNC_FILE
 SYNC_DIRS = family.SYNC_DIRS
 #: Whether :func:`sendfile` works here; the mirror falls back to aiohttp's sending when not.
 CAN_SENDFILE = family.CAN_SENDFILE
+#: Whether this process can fork workers (``hubcache serve --workers``): not on Windows.
+CAN_FORK = family.CAN_FORK
 
 pid_alive = family.pid_alive
 pread = family.pread
 sendfile = family.sendfile
+fork = family.fork
+ask_to_stop = family.ask_to_stop
+wait_child = family.wait_child
 retry_busy = family.retry_busy
 create_from = family.create_from
 location_problem = family.location_problem

@@ -19,6 +19,7 @@ import stat
 import sys
 from typing import Any, Optional
 
+from .. import _platform
 from .._errors import CacheDirError, ConfigurationError, HubcacheError
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # one label of a host name
@@ -84,10 +85,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Retry-After (64)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port and DIR, for N cores (1); not with "
+        "--max-size, not on Windows",
+    )
+    p.add_argument(
         "--header-timeout",
         default="10s",
         metavar="DURATION",
-        help="close a new connection that has not sent its request headers within this (10s)",
+        help="close a connection whose request headers are not whole this long after they "
+        "began (after it opened, for its first request) (10s)",
     )
     p.add_argument(
         "--idle-timeout",
@@ -229,6 +239,15 @@ def run(args: argparse.Namespace) -> int:
         raise ServeError(
             "--max-size works on a local DIR; on a bucket use its lifecycle rules instead"
         )
+    if args.workers < 1:
+        raise ServeError(f"--workers {args.workers}: give 1 or more processes")
+    if args.workers > 1 and max_size is not None:
+        raise ServeError(
+            "--workers with --max-size is refused: eviction keeps its index of sizes and uses "
+            "in one process's memory; use one process (--workers 1) or drop --max-size"
+        )
+    if args.workers > 1 and not _platform.CAN_FORK:
+        raise ServeError("--workers needs fork(), which Windows lacks; use --workers 1")
     from ..serve.app import Settings
 
     settings = Settings(
@@ -250,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     if "://" in directory:
         _probe_store(directory, config.store_timeout)
     _access_log(args)
-    return _run(settings, config, directory)
+    return _run(settings, config, directory, args.workers)
 
 
 def _probe_store(url: str, timeout: float) -> None:
@@ -310,18 +329,18 @@ class _OneLine(logging.Handler):
             print(f"hubcache: {record.getMessage()}{detail}", file=sys.stderr, flush=True)
 
 
-def _run(settings: Any, config: Any, directory: str) -> int:
+def _run(settings: Any, config: Any, directory: str, workers: int = 1) -> int:
     import asyncio
 
-    from ..serve.app import Server, serve
-
-    server = Server(settings, config)
+    from ..serve.app import Server, run_workers, serve
 
     def ready(url: str) -> None:
         print(f"serving {directory} at {url}", flush=True)
 
     try:
-        asyncio.run(serve(server, ready))
+        if workers > 1:
+            return run_workers(settings, config, workers, ready)
+        asyncio.run(serve(Server(settings, config), ready))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ServeError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -70,6 +71,31 @@ class HTTPSource(Source):
         self.answer_wait = time.monotonic() - began
         if self._response is not None:  # None: stopped before a redirect (``stop_at``)
             self._read_metadata(self._response)
+
+    def probe(self) -> Optional[int]:
+        """The object's length without its body (the mirror's answer to a ``HEAD``): a GET
+        of its first byte, ``Range: bytes=0-0``, whose ``Content-Range`` names the total.
+        Not a HEAD: signed storage URLs (those Kaggle and S3 redirect to) are signed for
+        one method, and a HEAD of a URL signed for GET is refused. A server that ignores
+        ``Range`` answers 200 with its length, and that connection is dropped unread. None
+        when no length is given; ModelNotFoundError and the rest as ``open`` raises them."""
+        response = self._request({"Range": "bytes=0-0"})
+        if response is None:  # stopped before a redirect (``stop_at``)
+            return None
+        try:
+            content_range = response.headers.get("Content-Range", "")
+            if response.status == 206:
+                match = re.fullmatch(r"bytes 0-0/([0-9]+)", content_range)
+                response.read(2)  # the one byte: the connection can be used again
+                return int(match.group(1)) if match else None
+            if response.status == 416:  # no first byte: an empty object
+                match = re.fullmatch(r"bytes \*/([0-9]+)", content_range)
+                return int(match.group(1)) if match else 0
+            self._read_metadata(response)
+            response.close()  # never read a whole body to learn its length
+            return self.total
+        finally:
+            response.release_conn()
 
     def follow_on(self) -> None:
         if not self.stopped:

@@ -55,8 +55,33 @@ CAN_SENDFILE = hasattr(os, "sendfile")
 
 
 def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
-    """``os.sendfile``: the mirror sends stored archives with it from worker threads."""
+    """``os.sendfile``: the mirror's fast path sends stored archives with it."""
     return os.sendfile(out_fd, in_fd, offset, count)
+
+
+CAN_FORK = True  # ``hubcache serve --workers N``
+
+
+def fork() -> int:
+    """``os.fork``: 0 in the child, the child's PID in the parent."""
+    return os.fork()
+
+
+def ask_to_stop(pid: int) -> None:
+    """SIGTERM to a child (a worker drains, then exits); nothing if it is gone already."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def wait_child() -> tuple[int, bool]:
+    """Wait for any child process to end: (its PID, whether it failed: a signal or a
+    non-zero exit). ChildProcessError when there is none left."""
+    pid, status = os.wait()
+    return pid, os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0
 
 
 def flush_drive_cache(path: str) -> None:

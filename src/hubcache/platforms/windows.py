@@ -139,6 +139,23 @@ def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
     raise OSError(errno.ENOSYS, "os.sendfile does not exist on Windows")
 
 
+CAN_FORK = False  # ``hubcache serve --workers N`` is refused here
+
+
+def fork() -> int:
+    """Windows has no ``fork``: callers check ``CAN_FORK`` first."""
+    raise OSError(errno.ENOSYS, "fork() does not exist on Windows")
+
+
+def ask_to_stop(pid: int) -> None:
+    """No children are ever forked on Windows (``os.kill`` would terminate, not ask)."""
+
+
+def wait_child() -> tuple[int, bool]:
+    """No children are ever forked on Windows."""
+    raise ChildProcessError(errno.ECHILD, "no child processes")
+
+
 def flush_drive_cache(path: str) -> None:
     """Nothing to do: Windows' fsync (FlushFileBuffers) already flushed the drive's cache."""
 

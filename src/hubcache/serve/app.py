@@ -30,6 +30,11 @@ import functools
 import hmac
 import ipaddress
 import logging
+import os
+import signal
+import socket
+import sys
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -39,12 +44,14 @@ from typing import Any, Optional
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http import SERVER_SOFTWARE
 
 from .. import _platform
 from .._config import Config
 from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
 from ..kaggle.upstream import is_kaggle_host
 from ..serve.archives import ArchiveStore, Stored
+from ..serve.fastpath import FastConnection, Front
 from ..serve.fill import Fill
 from ..serve.kaggleapi import PREFIX, KaggleFront, json_error, rpc_method
 from ..serve.metrics import Metrics
@@ -55,6 +62,7 @@ from ..serve.static import content_type, is_archive_name, request_parts, wanted_
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("hubcache.serve.access")
 
+BACKLOG = 1024  # connections the kernel queues before one is accepted
 ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'  # what the line holds
 
 
@@ -82,15 +90,29 @@ class EscapedAccessLogger(AbstractAccessLogger):
         )
         length = response.headers.get("Content-Length", "-")
         agent = request.headers.get("User-Agent", "-")
-        self.logger.info(
-            '%s "%s" %s %s %.3fs "%s"',
-            request.remote or "-",
-            _escaped(line),
-            response.status,
-            length,
-            time,
-            _escaped(agent),
-        )
+        access_line(self.logger, request.remote, line, response.status, length, time, agent)
+
+
+def access_line(  # noqa: PLR0917 - the line's fields, in the line's order
+    logger: logging.Logger,
+    remote: Optional[str],
+    line: str,
+    status: int,
+    length: str,
+    seconds: float,
+    agent: str,
+) -> None:
+    """Write one access-log line (``ACCESS_FORMAT``), client-sent fields escaped: the one
+    writer of both aiohttp's requests and the fast path's (``fastpath``)."""
+    logger.info(
+        '%s "%s" %s %s %.3fs "%s"',
+        remote or "-",
+        _escaped(line),
+        status,
+        length,
+        seconds,
+        _escaped(agent),
+    )
 
 
 @dataclass(frozen=True)
@@ -148,12 +170,15 @@ class Server:
         self.packers = ThreadPoolExecutor(2, thread_name_prefix="hubcache-pack")
         self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.in_flight = 0  # requests being answered (the drain waits for these)
-        self.requested: set[Any] = set()  # transports that sent a whole request
         self.responder = Responder(
             self.store, self.metrics, settings.rate_limit, self._served, settings.idle_timeout
         )
         if self.mirror is not None:
             self.mirror.serving = self.responder.serving  # eviction spares what is being sent
+
+    def busy(self, change: int) -> None:
+        """A fast-path response began (+1) or ended (-1): the drain waits for these too."""
+        self.in_flight += change
 
     def _served(self, stored: Stored) -> None:
         if self.mirror is not None:
@@ -165,38 +190,51 @@ class Server:
     def _upstream_bytes(self, n: int) -> None:
         self.metrics.upstream_bytes.inc(n)  # thread-safe in prometheus_client
 
-    # -- the application ------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._count])
-        app.router.add_get("/{tail:.*}", self.handle)  # and HEAD
-        app.router.add_post("/{tail:.*}", self.handle_post)  # Kaggle's model API
-        return app
+    # -- the request handler --------------------------------------------------------------
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request: counted, watched by the drain and by ``--header-timeout``.
 
-    @web.middleware
-    async def _count(self, request: web.Request, handler: Callable[..., Any]) -> Any:
-        if request.transport is not None:
-            self.requested.add(request.transport)  # its headers arrived: _header_watch
+        aiohttp's low-level server calls this directly (no application, router or
+        middleware chain: one catch-all route needs none of them, and each cost time on
+        every request of the hot path, a stored archive)."""
+        protocol = request.protocol
+        if isinstance(protocol, TimedHandler):
+            protocol.answering()
         self.in_flight += 1
+        status = 500
         try:
-            response = await handler(request)
+            if request.method == "POST":  # Kaggle's model API
+                response: web.StreamResponse = await self.handle_post(request)
+            elif request.method not in ("GET", "HEAD"):
+                response = web.Response(
+                    status=405,
+                    text="only GET and HEAD are served (and POST for Kaggle's model API)\n",
+                    headers={"Allow": "GET, HEAD, POST"},
+                )
+            else:
+                response = await self.route(request)
+            status = response.status
+            return response
         except web.HTTPException as exc:
-            self.metrics.requests.labels(str(exc.status)).inc()
+            status = exc.status
             raise
         finally:
             self.in_flight -= 1
-        self.metrics.requests.labels(str(response.status)).inc()
-        return response
+            self.metrics.answered(status)
+            if isinstance(protocol, TimedHandler):
+                protocol.answered()
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, request: web.BaseRequest) -> bool:
         """A known token in ``Authorization`` or, from a client that uses the mirror as
         its HTTP proxy (kagglehub: ``http_proxy=http://user:TOKEN@mirror:8000``), in
         ``Proxy-Authorization``; its ``Authorization`` is then its Kaggle credential."""
         return any(
-            self._known(request.headers.get(name, ""))
+            self.authorized(request.headers.get(name, ""))
             for name in ("Authorization", "Proxy-Authorization")
         )
 
-    def _known(self, header: str) -> bool:
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header's value carries one of the tokens."""
         scheme, _, value = header.partition(" ")
         token = ""
         if scheme.lower() == "bearer":
@@ -208,7 +246,7 @@ class Server:
             hmac.compare_digest(token.encode(), known.encode()) for known in self.settings.tokens
         )
 
-    def _gate(self, request: web.Request) -> Optional[web.Response]:
+    def _gate(self, request: web.BaseRequest) -> Optional[web.Response]:
         """The refusal of a request without a token (``--token-file``), or of one that
         came through this server already (a loop of mirrors); None to go on."""
         if self.settings.tokens and not self._authorized(request):
@@ -226,7 +264,7 @@ class Server:
             )
         return None
 
-    async def handle_post(self, request: web.Request) -> web.StreamResponse:
+    async def handle_post(self, request: web.BaseRequest) -> web.StreamResponse:
         """A POST is a call of Kaggle's model API (``serve.kaggleapi``), or a 404."""
         blocked = self._gate(request)
         if blocked is not None and blocked.status == 401:  # in words a Kaggle client shows
@@ -248,7 +286,8 @@ class Server:
             )
         return await self.kaggle.rpc(request, method)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def route(self, request: web.BaseRequest) -> web.StreamResponse:
+        """What answers a GET or HEAD (module docstring)."""
         path = request.path
         if path == "/healthz":
             return web.Response(text="ok\n")
@@ -329,7 +368,7 @@ class Server:
         return response
 
     async def _kaggle_download(
-        self, request: web.Request, parts: list[str], via: str
+        self, request: web.BaseRequest, parts: list[str], via: str
     ) -> web.StreamResponse:
         """A download a Kaggle API call was redirected to: the kept object, or its fill
         (from a fresh signed URL; ``serve.kaggleapi``). Errors in Kaggle's JSON words."""
@@ -372,7 +411,7 @@ class Server:
 
     async def send_fill(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         fill: Fill,
         refuse: Optional[Callable[[Fill], web.Response]] = None,
     ) -> Optional[web.StreamResponse]:
@@ -442,31 +481,76 @@ def raise_fd_limit() -> Optional[int]:
     return _platform.raise_fd_limit()
 
 
+class TimedHandler(web.RequestHandler):
+    """aiohttp's connection handler, noting when the request it waits for began to arrive,
+    so ``--header-timeout`` covers every request of a keep-alive connection, not only its
+    first: ``waiting_since`` is set when the connection opens and when a byte comes while
+    no request is being answered, cleared once a request's headers are whole (the server
+    calls ``answering``). A connection quiet between requests is ``--idle-timeout``'s."""
+
+    waiting_since: Optional[float] = None
+    busy = False  # a request is being answered: bytes now belong to a pipelined next one
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.waiting_since = time.monotonic()  # a new connection owes its first request
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if data and self.waiting_since is None and not self.busy:
+            self.waiting_since = time.monotonic()
+        super().data_received(data)
+
+    def answering(self) -> None:
+        self.waiting_since = None
+        self.busy = True
+
+    def answered(self) -> None:
+        self.busy = False
+
+
+class TimedServer(web.Server):
+    """aiohttp's low-level server making ``TimedHandler`` connections, or fast-path ones
+    (``fastpath``) that hand over to a ``TimedHandler`` what they do not answer."""
+
+    front: Optional[Front] = None
+
+    def __call__(self) -> Any:
+        if self.front is not None:
+            return FastConnection(self.front)
+        return self.handler()
+
+    def handler(self) -> web.RequestHandler:
+        return TimedHandler(self, loop=self._loop, **self._kwargs)
+
+
 async def _header_watch(server: Server, web_server: web.Server, limit: float) -> None:
-    """Close connections that have not sent a whole request's headers within ``limit``
-    seconds of opening (one byte every few seconds would otherwise hold a connection,
-    and a descriptor, forever)."""
-    opened: dict[Any, float] = {}
-    loop = asyncio.get_running_loop()
+    """Close connections whose next request has not sent its whole headers within
+    ``limit`` seconds of its first byte (of the connection's opening, for the first): one
+    byte every few seconds would otherwise hold a connection, and a descriptor, forever."""
     while True:
         await asyncio.sleep(min(1.0, limit / 4))
-        now = loop.time()
-        current = {}
+        now = time.monotonic()
         for handler in web_server.connections:
-            transport = handler.transport
-            if transport is None:
+            if not isinstance(handler, TimedHandler) or handler.transport is None:
                 continue
-            since = current[transport] = opened.get(transport, now)
-            if transport not in server.requested and now - since > limit:
+            since = handler.waiting_since
+            if since is not None and now - since > limit:
+                handler.waiting_since = None
                 server.metrics.header_timeouts.inc()
-                transport.close()
-        opened = current
-        server.requested &= set(current)
+                handler.transport.close()
+        front = getattr(web_server, "front", None)
+        if front is not None:
+            late = front.sweep(limit)
+            if late:
+                server.metrics.header_timeouts.inc(late)
 
 
 async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
     """Give in-flight responses exactly ``drain`` seconds, then cut what is left."""
     web_server.pre_shutdown()  # idle keep-alive connections close now, busy ones after
+    front = getattr(web_server, "front", None)
+    if front is not None:
+        front.drain()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain
     while server.in_flight and loop.time() < deadline:
@@ -476,30 +560,57 @@ async def _drain(server: Server, web_server: web.Server, drain: float) -> None:
     for handler in web_server.connections:
         if handler.transport is not None:
             handler.transport.abort()
+    if front is not None:
+        front.cut()
 
 
 async def serve(
-    server: Server, on_ready: Callable[[str], None], stopping: Optional[asyncio.Event] = None
+    server: Server,
+    on_ready: Callable[[str], None],
+    stopping: Optional[asyncio.Event] = None,
+    sock: Optional[socket.socket] = None,
 ) -> None:
-    """Listen, announce, serve until SIGTERM/SIGINT, drain, stop."""
+    """Listen (or accept on ``sock``, a worker's share of a listening socket), announce,
+    serve until SIGTERM/SIGINT, drain, stop."""
     settings = server.settings
     fd_limit = raise_fd_limit()
     if fd_limit is not None:
         server.metrics.fd_limit.set(fd_limit)
         log.info("open-file limit: %d descriptors", fd_limit)
-    runner = web.AppRunner(
-        server.app(),
+    web_server = TimedServer(
+        server.handle,
         access_log=access_log,
         access_log_class=EscapedAccessLogger,
         access_log_format=ACCESS_FORMAT,
-        handle_signals=False,
         keepalive_timeout=settings.idle_timeout,
+    )
+    if server.store.local and not settings.rate_limit and _platform.CAN_SENDFILE:
+        web_server.front = Front(
+            server.store,
+            server.metrics,
+            server.responder,
+            handler=web_server.handler,
+            authorized=server.authorized if settings.tokens else None,
+            pseudonym=server.pseudonym,
+            server_name=SERVER_SOFTWARE,
+            access_log=access_log,
+            log_access=access_line,
+            idle_timeout=settings.idle_timeout,
+            on_busy=server.busy,
+        )
+    runner = web.ServerRunner(
+        web_server,
+        handle_signals=False,
         shutdown_timeout=0.05,  # _drain has already waited and cut every connection
     )
     await runner.setup()
     watch: Optional[asyncio.Task[None]] = None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else host
@@ -519,15 +630,12 @@ async def serve(
             for path in removed:
                 log.info("removed the partial download %s of a process that is gone", path)
             server.mirror.evict()
-        web_server = runner.server
-        if web_server is not None:
-            watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
+        watch = asyncio.create_task(_header_watch(server, web_server, settings.header_timeout))
         on_ready(f"http://{shown}:{port}/")
         await stop.wait()
         log.info("stopping: finishing in-flight responses (up to %gs)", settings.drain)
         await site.stop()  # accept no more
-        if web_server is not None:
-            await _drain(server, web_server, settings.drain)
+        await _drain(server, web_server, settings.drain)
     finally:
         if watch is not None:
             watch.cancel()
@@ -536,3 +644,90 @@ async def serve(
             await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
         server.packers.shutdown(wait=False, cancel_futures=True)
         server.store.close()  # and gives up the claim on eviction
+
+
+# -- several worker processes ------------------------------------------------------------------
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket the workers share (each accepts on it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.create_server(address[:2], family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def check_listening(settings: Settings, sock: socket.socket) -> None:
+    """What ``serve`` checks once listening, done in the parent before the workers start:
+    an upstream that is this server itself."""
+    port = sock.getsockname()[1]
+    itself = _self_upstream(settings.upstreams, settings.host, port)
+    if itself is not None:
+        raise ConfigurationError(
+            f"--upstream {itself} is this server itself (port {port}); every miss would "
+            "wait on itself. Point --upstream at another host"
+        )
+
+
+def run_workers(
+    settings: Settings, config: Config, workers: int, on_ready: Callable[[str], None]
+) -> int:
+    """``--workers N``: N processes accepting on one listening socket, each a whole server
+    (its own event loop, store view and counters) over the same DIR. The parent only
+    watches: SIGTERM/SIGINT is passed to every worker (each drains as one server does) and
+    the parent exits 0 once all have; a worker that dies on its own stops the others and
+    the parent exits 1, for the service manager to restart the lot. POSIX only (fork);
+    ``--max-size`` is refused with it by the command line: eviction's index of sizes and
+    uses lives in one process's memory (docs/mirror.md)."""
+    if not _platform.CAN_FORK:  # the command line refuses it first
+        raise ConfigurationError("--workers needs fork(), which Windows lacks")
+    sock = listen(settings.host, settings.port)
+    try:
+        check_listening(settings, sock)
+        host, port = sock.getsockname()[:2]
+        children: list[int] = []
+        for _ in range(workers):
+            pid = _platform.fork()
+            if pid == 0:  # the worker: a server of its own on the shared socket
+                code = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    asyncio.run(serve(Server(settings, config), lambda _url: None, sock=sock))
+                    code = 0
+                except BaseException as exc:  # one line, as the command line would say it
+                    print(f"hubcache: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+                finally:
+                    os._exit(code)
+            children.append(pid)
+    finally:
+        sock.close()  # the workers hold it now
+    shown = f"[{host}]" if ":" in str(host) else host
+    stopping: list[bool] = []
+
+    def stop(*_: Any) -> None:
+        stopping.append(True)
+        for child in children:
+            _platform.ask_to_stop(child)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    on_ready(f"http://{shown}:{port}/")
+    code = 0
+    left = set(children)
+    while left:
+        try:
+            pid, failed = _platform.wait_child()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        left.discard(pid)
+        if not stopping and failed:
+            print(
+                f"hubcache: worker {pid} stopped on its own; stopping the others",
+                file=sys.stderr,
+                flush=True,
+            )
+            code = 1
+            stop()
+    return code

@@ -158,9 +158,12 @@ class ArchiveStore:
             fd = os.open(path, _platform.READ | _platform.O_NOFOLLOW)
         except OSError:
             return None  # removed (evicted, replaced) since the lookup: not here
-        file = os.fdopen(fd, "rb")
+        # sendfile reads it, never Python: no buffer. Closed by the response that sends it
+        file = open(fd, "rb", buffering=0)  # noqa: SIM115
         st = os.fstat(fd)
-        name = os.path.relpath(path, tree.real).replace(os.sep, "/")
+        real = tree.real + os.sep  # lookups answer resolved paths inside it
+        rel = path[len(real) :] if path.startswith(real) else os.path.relpath(path, real)
+        name = rel.replace(os.sep, "/")
         etag = file_etag(st.st_size, st.st_mtime_ns)
         return Found(Stored(name, st.st_size, etag, st.st_mtime, path), file)
 

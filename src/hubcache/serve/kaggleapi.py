@@ -95,7 +95,7 @@ class KaggleFront:
         if self.upstream.source:
             log.info("Kaggle's API is asked with the credential from %s", self.upstream.source)
 
-    async def rpc(self, request: web.Request, method: str) -> web.Response:
+    async def rpc(self, request: web.BaseRequest, method: str) -> web.Response:
         """Answer one POSTed RPC (module docstring)."""
         try:
             call = parse_call(method, await request.read())

@@ -24,6 +24,7 @@ own registry, so tests running several servers in one process never share counts
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 
 class Metrics:
@@ -35,6 +36,7 @@ class Metrics:
         self.requests = Counter(
             "hubcache_mirror_requests", "Requests answered, by status", ["code"], registry=r
         )
+        self._by_status: dict[int, Any] = {}
         self.hits = Counter(
             "hubcache_mirror_hits", "Archive requests served from the store", registry=r
         )
@@ -74,6 +76,14 @@ class Metrics:
         )
         stored = Gauge("hubcache_mirror_stored_bytes", "Bytes of archives stored", registry=r)
         stored.set_function(stored_bytes)
+
+    def answered(self, status: int) -> None:
+        """One request answered with ``status`` (its counter child is looked up once:
+        ``labels()`` takes a lock and builds a key, and this runs on every request)."""
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self.requests.labels(str(status))
+        child.inc()
 
     def event(self, what: str) -> None:
         """Fill and eviction events from the pull-through side."""

@@ -202,20 +202,16 @@ class Mirror:
         return fill
 
     def probe(self, parts: list[str], url: str, via: str) -> Optional[int]:
-        """A ``HEAD`` for an archive not stored and not being filled: the upstream's
-        answer headers only (its length, or None when it gives none), without fetching or
-        keeping the body. Raises ModelNotFoundError (the caller remembers it like a
-        fill's 404, on the loop) or another HubcacheError. Runs on a worker thread."""
+        """A ``HEAD`` for an archive not stored and not being filled: the archive's length
+        from the upstream (None when it gives none), without fetching or keeping the body.
+        Raises ModelNotFoundError (the caller remembers it like a fill's 404, on the loop)
+        or another HubcacheError. Runs on a worker thread."""
         from ..fetch.http import HTTPSource
 
         config = self.config_for(url)
         config = dataclasses.replace(config, headers=(*config.headers, ("Via", via)))
         source = HTTPSource(url, url, config)
-        try:
-            source.open()
-            return source.total
-        finally:
-            source.close()  # the body is never read: the connection is dropped
+        return source.probe()  # its first byte, not its body: HTTPSource.probe
 
     def remember_missing(self, key: str) -> None:
         """An upstream 404 for ``key``, kept ``negative_ttl`` seconds, at most

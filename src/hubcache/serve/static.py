@@ -97,13 +97,40 @@ class StaticTree:
         return real if os.path.exists(real) else None
 
     def _file_at(self, path: str) -> Optional[str]:
-        """``path`` resolved, when it is a regular file inside the directory. One ``stat``
-        first: most candidates do not exist, and resolving links costs a call per
-        component (this is on every request's path)."""
+        """``path`` resolved, when it is a regular file inside the directory. One ``lstat``
+        first: most candidates do not exist. A regular file whose folders below the
+        directory are no links either is its own resolved path (counted from the resolved
+        directory), which costs a call per folder below it; only where a link is on the
+        way is the whole path resolved (a call per component from the root, in Python:
+        the larger part of a stored response's cost when it was done for all)."""
+        rel = path[len(self.directory) :] if path.startswith(self.directory + os.sep) else ""
+        try:
+            st = os.lstat(path)
+        except (OSError, ValueError):
+            return None
+        if rel and stat.S_ISREG(st.st_mode) and self._plain_folders(rel):
+            return self.real + rel
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+            return None
         if not os.path.isfile(path):
             return None
-        found = self.inside(path)
-        return found if found and os.path.isfile(found) else None
+        real = os.path.realpath(path)  # a link to a file: where it points must be inside
+        if not real.startswith(self.real + os.sep):
+            return None
+        return real if real == path or os.path.isfile(real) else None
+
+    def _plain_folders(self, rel: str) -> bool:
+        """Whether every folder of ``rel`` (``/a/b/name`` below the resolved directory) is
+        a folder, not a link."""
+        at = self.real
+        for name in rel.split(os.sep)[1:-1]:
+            at = os.path.join(at, name)
+            try:
+                if not stat.S_ISDIR(os.lstat(at).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def file(self, parts: list[str]) -> Optional[str]:
         """The regular file at ``parts``, when it is one and stays inside the directory."""

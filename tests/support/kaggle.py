@@ -114,12 +114,23 @@ class StorageServer(BackgroundServer):
         self.refuse = 0  # answer 403 to this many next requests
         self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
         self.drop = 0  # cut this many next bodies in half and close the connection
+        self.ranges = False  # as GCS: ETag, Accept-Ranges, Range and If-Range honoured
+        # the next URL signed expires after answering this many GETs (a signature that
+        # runs out in the middle of a download), then None again
+        self.expire_after: Optional[int] = None
+        self._uses: dict[str, int] = {}  # signature -> GETs it may still answer
         self.seen: list[Seen] = []
 
     def sign(self, blob_id: str, data: bytes, lifetime: Optional[float] = None) -> str:
         self.blobs[blob_id] = data
         expires = int(time.time() + (self.lifetime if lifetime is None else lifetime))
         sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+        with self._lock:
+            if self.expire_after is not None:
+                # a fresh signature even within the same second as another
+                expires += len(self._uses) + 1
+                sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+                self._uses[sig], self.expire_after = self.expire_after, None
         query = urlencode({"X-Goog-Expires": expires, "X-Goog-Signature": sig})
         return f"http://127.0.0.1:{self.port}/blob/{blob_id}?{query}"
 
@@ -153,6 +164,11 @@ class _StorageHandler(BaseHTTPRequestHandler):
             expires = 0
         good = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
         expired = expires < time.time()
+        with owner._lock:
+            uses = owner._uses.get(query.get("X-Goog-Signature", ""))
+            if uses is not None:
+                expired = expired or uses <= 0
+                owner._uses[query.get("X-Goog-Signature", "")] = uses - 1
         if (
             refuse
             or data is None
@@ -168,12 +184,25 @@ class _StorageHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - GCS's own
+        etag = f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324 - GCS's ETag is the md5
         if corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
-        self.send_response(200)
+        wanted = self.headers.get("Range", "")
+        if_range = self.headers.get("If-Range")
+        if owner.ranges and wanted.startswith("bytes=") and if_range in (None, etag):
+            first, _, last = wanted[6:].partition("-")
+            start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            data = data[start : end + 1]
+        else:
+            self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={md5}")
+        if owner.ranges:
+            self.send_header("ETag", etag)
+            self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if drop:
             self.wfile.write(data[: len(data) // 2])

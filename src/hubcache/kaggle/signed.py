@@ -64,14 +64,7 @@ class SignedSource(HTTPSource):
         except HTTPStatusError as exc:
             if exc.facts.get("status") not in REFUSED:
                 raise
-            log.warning(
-                "the signed download URL for %s was refused (HTTP %s: expired?); asking "
-                "Kaggle for a fresh one",
-                self.handle,
-                exc.facts.get("status"),
-            )
-            self.url = self.origin = self._refresh()
-            self.display = _redact(self.url)
+            self._fresh_url(f"was refused (HTTP {exc.facts.get('status')}: expired?)")
             super().open()
         self.md5 = expected_md5(self._response.headers)
 
@@ -87,15 +80,15 @@ class SignedSource(HTTPSource):
             if self._renewals >= MAX_RENEWALS:
                 return False
             self._renewals += 1
-            log.warning(
-                "the signed download URL for %s expired mid-download (HTTP %s); asking "
-                "Kaggle for a fresh one",
-                self.handle,
-                refused.facts.get("status"),
-            )
-            self.url = self.origin = self._refresh()
-            self.display = _redact(self.url)
+            self._fresh_url(f"expired mid-download (HTTP {refused.facts.get('status')})")
         return True
+
+    def _fresh_url(self, why: str) -> None:
+        log.warning(
+            "the signed download URL for %s %s; asking Kaggle for a fresh one", self.handle, why
+        )
+        self.url = self.origin = self._refresh()
+        self.display = _redact(self.url)
 
     def chunks(self) -> Iterator[bytes]:
         digest = hashlib.md5()  # noqa: S324 - the storage server's own integrity value

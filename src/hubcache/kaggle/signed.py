@@ -64,7 +64,7 @@ class SignedSource(HTTPSource):
         except HTTPStatusError as exc:
             if exc.facts.get("status") not in REFUSED:
                 raise
-            self._fresh_url(f"was refused (HTTP {exc.facts.get('status')}: expired?)")
+            self._replace_url(f"was refused (HTTP {exc.facts.get('status')}: expired?)")
             super().open()
         self.md5 = expected_md5(self._response.headers)
 
@@ -80,10 +80,10 @@ class SignedSource(HTTPSource):
             if self._renewals >= MAX_RENEWALS:
                 return False
             self._renewals += 1
-            self._fresh_url(f"expired mid-download (HTTP {refused.facts.get('status')})")
+            self._replace_url(f"expired mid-download (HTTP {refused.facts.get('status')})")
         return True
 
-    def _fresh_url(self, why: str) -> None:
+    def _replace_url(self, why: str) -> None:
         log.warning(
             "the signed download URL for %s %s; asking Kaggle for a fresh one", self.handle, why
         )

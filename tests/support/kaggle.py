@@ -115,8 +115,8 @@ class StorageServer(BackgroundServer):
         self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
         self.drop = 0  # cut this many next bodies in half and close the connection
         self.ranges = False  # as GCS: ETag, Accept-Ranges, Range and If-Range honoured
-        # the next URL signed expires after answering this many GETs (a signature that
-        # runs out in the middle of a download), then None again
+        # URLs signed from now on expire after answering this many GETs (a signature that
+        # runs out in the middle of a download), until one has refused a request: then None
         self.expire_after: Optional[int] = None
         self._uses: dict[str, int] = {}  # signature -> GETs it may still answer
         self.seen: list[Seen] = []
@@ -130,7 +130,7 @@ class StorageServer(BackgroundServer):
                 # a fresh signature even within the same second as another
                 expires += len(self._uses) + 1
                 sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
-                self._uses[sig], self.expire_after = self.expire_after, None
+                self._uses[sig] = self.expire_after
         query = urlencode({"X-Goog-Expires": expires, "X-Goog-Signature": sig})
         return f"http://127.0.0.1:{self.port}/blob/{blob_id}?{query}"
 
@@ -169,6 +169,8 @@ class _StorageHandler(BaseHTTPRequestHandler):
             if uses is not None:
                 expired = expired or uses <= 0
                 owner._uses[query.get("X-Goog-Signature", "")] = uses - 1
+                if uses <= 0:
+                    owner.expire_after = None  # one URL ran out: fresh ones last
         if (
             refuse
             or data is None

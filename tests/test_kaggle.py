@@ -9,11 +9,13 @@ a tfhub.dev-like redirector, all on 127.0.0.1 and stopped at the end of each tes
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -440,6 +442,55 @@ def test_expired_signed_url_on_one_file_is_replaced(world: KaggleWorld) -> None:
     assert tree(path) == saved_model_files("v2")
     assert world.kaggle.calls("DownloadModelInstanceVersion") == 4  # 3 files + 1 fresh URL
     assert handed_out.count(handed_out[0]) == 2  # the expired file was asked for again
+
+
+class OneArchive(KaggleModel):
+    """A model whose archive is built once (fast, gzip level 1): every signed URL serves
+    the same bytes, so the same ETag, as storage does for one object."""
+
+    def archive(self, version: int) -> bytes:
+        built: dict[int, bytes] = self.__dict__.setdefault("built", {})
+        if version not in built:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+                for name, data in sorted(self.versions[version].items()):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+            built[version] = buf.getvalue()
+        return built[version]
+
+
+@pytest.mark.parametrize("layout", ["archive", "files"])
+def test_signed_url_expiring_mid_ranged_download_is_renewed(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """The signature runs out after the first request: every ranged part is refused (400
+    ExpiredToken) until one fresh URL, asked for once and shared by the parts, finishes
+    the download. An archive (many files) and a file of a file set alike."""
+    big = {"variables/variables.data-00000-of-00001": os.urandom(17 << 20)}
+    files = {**saved_model_files("huge", extra=30 if layout == "archive" else 0), **big}
+    world.kaggle.add(OneArchive("google", "huge", "tensorFlow2", layout, {1: files}))
+    world.storage.ranges = True
+    world.storage.expire_after = 1 if layout == "archive" else None
+    if layout == "files":  # only the big file's URL runs out (the files come in parallel)
+        signed = world.storage.sign
+
+        def expiring(blob_id: str, data: bytes, lifetime: float | None = None) -> str:
+            if len(data) > 16 << 20 and not getattr(expiring, "done", False):
+                expiring.done = True  # type: ignore[attr-defined]
+                world.storage.expire_after = 1
+            return signed(blob_id, data, lifetime)
+
+        world.storage.sign = expiring  # type: ignore[method-assign]
+    monkeypatch.setenv("HUBCACHE_CONNECTIONS", "4")
+    path = hubcache.resolve(f"kaggle:google/huge/tensorFlow2/{layout}/1")
+    assert tree(path) == files
+    ranged = [seen for seen in world.storage.seen if "range" in seen.headers]
+    # in parts, on the URL that ran out (refused) and then on the fresh one
+    assert len({seen.path.split("X-Goog-Signature=")[1] for seen in ranged}) == 2
+    asked = world.kaggle.calls("DownloadModelInstanceVersion")
+    assert asked == (2 if layout == "archive" else len(files) + 1)  # one fresh URL
 
 
 def test_tfhub_signed_url_refused_asks_the_api_once(world: KaggleWorld) -> None:

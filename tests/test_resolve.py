@@ -301,6 +301,23 @@ def test_visibly_damaged_legacy_entries_are_downloaded_again(
     assert model_server.count("/m/1") == 1
 
 
+def test_a_manifest_whose_rename_was_lost_is_healed(
+    model_server: ModelServer, cache_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publishing syncs the root once, after the manifest: a crash may keep the manifest
+    and lose the tree's rename (its staging copy stays as debris). That entry is damaged,
+    never served: it is downloaded again, with a warning (the staging copy is left to the
+    debris rules of ``hubcache gc``)."""
+    url = serve(model_server, "/m/1", GOOD)
+    key = hubcache.cache_key(url)
+    hubcache.resolve(url)
+    os.rename(cache_root / key, cache_root / f"{key}.{'0' * 32}.tmp")  # the lost rename
+    assert hubcache.resolve(url) == str(cache_root / key)
+    assert tree(str(cache_root / key)) == EXPECTED
+    assert model_server.count("/m/1") == 2
+    assert "the model folder is missing" in caplog.text
+
+
 def test_wrong_content_length_is_refused(model_server: ModelServer, cache_root: Path) -> None:
     from tests.support.httpserver import Fault
 

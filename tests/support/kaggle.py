@@ -132,6 +132,10 @@ class StorageServer(BackgroundServer):
         self.refuse = 0  # answer 403 to this many next requests
         self.corrupt = 0  # flip a byte in this many next bodies (md5 still the real one's)
         self.drop = 0  # cut this many next bodies in half and close the connection
+        # URLs signed from now on expire after answering this many GETs (a signature that
+        # runs out in the middle of a download), until one has refused a request: then None
+        self.expire_after: Optional[int] = None
+        self._uses: dict[str, int] = {}  # signature -> GETs it may still answer
         self.seen: list[Seen] = []
         self.delay = 0.0  # seconds before each answer (a far host's round trip)
         self.per_conn = 0  # bytes/s each response is paced to (0: as fast as it goes)
@@ -150,6 +154,12 @@ class StorageServer(BackgroundServer):
         self.blobs[blob_id] = data
         expires = int(time.time() + (self.lifetime if lifetime is None else lifetime))
         sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+        with self._lock:
+            if self.expire_after is not None:
+                # a fresh signature even within the same second as another
+                expires += len(self._uses) + 1
+                sig = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
+                self._uses[sig] = self.expire_after
         query = urlencode({"X-Goog-Expires": expires, "X-Goog-Signature": sig})
         return f"http://127.0.0.1:{self.port}/blob/{blob_id}?{query}"
 
@@ -178,6 +188,13 @@ class _StorageHandler(BaseHTTPRequestHandler):
             expires = 0
         good = hmac.new(SECRET, f"{blob_id}:{expires}".encode(), "sha256").hexdigest()
         expired = expires < time.time()
+        with owner._lock:
+            uses = owner._uses.get(query.get("X-Goog-Signature", ""))
+            if uses is not None:
+                expired = expired or uses <= 0
+                owner._uses[query.get("X-Goog-Signature", "")] = uses - 1
+                if uses <= 0:
+                    owner.expire_after = None  # one URL ran out: fresh ones last
         if (
             refuse
             or data is None

@@ -20,8 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from .. import _faults
 from .._config import Limits
@@ -42,13 +41,12 @@ _QUEUE_DEPTH = 4
 _SMALL = 1024 * 1024
 
 
-@dataclass
-class Extracted:
+class Extracted(NamedTuple):  # not a dataclass: cheaper to import on every miss
     format: str
     archive_bytes: int
     archive_sha256: str
-    files: dict[str, list[Any]] = field(default_factory=dict)
-    dirs: list[str] = field(default_factory=list)
+    files: dict[str, list[Any]]
+    dirs: list[str]
 
 
 class _Meter:

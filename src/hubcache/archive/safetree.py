@@ -48,6 +48,14 @@ NO_LINK |= {errno.ENOSYS, errno.EOPNOTSUPP}
 # the fsync pool), so the final fsync before publishing only waits for the last piece.
 _EARLY_SYNC = 32 * 1024 * 1024
 _SYNC_THREADS = 2
+# A tree of at most this many files and bytes is synced by the calling thread at the end,
+# file by file and then folder by folder, instead of in the background: a small model's
+# download is over before a sync thread would have started, and on a busy machine every
+# hand-off to a thread waits for the scheduler. The 10 kB demo model (four files, three
+# folders): median 1.1-1.7 ms here, against 1.4-1.9 ms through two sync threads and
+# 3.8-4.9 ms through eight.
+_INLINE_FILES = 16
+_INLINE_BYTES = 4 * 1024 * 1024
 
 
 class FileWriter:
@@ -192,6 +200,8 @@ class SafeTree:
         self.fsync = fsync
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pending: list[Future[None]] = []
+        self._inline = True  # still small: files' fsyncs wait for finalize (in this thread)
+        self._deferred: list[str] = []
         # Names, counts and the sync queue are shared by the threads of a file set; an
         # uncontended lock costs ~50 ns per member, nothing next to the write.
         self._guard = threading.RLock()
@@ -357,7 +367,7 @@ class SafeTree:
                 self.modes[rel] = 0o644
                 _faults.checkpoint("mid-extraction")
                 if self.fsync:
-                    self._submit(_fsync_file, path)
+                    self._sync_file(path)
                 return
             self.files[rel] = (st.st_size, "")
             self.modes[rel] = 0o644
@@ -388,11 +398,32 @@ class SafeTree:
             self.files[writer.rel] = (writer.size or 0, writer.sha256)
         _faults.checkpoint("mid-extraction")
         if self.fsync:
-            self._submit(_fsync_file, writer.path)
+            self._sync_file(writer.path)
 
     def sync_soon(self, fd: int) -> None:
         """Start writing back a file being extracted; ``fd`` is a duplicate we close."""
+        with self._guard:
+            self._background()
         self._submit(_fdatasync_and_close, fd)
+
+    def _sync_file(self, path: str) -> None:
+        """A finished file's fsync: left to finalize() while the tree is small, else
+        started now in the background, where it overlaps the rest of the download."""
+        with self._guard:
+            small = len(self.files) <= _INLINE_FILES and self.total_written <= _INLINE_BYTES
+            if self._inline and small:
+                self._deferred.append(path)
+                return
+            self._background()
+        self._submit(_fsync_file, path)
+
+    def _background(self) -> None:
+        """The tree outgrew the inline syncs (guard held): the deferred ones start now."""
+        if self._inline:
+            self._inline = False
+            deferred, self._deferred = self._deferred, []
+            for path in deferred:
+                self._submit(_fsync_file, path)
 
     def _submit(self, job: Callable[[Any], None], arg: Any) -> None:
         with self._guard:
@@ -402,7 +433,8 @@ class SafeTree:
 
     # -- end ---------------------------------------------------------------------------
     def finalize(self) -> None:
-        """Wait for every file's fsync, then sync the directories bottom-up.
+        """Wait for every file's fsync (a small tree's run here), then sync the directories
+        bottom-up.
 
         A failed fsync is raised, never retried: after a failure the kernel may have
         dropped the dirty pages, so a retry that succeeds would publish lost data.
@@ -411,6 +443,8 @@ class SafeTree:
             for future in self._pending:
                 future.result()
             if self.fsync:
+                for path in self._deferred:  # a small tree's files, in this thread
+                    _fsync_file(path)
                 if _platform.SYNC_DIRS:
                     for rel in sorted(self.dirs, key=len, reverse=True):
                         _fsync_path(os.path.join(self.root, rel) if rel else self.root)

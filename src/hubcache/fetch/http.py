@@ -305,15 +305,32 @@ class HTTPSource(Source):
     def _resume(self) -> Any:
         return self.range_request(self._offset)
 
+    def renew(self, refused: HTTPStatusError, url: str) -> bool:
+        """After ``url`` was refused mid-download: True when ``self.url`` now names the same
+        object afresh (worth asking once more), False to let the refusal stand.
+
+        The one hook through which a source whose URL expires (a signed storage URL,
+        ``kaggle.signed``) asks its provider for a fresh one, for a resume and for every
+        ranged part alike; called from any part's thread. A plain URL has nothing to renew."""
+        return False
+
     def range_request(self, start: int, end: Optional[int] = None) -> Any:
         """GET ``bytes=start-end`` of the same object, or raise RestartDownloadError.
 
         ``If-Range`` makes a changed object come back whole (200) instead of a mix of two
-        versions; that, a wrong ``Content-Range`` or a new ETag all mean: start over.
+        versions; that, a wrong ``Content-Range`` or a new ETag all mean: start over. A
+        refused URL (an expired signature) is renewed once through :meth:`renew`.
         """
         validator = self._validator()
         last = (self.total or 0) - 1 if end is None else end
-        response = self._request({"Range": f"bytes={start}-{last}", "If-Range": validator})
+        headers = {"Range": f"bytes={start}-{last}", "If-Range": validator}
+        url = self.url
+        try:
+            response = self._request(headers)
+        except HTTPStatusError as exc:
+            if not self.renew(exc, url):
+                raise
+            response = self._request(headers)  # a fresh URL refused as well: final
         expected = f"bytes {start}-{last}/{self.total}"
         problem = ""
         if response.status != 206 or response.headers.get("Content-Range") != expected:

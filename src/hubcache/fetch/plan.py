@@ -9,28 +9,29 @@ a new kind of handle adds a provider, never a loop.
 * :class:`FileSetPlan`: a set of listed files, each opened by ``open(name, budget)`` (a
   Kaggle version's files; a shared tier's copy of an entry);
 * :class:`LinkPlan`: an equivalent copy already on this machine, linked in.
+
+Named tuples rather than frozen dataclasses: every miss imports this module, and making a
+frozen dataclass costs about 0.8 ms (its generated methods are compiled at import), a
+named tuple under 0.1 ms; both are immutable and typed the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from .retry import RetryBudget
 from .source import Source
 
 
-@dataclass(frozen=True)
-class ArchivePlan:
+class ArchivePlan(NamedTuple):
     open: Callable[[RetryBudget], Source]  # a new, unopened source for one attempt
     label: str  # what the progress bar and messages call it
     record: Optional[Mapping[str, Any]] = None  # a Kaggle model's identity, for the manifest
     source: str = ""  # the manifest's "source" when not the opened source's own URL
 
 
-@dataclass(frozen=True)
-class FileSet:
+class FileSet(NamedTuple):
     """One listed file: its name, its size when known, its sha256 when known."""
 
     name: str
@@ -38,8 +39,7 @@ class FileSet:
     sha256: str = ""
 
 
-@dataclass(frozen=True)
-class FileSetPlan:
+class FileSetPlan(NamedTuple):
     files: tuple[FileSet, ...]
     open: Callable[[str, RetryBudget], Source]  # a new, unopened source for one file
     label: str
@@ -48,8 +48,7 @@ class FileSetPlan:
     dirs: tuple[str, ...] = ()  # folders to make even when no file lands in them
 
 
-@dataclass(frozen=True)
-class LinkPlan:
+class LinkPlan(NamedTuple):
     path: str  # a complete folder holding the same model
     origin: str  # "hubcache entry <key>", "kagglehub cache"... for the manifest and logs
     digests: Optional[Mapping[str, Any]] = None  # its manifest's files, to keep known sha256

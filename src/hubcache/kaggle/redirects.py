@@ -10,24 +10,26 @@ unmigrated tfhub.dev handles land) as "not found". Because the chain is read fro
 source opened (a mirror's included), the decision is the same with or without
 ``HUBCACHE_MIRRORS``.
 
-Every plain model-URL miss imports this module, so it imports only the identity and the
-settings; the API client, credentials and donors come in when a chain really passes a
-Kaggle page.
+Every plain model-URL miss imports this module, so it imports nothing of Kaggle's at the
+top: the identity and the settings come in when a hop or the final page looks like Kaggle's
+(``/models/`` in a URL, an HTML answer), the API client, credentials and donors when a
+chain really passes a Kaggle page.
 """
 
 from __future__ import annotations
 
 import logging
 import urllib.parse
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._config import Config
 from .._errors import ConfigurationError, HTTPStatusError, ModelNotFoundError
 from ..fetch.plan import LinkPlan
 from ..fetch.retry import RetryBudget
 from ..fetch.source import Source, redact
-from .identity import KaggleModel, from_url, web_hosts
-from .settings import kaggle_settings
+
+if TYPE_CHECKING:
+    from .identity import KaggleModel
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ def model_in(hops: tuple[str, ...]) -> Optional[KaggleModel]:
     only when a hop looks like a model page: a plain host never needs them."""
     if not any("/models/" in url for url in hops):
         return None
+    from .identity import from_url, web_hosts
+    from .settings import kaggle_settings
+
     hosts = web_hosts(kaggle_settings().web_endpoint)
     for url in hops:
         if "/models/" in url:
@@ -65,7 +70,9 @@ def inspect(
         return None, model.record()
     log.info("%s is the Kaggle model %s", redact(source.hops[0]), model.slug)
     from .donors import find_donor
+    from .identity import web_hosts
     from .provider import linked
+    from .settings import kaggle_settings
 
     settings = kaggle_settings()
     hosts = web_hosts(settings.web_endpoint)
@@ -92,6 +99,7 @@ def refused(
     from .api import KaggleApi
     from .credentials import find_credential
     from .provider import signed
+    from .settings import kaggle_settings
 
     settings = kaggle_settings()
     api = KaggleApi(settings, find_credential(settings), config, handle)
@@ -117,6 +125,9 @@ def _check_catalogue(source: Source, model: Optional[KaggleModel]) -> None:
     final = source.hops[-1]
     if model is None and not urllib.parse.urlsplit(final).path.startswith("/models"):
         return  # not a web page under /models (the API's own answer is not a catalogue)
+    from .identity import web_hosts
+    from .settings import kaggle_settings
+
     try:
         hosts = web_hosts(kaggle_settings().web_endpoint)
     except ConfigurationError:

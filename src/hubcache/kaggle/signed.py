@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 # Each is worth one fresh URL from the API (also for a chain through a Kaggle page:
 # kaggle.redirects.refused).
 REFUSED = (400, 401, 403)
+# Fresh URLs one download may ask for after it started (an hour-long download may outlive
+# more than one signature; a bound, so a storage that refuses every URL ends the download).
+MAX_RENEWALS = 4
 
 
 def expected_md5(headers: Any) -> str:
@@ -50,6 +54,8 @@ class SignedSource(HTTPSource):
         plain = dataclasses.replace(config, headers=(), mirrors=())
         super().__init__(url, handle, plain, budget)
         self._refresh = refresh
+        self._renewing = threading.Lock()
+        self._renewals = 0
         self.md5 = ""
 
     def open(self) -> None:
@@ -58,15 +64,30 @@ class SignedSource(HTTPSource):
         except HTTPStatusError as exc:
             if exc.facts.get("status") not in REFUSED:
                 raise
-            log.warning(
-                "the signed download URL for %s was refused (HTTP %s: expired?); asking "
-                "Kaggle for a fresh one",
-                self.handle,
-                exc.facts.get("status"),
-            )
-            self.retarget(self._refresh())
+            self._replace_url(f"was refused (HTTP {exc.facts.get('status')}: expired?)")
             super().open()
         self.md5 = expected_md5(self._response.headers)
+
+    def renew(self, refused: HTTPStatusError, url: str) -> bool:
+        """A signature that expired mid-download (a resume or a ranged part refused): one
+        fresh URL for the same object from Kaggle's API, shared by every part; the parts
+        refused meanwhile just ask again with it. ETag and size are checked as for any part."""
+        if refused.facts.get("status") not in REFUSED:
+            return False
+        with self._renewing:
+            if self.url != url:
+                return True  # another part renewed it meanwhile
+            if self._renewals >= MAX_RENEWALS:
+                return False
+            self._renewals += 1
+            self._replace_url(f"expired mid-download (HTTP {refused.facts.get('status')})")
+        return True
+
+    def _replace_url(self, why: str) -> None:
+        log.warning(
+            "the signed download URL for %s %s; asking Kaggle for a fresh one", self.handle, why
+        )
+        self.retarget(self._refresh())
 
     def chunks(self) -> Iterator[bytes]:
         digest = hashlib.md5()  # noqa: S324 - the storage server's own integrity value

@@ -11,7 +11,8 @@ Order (each step safe to crash after):
    non-empty target, Windows any target), so no reader ever sees a mix;
 3. ``<key>.manifest.json``, written atomically, only by the winner: hubcache's proof of
    completeness. A crash between 2 and 3 leaves a whole tree without a manifest, which the
-   next resolve adopts as a legacy entry.
+   next resolve adopts as a legacy entry; then one sync of the root makes both names
+   durable.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def publish(entry: Entry, staging: str, manifest: Manifest, *, fsync: bool) -> b
     _faults.checkpoint("after-rename")
     entry.forget()
     try:
-        if fsync:
-            fsync_dir(entry.root)
+        # One folder sync makes the rename and the manifest's name durable together. No
+        # sync between them: a crash that kept the manifest but lost the rename leaves a
+        # manifest without its tree, which the next resolve finds damaged ("the model
+        # folder is missing"), moves aside and downloads again (the staging copy is debris
+        # for gc). The manifest's own bytes are synced before its rename (write_atomic).
         write_atomic(entry.manifest_path, manifest.to_json(), fsync=fsync)
         if fsync:
             fsync_dir(entry.root)

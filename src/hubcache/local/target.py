@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Optional
 
 from .._config import Config
 from .._errors import CacheDirError
 from .entry import Entry
-from .gc import remove_debris
 from .lock import DownloadLock
 from .manifest import Manifest, check_pin
 from .publish import adopt, discard, publish
@@ -74,7 +74,10 @@ class LocalTarget:
         """Under the lock: None when a previous holder's entry serves (re-checked), else
         the empty staging path to fill (debris gone, a damaged tree moved aside)."""
         entry = self.entry
-        remove_debris(entry.root, entry.key, keep=uid)
+        if _may_hold_debris(entry):
+            from .gc import remove_debris  # only then: gc's import is ~2 ms of a small miss
+
+            remove_debris(entry.root, entry.key, keep=uid)
         state = entry.state()  # re-check: the previous holder may have published
         if state.name in ("complete", "legacy") and self.hit(sha256):
             return None
@@ -102,3 +105,16 @@ class LocalTarget:
         from .._disk import disk_error
 
         return disk_error(exc, self.entry.root, None, None)
+
+
+def _may_hold_debris(entry: Entry) -> bool:
+    """Whether the root holds a name of this key beyond the entry's own (tree, descriptor,
+    manifest, the lock we hold): a staging or trash folder, a ``.part`` file, a broken
+    lock. One listing; ``local.gc`` judges what it finds."""
+    prefix = entry.key + "."
+    own = {prefix + "lock", prefix + "descriptor.txt", prefix + "manifest.json"}
+    try:
+        names = os.listdir(entry.root)
+    except OSError:
+        return True  # let gc's own listing decide (and never raise)
+    return any(name.startswith(prefix) and name not in own for name in names)

@@ -492,17 +492,19 @@ def test_shared_copy_cannot_write_outside(rel: str, tmp_path: Path) -> None:
     """A shared tier's manifest is written by other hosts: its names are checked like an
     archive's (and on Windows by the same name rules), never joined blindly."""
     from hubcache._errors import DownloadError
+    from hubcache.local.manifest import Manifest
     from hubcache.store.storage import LocalStorage
 
     store = LocalStorage(str(tmp_path / "tier"))
     store.write("k/x", b"data")
     dest = tmp_path / "stage" / "inner"
     dest.mkdir(parents=True)
-    manifest = {"files": {rel: [4, ""]}, "dirs": []}
+    manifest = Manifest.new(handle="h", key="k", files={rel: (4, "")}, dirs=[])
     with pytest.raises(DownloadError, match="would leave the model folder"):
         store.download_entry("k", manifest, str(dest))
+    manifest = Manifest.new(handle="h", key="k", files={}, dirs=[rel])
     with pytest.raises(DownloadError, match="would leave the model folder"):
-        store.download_entry("k", {"files": {}, "dirs": [rel]}, str(dest))
+        store.download_entry("k", manifest, str(dest))
     assert sorted(p.name for p in (tmp_path / "stage").rglob("*")) == ["inner"]
 
 

@@ -101,7 +101,7 @@ def test_resolve_into_remote_root_then_hit_without_origin(
     assert path == f"{root}/{key}"
     store = open_storage(root)
     manifest = store.complete_manifest(key)
-    assert manifest is not None and manifest["handle"] == url
+    assert manifest is not None and manifest.handle == url
     assert store.listing(key) == {rel: len(body) for rel, body in FILES.items()}
     for rel, body in FILES.items():
         with store.open_read(f"{key}/{rel}") as f:

@@ -6,7 +6,6 @@ these primitives, so each backend must pass exactly the same tests."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hubcache.local.manifest import Manifest
 from hubcache.store.backend import open_storage
 from hubcache.store.lock import StorageLock
 from hubcache.store.storage import LocalStorage, Storage
@@ -91,11 +91,12 @@ def _tree(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     for rel, body in files.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(body)
-    manifest = {
-        "handle": "h",
-        "files": {rel: [len(b), hashlib.sha256(b).hexdigest()] for rel, b in files.items()},
-        "dirs": ["", "assets", "variables"],
-    }
+    manifest = Manifest.new(
+        handle="h",
+        key="k",
+        files={rel: (len(b), hashlib.sha256(b).hexdigest()) for rel, b in files.items()},
+        dirs=["", "assets", "variables"],
+    )
     return str(src), manifest
 
 
@@ -118,12 +119,12 @@ def test_manifest_last_proves_completeness(store: Storage, tmp_path: Path) -> No
 
 def test_a_tree_without_manifest_is_not_an_entry(store: Storage, tmp_path: Path) -> None:
     src, manifest = _tree(tmp_path)
-    for rel in manifest["files"]:
+    for rel in manifest.files:
         store.put_file(os.path.join(src, rel), f"k/{rel}")
     assert store.complete_manifest("k") is None
     store.write("k.manifest.json", b"{not json")
     assert store.complete_manifest("k") is None
-    store.write("k.manifest.json", json.dumps(manifest).encode())
+    store.write("k.manifest.json", manifest.to_json().encode())
     assert store.complete_manifest("k") == manifest
 
 

@@ -29,7 +29,6 @@ changed: we read manifests with O_NOATIME, so listing a cache does not make it l
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
@@ -105,14 +104,14 @@ class Entry:
     def _walk(self, signature: tuple[int, int, int]) -> Optional[str]:
         """Full check against the manifest; returns why it failed, or None and memoises."""
         _VERIFIED.pop(self.manifest_path, None)
-        manifest = self.read_manifest()
+        manifest = self.manifest()
         if manifest is None:
             return "its manifest is unreadable"
         dirs: list[tuple[str, int]] = []
         try:
             # Directory times are taken before the files are checked, so a deletion racing
             # with this walk still changes a time we recorded.
-            for rel in manifest.get("dirs", [""]):
+            for rel in manifest.dirs:
                 path = os.path.join(self.path, rel) if rel else self.path
                 st = os.stat(path)
                 if not stat.S_ISDIR(st.st_mode):
@@ -120,7 +119,7 @@ class Entry:
                 dirs.append((path, st.st_mtime_ns))
         except OSError:
             return f"directory {rel or '.'} is missing"
-        for rel, (size, _digest) in manifest.get("files", {}).items():
+        for rel, (size, _digest) in manifest.files.items():
             try:
                 st = os.stat(os.path.join(self.path, rel))
             except OSError:
@@ -149,19 +148,12 @@ class Entry:
         problem = legacy_problem(self.path)
         return State("damaged", problem) if problem else State("legacy")
 
-    def read_manifest(self) -> Optional[dict[str, Any]]:
-        try:
-            data = json.loads(read_quietly(self.manifest_path))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-            return None
-        return data
-
     def manifest(self) -> Optional[Manifest]:
         """The manifest as a typed record, or None when absent or unreadable."""
-        data = self.read_manifest()
-        return Manifest.from_dict(data) if data is not None else None
+        try:
+            return Manifest.from_json(read_quietly(self.manifest_path))
+        except OSError:
+            return None
 
     def forget(self) -> None:
         _VERIFIED.pop(self.manifest_path, None)

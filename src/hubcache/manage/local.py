@@ -68,10 +68,10 @@ class LocalRoot:
 
     def details(self, info: EntryInfo) -> dict[str, Any]:
         entry = Entry(self.location, info.key)
-        manifest = entry.read_manifest() or {}
+        manifest = entry.manifest()
         return {
             **info.to_json(),
-            "manifest_path": entry.manifest_path if manifest else "",
+            "manifest_path": entry.manifest_path if manifest is not None else "",
             "descriptor_path": entry.descriptor_path,
             # tensorflow_hub writes the handle as given, credentials and all
             "descriptor": hide_credentials(read_text(entry.descriptor_path) or ""),
@@ -85,8 +85,8 @@ class LocalRoot:
         state = entry.state()
         name: str = state.name  # plus "in progress", which only a listing knows
         reason = state.reason
-        manifest = entry.read_manifest()
-        handle = str((manifest or {}).get("handle", "")) or _descriptor_handle(entry)
+        manifest = entry.manifest()
+        handle = (manifest.handle if manifest is not None else "") or _descriptor_handle(entry)
         handle = hide_credentials(handle)  # entries written before credentials were hidden
         if name == "missing" or (locked_by and name != "complete"):
             name, reason = ("in progress", "") if locked_by else ("damaged", LEFTOVERS)
@@ -98,7 +98,7 @@ class LocalRoot:
             last_used = downloaded
         stats = tree_stats(entry.path)  # one walk: also which files other entries may share
         if name == "complete" and manifest is not None:
-            sizes = [size for size, _digest in manifest["files"].values()]
+            sizes = [size for size, _digest in manifest.files.values()]
             size, files = sum(sizes), len(sizes)
         else:
             size, files = stats.size, stats.files
@@ -127,7 +127,7 @@ class LocalRoot:
 
     def rehash(self, key: str) -> tuple[list[str], str]:
         entry = Entry(self.location, key)
-        manifest = entry.read_manifest() or {"files": {}}
+        manifest = entry.manifest()
 
         def digest(rel: str) -> str:
             sha = hashlib.sha256()

@@ -15,6 +15,7 @@ from typing import Any, Optional, Protocol
 
 from .._errors import EntryInUseError
 from ..local.gc import Debris, DebrisPlan
+from ..local.manifest import Manifest
 from .prune import Candidate, Plan, PlanItem
 from .transfer import Imported
 
@@ -133,23 +134,34 @@ def execute_plan(backend: Backend, plan: Plan, *, strict: bool = False) -> Outco
     return Outcome(tuple(removed), tuple(spared))
 
 
-def manifest_facts(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's fields that ``hubcache info`` shows."""
-    return {
-        "source": manifest.get("source", ""),
-        "etag": manifest.get("etag", ""),
-        "archive": manifest.get("archive", {}),
-        "created": manifest.get("created", ""),
-        "tool": manifest.get("tool", ""),
-        "adopted": manifest.get("adopted", False),
-        **({"kaggle": manifest["kaggle"]} if "kaggle" in manifest else {}),  # Kaggle's model
+def manifest_facts(manifest: Optional[Manifest]) -> dict[str, Any]:
+    """The manifest's fields that ``hubcache info`` shows (empty ones without a manifest)."""
+    if manifest is None:
+        return {
+            "source": "",
+            "etag": "",
+            "archive": {},
+            "created": "",
+            "tool": "",
+            "adopted": False,
+        }
+    facts: dict[str, Any] = {
+        "source": manifest.source,
+        "etag": manifest.etag,
+        "archive": manifest.archive.to_dict() if manifest.archive is not None else {},
+        "created": manifest.created,
+        "tool": manifest.tool,
+        "adopted": manifest.adopted,
     }
+    if manifest.kaggle is not None:
+        facts["kaggle"] = dict(manifest.kaggle)  # Kaggle's model
+    return facts
 
 
-def rehash_files(manifest: dict[str, Any], digest: Any) -> tuple[list[str], str]:
+def rehash_files(manifest: Optional[Manifest], digest: Any) -> tuple[list[str], str]:
     """``verify --deep``: compare ``digest(rel)`` with every recorded sha256."""
     problems, unhashed = [], 0
-    for rel, (_size, recorded) in manifest["files"].items():
+    for rel, (_size, recorded) in (manifest.files if manifest is not None else {}).items():
         if not recorded:
             unhashed += 1
             continue

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
@@ -90,13 +90,13 @@ class StoreRoot:
     def _info(self, key: str, tree: dict[str, int], small: set[str]) -> EntryInfo:
         store = self.store
         manifest = store.read_manifest(key) if ".manifest.json" in small else None
-        handle = hide_credentials(str((manifest or {}).get("handle", "")))
+        handle = hide_credentials(manifest.handle if manifest is not None else "")
         if not handle and ".descriptor.txt" in small:
             handle = descriptor_handle(store.read(f"{key}.descriptor.txt") or b"")
         locked_by = self.live_holder(key) if ".lock" in small else ""
         name, reason = "complete", ""
         if manifest is not None:
-            reason = _difference(manifest["files"], tree)
+            reason = _difference(manifest.files, tree)
             name = "damaged" if reason else "complete"
         elif locked_by:
             name = "in progress"
@@ -110,7 +110,7 @@ class StoreRoot:
         )
         used = store.modified(f"{key}.used") if ".used" in small else None
         if name == "complete" and manifest is not None:
-            sizes = [size for size, _digest in manifest["files"].values()]
+            sizes = [size for size, _digest in manifest.files.values()]
         else:
             sizes = list(tree.values())
         return EntryInfo(
@@ -140,11 +140,13 @@ class StoreRoot:
         return time.time() + self._clock
 
     def details(self, info: EntryInfo) -> dict[str, Any]:
-        manifest = self.store.read_manifest(info.key) or {}
+        manifest = self.store.read_manifest(info.key)
         descriptor = self.store.read(f"{info.key}.descriptor.txt")
         return {
             **info.to_json(),
-            "manifest_path": self.store.join(f"{info.key}.manifest.json") if manifest else "",
+            "manifest_path": (
+                self.store.join(f"{info.key}.manifest.json") if manifest is not None else ""
+            ),
             "descriptor_path": self.store.join(f"{info.key}.descriptor.txt"),
             "descriptor": hide_credentials((descriptor or b"").decode("utf-8", "replace")),
             **manifest_facts(manifest),
@@ -152,7 +154,7 @@ class StoreRoot:
         }
 
     def rehash(self, key: str) -> tuple[list[str], str]:
-        manifest = self.store.read_manifest(key) or {"files": {}}
+        manifest = self.store.read_manifest(key)
 
         def digest(rel: str) -> str:
             sha = hashlib.sha256()
@@ -164,7 +166,8 @@ class StoreRoot:
                 raise OSError("missing") from exc
             return sha.hexdigest()
 
-        hashed = [rel for rel, (_size, recorded) in manifest["files"].items() if recorded]
+        files = manifest.files if manifest is not None else {}
+        hashed = [rel for rel, (_size, recorded) in files.items() if recorded]
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:  # one object per thread
             digests = dict(zip(hashed, pool.map(_safe(digest), hashed), strict=True))
 
@@ -224,7 +227,7 @@ class StoreRoot:
         return execute(self.store, plan)
 
 
-def _difference(files: dict[str, Any], tree: dict[str, int]) -> str:
+def _difference(files: Mapping[str, tuple[int, str]], tree: dict[str, int]) -> str:
     """Why ``tree`` does not hold what the manifest lists, or ""."""
     for rel, (size, _digest) in files.items():
         if rel not in tree:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import os
 import shutil
 import tarfile
@@ -80,8 +79,10 @@ def export_entries(root: str, keys: Sequence[str], out: str) -> list[str]:
         state = entry.state()
         if state.name != "complete":
             raise not_exportable(key, state.name, state.reason)
-        manifest = entry.read_manifest() or {}
-        handles.append(str(manifest.get("handle", key)))
+        manifest = entry.manifest()
+        if manifest is None:  # removed or replaced since its state was read
+            raise not_exportable(key, "damaged", "its manifest is unreadable")
+        handles.append(manifest.handle or key)
         entries.append((entry, manifest))
 
     def add(tar: tarfile.TarFile) -> None:
@@ -139,14 +140,14 @@ def add_entry(  # noqa: PLR0917 - the five parts of one entry
     tar: tarfile.TarFile,
     key: str,
     tree: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     descriptor: bytes,
     manifest_bytes: bytes,
 ) -> None:
     """One entry, as docs/cache-format.md lays it out: ``<key>/...`` from the folder ``tree``."""
-    for rel in sorted(manifest.get("dirs", [])):
+    for rel in sorted(manifest.dirs):
         _add(tar, os.path.join(tree, rel) if rel else tree, key, rel)
-    for rel in manifest["files"]:
+    for rel in manifest.files:
         _add(tar, os.path.join(tree, rel), key, rel)
     _add_bytes(tar, f"{key}.descriptor.txt", descriptor)
     _add_bytes(tar, f"{key}.manifest.json", manifest_bytes)
@@ -243,14 +244,13 @@ def extract_export(
 REJECTED = (ValueError, KeyError, TypeError, OSError, ArchiveError)  # what read_checked raises
 
 
-def read_checked(
-    staging: str, key: str, extracted: dict[str, list[Any]]
-) -> tuple[str, dict[str, Any]]:
+def read_checked(staging: str, key: str, extracted: dict[str, list[Any]]) -> tuple[str, Manifest]:
     """(handle, manifest) of one extracted entry, checked against what was extracted."""
-    manifest = json.loads(read_quietly(os.path.join(staging, f"{key}.manifest.json")))
-    handle = str(manifest["handle"])
-    _check(key, handle, manifest, extracted)
-    return handle, manifest
+    manifest = Manifest.from_json(read_quietly(os.path.join(staging, f"{key}.manifest.json")))
+    if manifest is None or not manifest.handle:
+        raise CorruptArchiveError(f"{key}: its manifest is not one hubcache can read")
+    _check(key, manifest.handle, manifest, extracted)
+    return manifest.handle, manifest
 
 
 def _import_one(
@@ -282,7 +282,7 @@ def _import_one(
             entry.move_aside(lock.uid)
         tree = entry.staging(lock.uid)
         _platform.retry_busy(os.rename, os.path.join(staging, key), tree)
-        if not publish(entry, tree, _typed(manifest), fsync=fsync):
+        if not publish(entry, tree, manifest, fsync=fsync):
             shutil.rmtree(tree, ignore_errors=True)
             return Imported(key, handle, "already cached")
     finally:
@@ -290,18 +290,16 @@ def _import_one(
     return Imported(key, handle, "imported")
 
 
-def _check(
-    key: str, handle: str, manifest: dict[str, Any], extracted: dict[str, list[Any]]
-) -> None:
+def _check(key: str, handle: str, manifest: Manifest, extracted: dict[str, list[Any]]) -> None:
     """The extracted tree of ``key`` must be exactly what its manifest lists."""
     # A handle whose credentials were hidden (``user:***@``) no longer hashes to its key:
     # the manifest's own ``key`` field must agree instead.
     hidden = "***@" in handle and hide_credentials(handle) == handle
-    if cache_key(handle) != key and not (hidden and manifest.get("key") == key):
+    if cache_key(handle) != key and not (hidden and manifest.key == key):
         raise CorruptArchiveError(f"{key}: its manifest names {handle}, whose key differs")
     prefix = key + "/"
     got = {rel[len(prefix) :]: value for rel, value in extracted.items() if rel.startswith(prefix)}
-    want = manifest["files"]
+    want = manifest.files
     if set(got) != set(want):
         missing = sorted(set(want) - set(got))[:3]
         extra = sorted(set(got) - set(want))[:3]
@@ -309,11 +307,3 @@ def _check(
     for rel, (size, digest) in want.items():
         if got[rel][0] != size or (digest and got[rel][1] != digest):
             raise CorruptArchiveError(f"{handle}: {rel} does not match its manifest")
-
-
-def _typed(manifest: dict[str, Any]) -> Manifest:
-    """The archive's manifest as our record (checked against the tree by ``_check``)."""
-    typed = Manifest.from_dict(manifest)
-    if typed is None:
-        raise CorruptArchiveError("the export's manifest is not one hubcache can read")
-    return typed

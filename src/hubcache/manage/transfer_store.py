@@ -61,7 +61,7 @@ def export_from_store(store: Storage, keys: Sequence[str], out: str) -> list[str
                 )
 
     write_archive(out, add)
-    return [str(manifest.get("handle", key)) for key, manifest in manifests]
+    return [manifest.handle or key for key, manifest in manifests]
 
 
 def import_into_store(store: Storage, archive: str, *, lease: float) -> list[Imported]:

@@ -58,8 +58,7 @@ class StoreTarget:
         self._tmp = ""
 
     def hit(self, sha256: Optional[str]) -> bool:
-        data = self.store.complete_manifest(self.key)
-        manifest = Manifest.from_dict(data) if data is not None else None
+        manifest = self.store.complete_manifest(self.key)
         if manifest is None:
             return False
         check_pin(manifest, sha256, fresh=False, where=self.path)
@@ -96,7 +95,7 @@ class StoreTarget:
     def publish(self, staging: str, manifest: Manifest) -> None:
         """Upload: descriptor, files in parallel, the manifest LAST and only if absent."""
         descriptor = descriptor_text(manifest.handle)
-        if not self.store.upload_entry(self.key, staging, manifest.to_dict(), descriptor):
+        if not self.store.upload_entry(self.key, staging, manifest, descriptor):
             log.info("another process published %s first; using its copy", self.handle)
 
     def cleanup(self, staging: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -37,6 +36,7 @@ from typing import IO, Any, Optional
 from .. import _faults, _platform
 from .._errors import DownloadError
 from ..local.entry import USE_RECORD_INTERVAL
+from ..local.manifest import Manifest
 from ..local.root import fsync_dir as sync_folder
 
 CHUNK = 1024 * 1024
@@ -119,45 +119,36 @@ class Storage:
             raise OSError(f"cannot read the clock of {self.url}")
         return when
 
-    def read_manifest(self, key: str) -> Optional[dict[str, Any]]:
+    def read_manifest(self, key: str) -> Optional[Manifest]:
+        """The entry's manifest, or None when absent or not one we can trust."""
         data = self.read(f"{key}.manifest.json")
-        if data is None:
-            return None
-        try:
-            manifest = json.loads(data)
-        except ValueError:
-            return None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-            return None
-        return manifest
+        return Manifest.from_json(data) if data is not None else None
 
-    def complete_manifest(self, key: str) -> Optional[dict[str, Any]]:
+    def complete_manifest(self, key: str) -> Optional[Manifest]:
         """The manifest of a complete entry (every listed file there with its size), or None.
         Two requests on an object store: the manifest and one listing."""
         manifest = self.read_manifest(key)
         if manifest is None:
             return None
         present = self.listing(key)
-        for rel, (size, _digest) in manifest["files"].items():
+        for rel, (size, _digest) in manifest.files.items():
             if present.get(rel) != size:
                 return None
         return manifest
 
-    def upload_entry(
-        self, key: str, local_dir: str, manifest: dict[str, Any], descriptor: str
-    ) -> bool:
+    def upload_entry(self, key: str, local_dir: str, manifest: Manifest, descriptor: str) -> bool:
         """Upload a finished local tree: descriptor, files in parallel, manifest LAST and only
         if absent. True when our manifest is the published one. A failure before the end
         leaves no manifest, so nobody ever takes the partial tree for an entry."""
         self.write(f"{key}.descriptor.txt", descriptor.encode("utf-8"))
         parallel(
             lambda rel: self.put_file(os.path.join(local_dir, *rel.split("/")), f"{key}/{rel}"),
-            manifest["files"],
+            manifest.files,
         )
-        return self.create(f"{key}.manifest.json", json.dumps(manifest, indent=1).encode())
+        return self.create(f"{key}.manifest.json", manifest.to_json().encode())
 
     def download_entry(
-        self, key: str, manifest: dict[str, Any], dest: str, *, fsync: bool = True
+        self, key: str, manifest: Manifest, dest: str, *, fsync: bool = True
     ) -> None:
         """Copy a complete entry into the empty local folder ``dest``, in parallel, checking
         each file's size and (when the manifest has it) sha256 on the way. With ``fsync``
@@ -165,12 +156,12 @@ class Storage:
         that publishes ``dest`` never exposes a tree a crash could leave half-written. Names
         come from a manifest another host wrote: one that would leave ``dest`` is refused."""
         folders = {dest}
-        for rel in manifest.get("dirs", []):
+        for rel in manifest.dirs:
             if rel:
                 folders.add(os.path.join(dest, *self._parts(key, rel)))
                 _faults.fs.makedirs(os.path.join(dest, *self._parts(key, rel)), exist_ok=True)
 
-        def fetch(item: tuple[str, list[Any]]) -> None:
+        def fetch(item: tuple[str, tuple[int, str]]) -> None:
             rel, (size, digest) = item
             target = os.path.join(dest, *self._parts(key, rel))
             _faults.fs.makedirs(os.path.dirname(target), exist_ok=True)
@@ -190,9 +181,9 @@ class Storage:
                     f"({count} bytes, expected {size}); the shared copy is damaged"
                 )
 
-        parallel(fetch, manifest["files"].items())
+        parallel(fetch, manifest.files.items())
         if fsync:  # deepest first, so each folder's entries are on disk before its parent's
-            for rel in manifest["files"]:
+            for rel in manifest.files:
                 parts = rel.split("/")[:-1]
                 folders.update(os.path.join(dest, *parts[:n]) for n in range(1, len(parts) + 1))
             for folder in sorted(folders, key=lambda p: p.count(os.sep), reverse=True):

@@ -100,8 +100,7 @@ class Tier:
         store = self.store
         if store is None:
             return None
-        _ok, data = self.call("reading", lambda: store.complete_manifest(self.key))
-        manifest = Manifest.from_dict(data) if data is not None else None
+        _ok, manifest = self.call("reading", lambda: store.complete_manifest(self.key))
         if manifest is None:
             return None
         try:
@@ -159,4 +158,4 @@ class Tier:
         if store.complete_manifest(self.key) is not None:
             return
         store.retire(self.key)  # debris of a node that died while uploading
-        store.upload_entry(self.key, path, manifest.to_dict(), descriptor_text(manifest.handle))
+        store.upload_entry(self.key, path, manifest, descriptor_text(manifest.handle))

@@ -83,6 +83,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, what: str, timeout: flo
             return
         except OSError:
             time.sleep(0.1)
+    proc.kill()  # never left running behind a failed start (no fixture owns it yet)
+    proc.wait()
     raise RuntimeError(f"{what} did not answer {url} within {timeout}s")
 
 
@@ -123,10 +125,8 @@ def start_gcs() -> Emulator:
         try:
             _wait_ready(proc, f"{endpoint}/storage/v1/b", "fake-gcs-server")
             return Emulator("fake-gcs-server", "gs", endpoint, proc, _gcs_env(endpoint))
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # _wait_ready has stopped it
             problems.append(str(exc))
-            proc.kill()
-            proc.wait()
     tool = shutil.which("gcp-storage-emulator") or os.path.join(
         os.path.dirname(sys.executable), "gcp-storage-emulator"
     )

@@ -8,11 +8,13 @@ again. Servers run on loopback and are stopped by their own process handles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -591,6 +593,30 @@ def test_workers_with_max_size_are_refused(served: Path) -> None:
         "--workers with --max-size",
     )
     refused(serve_cli(str(served), "--workers", "0"), "--workers 0")
+
+
+def test_a_worker_count_far_past_the_cores_is_refused(served: Path) -> None:
+    """``--workers 10000`` (a typo) forked ten thousand servers. Asked for one past the
+    limit, in a session of its own: were the check gone, the few servers it forked are
+    stopped with their group, never left behind."""
+    too_many = 4 * (os.cpu_count() or 1) + 1
+    argv = [sys.executable, "-m", "hubcache", "serve", str(served), "--port", "0"]
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    proc = subprocess.Popen(
+        [*argv, "--workers", str(too_many)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    refused(subprocess.CompletedProcess(argv, proc.returncode, out, err), f"--workers {too_many}")
 
 
 def test_f4_f6_packing_only_model_folders_without_dotfiles_and_fresh(

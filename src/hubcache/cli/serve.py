@@ -22,6 +22,7 @@ from typing import Any, Optional
 from .. import _platform
 from .._errors import CacheDirError, ConfigurationError, HubcacheError
 
+WORKERS_PER_CORE = 4  # --workers above this many per core is refused (a typo, not a plan)
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # one label of a host name
 
 
@@ -89,8 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="serve with N processes sharing the port and DIR, for N cores (1); not with "
-        "--max-size, not on Windows",
+        help="serve with N processes sharing the port and DIR, for N cores (1; at most "
+        f"{WORKERS_PER_CORE} per core); not with --max-size, not on Windows",
     )
     p.add_argument(
         "--header-timeout",
@@ -241,6 +242,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.workers < 1:
         raise ServeError(f"--workers {args.workers}: give 1 or more processes")
+    cores = os.cpu_count() or 1
+    if args.workers > WORKERS_PER_CORE * cores:
+        # a typo (--workers 10000) would otherwise fork that many servers at once
+        raise ServeError(
+            f"--workers {args.workers}: at most {WORKERS_PER_CORE * cores} here "
+            f"({WORKERS_PER_CORE} per core, {cores} cores); about one per core serves best"
+        )
     if args.workers > 1 and max_size is not None:
         raise ServeError(
             "--workers with --max-size is refused: eviction keeps its index of sizes and uses "

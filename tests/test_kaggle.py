@@ -225,6 +225,18 @@ def test_a_mirror_without_the_rpc_route_is_never_gone_around(
     assert world.kaggle.seen == [] and world.storage.seen == []
 
 
+def test_an_unreachable_mirror_is_named_as_the_setting_to_check(
+    world: KaggleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The advice names the setting that chose the host that failed: the mirror's, not
+    KAGGLE_API_ENVIRONMENT (which a user pointing at a mirror never set)."""
+    monkeypatch.setenv("HUBCACHE_KAGGLE_API", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("HUBCACHE_RETRIES", "0")
+    with pytest.raises(hubcache.DownloadError, match=r"HUBCACHE_KAGGLE_API \(the mirror\)"):
+        hubcache.resolve(f"kaggle:{NNLM}/2")
+    assert world.kaggle.seen == []
+
+
 def test_url_handle_falls_back_to_the_tfhub_protocol(world: KaggleWorld) -> None:
     world.kaggle.rpc_missing = True
     handle = f"http://localhost/models/{NNLM}/2"

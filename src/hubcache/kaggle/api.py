@@ -251,9 +251,14 @@ class KaggleApi:
             )
         except DownloadError as exc:
             cause = exc.message.removesuffix(NETWORK_ADVICE)  # one piece of advice, ours
+            where = (  # the setting that chose the host that failed
+                "HUBCACHE_KAGGLE_API (the mirror)"
+                if self.settings.mirror
+                else "KAGGLE_API_ENVIRONMENT"
+            )
             raise DownloadError(
                 f"Kaggle's API failed for {model.slug}: {cause}; check the network, "
-                "proxy settings and KAGGLE_API_ENVIRONMENT, then try again",
+                f"proxy settings and {where}, then try again",
                 handle=self.handle,
             ) from None
 

@@ -70,6 +70,9 @@ class Config:
     load_format: str = "AUTO"
     progress: Optional[bool] = None  # None: on when stderr is a TTY
     verify_tls: bool = True
+    # The CA variables as set (SSL_CERT_FILE, SSL_CERT_DIR, REQUESTS_CA_BUNDLE,
+    # CURL_CA_BUNDLE; "" when unset): the TLS context of a connection pool is built from them
+    ca_variables: tuple[str, ...] = ("", "", "", "")
     offline: bool = False
     lock_timeout: Optional[float] = None  # None: wait while the holder makes progress
     lock_lease: float = 120.0  # a holder on another host silent this long is taken over
@@ -222,11 +225,15 @@ def parse_mirrors(spec: Union[str, Sequence[str], None]) -> tuple[tuple[str, str
 
 # Every variable load_config reads: the memo below is keyed by their text, so a variable
 # missing here would be read once and then ignored (tests/test_config.py keeps it complete).
+# Certificate authorities: OpenSSL reads the first two itself; the last two are requests'
+# and curl's, which hubcache honours as they do (fetch.pool builds the TLS context).
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 CONFIG_VARIABLES = (
     "TFHUB_CACHE_DIR",
     "TFHUB_MODEL_LOAD_FORMAT",
     "TFHUB_DOWNLOAD_PROGRESS",
     "TFHUB_DISABLE_CERT_VALIDATION",
+    *CA_VARIABLES,
     "HUBCACHE_OFFLINE",
     "HUBCACHE_NO_ORIGIN",
     "HUBCACHE_LOCK_TIMEOUT",
@@ -336,6 +343,7 @@ def _load(  # noqa: PLR0917 - the private body of load_config, same parameters i
         load_format=load_format,
         progress=env_progress if progress is None else progress,
         verify_tls=_verify_tls(env),
+        ca_variables=tuple(env.get(name, "") for name in CA_VARIABLES),
         offline=bool(env_offline) if offline is None else offline,
         lock_timeout=number(env, "HUBCACHE_LOCK_TIMEOUT", None),
         lock_lease=number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease, low_open=True),

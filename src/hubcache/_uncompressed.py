@@ -42,7 +42,7 @@ def uncompressed_location(handle: Handle, config: Config) -> Optional[str]:
     timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
 
     def send() -> Any:
-        return manager(url, config.verify_tls).request(
+        return manager(url, config).request(
             "GET",
             url,
             headers={"Accept-Encoding": "identity", **auth, **dict(config.headers)},

@@ -63,7 +63,7 @@ class HTTPSource(Source):
 
     # request with redirects, retries and status handling
     def open(self) -> None:
-        manager(self.url, self.config.verify_tls)  # imports and pool set-up: not the wait
+        manager(self.url, self.config)  # imports and pool set-up: not the wait
         began = time.monotonic()
         self._response = self._request({})
         # how long the server took to answer: says whether it is far, and sizes ranged
@@ -144,7 +144,7 @@ class HTTPSource(Source):
             headers = {**self._auth, **dict(self.config.headers)} if on_origin else {}
             headers.update({"Accept-Encoding": "identity", "User-Agent": _user_agent()})
             headers.update(extra_headers)
-            response = manager(url, self.config.verify_tls).request(
+            response = manager(url, self.config).request(
                 "GET",
                 url,
                 headers=headers,

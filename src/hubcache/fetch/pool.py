@@ -1,9 +1,11 @@
 """HTTP plumbing under :mod:`._fetch`: connection pools (proxies, TLS) and stall-aware reads.
 
 Pools are cached because a TLS handshake costs more than a small model's download, but the
-environment is read on every call (docs/configuration.md): the cache key holds everything a pool was
-built from (the proxy the environment names for this URL, whether to verify, and the CA
-variables), so changing ``https_proxy`` or ``SSL_CERT_FILE`` between two calls is honoured.
+settings are read on every call (``load_config``, docs/configuration.md): the cache key holds
+everything a pool was built from (the proxy urllib's ``getproxies`` names for this URL, from
+the environment or the system's settings; whether to verify; the CA variables as the call's
+``Config`` read them), so changing ``https_proxy`` or ``SSL_CERT_FILE`` between two calls is
+honoured.
 
 ``TFHUB_DISABLE_CERT_VALIDATION=true`` only affects the pools made here: no global
 ``ssl`` default and no global ``warnings`` filter is touched, so other urllib3, requests or
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import time
 import urllib.parse
 import urllib.request
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _MANAGERS: dict[tuple[str, bool, bool, tuple[str, ...]], urllib3.PoolManager] = {}
 _WARNED_INSECURE = False
 _FLUSH_EVERY = 0.25  # seconds: hand partial chunks on so progress and stall checks run
@@ -65,15 +65,17 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     return urllib.parse.urlunsplit(parts._replace(netloc=hostport)), header
 
 
-def manager(url: str, verify: bool) -> urllib3.PoolManager:
-    """A pooled connection manager for ``url``, through the proxy the environment names."""
+def manager(url: str, config: Config) -> urllib3.PoolManager:
+    """A pooled connection manager for ``url``, through the proxy the environment names,
+    verifying TLS as ``config`` says (``TFHUB_DISABLE_CERT_VALIDATION``, the CA variables)."""
     import urllib3
 
     proxy = proxy_for(url)
+    verify = config.verify_tls
     # Plain-http managers get no TLS context: building one costs ~15 ms per process, and
     # each redirect hop asks for the manager of its own scheme.
     tls = url.lower().startswith("https:") or proxy.lower().startswith("https:")
-    key = (proxy, verify, tls, tuple(os.environ.get(v, "") for v in _CA_VARIABLES))
+    key = (proxy, verify, tls, config.ca_variables)
     pool = _MANAGERS.get(key)
     if pool is not None:
         return pool
@@ -82,7 +84,7 @@ def manager(url: str, verify: bool) -> urllib3.PoolManager:
         options["cert_reqs"] = "CERT_NONE"
         warn_insecure()
     elif tls:
-        options["ssl_context"] = _ssl_context()
+        options["ssl_context"] = _ssl_context(config.ca_variables[2:])
     if proxy:
         parts = urllib.parse.urlsplit(proxy)
         if parts.username:  # urllib3 does not turn proxy URL credentials into a header
@@ -100,12 +102,13 @@ def manager(url: str, verify: bool) -> urllib3.PoolManager:
     return pool
 
 
-def _ssl_context() -> Any:
+def _ssl_context(bundles: tuple[str, ...]) -> Any:
+    """The default context (OpenSSL honours SSL_CERT_FILE / SSL_CERT_DIR itself) plus the
+    bundles REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE name."""
     import ssl
 
-    context = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        bundle = os.environ.get(variable)
+    context = ssl.create_default_context()
+    for bundle in bundles:
         if bundle:
             context.load_verify_locations(cafile=bundle)
     return context

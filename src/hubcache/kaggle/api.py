@@ -229,7 +229,7 @@ class KaggleApi:
         )
 
         def send() -> Any:
-            return manager(url, self.config.verify_tls).request(
+            return manager(url, self.config).request(
                 method,
                 url,
                 body=payload,

@@ -80,6 +80,25 @@ def test_other_ca_bundle_variables(
     assert os.path.isdir(hubcache.resolve(https_model_server.add("/m.tar.gz", ARCHIVE)))
 
 
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+@pytest.mark.parametrize("bundle", ["missing.pem", "not-a-bundle.txt"])
+def test_a_ca_bundle_that_cannot_be_loaded_is_named_as_a_usage_error(
+    https_model_server: ModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    bundle: str,
+) -> None:
+    """The variable and its value are named, as a usage error (exit 2), not taken for the
+    cache folder's failure (exit 6), and nothing is cached."""
+    (tmp_path / "not-a-bundle.txt").write_text("no certificate here\n")
+    monkeypatch.setenv(variable, str(tmp_path / bundle))
+    url = https_model_server.add("/m.tar.gz", ARCHIVE)
+    with pytest.raises(hubcache.ConfigurationError, match=f"{variable}=.*{bundle}"):
+        hubcache.resolve(url)
+    assert https_model_server.count("/m.tar.gz") == 0
+
+
 def test_wrong_hostname_fails(tls_ca: Any, trusted: str) -> None:
     with ModelServer(tls=tls_ca.issue_cert("models.example.org")) as server:
         url = server.add("/m.tar.gz", ARCHIVE)

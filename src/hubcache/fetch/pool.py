@@ -84,7 +84,7 @@ def manager(url: str, config: Config) -> urllib3.PoolManager:
         options["cert_reqs"] = "CERT_NONE"
         warn_insecure()
     elif tls:
-        options["ssl_context"] = _ssl_context(config.ca_variables[2:])
+        options["ssl_context"] = _ssl_context(config.ca_variables)
     if proxy:
         parts = urllib.parse.urlsplit(proxy)
         if parts.username:  # urllib3 does not turn proxy URL credentials into a header
@@ -102,15 +102,25 @@ def manager(url: str, config: Config) -> urllib3.PoolManager:
     return pool
 
 
-def _ssl_context(bundles: tuple[str, ...]) -> Any:
+def _ssl_context(values: tuple[str, ...]) -> Any:
     """The default context (OpenSSL honours SSL_CERT_FILE / SSL_CERT_DIR itself) plus the
-    bundles REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE name."""
+    bundles REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE name. A bundle that cannot be loaded is
+    the setting's mistake, named as such (an OSError here would pass for the cache's)."""
     import ssl
 
+    from .._config import CA_VARIABLES
+    from .._errors import ConfigurationError
+
     context = ssl.create_default_context()
-    for bundle in bundles:
+    for name, bundle in zip(CA_VARIABLES[2:], values[2:], strict=True):
         if bundle:
-            context.load_verify_locations(cafile=bundle)
+            try:
+                context.load_verify_locations(cafile=bundle)
+            except OSError as exc:  # missing, unreadable, or no certificate in it
+                raise ConfigurationError(
+                    f"{name}={bundle!r}: no certificates could be loaded from it "
+                    f"({exc.strerror or exc}); point it at a PEM bundle, or unset it"
+                ) from None
     return context
 
 

@@ -194,12 +194,15 @@ def served(tmp_path: Path) -> Path:
     return root
 
 
-def stalled_reader(port: int, path: str) -> socket.socket:
-    """A client that asks for ``path`` with a tiny receive buffer and never reads."""
+def stalled_reader(port: int, path: str, ranged: bool = False) -> socket.socket:
+    """A client that asks for ``path`` with a tiny receive buffer and never reads. With
+    ``ranged``, it asks for ``Range: bytes=0-`` (the whole body as a 206), which the fast
+    path hands to aiohttp: both answer through the one sender, and both must be cut."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    extra = "Range: bytes=0-\r\n" if ranged else ""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
     return s
 
 
@@ -388,13 +391,14 @@ def test_f7_the_header_timeout_covers_every_request_of_a_keep_alive_connection(
             s.close()
 
 
+@pytest.mark.parametrize("ranged", [False, True], ids=["fast-path", "aiohttp"])
 @pytest.mark.parametrize(("drain", "low", "high"), [("2s", 1.8, 3.5), ("0s", 0.0, 1.5)])
 def test_f8_shutdown_gives_in_flight_responses_exactly_the_drain_timeout(
-    served: Path, drain: str, low: float, high: float
+    served: Path, drain: str, low: float, high: float, ranged: bool
 ) -> None:
     server = ServeProcess(str(served), "--drain-timeout", drain)
     try:
-        stuck = stalled_reader(server.port, "/big.tar")
+        stuck = stalled_reader(server.port, "/big.tar", ranged)
         time.sleep(0.5)
         began = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
@@ -797,9 +801,12 @@ def test_f19_head_asks_the_upstream_for_one_byte_not_the_body(
     assert stored_files(store) == []
 
 
-def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(served: Path) -> None:
+@pytest.mark.parametrize("ranged", [False, True], ids=["fast-path", "aiohttp"])
+def test_f7_a_client_that_stops_reading_is_cut_after_the_idle_timeout(
+    served: Path, ranged: bool
+) -> None:
     with ServeProcess(str(served), "--idle-timeout", "2s") as server:
-        stuck = stalled_reader(server.port, "/big.tar")
+        stuck = stalled_reader(server.port, "/big.tar", ranged)
         try:
             time.sleep(4)  # it reads nothing for twice the limit
             got, ended = 0, "open"

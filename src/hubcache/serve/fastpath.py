@@ -6,8 +6,8 @@ times the CPU of the same bytes sent by this protocol (measured: docs/mirror.md)
 it does is small: read the request's head, look the archive up, write the status line
 and headers with ``MSG_MORE`` and ``os.sendfile`` the body on the connection's socket,
 the way asyncio's own sendfile does underneath; the rest of a body the socket cannot take
-at once follows each time the event loop sees the socket writable (``_send_body``, with
-the stall limit of ``Responder.sendfile``).
+at once goes out by the server's one sender, ``Responder.sendfile`` (the one aiohttp's
+responses use), on a task that a lost connection cancels.
 
 Everything else goes to aiohttp, and for good: a request this module does not take whole
 (another method, HTTP/1.0, a body, ``Range``/``If-Range``, an ``Expect`` or ``Upgrade``,
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -38,13 +38,14 @@ from typing import Any, Optional
 from .. import _platform
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
-from ..serve.responses import SLICE, Responder, abort_transport, http_date
+from ..serve.responses import Responder, abort_transport, http_date
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 CLOSE = "Connection: close\r\n"
 MAX_HEAD = 8190  # a longer request head is aiohttp's to refuse
 MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: the headers wait for the body's bytes
 # headers whose presence means "not a plain GET of a whole archive": aiohttp's to answer
+log = logging.getLogger(__name__)
 HANDED_OVER = frozenset(
     {
         "content-length",
@@ -142,7 +143,7 @@ class FastConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False  # a response is being sent
         self.paused = False  # reading paused while a response is sent (pipelining)
-        self.waiting: Optional[asyncio.Future[None]] = None  # _send_body's wait
+        self.sending: Optional[asyncio.Task[None]] = None  # the rest of a body, if any
         self.waiting_since: Optional[float] = time.monotonic()  # its first request is owed
         self.last_done = time.monotonic()
         self.fd = -1
@@ -182,7 +183,8 @@ class FastConnection(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.front.connections.discard(self)
         self.transport = None
-        self._wake()  # a body being sent stops at once
+        if self.sending is not None:
+            self.sending.cancel()  # a body being sent stops at once
 
     def transport_close(self) -> None:
         if self.transport is not None:
@@ -289,11 +291,12 @@ class FastConnection(asyncio.Protocol):
         elif sent == stored.size:
             self._done(request, found, close, began)
         else:
-            task = asyncio.get_running_loop().create_task(
-                self._send_rest(request, found, close, began, sent)
+            task = self.sending = asyncio.get_running_loop().create_task(
+                self._send_rest(found, sent)
             )
             front.tasks.add(task)  # held: the loop keeps only a weak reference
             task.add_done_callback(front.tasks.discard)
+            task.add_done_callback(functools.partial(self._sent, request, found, close, began))
 
     def _send_now(self, head: bytes, found: Found) -> Optional[int]:
         """The headers and as much of the body as the socket takes now; body bytes sent,
@@ -326,78 +329,31 @@ class FastConnection(asyncio.Protocol):
             self.front.metrics.served_bytes.inc(offset)
         return offset
 
-    async def _send_rest(
-        self, request: dict[str, Any], found: Found, close: bool, began: float, offset: int
-    ) -> None:
-        size = found.stored.size
+    async def _send_rest(self, found: Found, offset: int) -> None:
+        """The rest of the body, by the server's one sender (``Responder.sendfile``)."""
         transport = self.transport
-        broken = False
-        try:
-            if transport is None or found.file is None:
-                raise ConnectionResetError("the client went away")
-            if transport.get_write_buffer_size():  # headers still queued: the loop's way
-                await self.front.responder.sendfile(transport, found.file, offset, size - offset)
-            else:
-                await self._send_body(found.file.fileno(), offset, size)
-        except (ConnectionError, OSError):
-            broken = True
-        except RuntimeError:  # the loop's sendfile on a transport that was closed
-            broken = True
+        if transport is None or found.file is None:
+            raise ConnectionResetError("the client went away")
+        await self.front.responder.sendfile(
+            transport, found.file, offset, found.stored.size - offset
+        )
+
+    def _sent(
+        self,
+        request: dict[str, Any],
+        found: Found,
+        close: bool,
+        began: float,
+        task: asyncio.Task[None],
+    ) -> None:
+        """``_send_rest`` is over, sent whole or not: a done callback, so a task cancelled
+        before its first step (the connection lost at once) is accounted for too."""
+        self.sending = None
+        error = None if task.cancelled() else task.exception()
+        broken = task.cancelled() or error is not None
+        if error is not None and not isinstance(error, (OSError, NotImplementedError)):
+            log.error("sending %s failed: %r", found.stored.name, error)
         self._done(request, found, close or broken, began, broken=broken)
-
-    async def _send_body(self, source: int, offset: int, end: int) -> None:
-        """The body from ``offset`` to ``end``, ``os.sendfile`` each time the socket can
-        take more. A client that has not taken ``SLICE`` (1 MB) more within
-        ``--idle-timeout`` is cut (RST), as the loop's way cuts one (``Responder``):
-        "any byte" would not do, as the kernel keeps taking a trickle into a stopped
-        reader's buffer as it compacts it.
-
-        The writes go through a duplicate of the socket's descriptor, which the event
-        loop watches for writability on our behalf (the transport owns the original and
-        is watched for reading): one registration for the whole body and one future per
-        wait, instead of the loop's ``sendfile`` set-up for every slice. A closed or
-        aborted transport wakes the wait (``connection_lost``), so a cut or a drain takes
-        effect at once; the duplicate is closed last, so an abort still ends in RST."""
-        loop = asyncio.get_running_loop()
-        stall = self.front.responder.stall
-        fd = os.dup(self.fd)
-        loop.add_writer(fd, self._wake)
-        try:
-            mark, since = offset, loop.time()  # SLICE bytes must pass within each stall
-            while offset < end:
-                if self.transport is None:
-                    raise ConnectionResetError("the client went away")
-                try:
-                    sent = _platform.sendfile(fd, source, offset, end - offset)
-                except BlockingIOError:
-                    sent = -1
-                if sent == 0:
-                    raise ConnectionResetError("the stored file shrank while being sent")
-                if sent > 0:
-                    offset += sent
-                    self.front.metrics.served_bytes.inc(sent)
-                    if offset - mark >= SLICE:
-                        mark, since = offset, loop.time()
-                    continue
-                left = since + stall - loop.time()
-                if left <= 0:
-                    abort_transport(self.transport)
-                    raise ConnectionResetError(f"the client took no bytes for {stall:g}s")
-                self.waiting = loop.create_future()
-                timer = loop.call_later(left, self._wake)
-                try:
-                    await self.waiting
-                finally:
-                    timer.cancel()
-                    self.waiting = None
-        finally:
-            loop.remove_writer(fd)
-            os.close(fd)
-
-    def _wake(self) -> None:
-        waiting = self.waiting
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
 
     def _done(
         self,

@@ -38,8 +38,8 @@ from typing import Any, Optional
 from .. import _platform
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
-from ..serve.responses import Responder, abort_transport, http_date
-from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
+from ..serve.responses import Responder, abort_transport, stored_head
+from ..serve.static import is_archive_name, request_parts, wanted_format
 
 CLOSE = "Connection: close\r\n"
 MAX_HEAD = 8190  # a longer request head is aiohttp's to refuse
@@ -267,11 +267,7 @@ class FastConnection(asyncio.Protocol):
         close = request.get("connection", "").lower() == "close" or front.stopping
         head = (
             "HTTP/1.1 200 OK\r\n"
-            f"Content-Type: {content_type(stored.name)}\r\n"
-            f"ETag: {stored.etag}\r\n"
-            f"Last-Modified: {http_date(stored.mtime)}\r\n"
-            "Accept-Ranges: bytes\r\n"
-            f"Content-Length: {stored.size}\r\n"
+            f"{stored_head(stored.name, stored.etag, stored.mtime, stored.size)}"
             f"Date: {front.date()}\r\n"
             f"Server: {front.server_name}\r\n"
             f"{CLOSE if close else ''}"

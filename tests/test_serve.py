@@ -197,3 +197,33 @@ def test_access_log_lines_look_as_mirror_md_shows_them(served: Path) -> None:
         assert server.get("/m/1?tf-hub-format=compressed").status == 200
         server.stop()
     assert any(re.fullmatch(shape, line) for line in server.stderr.splitlines()), server.stderr
+
+
+def test_a_file_changed_right_after_a_hit_is_never_served_stale(
+    served: Path, tmp_path: Path
+) -> None:
+    """Hits reuse a recent lookup for a second (``archives.RECHECK``), but only for the same
+    file: replaced, moved behind a link out of DIR, or removed, the very next request sees
+    it. Each change below comes within that second of the hit before it."""
+    other = make_tar(
+        [M("saved_model.pb", b"GRAPH"), M("variables/v", b"1" * 5000)], compression="gz"
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1.tar.gz").write_bytes(other)
+    path = "/m/1?tf-hub-format=compressed"
+    with ServeProcess(str(served)) as server:
+        for _ in range(3):  # a plain GET is the fast path's; HEAD too
+            assert server.get(path).data == ARCHIVE
+        fresh = served / "m" / "new"
+        fresh.write_bytes(other)
+        os.replace(fresh, served / "m" / "1.tar.gz")  # what a fill's publish does
+        assert server.get(path).data == other
+        os.rename(served / "m", served / "m-old")
+        os.symlink(outside, served / "m")  # the folder is now a link out of DIR
+        assert server.get(path).status == 404
+        os.remove(served / "m")
+        os.rename(served / "m-old", served / "m")
+        assert server.get(path).data == other
+        os.remove(served / "m" / "1.tar.gz")
+        assert server.get(path).status == 404

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -586,6 +587,38 @@ def test_workers_share_one_port_and_stop_together(served: Path) -> None:
         assert server.proc.wait(20) == 0
         for pid in workers:  # each worker stopped (and was reaped) before the parent
             assert not Path(f"/proc/{pid}").exists(), pid
+    finally:
+        server.stop()
+
+
+def sample(text: str, name: str) -> float:
+    """The value of one sample in Prometheus' text format (``2.048e+06`` as well)."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert found, f"{name} not in {text}"
+    return float(found.group(1))
+
+
+def test_workers_metrics_are_the_whole_servers(served: Path, tmp_path: Path) -> None:
+    """With --workers, /metrics sums every worker's counts, whichever worker answers the
+    scrape (a scraper's rate() would otherwise see counters jump between workers), and the
+    folder the workers share for it is gone after a graceful stop."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    server = ServeProcess(str(served), "--workers", "2", env=dict(os.environ, TMPDIR=str(tmp)))
+    try:
+        results = fetch_all(server.url, ["/small.tar"] * 40 + ["/nothing.tar"] * 6, 20)
+        assert sum(status == 200 for _, status, _ in results) == 40
+        for _ in range(6):  # each on a new connection: either worker may answer
+            text = server.get("/metrics").data.decode()
+            assert sample(text, "hubcache_mirror_hits_total") == 40, text
+            assert sample(text, "hubcache_mirror_served_bytes_total") == 40 * len(SMALL)
+            assert sample(text, 'hubcache_mirror_requests_total{code="404"}') == 6
+            assert sample(text, 'hubcache_mirror_limit{name="idle_timeout_seconds"}') == 60
+            assert sample(text, "hubcache_mirror_stored_bytes") >= 0
+        assert [p.name for p in tmp.iterdir() if p.name.startswith("hubcache-metrics")]
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+        assert not [p.name for p in tmp.iterdir() if p.name.startswith("hubcache-metrics")]
     finally:
         server.stop()
 

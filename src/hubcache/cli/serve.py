@@ -212,13 +212,12 @@ def _check_directory(directory: str, pull_through: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """The ``serve`` command. Raises ServeError / HubcacheError for the CLI to print."""
-    try:
-        import aiohttp  # noqa: F401
-        import prometheus_client  # noqa: F401
-    except ImportError:
-        raise ServeError(
-            "hubcache serve needs the server extra: pip install 'hubcache[server]'"
-        ) from None
+    import importlib.util
+
+    # found, not imported: with --workers, prometheus_client must first be imported by the
+    # workers, after the parent has chosen its multiprocess mode (serve.metrics)
+    if any(importlib.util.find_spec(name) is None for name in ("aiohttp", "prometheus_client")):
+        raise ServeError("hubcache serve needs the server extra: pip install 'hubcache[server]'")
     from .._config import load_config
     from ..serve.pullthrough import parse_upstream
 

@@ -31,9 +31,11 @@ import hmac
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -54,7 +56,7 @@ from ..serve.archives import ArchiveStore, Stored
 from ..serve.fastpath import FastConnection, Front
 from ..serve.fill import Fill
 from ..serve.kaggleapi import PREFIX, KaggleFront, json_error, rpc_method
-from ..serve.metrics import Metrics
+from ..serve.metrics import MULTIPROC_ENV, Metrics
 from ..serve.pullthrough import Mirror, Upstream
 from ..serve.responses import Responder
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
@@ -681,6 +683,7 @@ def run_workers(
     if not _platform.CAN_FORK:  # the command line refuses it first
         raise ConfigurationError("--workers needs fork(), which Windows lacks")
     sock = listen(settings.host, settings.port)
+    shared = _shared_metrics()
     try:
         check_listening(settings, sock)
         host, port = sock.getsockname()[:2]
@@ -722,6 +725,8 @@ def run_workers(
         except InterruptedError:
             continue
         left.discard(pid)
+        if shared is not None:
+            _worker_gone(pid, shared)
         if not stopping and failed:
             print(
                 f"hubcache: worker {pid} stopped on its own; stopping the others",
@@ -730,4 +735,28 @@ def run_workers(
             )
             code = 1
             stop()
+    if shared is not None:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(shared, ignore_errors=True)
     return code
+
+
+def _shared_metrics() -> Optional[str]:
+    """A private folder where the workers keep their counts, so that ``/metrics`` is the
+    whole server's (``serve.metrics``), named to prometheus_client by its environment
+    variable before any worker imports it. None, and each worker counts alone (with a
+    warning), when prometheus_client was imported already: it has chosen its value store."""
+    if "prometheus_client" in sys.modules:
+        log.warning("prometheus_client was imported before the workers: /metrics is per worker")
+        return None
+    shared = tempfile.mkdtemp(prefix="hubcache-metrics-")
+    os.environ[MULTIPROC_ENV] = shared
+    return shared
+
+
+def _worker_gone(pid: int, shared: str) -> None:
+    """A worker stopped: its live gauges (fills in flight) stop counting; its counters stay."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    with contextlib.suppress(OSError):
+        mark_process_dead(pid, shared)  # type: ignore[no-untyped-call]

@@ -3,6 +3,14 @@
 prometheus_client (the Prometheus project's own client) renders them; each server gets its
 own registry, so tests running several servers in one process never share counts.
 
+With ``--workers N`` the counts are the whole server's, whichever worker answers the scrape:
+the parent gives the workers one private folder (``MULTIPROC_ENV``, set before any of them
+imports prometheus_client, which chooses its value store at import), each worker keeps its
+values in memory-mapped files there (prometheus_client's multiprocess mode, made for
+pre-forking servers), and ``/metrics`` sums them (``render``). Counters of a worker that has
+stopped still count; gauges of fills in flight count live workers only. ``stored_bytes`` is
+read from the answering worker's store (every worker sees the same DIR).
+
 | metric | meaning |
 | --- | --- |
 | ``hubcache_mirror_requests_total{code}`` | requests answered, by HTTP status |
@@ -23,15 +31,20 @@ own registry, so tests running several servers in one process never share counts
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch to multiprocess
 
 
 class Metrics:
     def __init__(self, stored_bytes: Callable[[], float]) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
+        self.shared = os.environ.get(MULTIPROC_ENV) or None  # --workers: the workers' folder
         self.registry = CollectorRegistry(auto_describe=True)
+        self._stored = _StoredBytes(stored_bytes)
         r = self.registry
         self.requests = Counter(
             "hubcache_mirror_requests", "Requests answered, by status", ["code"], registry=r
@@ -46,7 +59,12 @@ class Metrics:
         self.fills = Counter(
             "hubcache_mirror_fills", "Fills finished, by result", ["result"], registry=r
         )
-        self.in_flight = Gauge("hubcache_mirror_fills_in_flight", "Fills running now", registry=r)
+        self.in_flight = Gauge(
+            "hubcache_mirror_fills_in_flight",
+            "Fills running now",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.upstream_bytes = Counter(
             "hubcache_mirror_upstream_bytes", "Bytes received from upstreams", registry=r
         )
@@ -70,12 +88,20 @@ class Metrics:
             ["method", "source"],
             registry=r,
         )
-        self.fd_limit = Gauge("hubcache_mirror_fd_limit", "Open-file limit in force", registry=r)
-        self.limits = Gauge(
-            "hubcache_mirror_limit", "Operator limits in force", ["name"], registry=r
+        self.fd_limit = Gauge(
+            "hubcache_mirror_fd_limit",
+            "Open-file limit in force",
+            registry=r,
+            multiprocess_mode="max",
         )
-        stored = Gauge("hubcache_mirror_stored_bytes", "Bytes of archives stored", registry=r)
-        stored.set_function(stored_bytes)
+        self.limits = Gauge(
+            "hubcache_mirror_limit",
+            "Operator limits in force",
+            ["name"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        r.register(self._stored)
 
     def answered(self, status: int) -> None:
         """One request answered with ``status`` (its counter child is looked up once:
@@ -96,6 +122,37 @@ class Metrics:
             self.evictions.inc()
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        """The text ``/metrics`` answers: this server's registry, or with ``--workers``
+        every worker's values summed from the shared folder."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.shared is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.shared)  # type: ignore[no-untyped-call]
+        registry.register(self._stored)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _StoredBytes:
+    """``hubcache_mirror_stored_bytes``, read when scraped: a collector rather than a
+    gauge, so that with ``--workers`` it is not also a per-worker file of zeros."""
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.read = read
+
+    def describe(self) -> list[Any]:
+        return list(self._families(0.0))
+
+    def collect(self) -> Iterator[Any]:
+        return self._families(self.read())
+
+    @staticmethod
+    def _families(value: float) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "hubcache_mirror_stored_bytes", "Bytes of archives stored", value=value
+        )

@@ -623,6 +623,51 @@ def test_workers_metrics_are_the_whole_servers(served: Path, tmp_path: Path) -> 
         server.stop()
 
 
+def worker_pids(server: ServeProcess) -> list[int]:
+    kids = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+    return [int(p) for p in kids.read_text().split()]
+
+
+def wait_for_workers(server: ServeProcess, count: int, gone: set[int]) -> list[int]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pids = worker_pids(server)
+        if len(pids) == count and not gone & set(pids):
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"workers now {worker_pids(server)}, wanted {count} new ones")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_a_worker_that_dies_is_replaced_and_a_crash_loop_stops_the_mirror(
+    served: Path,
+) -> None:
+    """kill -9 of a worker (the OOM killer) costs the mirror nothing: another starts and
+    serves; workers that keep dying stop the mirror with exit 1 and one line per event."""
+    server = ServeProcess(str(served), "--workers", "2")
+    try:
+        first = wait_for_workers(server, 2, set())
+        os.kill(first[0], signal.SIGKILL)
+        now = wait_for_workers(server, 2, {first[0]})
+        assert first[1] in now
+        results = fetch_all(server.url, ["/small.tar"] * 20, 10)
+        assert all(status == 200 and body == SMALL for _, status, body in results)
+        assert server.proc.poll() is None
+        killed = {first[0]}
+        for _ in range(4):  # five deaths within the window in all
+            victim = worker_pids(server)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+            if len(killed) < 5:
+                wait_for_workers(server, 2, killed)
+        assert server.proc.wait(20) == 1
+        err = server.stderr
+        assert "starting another" in err and "stopping the mirror" in err, err
+        assert "Traceback" not in err
+    finally:
+        server.stop()
+
+
 def test_workers_with_max_size_are_refused(served: Path) -> None:
     up = "http://127.0.0.1:9/"
     refused(

@@ -674,71 +674,94 @@ def run_workers(
     settings: Settings, config: Config, workers: int, on_ready: Callable[[str], None]
 ) -> int:
     """``--workers N``: N processes accepting on one listening socket, each a whole server
-    (its own event loop, store view and counters) over the same DIR. The parent only
-    watches: SIGTERM/SIGINT is passed to every worker (each drains as one server does) and
-    the parent exits 0 once all have; a worker that dies on its own stops the others and
-    the parent exits 1, for the service manager to restart the lot. POSIX only (fork);
-    ``--max-size`` is refused with it by the command line: eviction's index of sizes and
-    uses lives in one process's memory (docs/mirror.md)."""
+    (its own event loop and store view) over the same DIR, counting into one ``/metrics``
+    (``_shared_metrics``). The parent only watches: SIGTERM/SIGINT is passed to every worker
+    (each drains as one server does) and the parent exits 0 once all have. A worker that
+    dies on its own (a crash, the OOM killer) is replaced at once, the parent keeping the
+    listening socket for that; a mirror whose workers keep dying (``RESPAWN_LIMIT`` deaths
+    within ``RESPAWN_WINDOW`` seconds: a DIR gone, a broken install) is stopped instead and
+    the parent exits 1, for the service manager to see. POSIX only (fork); ``--max-size`` is
+    refused with it by the command line: eviction's index of sizes and uses lives in one
+    process's memory (docs/mirror.md)."""
     if not _platform.CAN_FORK:  # the command line refuses it first
         raise ConfigurationError("--workers needs fork(), which Windows lacks")
     sock = listen(settings.host, settings.port)
-    shared = _shared_metrics()
+    shared: Optional[str] = None
     try:
         check_listening(settings, sock)
+        shared = _shared_metrics()
         host, port = sock.getsockname()[:2]
-        children: list[int] = []
-        for _ in range(workers):
-            pid = _platform.fork()
-            if pid == 0:  # the worker: a server of its own on the shared socket
+        children = {_fork_worker(settings, config, sock) for _ in range(workers)}
+        shown = f"[{host}]" if ":" in str(host) else host
+        stopping: list[bool] = []
+
+        def stop(*_: Any) -> None:
+            stopping.append(True)
+            for child in children:
+                _platform.ask_to_stop(child)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        on_ready(f"http://{shown}:{port}/")
+        code = 0
+        deaths: list[float] = []
+        while children:
+            try:
+                pid, failed = _platform.wait_child()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            children.discard(pid)
+            if shared is not None:
+                _worker_gone(pid, shared)
+            if stopping:
+                continue
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < RESPAWN_WINDOW] + [now]
+            if len(deaths) >= RESPAWN_LIMIT:
+                print(
+                    f"hubcache: workers stopped {len(deaths)} times within "
+                    f"{RESPAWN_WINDOW:g}s; stopping the mirror (see the lines above)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 code = 1
-                try:
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    asyncio.run(serve(Server(settings, config), lambda _url: None, sock=sock))
-                    code = 0
-                except BaseException as exc:  # one line, as the command line would say it
-                    print(f"hubcache: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
-                finally:
-                    os._exit(code)
-            children.append(pid)
+                stop()
+                continue
+            how = "failed" if failed else "exited"
+            print(f"hubcache: worker {pid} {how}; starting another", file=sys.stderr, flush=True)
+            child = _fork_worker(settings, config, sock)
+            children.add(child)
+            if stopping:  # a stop signal came while it was being made
+                _platform.ask_to_stop(child)
+        return code
     finally:
-        sock.close()  # the workers hold it now
-    shown = f"[{host}]" if ":" in str(host) else host
-    stopping: list[bool] = []
-
-    def stop(*_: Any) -> None:
-        stopping.append(True)
-        for child in children:
-            _platform.ask_to_stop(child)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    on_ready(f"http://{shown}:{port}/")
-    code = 0
-    left = set(children)
-    while left:
-        try:
-            pid, failed = _platform.wait_child()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        left.discard(pid)
+        sock.close()
         if shared is not None:
-            _worker_gone(pid, shared)
-        if not stopping and failed:
-            print(
-                f"hubcache: worker {pid} stopped on its own; stopping the others",
-                file=sys.stderr,
-                flush=True,
-            )
-            code = 1
-            stop()
-    if shared is not None:
-        os.environ.pop(MULTIPROC_ENV, None)
-        shutil.rmtree(shared, ignore_errors=True)
-    return code
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+RESPAWN_LIMIT = 5  # worker deaths within RESPAWN_WINDOW that stop the mirror instead
+RESPAWN_WINDOW = 30.0
+
+
+def _fork_worker(settings: Settings, config: Config, sock: socket.socket) -> int:
+    """One worker: a server of its own accepting on the shared socket. Its PID."""
+    pid = _platform.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        asyncio.run(serve(Server(settings, config), lambda _url: None, sock=sock))
+        code = 0
+    except BaseException as exc:  # one line, as the command line would say it
+        print(f"hubcache: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
 
 
 def _shared_metrics() -> Optional[str]:

@@ -240,11 +240,11 @@ def acquire(
                 "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here"
             )
         lock = target.lock(on_wait)
-        while not lock.wait_for_turn(target.done):  # another process published meanwhile
-            if target.hit(sha256):
-                return target.path
         held = _Held()
-        try:
+        try:  # released even when the wait fails: a root made for this lock goes with it
+            while not lock.wait_for_turn(target.done):  # another process published meanwhile
+                if target.hit(sha256):
+                    return target.path
             with handle_context(handle.shown):  # what fails from here is about this model
                 try:
                     return _fill(handle, target, config, sha256, lock.uid, held)

@@ -54,9 +54,10 @@ class Source:
     content_type: str = ""
     etag: str = ""
     last_modified: str = ""
-    # Every URL a request went through, redirects included, the last one answering. The
-    # stager reads it to decide what the chain means (a Kaggle model it already holds);
-    # a source never acts on it itself.
+    # Every URL the opening request went through (``open``, ``follow_on``), redirects
+    # included, the last one answering; never rewritten by a later request (a resume, a
+    # ranged part). The stager reads it to decide what the chain means (a Kaggle model it
+    # already holds); a source never acts on it itself.
     hops: tuple[str, ...] = ()
     # Set by the caller before ``open``: a redirect target for which this returns True is
     # not requested; ``open`` returns with ``stopped`` naming it, and the caller decides

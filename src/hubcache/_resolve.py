@@ -114,7 +114,10 @@ def resolve_with(
         from .store.remote import open_target
 
         target = open_target(parsed.shown, parsed.key, config)
-        return acquire(parsed, target, config, sha256, on_wait)
+        try:
+            return acquire(parsed, target, config, sha256, on_wait)
+        finally:
+            target.close()  # its own store client: closed now, not at garbage collection
     root = choose_root(config)
     entry = Entry(root, parsed.key)
     if sha256 is None and entry.is_complete():
@@ -267,6 +270,7 @@ class _Held:
     def release(self, target: Target) -> None:
         if self.tier is not None:
             self.tier.release()
+            self.tier.close()
         if self.staging:
             target.cleanup(self.staging)
 

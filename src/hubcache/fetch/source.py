@@ -155,11 +155,15 @@ class FsspecSource(FileSource):
         self.display = redact(url)
         self.timeout = Config.store_timeout if timeout is None else timeout
         self._file: Any = None
+        self._fs: Any = None  # its own client, closed with the source
 
     def open(self) -> None:
         from .objectstore import first_contact
 
+        if self._fs is not None:  # opened again: the earlier client first
+            self.close()
         fs, path = filesystem(self.url, self.handle)
+        self._fs = fs
         try:
             size = first_contact(self.url, self.timeout, lambda: fs.size(path))
             self._file = fs.open(path, "rb", block_size=8 * CHUNK)
@@ -174,6 +178,14 @@ class FsspecSource(FileSource):
 
     def read_error(self, exc: Exception) -> Optional[Exception]:
         return None if isinstance(exc, HubcacheError) else self._ours(exc)
+
+    def close(self) -> None:
+        super().close()
+        fs, self._fs = self._fs, None
+        if fs is not None:
+            from .objectstore import close_client
+
+            close_client(fs)
 
     def _ours(self, exc: Exception) -> Exception:
         """What the store's client raised (a timeout, a broken response) as one of our

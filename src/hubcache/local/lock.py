@@ -187,10 +187,10 @@ class LockBase(abc.ABC):
         """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
         lock left behind names a dead holder or stops being refreshed, so it is broken."""
         self._stop.set()
-        if self._thread is None:
-            return  # never ours (a wait that failed or saw the work done): nothing to remove
-        self._thread.join()
-        self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return  # never ours (a wait that failed or saw the work done), or released
+        thread.join()
         try:
             if self._read() == self.contents:
                 self._delete()

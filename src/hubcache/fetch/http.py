@@ -159,10 +159,11 @@ class HTTPSource(Source):
         self.last_modified = headers.get("Last-Modified", "")
         self.accept_ranges = headers.get("Accept-Ranges", "").lower() == "bytes"
 
-    def _request(self, extra_headers: dict[str, str]) -> Answer:
-        """One request with its retries and redirects, from the aim as it is now. Its chain
-        is recorded in a list of its own (the messages of a retry name its last hop)."""
-        aim = self._aim
+    def _request(self, extra_headers: dict[str, str], aim: Optional[_Aim] = None) -> Answer:
+        """One request with its retries and redirects, from ``aim`` (the aim as it is now
+        when None). Its chain is recorded in a list of its own (the messages of a retry name
+        its last hop)."""
+        aim = self._aim if aim is None else aim
         trail = [aim.url]
         response = send_with_retries(
             self.budget,
@@ -377,11 +378,11 @@ class HTTPSource(Source):
         validator = self._validator()
         last = (self.total or 0) - 1 if end is None else end
         headers = {"Range": f"bytes={start}-{last}", "If-Range": validator}
-        url = self.url
+        aim = self._aim  # the URL this request is refused at is the one it used
         try:
-            answer = self._request(headers)
+            answer = self._request(headers, aim)
         except HTTPStatusError as exc:
-            if not self.renew(exc, url):
+            if not self.renew(exc, aim.url):
                 raise
             answer = self._request(headers)  # a fresh URL refused as well: final
         response = answer.response

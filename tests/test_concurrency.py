@@ -258,3 +258,24 @@ def test_tensorflow_hub_and_hubcache_race(
     assert debris(cache_root, key) == set()
     if first == "tensorflow_hub":
         assert f"waiting for pid {tf.pid}" in err
+
+
+def test_a_root_removed_by_a_failed_resolve_is_made_again_for_the_next(tmp_path: Path) -> None:
+    """A failed resolve removes the root it made; another resolve that found that root
+    before (and is about to take its lock in it) makes it again rather than failing with
+    "cannot create the lock file". The two processes' steps, interleaved by hand."""
+    from hubcache._config import load_config
+    from hubcache.local.entry import Entry
+    from hubcache.local.target import LocalTarget
+
+    root = tmp_path / "new" / "cache"
+    config = load_config(cache_dir=str(root))
+    failing = LocalTarget(Entry(str(root), "a" * 40), "h1", config).lock(None)  # makes it
+    other = LocalTarget(Entry(str(root), "b" * 40), "h2", config).lock(None)  # finds it
+    assert root.is_dir()
+    failing.release()  # its download failed before its lock was taken: the root goes
+    assert not (tmp_path / "new").exists()
+    assert other.wait_for_turn(lambda: False)  # the lock file: the root made again
+    assert os.listdir(root) == ["b" * 40 + ".lock"]
+    other.release()
+    assert os.listdir(tmp_path) == []

@@ -107,6 +107,12 @@ def test_everything_synced_before_the_publishing_rename(
         _index(lines, "replace", f"{descriptor}.{_pid_of(lines, descriptor)}.part {descriptor}")
         < rename
     )
+    # the root's first entry brings its CACHEDIR.TAG, synced, and the root's own name synced
+    tag = f"{cache_root}/CACHEDIR.TAG"
+    tag_part = next(x.split()[1] for x in before if x.startswith(f"open {tag}."))
+    assert _index(lines, "fsync", tag_part) < _index(lines, "replace", f"{tag_part} {tag}")
+    assert _index(lines, "replace", f"{tag_part} {tag}") < _index(lines, "fsync", str(tmp_path))
+    assert _index(lines, "fsync", str(tmp_path)) < rename
     after = lines[rename:]
     assert f"fsync {cache_root}" in after  # the rename itself made durable
     manifest = f"{entry}.manifest.json"

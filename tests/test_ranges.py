@@ -186,3 +186,31 @@ def test_a_far_server_gets_parts_at_once_without_measuring(
     assert len(spans) >= 2 and spans[-1][1] == len(ARCHIVE) - 1
     # not measured: the first span ends where the ramp's first, smallest span ends
     assert spans[0][0] == _ranges.PART_MIN
+
+
+def test_what_a_part_learns_stays_with_the_part(
+    model_server: ModelServer, connections: None
+) -> None:
+    """A request's redirects are its own: the ranged parts of a download that the origin
+    redirects to another copy leave the source's chain (``hops``, what the stager reads to
+    decide what a chain means) as the opening request found it. Every part used to write
+    its own chain (and final URL) into the one source, read by the other threads."""
+    from hubcache._config import load_config
+    from hubcache.fetch.http import HTTPSource
+
+    url = model_server.add("/m.tar", ARCHIVE)
+    good = model_server.add("/good/m.tar", ARCHIVE)  # the same bytes and ETag
+    model_server.faults(
+        "/m.tar",
+        Fault(times=1),  # the plain request: served here
+        Fault(status=302, headers={"Location": good}),  # every part: redirected
+    )
+    source = HTTPSource(url, url, load_config())
+    source.open()
+    try:
+        data = b"".join(source.chunks())
+    finally:
+        source.close()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(ARCHIVE).digest()
+    assert model_server.count("/good/m.tar") >= 2  # the parts went there
+    assert source.hops == (url,)  # the opening request's chain, as it was

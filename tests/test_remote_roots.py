@@ -42,8 +42,11 @@ def remote(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     yield root, variables, emulator
 
 
+ARCHIVE = make_tar(MEMBERS, compression="gz")
+
+
 def serve_model(server: ModelServer) -> str:
-    return serve(server, "/google/m/1", make_tar(MEMBERS, compression="gz"))
+    return serve(server, "/google/m/1", ARCHIVE)
 
 
 def test_a_killed_remote_resolve_leaves_its_local_staging_where_gc_finds_it(
@@ -206,3 +209,57 @@ def test_four_processes_racing_publish_one_entry(remote: Any, model_server: Mode
     assert json.loads(store.read(f"{key}.manifest.json") or b"{}")["key"] == key
     assert store.read(f"{key}.lock") is None
     assert model_server.count("/google/m/1") == 1  # the lock held: one origin download
+
+
+def test_store_clients_are_closed_when_their_use_ends(
+    remote: Any, model_server: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each resolve against a store root opens its own client (``skip_instance_cache``);
+    its connections are closed when the resolve ends, not left to the garbage collector
+    and the libraries' finalizers (gcsfs's only schedules the close; anything that keeps
+    the client alive, such as a kept error's traceback, keeps its sockets open). With the
+    collector off, repeated resolves open no more descriptors than one does."""
+    import gc
+    import warnings
+
+    root, _variables, emulator = remote
+    url = serve_model(model_server)
+    bucket = root.split("/")[2]
+    for i in range(3):  # archives on the store, resolved into a local root
+        emulator.filesystem().pipe(f"{bucket}/archives/m{i}.tar.gz", ARCHIVE)
+    local = str(tmp_path / "local")  # with the store root as its shared tier
+    monkeypatch.setenv("HUBCACHE_SHARED_CACHE", root)
+    hubcache.resolve(url, cache_dir=root)  # the misses: imports, uploads
+    hubcache.resolve(f"{emulator.scheme}://{bucket}/archives/m2.tar.gz", cache_dir=local)
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd")), _open_sessions()
+    gc.disable()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            kept = []  # errors kept (as a log would): their tracebacks hold the resolves
+            for i in range(2):  # a hit, a miss, a failure, an archive on the store: a client each
+                hubcache.resolve(url, cache_dir=root)
+                hubcache.resolve(serve(model_server, f"/google/m/{i + 2}", ARCHIVE), cache_dir=root)
+                with pytest.raises(hubcache.ModelNotFoundError) as info:
+                    hubcache.resolve(model_server.url(f"/missing/{i}"), cache_dir=root)
+                kept.append(info.value)
+                hubcache.resolve(
+                    f"{emulator.scheme}://{bucket}/archives/m{i}.tar.gz", cache_dir=local
+                )
+            opened = len(os.listdir("/proc/self/fd")) - before[0], _open_sessions() - before[1]
+            gc.collect()
+    finally:
+        gc.enable()
+    assert opened[0] <= 0 and opened[1] <= 0, f"(descriptors, sessions) {opened} more"
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+
+
+def _open_sessions() -> int:
+    """aiohttp sessions alive and not closed (the store clients' connection pools)."""
+    import gc
+
+    import aiohttp
+
+    return sum(isinstance(o, aiohttp.ClientSession) and not o.closed for o in gc.get_objects())

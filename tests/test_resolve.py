@@ -142,6 +142,48 @@ def test_not_found(model_server: ModelServer, cache_root: Path) -> None:
     assert not [n for n in os.listdir(cache_root) if not n.endswith("CACHEDIR.TAG")]
 
 
+def _snapshot(top: Path) -> dict[str, bytes | None]:
+    """Every name under ``top`` (folders as None), with each file's bytes."""
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(top):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(dirpath, name), top)] = None
+        for name in files:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, top)] = Path(full).read_bytes()
+    return out
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["new-root", "existing-root"])
+def test_a_failed_resolve_leaves_the_cache_as_it_was(
+    model_server: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existed: bool
+) -> None:
+    """A resolve that fails on its first request creates no root (nor the parents it would
+    need) and changes nothing in a root that existed, not even a CACHEDIR.TAG; the library
+    and the command line alike."""
+    from tests.support.emulators import free_port
+
+    root = tmp_path / "new" / "cache"
+    if existed:  # a root tensorflow_hub made: an entry of its own, no tag
+        (root / "abc").mkdir(parents=True)
+        (root / "abc" / "saved_model.pb").write_bytes(b"graph")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(root))
+    monkeypatch.setenv("HUBCACHE_RETRIES", "0")
+    before = _snapshot(tmp_path)
+    urls = {
+        model_server.url("/nothing/1"): hubcache.ModelNotFoundError,  # 404
+        model_server.add("/page/1", b"<!doctype html><p>log in"): hubcache.NotAnArchiveError,
+        f"http://127.0.0.1:{free_port()}/m/1": hubcache.DownloadError,  # nobody listens
+    }
+    for url, error in urls.items():
+        with pytest.raises(error):
+            hubcache.resolve(url)
+        assert _snapshot(tmp_path) == before, url
+    done = run_cli(["resolve", model_server.url("/nothing/2")], dict(os.environ))
+    assert done.returncode == 3, done.stderr
+    assert _snapshot(tmp_path) == before
+
+
 GOOD = make_tar(MEMBERS, compression="gz")
 
 

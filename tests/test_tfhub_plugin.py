@@ -302,7 +302,7 @@ def test_errors_are_oserrors_there_with_our_class_and_message(
     assert isinstance(info.value, error)
     assert isinstance(info.value, hubcache.HubcacheError)
     assert "127.0.0.1" in str(info.value)  # our message, naming the handle
-    assert not [n for n in os.listdir(cache_root) if n != "CACHEDIR.TAG"]
+    assert os.listdir(cache_root) == []  # the cache as it was: not even a CACHEDIR.TAG
 
 
 def test_as_os_error_keeps_message_handle_and_facts() -> None:

@@ -114,7 +114,10 @@ def resolve_with(
         from .store.remote import open_target
 
         target = open_target(parsed.shown, parsed.key, config)
-        return acquire(parsed, target, config, sha256, on_wait)
+        try:
+            return acquire(parsed, target, config, sha256, on_wait)
+        finally:
+            target.close()  # its own store client: closed now, not at garbage collection
     root = choose_root(config)
     entry = Entry(root, parsed.key)
     if sha256 is None and entry.is_complete():
@@ -240,11 +243,11 @@ def acquire(
                 "`hubcache export OUT.tar ...` there and `hubcache import OUT.tar` here"
             )
         lock = target.lock(on_wait)
-        while not lock.wait_for_turn(target.done):  # another process published meanwhile
-            if target.hit(sha256):
-                return target.path
         held = _Held()
-        try:
+        try:  # released even when the wait fails: a root made for this lock goes with it
+            while not lock.wait_for_turn(target.done):  # another process published meanwhile
+                if target.hit(sha256):
+                    return target.path
             with handle_context(handle.shown):  # what fails from here is about this model
                 try:
                     return _fill(handle, target, config, sha256, lock.uid, held)
@@ -267,6 +270,7 @@ class _Held:
     def release(self, target: Target) -> None:
         if self.tier is not None:
             self.tier.release()
+            self.tier.close()
         if self.staging:
             target.cleanup(self.staging)
 

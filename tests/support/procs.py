@@ -129,6 +129,8 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
 def debris(root: Path, key: str) -> set[str]:
     """Names in ``root`` other than a published entry's (and CACHEDIR.TAG)."""
     ok = ENTRY_FILES | {key, f"{key}.descriptor.txt", f"{key}.manifest.json"}
+    if not root.exists():  # a failed resolve removes the root it made
+        return set()
     return set(os.listdir(root)) - ok
 
 

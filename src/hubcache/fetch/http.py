@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
@@ -34,8 +34,39 @@ MAX_REDIRECTS = 10
 _REDIRECT_STATUS = {301, 302, 303, 307, 308}
 
 
+class Answer(NamedTuple):
+    """What one request learned, returned to its caller and kept by nobody else: the
+    opening request, a resume and every ranged part (each on its own thread) get their own."""
+
+    response: Any  # the final response; None when stopped before a redirect (``stopped``)
+    url: str  # the URL that answered, after redirects (the stopped one, when stopped)
+    hops: tuple[str, ...]  # every URL requested, redirects included, ``url`` last
+    stopped: str  # the redirect target ``stop_at`` stopped before, or ""
+
+
+class _Aim(NamedTuple):
+    """Where requests go: replaced whole by :meth:`HTTPSource.retarget`, read once by each."""
+
+    url: str
+    auth: dict[str, str]  # credentials from the URL's user info, for the origin host only
+    origin: str  # the URL user headers belong to (its host)
+
+
 class HTTPSource(Source):
-    """One archive over HTTP(S), resumable with Range + If-Range."""
+    """One archive over HTTP(S), resumable with Range + If-Range.
+
+    Shared between threads (ranged parts run on several) and the rule for each:
+
+    * where requests go (``url``, its credentials and origin) is one value, replaced whole
+      by :meth:`retarget` (a fresh signed URL from any part's thread, under the renewing
+      source's lock) or by :meth:`follow_on`; every request reads it once, at its start;
+    * ``hops`` and ``stopped`` are the chain of the request that opened the source, written
+      by :meth:`open` and :meth:`follow_on` only, in the caller's thread, before any part
+      starts; the stager and ``kaggle.redirects`` read them from there;
+    * what any other request learned (a resume's or a part's final URL and redirects) is
+      its :class:`Answer`, returned to it and never stored on the source;
+    * the metadata (``total``, ``etag``...) is read from the opening response.
+    """
 
     def __init__(
         self, url: str, handle: str, config: Config, budget: Optional[RetryBudget] = None
@@ -54,21 +85,34 @@ class HTTPSource(Source):
     def retarget(self, url: str) -> None:
         """Aim the source at ``url`` (at creation, or a fresh signed URL replacing a refused
         one): credentials in it become a header for its host only (see ``_follow``) and
-        are never shown; that host is the origin, the one user headers belong to."""
-        self.url, self._auth = split_credentials(url)
+        are never shown; that host is the origin, the one user headers belong to. One
+        assignment, so a part starting meanwhile sees the old aim or the new, never a mix."""
+        bare, auth = split_credentials(url)
         if any(name.lower() == "authorization" for name, _ in self.config.headers):
-            self._auth = {}  # the user's explicit header wins
-        self.origin = self.final_url = self.url
+            auth = {}  # the user's explicit header wins
+        self._aim = _Aim(bare, auth, bare)
         self.display = redact(url)
+
+    @property
+    def url(self) -> str:
+        """The URL the next request starts from (credentials removed)."""
+        return self._aim.url
+
+    def _move_to(self, url: str) -> None:
+        """Start later requests at ``url`` with the same credentials and origin (a followed
+        redirect, an API's own answer)."""
+        self._aim = self._aim._replace(url=url)
 
     # request with redirects, retries and status handling
     def open(self) -> None:
         manager(self.url, self.config)  # imports and pool set-up: not the wait
         began = time.monotonic()
-        self._response = self._request({})
+        answer = self._request({})
         # how long the server took to answer: says whether it is far, and sizes ranged
         # spans (fetch.ranges)
         self.answer_wait = time.monotonic() - began
+        self.hops, self.stopped = answer.hops, answer.stopped  # the opening chain
+        self._response = answer.response
         if self._response is not None:  # None: stopped before a redirect (``stop_at``)
             self._read_metadata(self._response)
 
@@ -79,7 +123,7 @@ class HTTPSource(Source):
         one method, and a HEAD of a URL signed for GET is refused. A server that ignores
         ``Range`` answers 200 with its length, and that connection is dropped unread. None
         when no length is given; ModelNotFoundError and the rest as ``open`` raises them."""
-        response = self._request({"Range": "bytes=0-0"})
+        response = self._request({"Range": "bytes=0-0"}).response
         if response is None:  # stopped before a redirect (``stop_at``)
             return None
         try:
@@ -101,7 +145,8 @@ class HTTPSource(Source):
         if not self.stopped:
             raise RuntimeError("follow_on() without a stopped redirect")
         earlier = self.hops[:-1]
-        self.url, self.stopped, self.stop_at = self.stopped, "", None
+        self._move_to(self.stopped)
+        self.stopped, self.stop_at = "", None
         self.open()
         self.hops = earlier + self.hops
 
@@ -114,34 +159,43 @@ class HTTPSource(Source):
         self.last_modified = headers.get("Last-Modified", "")
         self.accept_ranges = headers.get("Accept-Ranges", "").lower() == "bytes"
 
-    def _request(self, extra_headers: dict[str, str]) -> Any:
+    def _request(self, extra_headers: dict[str, str], aim: Optional[_Aim] = None) -> Answer:
+        """One request with its retries and redirects, from ``aim`` (the aim as it is now
+        when None). Its chain is recorded in a list of its own (the messages of a retry name
+        its last hop)."""
+        aim = self._aim if aim is None else aim
+        trail = [aim.url]
         response = send_with_retries(
             self.budget,
-            lambda: self._follow(extra_headers),
-            url=lambda: self.final_url,
+            lambda: self._follow(aim, extra_headers, trail),
+            url=lambda: trail[-1],
             handle=self.handle,
             stop=self._cancelled,
         )
+        hops = tuple(trail)
         if response is None:
-            return None
-        if response.status == 416 and "Range" in extra_headers:
-            return response  # the caller turns it into a restart from zero
-        return self._check_status(response)
+            return Answer(None, hops[-1], hops, hops[-1])
+        if not (response.status == 416 and "Range" in extra_headers):
+            # (a 416 to a range: the caller turns it into a restart from zero)
+            self._check_status(response, hops[-1])
+        return Answer(response, hops[-1], hops, "")
 
-    def _follow(self, extra_headers: dict[str, str]) -> Any:
+    def _follow(self, aim: _Aim, extra_headers: dict[str, str], trail: list[str]) -> Any:
+        """One attempt: GET, following redirects by hand (each hop checked); ``trail``
+        (this request's own) is filled with every URL requested. None when ``stop_at``
+        stopped before a redirect target (the last of ``trail``)."""
         import urllib3
 
-        url = self.url
-        self.final_url = url
-        self.hops = (url,)
-        origin = _host(self.origin)
+        url = aim.url
+        trail[:] = [url]
+        origin = _host(aim.origin)
         on_origin = True  # once a hop leaves the origin host, user headers are never sent
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout
         )
         for _ in range(MAX_REDIRECTS + 1):
             on_origin = on_origin and _host(url) == origin
-            headers = {**self._auth, **dict(self.config.headers)} if on_origin else {}
+            headers = {**aim.auth, **dict(self.config.headers)} if on_origin else {}
             headers.update({"Accept-Encoding": "identity", "User-Agent": _user_agent()})
             headers.update(extra_headers)
             response = manager(url, self.config).request(
@@ -155,17 +209,15 @@ class HTTPSource(Source):
                 timeout=timeout,
             )
             if response.status not in _REDIRECT_STATUS:
-                self.final_url = url
                 return response
             location = response.headers.get("Location", "")
             response.drain_conn()
             response.release_conn()
             target = urllib.parse.urljoin(url, location)
             self._check_redirect(url, target)
-            url = self.final_url = target
-            self.hops += (target,)
+            url = target
+            trail.append(target)
             if self.stop_at is not None and self.stop_at(target):
-                self.stopped = target
                 return None
         raise DownloadError(
             f"{self.display} redirected more than {MAX_REDIRECTS} times", handle=self.handle
@@ -186,11 +238,13 @@ class HTTPSource(Source):
                 handle=self.handle,
             )
 
-    def _check_status(self, response: Any) -> Any:
+    def _check_status(self, response: Any, final_url: str) -> None:
+        """Raise our error for a response that is not the object (``final_url``: the URL
+        that answered, this request's own)."""
         status = response.status
         if status in (200, 206):
-            return response
-        where = redact(self.final_url)
+            return
+        where = redact(final_url)
         body = response.read(512, decode_content=True) if status != 304 else b""
         response.release_conn()
         if status in (404, 410):
@@ -203,7 +257,7 @@ class HTTPSource(Source):
         if status in (401, 403):
             raise HTTPStatusError(
                 f"{where} answered {status} {'Unauthorized' if status == 401 else 'Forbidden'}"
-                f" (final host {urllib.parse.urlsplit(self.final_url).hostname}): the model "
+                f" (final host {urllib.parse.urlsplit(final_url).hostname}): the model "
                 "needs credentials, or a signed download URL has expired; try again, or "
                 "check access to the model",
                 handle=self.handle,
@@ -324,13 +378,16 @@ class HTTPSource(Source):
         validator = self._validator()
         last = (self.total or 0) - 1 if end is None else end
         headers = {"Range": f"bytes={start}-{last}", "If-Range": validator}
-        url = self.url
+        aim = self._aim  # the URL this request is refused at is the one it used
         try:
-            response = self._request(headers)
+            answer = self._request(headers, aim)
         except HTTPStatusError as exc:
-            if not self.renew(exc, url):
+            if not self.renew(exc, aim.url):
                 raise
-            response = self._request(headers)  # a fresh URL refused as well: final
+            answer = self._request(headers)  # a fresh URL refused as well: final
+        response = answer.response
+        if response is None:  # ``stop_at`` matched a part's redirect: not this object
+            raise RestartDownloadError(f"a range request was redirected to {redact(answer.url)}")
         expected = f"bytes {start}-{last}/{self.total}"
         problem = ""
         if response.status != 206 or response.headers.get("Content-Range") != expected:

@@ -27,6 +27,7 @@ Exception types are recognised by name, so nothing here imports botocore or goog
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -36,6 +37,8 @@ from typing import Any, Optional, TypeVar
 
 from .._config import Config
 from .._errors import CacheDirError, DownloadError, HubcacheError, hide_credentials
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -143,6 +146,32 @@ def one_try(fs: Any) -> None:
         raw = getattr(getattr(type(fs), "_request", None), "__wrapped__", None)
         if callable(raw):
             fs._request = types.MethodType(raw, fs)
+
+
+def close_client(fs: Any) -> None:
+    """Close the connections of a client made by ``source.filesystem`` when its use ends.
+
+    Each client is our own (``skip_instance_cache``), so nobody else will close it: left to
+    the garbage collector, the libraries' finalizers close its aiohttp session late (gcsfs's
+    only schedules the close on fsspec's loop from the collecting thread), one socket per
+    use piles up meanwhile, and an unclosed session or socket is warned about. Here, with
+    the libraries' own calls, at once and waited for: s3fs's ``close_session`` with the
+    client's loop (it exits the aiobotocore client on that loop, else closes its connector),
+    gcsfs's ``close_session`` with no loop of its own (it closes the aiohttp session on
+    fsspec's loop, where every synchronous client runs, and waits). The finalizers that run
+    later find them closed. Never raises: closing is tidying, not part of the answer."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    try:
+        if protocols & {"s3", "s3a"}:
+            creator = getattr(fs, "_s3creator", None)  # made on first use, with the session
+            if creator is not None and getattr(fs, "_s3", None) is not None:
+                type(fs).close_session(fs.loop, creator)
+        elif protocols & {"gs", "gcs"}:
+            session = getattr(fs, "_session", None)
+            if session is not None:
+                type(fs).close_session(None, session)
+    except Exception as exc:
+        log.debug("closing the %s client failed: %s", "/".join(sorted(protocols)), exc)
 
 
 def transient(exc: BaseException) -> bool:

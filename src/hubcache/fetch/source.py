@@ -54,9 +54,10 @@ class Source:
     content_type: str = ""
     etag: str = ""
     last_modified: str = ""
-    # Every URL a request went through, redirects included, the last one answering. The
-    # stager reads it to decide what the chain means (a Kaggle model it already holds);
-    # a source never acts on it itself.
+    # Every URL the opening request went through (``open``, ``follow_on``), redirects
+    # included, the last one answering; never rewritten by a later request (a resume, a
+    # ranged part). The stager reads it to decide what the chain means (a Kaggle model it
+    # already holds); a source never acts on it itself.
     hops: tuple[str, ...] = ()
     # Set by the caller before ``open``: a redirect target for which this returns True is
     # not requested; ``open`` returns with ``stopped`` naming it, and the caller decides
@@ -154,11 +155,15 @@ class FsspecSource(FileSource):
         self.display = redact(url)
         self.timeout = Config.store_timeout if timeout is None else timeout
         self._file: Any = None
+        self._fs: Any = None  # its own client, closed with the source
 
     def open(self) -> None:
         from .objectstore import first_contact
 
+        if self._fs is not None:  # opened again: the earlier client first
+            self.close()
         fs, path = filesystem(self.url, self.handle)
+        self._fs = fs
         try:
             size = first_contact(self.url, self.timeout, lambda: fs.size(path))
             self._file = fs.open(path, "rb", block_size=8 * CHUNK)
@@ -173,6 +178,14 @@ class FsspecSource(FileSource):
 
     def read_error(self, exc: Exception) -> Optional[Exception]:
         return None if isinstance(exc, HubcacheError) else self._ours(exc)
+
+    def close(self) -> None:
+        super().close()
+        fs, self._fs = self._fs, None
+        if fs is not None:
+            from .objectstore import close_client
+
+            close_client(fs)
 
     def _ours(self, exc: Exception) -> Exception:
         """What the store's client raised (a timeout, a broken response) as one of our

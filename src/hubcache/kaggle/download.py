@@ -57,7 +57,7 @@ class KaggleDownload(SignedSource):
             return
         self.direct = True
         self._response = answer
-        self.url = self.final_url = url
+        self._move_to(url)
         self.hops = (url,)
         self._read_metadata(answer)
         self.accept_ranges = False  # a POST's answer: no ranged parts, no resume

@@ -187,9 +187,10 @@ class LockBase(abc.ABC):
         """Stop the heartbeat and remove the lock if it is still ours. Never raises: a
         lock left behind names a dead holder or stops being refreshed, so it is broken."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return  # never ours (a wait that failed or saw the work done), or released
+        thread.join()
         try:
             if self._read() == self.contents:
                 self._delete()
@@ -210,9 +211,15 @@ class DownloadLock(LockBase):
         timeout: Optional[float],
         on_wait: Optional[Callable[[str], None]] = None,
         foreign_lease: Optional[float] = None,
+        make_root: Optional[Callable[[], list[str]]] = None,
     ) -> None:
         super().__init__(path, handle=handle, lease=lease, timeout=timeout, on_wait=on_wait)
         self.path = path
+        # The root is made for the lock, the first thing a download writes, and removed
+        # again on release when this call made it and it holds nothing (a failed resolve
+        # leaves no root behind): ``local.root.ensure_root`` / ``remove_made``.
+        self._make_root = make_root
+        self._made = make_root() if make_root is not None else []
         self._foreign_lease = foreign_lease
         self._staging_of = staging_of
         # Progress seen so far: whose lock, its (mtime, staging size), and when that moved.
@@ -232,7 +239,7 @@ class DownloadLock(LockBase):
         if not _faults.locking:  # tests: a filesystem whose locks silently do nothing
             return True
         try:
-            fd = _platform.retry_busy(_faults.fs.open, self.path, _platform.CREATE_EXCLUSIVE, 0o644)
+            fd = self._open_exclusive()
         except FileExistsError:
             return False
         except OSError as exc:
@@ -248,6 +255,35 @@ class DownloadLock(LockBase):
                 _faults.fs.unlink(self.path)
             raise self._unusable(exc) from exc
         return True
+
+    def _open_exclusive(self) -> int:
+        """The lock file, created only if absent. A root that another call made and removed
+        again after its own resolve failed (between our making sure of it and now) is made
+        once more."""
+
+        def attempt() -> int:
+            fd: int = _platform.retry_busy(
+                _faults.fs.open, self.path, _platform.CREATE_EXCLUSIVE, 0o644
+            )
+            return fd
+
+        try:
+            return attempt()
+        except FileNotFoundError:
+            if self._make_root is None:
+                raise
+            self._made += self._make_root()
+            return attempt()
+
+    def release(self) -> None:
+        """As :meth:`LockBase.release`, then remove the folders made for the lock if they
+        hold nothing (a published entry or another process's lock keeps them)."""
+        super().release()
+        if self._made:
+            from .root import remove_made
+
+            remove_made(self._made)
+            self._made = []
 
     def _unusable(self, exc: OSError) -> CacheDirError:
         return CacheDirError(

@@ -2,6 +2,7 @@
 
 Order (each step safe to crash after):
 
+0. the root's CACHEDIR.TAG, when it has none (its first entry), synced with the root's name;
 1. the descriptor ``<key>.descriptor.txt`` (tensorflow_hub writes it before its rename too;
    it has no meaning for completeness, so overwriting it is harmless);
 2. ``rename(<key>.<uid>.tmp, <key>)``: the tree appears whole or not at all. If ``<key>``
@@ -28,7 +29,7 @@ import socket
 from .. import _faults, _platform
 from .entry import Entry, scan_tree
 from .manifest import Manifest
-from .root import fsync_dir, write_atomic
+from .root import fsync_dir, tag_root, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def descriptor_text(handle: str) -> str:
 
 def publish(entry: Entry, staging: str, manifest: Manifest, *, fsync: bool) -> bool:
     """Move ``staging`` into place; True if ours is the published tree."""
+    tag_root(entry.root, fsync=fsync)
     write_atomic(entry.descriptor_path, descriptor_text(manifest.handle), fsync=fsync)
     _faults.checkpoint("before-rename")
     try:

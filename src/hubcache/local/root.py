@@ -1,4 +1,5 @@
-"""The cache root on disk: created on first write, checked for safety, tagged.
+"""The cache root on disk: created on first write (removed again when nothing was written),
+checked for safety, tagged with its first entry.
 
 The default root ``<tmp>/tfhub_modules`` is shared by every user of the machine, so another
 user could plant a symlink or a pre-filled folder there (docs/architecture.md, "Default root
@@ -75,8 +76,13 @@ def choose_root(config: Config) -> str:
     return fallback
 
 
-def ensure_root(root: str, *, private: bool) -> None:
-    """Create the root (0700 when it is the shared-temp default) and its CACHEDIR.TAG."""
+def ensure_root(root: str, *, private: bool) -> list[str]:
+    """Create the root (0700 when it is the shared-temp default) just before the first thing
+    is written into it (a lock); return the folders made here, deepest first, so a call that
+    ends writing nothing removes them again (:func:`remove_made`). The CACHEDIR.TAG is not
+    written here but with the first entry (:func:`tag_root`): a failed resolve leaves a root
+    as it found it, or no root at all."""
+    missing = _missing_folders(root)
     try:
         if private:
             if _platform.WINDOWS:  # its fallback lies in a folder of the profile's own
@@ -108,10 +114,48 @@ def ensure_root(root: str, *, private: bool) -> None:
             "the cache where it is writable, or set TFHUB_CACHE_DIR to a writable folder",
             errno=errno.EROFS if _platform.read_only_fs(root) else errno.EACCES,
         )
+    return missing
+
+
+def _missing_folders(root: str) -> list[str]:
+    """``root`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(root)
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def remove_made(made: list[str]) -> None:
+    """Remove the folders :func:`ensure_root` made, deepest first, while they are empty. A
+    folder holding anything (an entry, another process's lock or staging) stays, and so do
+    its parents; that process re-creates a root removed under it (``local.lock``)."""
+    for path in made:
+        try:
+            _faults.fs.rmdir(path)
+        except OSError:
+            return
+
+
+def tag_root(root: str, *, fsync: bool) -> None:
+    """Write CACHEDIR.TAG if the root has none, before an entry is published into it, and
+    make it and the root's own name durable (the publish's sync of the root then covers the
+    tag's name). Best effort: the tag only tells backup tools to skip the folder."""
     tag = os.path.join(root, "CACHEDIR.TAG")
-    if not os.path.exists(tag):
-        with contextlib.suppress(OSError):  # a read-only root still serves complete entries
-            write_atomic(tag, CACHEDIR_TAG, fsync=False)
+    if os.path.exists(tag):
+        return
+    try:
+        write_atomic(tag, CACHEDIR_TAG, fsync=fsync)
+    except OSError as exc:
+        log.warning("could not write %s: %s", tag, exc)
+        return
+    if fsync:
+        with contextlib.suppress(OSError):  # a parent we may not read (mode 0711) stays as is
+            fsync_dir(os.path.dirname(os.path.abspath(root)))
 
 
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:

@@ -55,8 +55,10 @@ class LocalTarget:
         return False
 
     def lock(self, on_wait: Optional[Callable[[str], None]]) -> DownloadLock:
-        ensure_root(self.entry.root, private=self.config.root_is_default)
+        """The entry's lock; the root is made here (the lock is the first thing a miss
+        writes) and removed on release if it was made for this call and holds nothing."""
         config = self.config
+        root = self.entry.root
         return DownloadLock(
             self.entry.lock_path,
             self.entry.staging,
@@ -65,6 +67,7 @@ class LocalTarget:
             timeout=config.lock_timeout,
             on_wait=on_wait,
             foreign_lease=config.foreign_lock_lease,
+            make_root=lambda: ensure_root(root, private=config.root_is_default),
         )
 
     def done(self) -> bool:

@@ -41,7 +41,7 @@ from ..local.entry import Entry, read_quietly
 from ..local.lock import DownloadLock, new_uid
 from ..local.manifest import Manifest
 from ..local.publish import publish
-from ..local.root import ensure_root
+from ..local.root import ensure_root, remove_made
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +192,7 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
             f"{archive} is a directory; give the .tar file that `hubcache export` wrote"
         )
     config = load_config(cache_dir=root)
-    _ensure_writable(root)
+    made = _ensure_writable(root)
     fsync = config.fsync if fsync is None else fsync
     staging = os.path.join(root, f"hubcache-import.{new_uid()}.tmp")
     os.mkdir(staging, 0o700)
@@ -204,13 +204,14 @@ def import_archive(root: str, archive: str, *, fsync: Optional[bool] = None) -> 
         ]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        remove_made(made)  # an import that published nothing leaves no root it made
 
 
-def _ensure_writable(root: str) -> None:
-    """``ensure_root``, with the reason worded for an import (its own words are a resolve's:
-    "this model is missing and cannot be downloaded")."""
+def _ensure_writable(root: str) -> list[str]:
+    """``ensure_root`` (the folders it made), with the reason worded for an import (its own
+    words are a resolve's: "this model is missing and cannot be downloaded")."""
     try:
-        ensure_root(root, private=False)
+        return ensure_root(root, private=False)
     except CacheDirError as exc:
         if os.path.isdir(root) and not os.access(root, os.W_OK | os.X_OK):
             raise CacheDirError(

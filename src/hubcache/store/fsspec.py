@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import IO, Any, Optional, TypeVar
 
 from .._config import Config, load_config
-from ..fetch.objectstore import first_contact, store_error, transient
+from ..fetch.objectstore import close_client, first_contact, store_error, transient
 from ..fetch.retry import RetryBudget
 from ..fetch.source import filesystem
 from .storage import CHUNK, Storage
@@ -102,6 +102,10 @@ class FsspecStorage(Storage):
         self.budget = RetryBudget(0 if tier else config.retries, config.backoff)
         # One call on a small object: one try of one request (module docstring).
         self.deadline = config.connect_timeout + config.read_timeout
+
+    def close(self) -> None:
+        """Close the client's connections (``fetch.objectstore.close_client``)."""
+        close_client(self.fs)
 
     def _small(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """``self.fs.<name>(*args)`` on small objects, given up after ``self.deadline``

@@ -108,6 +108,10 @@ class StoreTarget:
             errno=exc.errno,
         )
 
+    def close(self) -> None:
+        """The resolve is over: close the store's client (its connections)."""
+        self.store.close()
+
 
 def open_target(handle: str, key: str, config: Config) -> StoreTarget:
     return StoreTarget(open_storage(config.root, handle, config.store_timeout), key, handle, config)
@@ -148,7 +152,7 @@ def _age(path: str) -> float:
 def is_remote_directory(url: str, handle: str, timeout: float) -> bool:
     """Whether ``url`` (``gs://``, ``s3://``...) is an existing folder: a directory handle
     on a store is returned as it is, after this check."""
-    from ..fetch.objectstore import first_contact, store_error
+    from ..fetch.objectstore import close_client, first_contact, store_error
     from ..fetch.source import filesystem
 
     fs, path = filesystem(url, handle)
@@ -159,3 +163,5 @@ def is_remote_directory(url: str, handle: str, timeout: float) -> bool:
         raise
     except Exception as exc:
         raise store_error(url, exc, handle) from exc
+    finally:
+        close_client(fs)

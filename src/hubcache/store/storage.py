@@ -64,6 +64,10 @@ class Storage:
     url: str = ""
     exclusive_create = True  # False: create() is best effort (see the backend)
 
+    def close(self) -> None:
+        """End this use of the root: a backend with a client of its own closes its
+        connections (the fsspec backend); a directory has nothing to close."""
+
     # -- primitives: each backend implements these -------------------------------------
     def join(self, name: str) -> str:
         """The full path or URL of ``name``, as a user (or TensorFlow) would open it."""

@@ -154,6 +154,12 @@ class Tier:
         if lock is not None:
             self.call("unlocking", lock.release)
 
+    def close(self) -> None:
+        """The resolve is over: close the tier's client (after :meth:`release`)."""
+        store, self.store = self.store, None
+        if store is not None:
+            store.close()
+
     def _upload(self, store: Storage, path: str, manifest: Manifest) -> None:
         if store.complete_manifest(self.key) is not None:
             return

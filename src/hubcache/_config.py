@@ -18,13 +18,12 @@ and ``_errors``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
 from ._values import NO_WORDS, flag, integer, number
@@ -36,8 +35,7 @@ MAX_RETRIES = 100
 MAX_BACKOFF = 60.0  # seconds: a first retry delay beyond this is a typo
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Bounds on what one archive may make us write (defaults are generous on purpose:
     the largest public SavedModels are a few tens of GB and a few thousand files)."""
 
@@ -60,8 +58,7 @@ _LIMIT_VARS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """One resolve call's settings. Build it with :func:`load_config`."""
 
     root: str
@@ -88,7 +85,7 @@ class Config:
     backoff: float = 0.5  # first retry delay in seconds, doubled each time, with jitter
     fsync: bool = True
     headers: tuple[tuple[str, str], ...] = ()  # HUBCACHE_HTTP_HEADERS, for the origin host only
-    limits: Limits = dataclasses.field(default_factory=Limits)
+    limits: Limits = Limits()
     mirrors: tuple[tuple[str, str], ...] = ()  # (URL prefix, replacement), tried in order
     no_origin: bool = False  # with mirrors: never fall back to the handle's own URL
     # HUBCACHE_STORE_TIMEOUT: how long an object store (gs://, s3://) may take to answer
@@ -101,6 +98,9 @@ class Config:
     # As tensorflow_hub's plug-in: a lock written by tensorflow_hub itself is judged by its
     # rule (no progress for this many seconds), not by ``lock_lease``. None: ours for all.
     foreign_lock_lease: Optional[float] = None
+
+
+_DEFAULTS: Mapping[str, Any] = Config._field_defaults  # what an unset variable means
 
 
 def _limits(environ: Mapping[str, str]) -> Limits:
@@ -346,17 +346,19 @@ def _load(  # noqa: PLR0917 - the private body of load_config, same parameters i
         ca_variables=tuple(env.get(name, "") for name in CA_VARIABLES),
         offline=bool(env_offline) if offline is None else offline,
         lock_timeout=number(env, "HUBCACHE_LOCK_TIMEOUT", None),
-        lock_lease=number(env, "HUBCACHE_LOCK_LEASE", Config.lock_lease, low_open=True),
+        lock_lease=number(env, "HUBCACHE_LOCK_LEASE", _DEFAULTS["lock_lease"], low_open=True),
         connect_timeout=number(
-            env, "HUBCACHE_CONNECT_TIMEOUT", Config.connect_timeout, low_open=True
+            env, "HUBCACHE_CONNECT_TIMEOUT", _DEFAULTS["connect_timeout"], low_open=True
         ),
-        read_timeout=number(env, "HUBCACHE_READ_TIMEOUT", Config.read_timeout, low_open=True),
-        retries=integer(env, "HUBCACHE_RETRIES", Config.retries, high=MAX_RETRIES),
+        read_timeout=number(env, "HUBCACHE_READ_TIMEOUT", _DEFAULTS["read_timeout"], low_open=True),
+        retries=integer(env, "HUBCACHE_RETRIES", _DEFAULTS["retries"], high=MAX_RETRIES),
         connections=integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
-        backoff=number(env, "HUBCACHE_RETRY_BACKOFF", Config.backoff, high=MAX_BACKOFF),
-        stall_timeout=number(env, "HUBCACHE_STALL_TIMEOUT", Config.stall_timeout),
-        min_speed=number(env, "HUBCACHE_MIN_SPEED", Config.min_speed),
-        store_timeout=number(env, "HUBCACHE_STORE_TIMEOUT", Config.store_timeout, low_open=True),
+        backoff=number(env, "HUBCACHE_RETRY_BACKOFF", _DEFAULTS["backoff"], high=MAX_BACKOFF),
+        stall_timeout=number(env, "HUBCACHE_STALL_TIMEOUT", _DEFAULTS["stall_timeout"]),
+        min_speed=number(env, "HUBCACHE_MIN_SPEED", _DEFAULTS["min_speed"]),
+        store_timeout=number(
+            env, "HUBCACHE_STORE_TIMEOUT", _DEFAULTS["store_timeout"], low_open=True
+        ),
         fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),

@@ -24,9 +24,9 @@ Layer: core (docs/architecture.md), beside ``_config`` and ``_platform``; it sta
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import urllib.parse
+from typing import NamedTuple
 
 from ._errors import InvalidHandleError, hide_credentials
 
@@ -38,8 +38,7 @@ _CHINA_HOST = "hub.tensorflow.google.cn"
 _CHINA_STORAGE = "https://gcs.tensorflow.google.cn/tfhub-modules/"
 
 
-@dataclasses.dataclass(frozen=True)
-class Handle:
+class Handle(NamedTuple):
     """A classified handle. ``raw`` is exactly what the user gave; it alone makes the key."""
 
     raw: str

@@ -15,7 +15,6 @@ tried and why, in order.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Optional
@@ -38,7 +37,7 @@ def candidates(handle: Handle, config: Config) -> list[Handle]:
         if handle.location.startswith(prefix):
             location = replacement + handle.location[len(prefix) :]
             scheme = location.split("://", 1)[0].lower()
-            out.append(dataclasses.replace(handle, location=location, scheme=scheme))
+            out.append(handle._replace(location=location, scheme=scheme))
     if not config.no_origin or not out:
         out.append(handle)
     return out

@@ -153,7 +153,7 @@ class FsspecSource(FileSource):
         self.url = url
         self.handle = handle
         self.display = redact(url)
-        self.timeout = Config.store_timeout if timeout is None else timeout
+        self.timeout = Config._field_defaults["store_timeout"] if timeout is None else timeout
         self._file: Any = None
         self._fs: Any = None  # its own client, closed with the source
 

@@ -9,7 +9,6 @@ redirect chain through a Kaggle page means is decided in ``kaggle.provider``.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import logging
 import threading
@@ -51,7 +50,7 @@ class SignedSource(HTTPSource):
         budget: Optional[RetryBudget] = None,
     ) -> None:
         # No HUBCACHE_HTTP_HEADERS and no mirrors: the signed URL is not the handle's host.
-        plain = dataclasses.replace(config, headers=(), mirrors=())
+        plain = config._replace(headers=(), mirrors=())
         super().__init__(url, handle, plain, budget)
         self._refresh = refresh
         self._renewing = threading.Lock()

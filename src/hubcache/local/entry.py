@@ -33,8 +33,7 @@ import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 from .. import _faults, _platform
 from .._errors import CacheDirError, hide_credentials
@@ -53,8 +52,7 @@ _VERIFIED: dict[str, tuple[tuple[int, int, int], tuple[tuple[str, int], ...]]] =
 StateName = Literal["complete", "legacy", "damaged", "missing"]
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     name: StateName
     reason: str = ""
 

@@ -5,27 +5,30 @@ every layer that needs the facts of an entry (completeness, the pin, Kaggle iden
 management). Code passes :class:`Manifest` around; only :meth:`Manifest.to_json` and
 :meth:`Manifest.from_json` know the JSON spelling, so a field is renamed in one place.
 
+Named tuples, not frozen dataclasses: every resolve imports this module (docs/architecture.md,
+"Records on the import path").
+
 ``handle`` is the handle as shown to people: credentials in a URL are hidden
 (``user:***@``), because manifests are read by ``ls``, ``info`` and backups.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
+import types
 from collections.abc import Mapping
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 from .._version import __version__
 
 MANIFEST_VERSION = 1
+_NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})  # shared, so read-only
 
 ArchiveFormat = Literal["gzip", "bz2", "xz", "tar", "zip"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ArchiveFacts:
+class ArchiveFacts(NamedTuple):
     """What was downloaded when the model came as one archive (none for file sets)."""
 
     format: str  # an ArchiveFormat: "gzip", "bz2", "xz", "tar" (uncompressed) or "zip"
@@ -36,8 +39,7 @@ class ArchiveFacts:
         return {"format": self.format, "bytes": self.bytes, "sha256": self.sha256}
 
 
-@dataclasses.dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     handle: str
     key: str
     files: Mapping[str, tuple[int, str]]  # relative path -> (size, sha256 or "")
@@ -50,7 +52,7 @@ class Manifest:
     created: str = ""
     tool: str = ""
     kaggle: Optional[Mapping[str, Any]] = None  # the Kaggle model's identity, if it is one
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # unknown keys, kept
+    extra: Mapping[str, Any] = _NO_EXTRA  # unknown keys, kept
 
     @classmethod
     def new(
@@ -88,7 +90,7 @@ class Manifest:
         return self.archive.sha256 if self.archive is not None else ""
 
     def replace(self, **changes: Any) -> Manifest:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -128,7 +130,7 @@ class Manifest:
                 else None
             )
             kaggle = data.get("kaggle")
-            known = {f.name for f in dataclasses.fields(cls)} | {"hubcache_manifest"}
+            known = {*cls._fields, "hubcache_manifest"}
             return cls(
                 handle=str(data.get("handle", "")),
                 key=str(data.get("key", "")),

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import email.utils
 import hashlib
 import logging
@@ -250,7 +249,7 @@ class Fill:
         mirror = self.mirror
         config = mirror.config_for(self.url)
         if self.via:  # to the upstream's host only, like every configured header
-            config = dataclasses.replace(config, headers=(*config.headers, ("Via", self.via)))
+            config = config._replace(headers=(*config.headers, ("Via", self.via)))
         budget = RetryBudget.of(config)  # every retry and restart of this fill
         source = self._upstream = self._source(config, budget)
         part = ""

@@ -19,7 +19,6 @@ credentials can end up stored for others.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
@@ -154,7 +153,7 @@ class Mirror:
         if not self._kaggle or any(k.lower() == "authorization" for k, _ in self.config.headers):
             return self.config
         headers = (*self.config.headers, ("Authorization", self._kaggle))
-        return dataclasses.replace(self.config, headers=headers)
+        return self.config._replace(headers=headers)
 
     def url_for(self, parts: list[str]) -> Optional[str]:
         return upstream_url(self.upstreams, parts)
@@ -209,7 +208,7 @@ class Mirror:
         from ..fetch.http import HTTPSource
 
         config = self.config_for(url)
-        config = dataclasses.replace(config, headers=(*config.headers, ("Via", via)))
+        config = config._replace(headers=(*config.headers, ("Via", via)))
         source = HTTPSource(url, url, config)
         return source.probe()  # its first byte, not its body: HTTPSource.probe
 

@@ -94,7 +94,7 @@ class FsspecStorage(Storage):
     ) -> None:
         config = load_config()
         self.url = url.rstrip("/")
-        self.timeout = Config.store_timeout if timeout is None else timeout
+        self.timeout = Config._field_defaults["store_timeout"] if timeout is None else timeout
         self.fs, path = filesystem(self.url, handle, config=config, use_listings_cache=False)
         self.base = path.rstrip("/")
         self.exclusive_create = bool(_protocols(self.fs) & _EXCLUSIVE)

@@ -21,7 +21,6 @@ that the returned path is the one tensorflow_hub would return:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import sys
 import warnings
@@ -104,9 +103,7 @@ def resolve_as_tfhub(handle: str) -> str:
     # tensorflow_hub downloads the archive whatever TFHUB_MODEL_LOAD_FORMAT says unless it
     # is exactly UNCOMPRESSED (is_supported already said no to that).
     environ = collections.ChainMap(_COMPRESSED, os.environ)
-    config = dataclasses.replace(
-        load_config(environ=environ), foreign_lock_lease=tfhub_lock_timeout()
-    )
+    config = load_config(environ=environ)._replace(foreign_lock_lease=tfhub_lock_timeout())
     path = resolve_with(parsed, config)
     return _as_tfhub_path(path, config.root)
 

@@ -551,6 +551,65 @@ def test_two_mirrors_pointed_at_each_other_answer_508_not_a_deadlock(
     assert '" 508 ' in a.stderr, a.stderr  # A saw its own fill come back through B
 
 
+KAGGLE_UP = "www.kaggle.com/models/=http://www.kaggle.com/models/"
+INSTANCE_CALL = "/api/v1/models.ModelApiService/GetModelInstance"
+A_MODEL = b'{"ownerSlug": "o", "modelSlug": "m", "framework": "jax", "instanceSlug": "v"}'
+
+
+def test_startup_refuses_a_kaggle_api_mirror_that_is_the_server_itself(served: Path) -> None:
+    """A mirror of Kaggle whose own HUBCACHE_KAGGLE_API names itself would wait on itself
+    for every Kaggle call (a read timeout each): refused at start, the token not shown."""
+    from tests.support.emulators import free_port
+
+    port = free_port()
+    for api in (f"http://127.0.0.1:{port}", f"http://hubcache:s3cret@localhost:{port}/"):
+        env = dict(os.environ, PYTHONPATH=str(SRC), HUBCACHE_KAGGLE_API=api)
+        result = run_cli(
+            ["serve", str(served), "--port", str(port), "--upstream", KAGGLE_UP], env, timeout=20
+        )
+        refused(result, "HUBCACHE_KAGGLE_API=", "this server itself")
+        assert "s3cret" not in result.stderr
+
+
+def test_two_kaggle_mirrors_pointed_at_each_other_answer_at_once(tmp_path: Path) -> None:
+    """A's Kaggle calls go to B (its HUBCACHE_KAGGLE_API) and B's to A: the calls carry the
+    mirror's Via, so the loop is a 508 where it closes and a quick error for the client,
+    not a call that waits on itself until the read timeout."""
+    import urllib.request
+
+    from tests.support.emulators import free_port
+
+    a_port, b_port = free_port(), free_port()
+    envs = [
+        dict(
+            os.environ,
+            HUBCACHE_KAGGLE_API=f"http://127.0.0.1:{other}",
+            HUBCACHE_RETRIES="0",
+            HUBCACHE_READ_TIMEOUT="30",
+            KAGGLE_API_TOKEN="unused",
+        )
+        for other in (b_port, a_port)
+    ]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = ServeProcess(str(tmp_path / "a"), "--upstream", KAGGLE_UP, port=a_port, env=envs[0])
+    try:
+        with ServeProcess(str(tmp_path / "b"), "--upstream", KAGGLE_UP, port=b_port, env=envs[1]):
+            began = time.monotonic()
+            request = urllib.request.Request(a.url.rstrip("/") + INSTANCE_CALL, data=A_MODEL)
+            request.add_header("Content-Type", "application/json")
+            try:
+                urllib.request.urlopen(request, timeout=40).read()
+                status = 200
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                exc.close()
+            assert status == 502, status
+            assert time.monotonic() - began < 10
+    finally:
+        a.stop()
+
+
 def test_f21_a_second_process_on_one_dir_with_max_size_is_refused(
     model_server: ModelServer, store: Path
 ) -> None:

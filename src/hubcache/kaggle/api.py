@@ -223,6 +223,9 @@ class KaggleApi:
             headers["Authorization"] = self.credential.authorization
         url, userinfo = split_credentials(url)  # a mirror's token, in HUBCACHE_KAGGLE_API
         headers.update(userinfo)
+        for name, value in self.config.headers:
+            if name.lower() == "via":  # a mirror's own: a loop of mirrors answers 508
+                headers["Via"] = value
         payload = json.dumps(body).encode() if body is not None else None
         timeout = urllib3.Timeout(
             connect=self.config.connect_timeout, read=self.config.read_timeout

@@ -140,6 +140,14 @@ def refusal(exc: HubcacheError) -> tuple[int, str]:
     return status, f"the mirror asked Kaggle: {exc.message}"
 
 
+def api_mirror() -> str:
+    """``HUBCACHE_KAGGLE_API`` as this process reads it ('' when unset): a mirror refuses to
+    start when it names the mirror itself, whose every Kaggle call would wait on itself."""
+    from .settings import kaggle_settings
+
+    return kaggle_settings().mirror
+
+
 class KaggleUpstream:
     """The mirror's Kaggle API client: its own settings (``KAGGLE_API_ENVIRONMENT``) and
     credential (kagglehub's order), read once."""
@@ -162,8 +170,9 @@ class KaggleUpstream:
 
         return KaggleApi(self.settings, self.credential, config or self.config, call.model.slug)
 
-    def answer(self, call: Call) -> dict[str, Any]:
-        """Kaggle's JSON answer to an instance or listing call; raises HubcacheError."""
+    def answer(self, call: Call, *, via: str = "") -> dict[str, Any]:
+        """Kaggle's JSON answer to an instance or listing call; raises HubcacheError.
+        ``via``: the mirror's ``Via`` chain, sent along (a loop of mirrors answers 508)."""
         from .api import _body
 
         body: dict[str, Any] = _body(call.model)
@@ -173,7 +182,8 @@ class KaggleUpstream:
                 body["pageSize"] = call.page_size
             if call.page_token:
                 body["pageToken"] = call.page_token
-        api = self._api(call)
+        config = self.config._replace(headers=(*self.config.headers, ("Via", via))) if via else None
+        api = self._api(call, config)
         data: dict[str, Any] = api._json(call.method, body, call.model)
         return data
 

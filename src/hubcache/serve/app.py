@@ -50,8 +50,8 @@ from aiohttp.http import SERVER_SOFTWARE
 
 from .. import _platform
 from .._config import Config
-from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError
-from ..kaggle.upstream import is_kaggle_host
+from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError, hide_credentials
+from ..kaggle.upstream import api_mirror, is_kaggle_host
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.fastpath import FastConnection, Front
 from ..serve.fill import Fill
@@ -153,12 +153,9 @@ class Server:
                 on_upstream_bytes=self._upstream_bytes,
                 on_event=self.metrics.event,
             )
+        self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.kaggle: Optional[KaggleFront] = None  # Kaggle's model API (serve.kaggleapi)
-        kaggle_upstream = any(
-            is_kaggle_host((urllib.parse.urlsplit(up.url).hostname or "").lower())
-            for up in settings.upstreams
-        )
-        if self.mirror is not None and kaggle_upstream:
+        if self.mirror is not None and _kaggle_upstream(settings):
             self.kaggle = KaggleFront(config, settings.negative_ttl, self._kaggle_call)
         for name, value in (
             ("header_timeout_seconds", settings.header_timeout),
@@ -170,7 +167,6 @@ class Server:
         ):
             self.metrics.limits.labels(name).set(value)
         self.packers = ThreadPoolExecutor(2, thread_name_prefix="hubcache-pack")
-        self.pseudonym = f"hubcache-{uuid.uuid4().hex[:12]}"  # this process, in Via headers
         self.in_flight = 0  # requests being answered (the drain waits for these)
         self.responder = Responder(
             self.store, self.metrics, settings.rate_limit, self._served, settings.idle_timeout
@@ -286,7 +282,10 @@ class Server:
                 "this hubcache server has no Kaggle upstream, so it does not answer Kaggle's "
                 "API; start it with --upstream www.kaggle.com/models/=https://www.kaggle.com/models/",
             )
-        return await self.kaggle.rpc(request, method)
+        # the calls it makes carry the Via chain with us in it, so a loop of mirrors through
+        # HUBCACHE_KAGGLE_API is a 508 where it closes, not a call waiting on itself
+        via = _via(request.headers.get("Via", ""), self.pseudonym)
+        return await self.kaggle.rpc(request, method, via=via)
 
     async def route(self, request: web.BaseRequest) -> web.StreamResponse:
         """What answers a GET or HEAD (module docstring)."""
@@ -455,21 +454,21 @@ def _via(incoming: str, pseudonym: str) -> str:
     return f"{incoming}, {ours}" if incoming.strip() else ours
 
 
-def _self_upstream(upstreams: tuple[Upstream, ...], host: str, port: int) -> Optional[str]:
-    """The upstream URL that is this very server (same port, a loopback or our own
-    address), or None. Other loops are found at run time by ``Via`` (508)."""
-    for up in upstreams:
-        parts = urllib.parse.urlsplit(up.url)
+def _self_upstream(urls: list[str], host: str, port: int) -> Optional[str]:
+    """The URL that is this very server (same port, a loopback or our own address), or
+    None. Other loops are found at run time by ``Via`` (508)."""
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
         up_port = parts.port or (443 if parts.scheme == "https" else 80)
         name = (parts.hostname or "").lower()
         if up_port != port:
             continue
         if name in ("localhost", host.lower()):
-            return up.url
+            return url
         with contextlib.suppress(ValueError):
             address = ipaddress.ip_address(name)
             if address.is_loopback or address.is_unspecified:
-                return up.url
+                return url
     return None
 
 
@@ -616,12 +615,7 @@ async def serve(
         await site.start()
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in str(host) else host
-        itself = _self_upstream(settings.upstreams, settings.host, port)
-        if itself is not None:
-            raise ConfigurationError(
-                f"--upstream {itself} is this server itself (port {port}); every miss would "
-                "wait on itself. Point --upstream at another host"
-            )
+        refuse_itself(settings, port)
         if server.mirror is not None and settings.max_size is not None:
             server.store.claim_eviction()
         stop = stopping or asyncio.Event()
@@ -659,15 +653,35 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def check_listening(settings: Settings, sock: socket.socket) -> None:
-    """What ``serve`` checks once listening, done in the parent before the workers start:
-    an upstream that is this server itself."""
-    port = sock.getsockname()[1]
-    itself = _self_upstream(settings.upstreams, settings.host, port)
+    """What ``serve`` checks once listening, done in the parent before the workers start."""
+    refuse_itself(settings, sock.getsockname()[1])
+
+
+def refuse_itself(settings: Settings, port: int) -> None:
+    """Refuse an upstream, or a Kaggle API mirror (``HUBCACHE_KAGGLE_API``), that is this
+    very server: every miss, or every Kaggle call, would wait on itself."""
+    itself = _self_upstream([up.url for up in settings.upstreams], settings.host, port)
     if itself is not None:
         raise ConfigurationError(
             f"--upstream {itself} is this server itself (port {port}); every miss would "
             "wait on itself. Point --upstream at another host"
         )
+    if _kaggle_upstream(settings):
+        api = api_mirror()
+        if api and _self_upstream([api], settings.host, port) is not None:
+            raise ConfigurationError(
+                f"HUBCACHE_KAGGLE_API={hide_credentials(api)} is this server itself (port "
+                f"{port}); every Kaggle call would wait on itself. Unset it for the mirror, "
+                "or point it at another mirror"
+            )
+
+
+def _kaggle_upstream(settings: Settings) -> bool:
+    """Whether an upstream is Kaggle (the mirror then answers Kaggle's model API)."""
+    return any(
+        is_kaggle_host((urllib.parse.urlsplit(up.url).hostname or "").lower())
+        for up in settings.upstreams
+    )
 
 
 def run_workers(

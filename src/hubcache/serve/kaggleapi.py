@@ -95,8 +95,9 @@ class KaggleFront:
         if self.upstream.source:
             log.info("Kaggle's API is asked with the credential from %s", self.upstream.source)
 
-    async def rpc(self, request: web.BaseRequest, method: str) -> web.Response:
-        """Answer one POSTed RPC (module docstring)."""
+    async def rpc(self, request: web.BaseRequest, method: str, *, via: str = "") -> web.Response:
+        """Answer one POSTed RPC (module docstring). ``via``: the ``Via`` its call to Kaggle
+        (or to the next mirror) carries; a burst's one call carries the first request's."""
         try:
             call = parse_call(method, await request.read())
         except BadCallError as exc:
@@ -108,10 +109,10 @@ class KaggleFront:
             return web.Response(
                 status=302, headers={"Location": ups + self.target(call)}, content_type="text/plain"
             )
-        status, body = await self._answer(call)
+        status, body = await self._answer(call, via)
         return web.Response(status=status, body=body, content_type="application/json")
 
-    async def _answer(self, call: Call) -> tuple[int, bytes]:
+    async def _answer(self, call: Call, via: str = "") -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
         key = call.key
         kept = self._answers.get(key)
@@ -120,16 +121,16 @@ class KaggleFront:
             return kept[1], kept[2]
         asking = self._asking.get(key)
         if asking is None:  # one upstream call for a burst; it ends even if its client goes
-            asking = self._asking[key] = asyncio.ensure_future(self._ask(call))
+            asking = self._asking[key] = asyncio.ensure_future(self._ask(call, via))
             self.on_call(call.method, "kaggle")
         else:
             self.on_call(call.method, "kept")
         return await asyncio.shield(asking)
 
-    async def _ask(self, call: Call) -> tuple[int, bytes]:
+    async def _ask(self, call: Call, via: str) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
         try:
-            status, body = await loop.run_in_executor(None, self._call, call)
+            status, body = await loop.run_in_executor(None, self._call, call, via)
         finally:
             del self._asking[call.key]
         if status == 200:
@@ -143,10 +144,10 @@ class KaggleFront:
                 del self._answers[next(iter(self._answers))]
         return status, body
 
-    def _call(self, call: Call) -> tuple[int, bytes]:
+    def _call(self, call: Call, via: str) -> tuple[int, bytes]:
         """Kaggle's answer as (status, JSON body); runs on a worker thread."""
         try:
-            data = self.upstream.answer(call)
+            data = self.upstream.answer(call, via=via)
         except HubcacheError as exc:
             status, message = refusal(exc)
         except Exception as exc:  # any failure is this call's answer, never the server's

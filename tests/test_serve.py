@@ -227,3 +227,31 @@ def test_a_file_changed_right_after_a_hit_is_never_served_stale(
         assert server.get(path).data == other
         os.remove(served / "m" / "1.tar.gz")
         assert server.get(path).status == 404
+
+
+def test_access_log_lines_are_written_whole_in_pipe_sized_writes() -> None:
+    """The access log joins a turn's lines (serve.accesslog) but never into a write larger
+    than PIPE_BUF, which a pipe shared by --workers keeps whole; each line escaped."""
+    import io
+
+    from hubcache.serve.accesslog import PIPE_BUF, AccessLog
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def write(self, text: str) -> int:
+            self.sizes.append(len(text.encode()))
+            return super().write(text)
+
+    stream = Writes()
+    log = AccessLog(stream)
+    for i in range(300):  # no event loop here: each line is written at once, so join by hand
+        log._lines.append(f'127.0.0.1 "GET /m/{i} HTTP/1.1" 200 5 0.001s "{"a" * 80}"\n')
+    log.line("::1", 'GET /"x" HTTP/1.1', 200, "5", 0.5, "ua\x1b")
+    assert stream.sizes and max(stream.sizes) <= PIPE_BUF, stream.sizes
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 301 and lines[0].startswith('127.0.0.1 "GET /m/0 ')
+    assert lines[-1] == '::1 "GET /\\x22x\\x22 HTTP/1.1" 200 5 0.500s "ua\\x1b"'
+    assert not AccessLog(None) and not AccessLog(None).enabled

@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         upstreams=upstreams,
         tokens=_tokens(args.token_file),
+        access_log=None if args.quiet else sys.stderr,  # one line per request
         max_size=max_size,
         rate_limit=_size(args.rate_limit, "--rate-limit"),
         negative_ttl=_duration(args.negative_ttl, "--negative-ttl"),
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(cache_dir=None, progress=False)
     if "://" in directory:
         _probe_store(directory, config.store_timeout)
-    _access_log(args)
+    _quiet_aiohttp()
     return _run(settings, config, directory, args.workers)
 
 
@@ -313,16 +314,9 @@ def _probe_store(url: str, timeout: float) -> None:
         )
 
 
-def _access_log(args: argparse.Namespace) -> None:
-    """One line per request on stderr, unless -q."""
-    access = logging.getLogger("hubcache.serve.access")
-    if not args.quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-    access.propagate = False
-    # aiohttp's own loggers speak through ours, without tracebacks
+def _quiet_aiohttp() -> None:
+    """aiohttp's own loggers speak through ours, in one line and without tracebacks (the
+    access log is ``serve.accesslog``'s, on stderr unless -q)."""
     for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio"):
         logging.getLogger(name).addHandler(_OneLine())
         logging.getLogger(name).propagate = False

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -52,6 +52,7 @@ from .. import _platform
 from .._config import Config
 from .._errors import ConfigurationError, HubcacheError, ModelNotFoundError, hide_credentials
 from ..kaggle.upstream import api_mirror, is_kaggle_host
+from ..serve.accesslog import ACCESS_FORMAT, AccessLog
 from ..serve.archives import ArchiveStore, Stored
 from ..serve.fastpath import FastConnection, Front
 from ..serve.fill import Fill
@@ -62,28 +63,18 @@ from ..serve.responses import Responder
 from ..serve.static import content_type, is_archive_name, request_parts, wanted_format
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("hubcache.serve.access")
 
 BACKLOG = 1024  # connections the kernel queues before one is accepted
-ACCESS_FORMAT = '%a "%r" %s %{Content-Length}o %Tfs "%{User-Agent}i"'  # what the line holds
-
-
-def _escaped(text: str) -> str:
-    """A client-sent field as it may appear between quotes in the access log: quotes,
-    backslashes and control characters as ``\\xHH``, so no client can forge fields."""
-    return "".join(
-        f"\\x{ord(c):02x}" if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F else c for c in text
-    )
 
 
 class EscapedAccessLogger(AbstractAccessLogger):
-    """One line per request in the ``ACCESS_FORMAT`` layout, with every client-sent field
-    escaped (aiohttp's own logger writes them as they came)."""
+    """aiohttp's requests in the access log (``serve.accesslog``; aiohttp hands us the
+    ``AccessLog`` as its "logger"), every client-sent field escaped there."""
 
     @property
     def enabled(self) -> bool:
-        """Off with ``-q`` (the logger then has no INFO): no line is even formatted."""
-        return self.logger.isEnabledFor(logging.INFO)
+        """Off with ``-q``: no line is even formatted."""
+        return bool(self.logger)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         version = request.version
@@ -92,29 +83,8 @@ class EscapedAccessLogger(AbstractAccessLogger):
         )
         length = response.headers.get("Content-Length", "-")
         agent = request.headers.get("User-Agent", "-")
-        access_line(self.logger, request.remote, line, response.status, length, time, agent)
-
-
-def access_line(  # noqa: PLR0917 - the line's fields, in the line's order
-    logger: logging.Logger,
-    remote: Optional[str],
-    line: str,
-    status: int,
-    length: str,
-    seconds: float,
-    agent: str,
-) -> None:
-    """Write one access-log line (``ACCESS_FORMAT``), client-sent fields escaped: the one
-    writer of both aiohttp's requests and the fast path's (``fastpath``)."""
-    logger.info(
-        '%s "%s" %s %s %.3fs "%s"',
-        remote or "-",
-        _escaped(line),
-        status,
-        length,
-        seconds,
-        _escaped(agent),
-    )
+        access: AccessLog = self.logger  # type: ignore[assignment]
+        access.line(request.remote, line, response.status, length, time, agent)
 
 
 @dataclass(frozen=True)
@@ -132,12 +102,14 @@ class Settings:
     drain: float = 30.0
     header_timeout: float = 10.0  # a new connection has this long to send its headers
     idle_timeout: float = 60.0  # a keep-alive connection with no request is closed after
+    access_log: Optional[TextIO] = None  # where the access log goes (stderr), None: nowhere
 
 
 class Server:
     def __init__(self, settings: Settings, config: Config) -> None:
         self.settings = settings
         self.config = config
+        self.access = AccessLog(settings.access_log)
         self.store = ArchiveStore(settings.directory, mirror=bool(settings.upstreams))
         self.mirror: Optional[Mirror] = None
         self.metrics = Metrics(lambda: self.mirror.stored_bytes() if self.mirror else 0)
@@ -580,7 +552,7 @@ async def serve(
         log.info("open-file limit: %d descriptors", fd_limit)
     web_server = TimedServer(
         server.handle,
-        access_log=access_log,
+        access_log=server.access,  # EscapedAccessLogger writes it
         access_log_class=EscapedAccessLogger,
         access_log_format=ACCESS_FORMAT,
         keepalive_timeout=settings.idle_timeout,
@@ -594,8 +566,7 @@ async def serve(
             authorized=server.authorized if settings.tokens else None,
             pseudonym=server.pseudonym,
             server_name=SERVER_SOFTWARE,
-            access_log=access_log,
-            log_access=access_line,
+            access=server.access,
             idle_timeout=settings.idle_timeout,
             on_busy=server.busy,
         )
@@ -636,6 +607,7 @@ async def serve(
         if watch is not None:
             watch.cancel()
         await runner.cleanup()
+        server.access.flush()
         if server.mirror is not None:
             await asyncio.get_running_loop().run_in_executor(None, server.mirror.shutdown)
         server.packers.shutdown(wait=False, cancel_futures=True)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from .. import _platform
+from ..serve.accesslog import AccessLog
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
 from ..serve.responses import Responder, abort_transport, stored_head
@@ -75,8 +76,7 @@ class Front:
         authorized: Optional[Callable[[str], bool]],
         pseudonym: str,
         server_name: str,
-        access_log: logging.Logger,
-        log_access: Callable[..., None],
+        access: AccessLog,
         idle_timeout: float,
         on_busy: Callable[[int], None],
     ) -> None:
@@ -87,8 +87,7 @@ class Front:
         self.authorized = authorized  # None: no tokens needed
         self.pseudonym = pseudonym
         self.server_name = server_name
-        self.access_log = access_log
-        self.log_access = log_access  # app.access_line: the one writer of the line
+        self.access = access  # serve.accesslog: the one writer of the line
         self.idle_timeout = idle_timeout
         self.on_busy = on_busy  # +1 / -1: the server's in-flight count (the drain's)
         self.connections: set[FastConnection] = set()
@@ -365,9 +364,8 @@ class FastConnection(asyncio.Protocol):
         front.on_busy(-1)
         front.metrics.hits.inc()
         front.metrics.answered(200)
-        if front.access_log.isEnabledFor(logging.INFO):
-            front.log_access(
-                front.access_log,
+        if front.access.enabled:
+            front.access.line(
                 self.peer,
                 f"{request['method']} {request['target']} HTTP/1.1",
                 200,

@@ -146,7 +146,10 @@ class FastConnection(asyncio.Protocol):
         self.waiting_since: Optional[float] = time.monotonic()  # its first request is owed
         self.last_done = time.monotonic()
         self.fd = -1
-        self.family = socket.AF_INET
+        # A socket object over the transport's descriptor, for send(MSG_MORE): made once per
+        # connection (one per request cost ~5 us: 7% of a stored hit), never closing what
+        # the transport owns: detached when the connection is lost or handed over (_unwrap).
+        self.sock: Optional[socket.socket] = None
         self.peer = "-"
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -161,7 +164,9 @@ class FastConnection(asyncio.Protocol):
             transport.close()
             return
         self.fd = sock.fileno()
-        self.family = sock.family
+        self.sock = socket.socket(sock.family, socket.SOCK_STREAM, 0, fileno=self.fd)
+        if self.sock.gettimeout() != 0.0 and socket.getdefaulttimeout() is not None:
+            self.sock.settimeout(0.0)  # a process-wide default would make send() wait
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0])
         self.front.connections.add(self)
@@ -180,10 +185,17 @@ class FastConnection(asyncio.Protocol):
         return None  # close: a client that stopped sending has no further request
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._unwrap()  # first: the transport has closed the descriptor
         self.front.connections.discard(self)
         self.transport = None
         if self.sending is not None:
             self.sending.cancel()  # a body being sent stops at once
+
+    def _unwrap(self) -> None:
+        """Let go of the socket object without closing the descriptor (the transport's)."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.detach()
 
     def transport_close(self) -> None:
         if self.transport is not None:
@@ -245,6 +257,7 @@ class FastConnection(asyncio.Protocol):
 
     def _hand_over(self) -> None:
         """From here on, this connection is aiohttp's, with what it sent so far."""
+        self._unwrap()
         transport = self.transport
         self.front.connections.discard(self)
         if transport is None:
@@ -300,7 +313,7 @@ class FastConnection(asyncio.Protocol):
         if self.transport is None or found.file is None:
             return None
         try:
-            n = _send(self.fd, self.family, head)
+            n = self.sock.send(head, MSG_MORE) if self.sock is not None else 0
         except BlockingIOError:
             n = 0
         except OSError:
@@ -388,15 +401,3 @@ class FastConnection(asyncio.Protocol):
         elif self.buffer:
             self.waiting_since = time.monotonic()  # the next request began meanwhile
             self._next()
-
-
-def _send(fd: int, family: int, data: bytes) -> int:
-    """``send(2)`` with ``MSG_MORE`` on the transport's descriptor: a socket object made
-    over it for one call and detached after, so it never closes what the transport owns."""
-    sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
-    try:
-        if sock.gettimeout() != 0.0 and socket.getdefaulttimeout() is not None:
-            sock.settimeout(0.0)  # a process-wide default would make send() wait
-        return sock.send(data, MSG_MORE)
-    finally:
-        sock.detach()

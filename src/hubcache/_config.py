@@ -33,6 +33,9 @@ LOAD_FORMATS = ("AUTO", "COMPRESSED", "UNCOMPRESSED")
 MAX_CONNECTIONS = 8  # parallel ranged connections: more only adds load on the server
 MAX_RETRIES = 100
 MAX_BACKOFF = 60.0  # seconds: a first retry delay beyond this is a typo
+# seconds: a socket or store timeout beyond a day is a typo, and 1e300 (a finite decimal)
+# would overflow the C time type under socket.settimeout() and thread waits
+MAX_TIMEOUT = 86400.0
 
 
 class Limits(NamedTuple):
@@ -347,18 +350,14 @@ def _load(  # noqa: PLR0917 - the private body of load_config, same parameters i
         offline=bool(env_offline) if offline is None else offline,
         lock_timeout=number(env, "HUBCACHE_LOCK_TIMEOUT", None),
         lock_lease=number(env, "HUBCACHE_LOCK_LEASE", _DEFAULTS["lock_lease"], low_open=True),
-        connect_timeout=number(
-            env, "HUBCACHE_CONNECT_TIMEOUT", _DEFAULTS["connect_timeout"], low_open=True
-        ),
-        read_timeout=number(env, "HUBCACHE_READ_TIMEOUT", _DEFAULTS["read_timeout"], low_open=True),
+        connect_timeout=_timeout(env, "HUBCACHE_CONNECT_TIMEOUT", _DEFAULTS["connect_timeout"]),
+        read_timeout=_timeout(env, "HUBCACHE_READ_TIMEOUT", _DEFAULTS["read_timeout"]),
         retries=integer(env, "HUBCACHE_RETRIES", _DEFAULTS["retries"], high=MAX_RETRIES),
         connections=integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
         backoff=number(env, "HUBCACHE_RETRY_BACKOFF", _DEFAULTS["backoff"], high=MAX_BACKOFF),
         stall_timeout=number(env, "HUBCACHE_STALL_TIMEOUT", _DEFAULTS["stall_timeout"]),
         min_speed=number(env, "HUBCACHE_MIN_SPEED", _DEFAULTS["min_speed"]),
-        store_timeout=number(
-            env, "HUBCACHE_STORE_TIMEOUT", _DEFAULTS["store_timeout"], low_open=True
-        ),
+        store_timeout=_timeout(env, "HUBCACHE_STORE_TIMEOUT", _DEFAULTS["store_timeout"]),
         fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
@@ -408,6 +407,11 @@ def _mirrors(
         return parse_mirrors(environ.get("HUBCACHE_MIRRORS", ""))
     except ConfigurationError as exc:
         raise ConfigurationError(f"HUBCACHE_MIRRORS: {exc}") from None
+
+
+def _timeout(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A socket or store timeout: more than 0 and at most MAX_TIMEOUT seconds."""
+    return number(environ, name, default, low_open=True, high=MAX_TIMEOUT)
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:

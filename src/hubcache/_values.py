@@ -72,7 +72,7 @@ def integer(
         return default
     value = _finite(name, raw)
     if not value.is_integer():
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number")
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number; fix or unset it")
     if value < low or value > high:
         raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, False)}")
     return int(value)
@@ -92,4 +92,6 @@ def _finite(name: str, raw: str) -> float:
 def _range_text(low: float, high: float, low_open: bool) -> str:
     if high == math.inf:
         return f"must be {'greater than' if low_open else 'at least'} {low:g}; fix or unset it"
-    return f"must be between {low:g} and {high:g}; fix or unset it"
+    if low_open:
+        return f"must be greater than {low:g} and at most {high:.16g}; fix or unset it"
+    return f"must be between {low:g} and {high:.16g}; fix or unset it"

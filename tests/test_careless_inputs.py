@@ -351,3 +351,19 @@ def test_a_missing_extra_is_exit_2_for_serve_and_stores_alike(tmp_path: Path) ->
         )
         assert done.returncode == 2, (args, done.stderr)
         assert "pip install 'hubcache[" in one_line(done)
+
+
+# -- a cache root on a storage scheme hubcache does not know (x3) -----------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        # bogus:// made fsspec raise "Protocol not known"; ftp:// connected (to a discard
+        # port here) in fsspec's constructor, with no deadline of ours: both were tracebacks
+        ["resolve", "--cache-dir", "bogus://bucket/cache", "http://127.0.0.1:9/m/1"],
+        ["ls", "--cache-dir", "ftp://127.0.0.1:9/cache"],
+    ],
+)
+def test_a_root_on_an_unknown_storage_scheme_is_a_usage_error(command: list[str]) -> None:
+    done = cli(*command)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "unsupported storage scheme" in one_line(done) and "gs://" in done.stderr

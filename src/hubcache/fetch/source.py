@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .._config import Config
-from .._errors import DownloadError, HubcacheError, MissingDependencyError, ModelNotFoundError
+from .._errors import (
+    ConfigurationError,
+    DownloadError,
+    HubcacheError,
+    MissingDependencyError,
+    ModelNotFoundError,
+)
+from .._handles import FSSPEC_SCHEMES
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +213,15 @@ def filesystem(
     from .objectstore import client_options, one_try
 
     scheme = url.split("://", 1)[0]
+    if scheme.lower() not in FSSPEC_SCHEMES:
+        # A cache root or shared tier such as ftp:// or bogus:// would reach fsspec, which
+        # connects in the constructor (no deadline of ours) or raises "Protocol not known":
+        # both were tracebacks. Handles refuse the same schemes in _handles.
+        raise ConfigurationError(
+            f"{url!r} uses the unsupported storage scheme {scheme!r}; use gs://, s3:// or a "
+            "local folder",
+            handle=handle,
+        )
     # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
     # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
     extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)

@@ -34,7 +34,14 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 # -- 1: a cache root that is a regular file -------------------------------------------------
 @pytest.mark.parametrize(
     "command",
-    [["ls"], ["verify"], ["prune", "--older-than", "1d", "--dry-run"], ["gc"], ["gc", "--dry-run"]],
+    [
+        ["ls"],
+        ["verify"],
+        ["prune", "--older-than", "1d", "--dry-run"],
+        ["gc"],
+        ["gc", "--dry-run"],
+        ["resolve", "http://127.0.0.1:9/m/1"],  # said "[Errno 17] File exists" (x3)
+    ],
 )
 def test_a_cache_root_that_is_a_file_is_exit_6(tmp_path: Path, command: list[str]) -> None:
     root = tmp_path / "not-a-folder"
@@ -42,6 +49,19 @@ def test_a_cache_root_that_is_a_file_is_exit_6(tmp_path: Path, command: list[str
     done = cli(*command, "--cache-dir", str(root))
     assert done.returncode == 6, (done.returncode, done.stderr)
     assert str(root) in one_line(done) and "not a folder" in done.stderr
+    assert done.stdout == ""
+
+
+# a root inside a file: ls, verify, rm... were a NotADirectoryError traceback (x3)
+@pytest.mark.parametrize(
+    "command", [["ls"], ["verify"], ["rm", "-y", "x"], ["resolve", "http://127.0.0.1:9/m/1"]]
+)
+def test_a_cache_root_inside_a_file_is_exit_6(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "a-file").write_bytes(b"x")
+    root = tmp_path / "a-file" / "cache"
+    done = cli(*command, "--cache-dir", str(root))
+    assert done.returncode == 6, (done.returncode, done.stderr)
+    assert str(root) in one_line(done) and "a file where a folder" in done.stderr
     assert done.stdout == ""
 
 

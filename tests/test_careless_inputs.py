@@ -198,6 +198,24 @@ def test_importing_a_wrong_file_never_shows_its_bytes(tmp_path: Path, content: b
     assert "not a tar or zip archive" in line and "s3cr3t" not in line
 
 
+# an unsafe or cut tar said only "archive member '../x' ..." or "the tar archive ends without
+# an end-of-archive marker", naming neither the file refused nor what to do (x3)
+@pytest.mark.parametrize(
+    "tar",
+    [
+        make_tar([M("../x", b"x")]),
+        make_tar([M(f"{'a' * 40}/saved_model.pb", b"x" * 600)], end_marker=False),
+    ],
+)
+def test_importing_a_damaged_export_names_the_file(tmp_path: Path, tar: bytes) -> None:
+    damaged = tmp_path / "models.tar"
+    damaged.write_bytes(tar)
+    done = cli("import", str(damaged), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 5, done.stderr
+    line = one_line(done)
+    assert f"cannot import {damaged}:" in line and "export it again" in line
+
+
 # -- 9: Kaggle credential files that are there but unusable -----------------------------------
 @pytest.mark.parametrize(
     "case", ["kaggle.json folder", "token names a folder", "empty access_token", "token file gone"]

@@ -234,6 +234,15 @@ def extract_export(
     try:
         source.open()
         result = extract(source, staging, limits=limits, fsync=fsync, progress=None)
+    except ArchiveError as exc:
+        if archive in exc.message:
+            raise
+        # the extractor's words name a member or the tar's end, not which file was refused
+        raise type(exc)(
+            f"cannot import {archive}: {exc.message}; it is damaged or not what "
+            "`hubcache export` wrote: export it again",
+            **exc.facts,
+        ) from None
     finally:
         source.close()
     keys = sorted({rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")})

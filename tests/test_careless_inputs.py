@@ -405,3 +405,29 @@ def test_a_root_on_an_unknown_storage_scheme_is_a_usage_error(command: list[str]
     done = cli(*command)
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert "unsupported storage scheme" in one_line(done) and "gs://" in done.stderr
+
+
+# -- JSON nested deeper than the parser's recursion limit (x3) --------------------------------
+DEEP_JSON = "[" * 5000 + "]" * 5000  # json.loads raises RecursionError, not ValueError
+
+
+def test_a_manifest_nested_too_deeply_is_a_damaged_entry(tmp_path: Path) -> None:
+    key = "ab" * 20
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "saved_model.pb").write_bytes(b"x")
+    (tmp_path / f"{key}.manifest.json").write_text(DEEP_JSON)
+    done = cli("ls", "--cache-dir", str(tmp_path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "damaged" in done.stdout
+
+
+def test_headers_nested_too_deeply_are_a_usage_error(tmp_path: Path) -> None:
+    done = cli(
+        "resolve",
+        "http://127.0.0.1:9/m/1",
+        "--cache-dir",
+        str(tmp_path),
+        HUBCACHE_HTTP_HEADERS=DEEP_JSON,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "HUBCACHE_HTTP_HEADERS" in one_line(done)

@@ -18,7 +18,6 @@ and ``_errors``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
-from ._values import NO_WORDS, flag, integer, number
+from ._values import NO_WORDS, flag, integer, number, parse_json
 
 T = TypeVar("T")
 LOAD_FORMATS = ("AUTO", "COMPRESSED", "UNCOMPRESSED")
@@ -126,7 +125,7 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     if not raw:
         return ()
     try:
-        parsed = json.loads(raw)
+        parsed = parse_json(raw)
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict) or not all(

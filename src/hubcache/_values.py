@@ -10,10 +10,11 @@ Layer: values (docs/architecture.md), beside ``_units``, under ``_config``; it s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
 
@@ -95,3 +96,14 @@ def _range_text(low: float, high: float, low_open: bool) -> str:
     if low_open:
         return f"must be greater than {low:g} and at most {high:.16g}; fix or unset it"
     return f"must be between {low:g} and {high:.16g}; fix or unset it"
+
+
+def parse_json(text: Union[str, bytes]) -> Any:
+    """``json.loads`` whose every refusal is a ``ValueError``. JSON nested deeper than the
+    interpreter's recursion limit (``[[[[...`` a few thousand deep: a hostile server's
+    answer, an imported manifest, a variable) raises ``RecursionError`` instead, which
+    the callers' ``except ValueError`` let through as a traceback."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None

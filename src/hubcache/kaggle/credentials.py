@@ -23,7 +23,6 @@ import base64
 import contextlib
 import contextvars
 import dataclasses
-import json
 import logging
 import os
 import stat
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from typing import Optional
 
 from .._errors import ConfigurationError
+from .._values import parse_json
 from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def _read_kaggle_json(path: str) -> tuple[str, str]:
     _warn_if_loose(path)
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = parse_json(f.read())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
             f"the Kaggle credentials file {path} is not readable JSON ({exc.__class__.__name__}); "

@@ -6,6 +6,7 @@ One test (or a few) per row of the table in issue 21, in its order.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -127,6 +128,18 @@ def test_enable_with_the_switch_off_says_so_plainly(
     line = one_line(done)
     assert f"enabled, but {switch}=0 keeps it off in this shell" in line
     assert "will use hubcache" not in line
+    # the undo it gives names the folder (it said `... disable --site-dir` with no folder) (x3)
+    assert f"`hubcache {plugin} disable --site-dir {shlex.quote(str(tmp_path))}`" in line
+
+
+@pytest.mark.parametrize(("plugin", "pth", "switch"), PLUGINS[:1])
+def test_enable_in_another_folder_gives_an_undo_that_works(
+    tmp_path: Path, plugin: str, pth: str, switch: str
+) -> None:
+    done = cli(plugin, "enable", "--site-dir", str(tmp_path))
+    undo = f"hubcache {plugin} disable --site-dir {shlex.quote(str(tmp_path))}"
+    assert done.returncode == 0 and f"undo with `{undo}`" in one_line(done), done.stderr
+    assert cli(*shlex.split(undo)[1:]).returncode == 0 and not (tmp_path / pth).exists()
 
 
 # -- 13: the common options before the tfhub (or kagglehub) action ----------------------------

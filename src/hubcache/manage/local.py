@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .._errors import CacheDirError, hide_credentials
+from .._errors import hide_credentials
 from ..local.entry import Entry, descriptor_handle, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+import hubcache
 from tests.support.archives import M, make_tar
 from tests.support.emulators import free_port
-from tests.support.httpserver import ModelServer
+from tests.support.httpserver import Fault, ModelServer, serve
 from tests.support.procs import ARCHIVE, child_env, run_cli
 
 
@@ -443,3 +445,25 @@ def test_headers_nested_too_deeply_are_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "HUBCACHE_HTTP_HEADERS" in one_line(done)
+
+
+# -- verify --fix: a fix whose download fails does not stop the others (x3) -------------------
+def test_a_failed_fix_does_not_stop_the_others(model_server: ModelServer, tmp_path: Path) -> None:
+    fixable = serve(model_server, "/fixable/1", ARCHIVE)
+    # a handle whose key sorts first, so its failure used to end verify before the other
+    lost = next(
+        url
+        for i in range(100)
+        if hubcache.cache_key(url := serve(model_server, f"/lost/{i}", ARCHIVE))
+        < hubcache.cache_key(fixable)
+    )
+    env = child_env(tmp_path)
+    for url in (lost, fixable):
+        assert run_cli(["resolve", url], env).returncode == 0
+        (tmp_path / hubcache.cache_key(url) / "saved_model.pb").unlink()
+    model_server.faults(urlsplit(lost).path, Fault(status=404))
+    done = run_cli(["verify", "--fix"], env)
+    assert done.returncode == 3, done.stderr  # the first failure's code, as prefetch gives
+    assert "Traceback" not in done.stderr and "answered 404" in done.stderr
+    assert f"fixed    damaged     {fixable}" in done.stdout
+    assert f"DAMAGED  damaged     {lost}" in done.stdout

@@ -467,3 +467,25 @@ def test_a_failed_fix_does_not_stop_the_others(model_server: ModelServer, tmp_pa
     assert "Traceback" not in done.stderr and "answered 404" in done.stderr
     assert f"fixed    damaged     {fixable}" in done.stdout
     assert f"DAMAGED  damaged     {lost}" in done.stdout
+
+
+# -- rm and prune --keep: names as every command takes them (x3) -------------------------------
+def test_an_entry_named_twice_is_removed_once(model_server: ModelServer, tmp_path: Path) -> None:
+    url = serve(model_server, "/twice/1", ARCHIVE)
+    env = child_env(tmp_path)
+    assert run_cli(["resolve", url], env).returncode == 0
+    key = hubcache.cache_key(url)
+    done = run_cli(["rm", "-y", url, key, key[:12]], env)  # it said "remove 3 entries"
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("remove 1 entry,") and done.stdout.count(key[:12]) == 1
+    assert "removed 1 entry," in done.stderr
+
+
+def test_prune_keep_naming_no_entry_is_exit_3(model_server: ModelServer, tmp_path: Path) -> None:
+    # a typo in --keep was ignored, so the entry meant to be kept could go
+    url = serve(model_server, "/kept/1", ARCHIVE)
+    env = child_env(tmp_path)
+    assert run_cli(["resolve", url], env).returncode == 0
+    done = run_cli(["prune", "--older-than", "0s", "--keep", url + "x", "--dry-run"], env)
+    assert done.returncode == 3, done.stderr
+    assert f"{url}x is not in the cache" in one_line(done)

@@ -186,8 +186,11 @@ class Cache:
     def plan_remove(self, handles_or_keys: Iterable[str]) -> Plan:
         """Plan the removal of the named entries (each must be cached). The plan's totals
         are the whole cache's, before and after."""
-        named = [self.info(h) for h in handles_or_keys]
-        return plan_remove(named, others=self.entries())
+        named: dict[str, EntryInfo] = {}  # one entry named twice (a handle, then its key)
+        for h in handles_or_keys:  # is removed once: it counted twice, bytes and all
+            info = self.info(h)
+            named.setdefault(info.key, info)
+        return plan_remove(list(named.values()), others=self.entries())
 
     def plan_prune(
         self,
@@ -203,7 +206,9 @@ class Cache:
             now=time.time() if now is None else now,
             older_than=older_than,
             max_size=max_size,
-            keep=frozenset(self.key_of(h) for h in keep),
+            # info(), not key_of(): a --keep naming no entry (a typo) is exit 3 like every
+            # other name, not a silent no-op that lets the entry meant be pruned
+            keep=frozenset(self.info(h).key for h in keep),
         )
 
     def execute(self, plan: Plan, *, strict: bool = False) -> Outcome:

@@ -470,11 +470,18 @@ def test_a_failed_fix_does_not_stop_the_others(model_server: ModelServer, tmp_pa
 
 
 # -- rm and prune --keep: names as every command takes them (x3) -------------------------------
-def test_an_entry_named_twice_is_removed_once(model_server: ModelServer, tmp_path: Path) -> None:
+def test_an_entry_named_twice_is_exported_and_removed_once(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
     url = serve(model_server, "/twice/1", ARCHIVE)
     env = child_env(tmp_path)
     assert run_cli(["resolve", url], env).returncode == 0
     key = hubcache.cache_key(url)
+    exported = run_cli(["export", str(tmp_path / "out.tar"), url, key], env)  # it wrote 2
+    assert exported.returncode == 0 and exported.stdout == url + "\n", exported.stderr
+    with tarfile.open(tmp_path / "out.tar") as tar:
+        names = tar.getnames()
+    assert len(names) == len(set(names)) and "exported 1 entry to" in exported.stderr
     done = run_cli(["rm", "-y", url, key, key[:12]], env)  # it said "remove 3 entries"
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("remove 1 entry,") and done.stdout.count(key[:12]) == 1

@@ -171,8 +171,8 @@ class Cache:
     # -- moving between machines ---------------------------------------------------------
     def export(self, out: str, handles_or_keys: Sequence[str] = ()) -> list[str]:
         """Write entries (default: every complete one) into the tar ``out``; their handles."""
-        if handles_or_keys:
-            keys = [self.info(h).key for h in handles_or_keys]
+        if handles_or_keys:  # an entry named twice is written once (it went in twice)
+            keys = list(dict.fromkeys(self.info(h).key for h in handles_or_keys))
         else:
             keys = [e.key for e in self.entries() if e.state == "complete"]
         return self._backend.export(keys, out)

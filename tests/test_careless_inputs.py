@@ -496,3 +496,17 @@ def test_prune_keep_naming_no_entry_is_exit_3(model_server: ModelServer, tmp_pat
     done = run_cli(["prune", "--older-than", "0s", "--keep", url + "x", "--dry-run"], env)
     assert done.returncode == 3, done.stderr
     assert f"{url}x is not in the cache" in one_line(done)
+
+
+# -- prefetch shows each handle as every other line does (x3) ----------------------------------
+def test_prefetch_never_shows_a_password_or_a_control_character(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
+    url = serve(model_server, "/secret/1", ARCHIVE)
+    with_password = url.replace("://", "://bob:s3cr3t@") + "x"  # a 404: on the failed line too
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{with_password}\n\x1b]0;title\x07{url}\n", encoding="utf-8")
+    done = run_cli(["prefetch", str(listing)], child_env(tmp_path / "c"))
+    assert done.returncode == 3, done.stderr
+    assert "s3cr3t" not in done.stderr and "bob:***@" in done.stderr
+    assert "\x1b" not in done.stderr and "\\x1b]0;title" in done.stderr

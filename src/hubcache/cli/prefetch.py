@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Optional
 
-from .._errors import ConfigurationError, HubcacheError
+from .._errors import ConfigurationError, HubcacheError, hide_credentials
 from .common import epilog, offline_option, plural
 
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
@@ -82,9 +82,9 @@ def prefetch_file(
         if not quiet:
             end = "\r" if tty else "\n"
             print(
-                f"\x1b[2K[{index}/{len(items)}] {handle}"
+                f"\x1b[2K[{index}/{len(items)}] {_shown(handle)}"
                 if tty
-                else f"hubcache: [{index}/{len(items)}] {handle}",
+                else f"hubcache: [{index}/{len(items)}] {_shown(handle)}",
                 end=end,
                 file=sys.stderr,
                 flush=True,
@@ -106,5 +106,13 @@ def prefetch_file(
             file=sys.stderr,
         )
     for handle, error in failed:
-        print(f"hubcache: failed: {handle}: {error}", file=sys.stderr)
+        print(f"hubcache: failed: {_shown(handle)}: {error}", file=sys.stderr)
     return failed[0][1].exit_code if failed else 0
+
+
+def _shown(handle: str) -> str:
+    """The handle as a line on stderr may show it: a password in it hidden (``user:***@``),
+    as every other line does, and control characters (a terminal's escape sequences in a
+    list file) escaped; the handle's own check refuses those later, with its own line."""
+    shown = hide_credentials(handle)
+    return shown if shown.isprintable() else repr(shown)

@@ -510,3 +510,19 @@ def test_prefetch_never_shows_a_password_or_a_control_character(
     assert done.returncode == 3, done.stderr
     assert "s3cr3t" not in done.stderr and "bob:***@" in done.stderr
     assert "\x1b" not in done.stderr and "\\x1b]0;title" in done.stderr
+
+
+def test_verify_fix_keeps_an_entry_whose_password_it_cannot_know(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
+    # the manifest keeps user:***@: re-downloading that sent "***" into another key, after the
+    # entry was removed, and said "fixed" (x3)
+    url = serve(model_server, "/pw/1", ARCHIVE).replace("://", "://bob:s3cr3t@")
+    env = child_env(tmp_path)
+    assert run_cli(["resolve", url], env).returncode == 0
+    key = hubcache.cache_key(url)
+    (tmp_path / key / "saved_model.pb").unlink()
+    done = run_cli(["verify", "--fix"], env)
+    assert done.returncode == 5, done.stderr
+    assert f"cannot re-download {key}: the password" in done.stderr and "s3cr3t" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if "." not in p.name) == [key]

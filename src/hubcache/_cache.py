@@ -163,6 +163,16 @@ class Cache:
                 f"descriptor); remove it with `hubcache rm {result.key}`",
                 key=result.key,
             )
+        if cache_key(result.handle) != result.key:
+            # The handle kept is not the one resolved: its password is hidden as user:***@
+            # (docs/configuration.md). Resolving that would send "***" and fill another key,
+            # after this entry was removed: say so and leave it, as for an unknown handle.
+            raise DamagedEntryError(
+                f"cannot re-download {result.key}: the password in its handle "
+                f"{result.handle} is not stored; resolve the handle with its password again, "
+                f"or remove the entry with `hubcache rm {result.key}`",
+                key=result.key,
+            )
         from ._resolve import resolve
 
         self.execute(self.plan_remove([result.key]), strict=True)

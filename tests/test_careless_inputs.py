@@ -526,3 +526,12 @@ def test_verify_fix_keeps_an_entry_whose_password_it_cannot_know(
     assert done.returncode == 5, done.stderr
     assert f"cannot re-download {key}: the password" in done.stderr and "s3cr3t" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if "." not in p.name) == [key]
+
+
+# -- the demo behind a company proxy (x3) --------------------------------------------------
+def test_the_demo_runs_with_a_proxy_in_the_environment(tmp_path: Path) -> None:
+    # the proxy cannot reach the demo's own 127.0.0.1 host: it was a ProxyError, exit 4
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens: any use of it fails
+    done = cli("demo", "--cache-dir", str(tmp_path), http_proxy=proxy, HUBCACHE_RETRIES="0")
+    assert done.returncode == 0, done.stderr
+    assert "cold resolve:" in done.stdout

@@ -535,3 +535,22 @@ def test_the_demo_runs_with_a_proxy_in_the_environment(tmp_path: Path) -> None:
     done = cli("demo", "--cache-dir", str(tmp_path), http_proxy=proxy, HUBCACHE_RETRIES="0")
     assert done.returncode == 0, done.stderr
     assert "cold resolve:" in done.stdout
+
+
+# -- a local "archive" that is a folder or a FIFO (x3) ----------------------------------------
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("command", ["resolve", "import"])
+def test_an_archive_path_that_is_a_fifo_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "model.tar.gz"
+    os.mkfifo(fifo)  # opening it waited for a writer: a hang
+    done = cli(command, str(fifo), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 2, done.stderr
+    assert "is a pipe or a device, not an archive file" in one_line(done)
+
+
+def test_an_archive_path_that_is_a_folder_is_a_usage_error(tmp_path: Path) -> None:
+    folder = tmp_path / "model.tar.gz"
+    folder.mkdir()  # it was "cannot read ...: Is a directory", exit 4 (network)
+    done = cli("resolve", str(folder), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 2, done.stderr
+    assert "is a folder, not an archive file" in one_line(done)

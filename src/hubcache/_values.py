@@ -10,7 +10,6 @@ Layer: values (docs/architecture.md), beside ``_units``, under ``_config``; it s
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -103,6 +102,8 @@ def parse_json(text: Union[str, bytes]) -> Any:
     interpreter's recursion limit (``[[[[...`` a few thousand deep: a hostile server's
     answer, an imported manifest, a variable) raises ``RecursionError`` instead, which
     the callers' ``except ValueError`` let through as a traceback."""
+    import json  # here: the warm resolve path imports this module, not the JSON parser
+
     try:
         return json.loads(text)
     except RecursionError:

@@ -554,3 +554,11 @@ def test_an_archive_path_that_is_a_folder_is_a_usage_error(tmp_path: Path) -> No
     done = cli("resolve", str(folder), "--cache-dir", str(tmp_path / "c"))
     assert done.returncode == 2, done.stderr
     assert "is a folder, not an archive file" in one_line(done)
+
+
+def test_one_attempt_is_not_counted_as_attempts(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens: refused at once
+    url = f"http://127.0.0.1:{port}/m.tar.gz"
+    done = cli("resolve", url, "--cache-dir", str(tmp_path), HUBCACHE_RETRIES="0")
+    assert done.returncode == 4, done.stderr
+    assert "after 1 attempt:" in one_line(done)  # it said "after 1 attempts" (x3)

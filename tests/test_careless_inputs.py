@@ -562,3 +562,13 @@ def test_one_attempt_is_not_counted_as_attempts(tmp_path: Path) -> None:
     done = cli("resolve", url, "--cache-dir", str(tmp_path), HUBCACHE_RETRIES="0")
     assert done.returncode == 4, done.stderr
     assert "after 1 attempt:" in one_line(done)  # it said "after 1 attempts" (x3)
+
+
+# -- a cache root with blanks around it (x3) ----------------------------------------------------
+@pytest.mark.parametrize("root", [" {}", "{} ", "   "])
+def test_a_root_with_blanks_around_it_is_a_usage_error(tmp_path: Path, root: str) -> None:
+    # " /data" made a cache in "./ /data" (a folder named " " here), "/data " another folder
+    named = root.format(tmp_path / "c")
+    done = run_cli(["ls"], {**os.environ, "TFHUB_CACHE_DIR": named})
+    assert done.returncode == 2, done.stderr
+    assert f"TFHUB_CACHE_DIR={named!r} begins or ends with white space" in one_line(done)

@@ -174,14 +174,26 @@ def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[s
                 "cache_dir is empty; pass a folder (or a gs://, s3:// URL), or leave it out "
                 "to use TFHUB_CACHE_DIR and the default"
             )
-        return expand(text), "argument"
+        return expand(_no_blanks("cache_dir", str(text))), "argument"
     env = environ.get("TFHUB_CACHE_DIR", "")
     if env:
-        return expand(env), "TFHUB_CACHE_DIR"
+        return expand(_no_blanks("TFHUB_CACHE_DIR", env)), "TFHUB_CACHE_DIR"
     flag = _absl_cache_dir()
     if flag:
-        return expand(flag), "--tfhub_cache_dir"
+        return expand(_no_blanks("--tfhub_cache_dir", flag)), "--tfhub_cache_dir"
     return os.path.join(tempfile.gettempdir(), "tfhub_modules"), "default"
+
+
+def _no_blanks(name: str, text: str) -> str:
+    """A root with blanks around it (``TFHUB_CACHE_DIR= /data``, a .env file's ``= /data``)
+    made a cache in a folder named " " under the current one, or one named "data ": refused,
+    as a handle with surrounding blanks is."""
+    if text != text.strip():
+        raise ConfigurationError(
+            f"{name}={text!r} begins or ends with white space, which would name another "
+            "folder; remove it"
+        )
+    return text
 
 
 def _check_mirror_url(item: str, url: str) -> None:

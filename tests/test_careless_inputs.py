@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -572,3 +573,14 @@ def test_a_root_with_blanks_around_it_is_a_usage_error(tmp_path: Path, root: str
     done = run_cli(["ls"], {**os.environ, "TFHUB_CACHE_DIR": named})
     assert done.returncode == 2, done.stderr
     assert f"TFHUB_CACHE_DIR={named!r} begins or ends with white space" in one_line(done)
+
+
+# -- a lock left empty by a process killed as it took it (x3) ----------------------------------
+def test_an_empty_lock_is_broken_within_seconds(model_server: ModelServer, tmp_path: Path) -> None:
+    url = serve(model_server, "/empty-lock/1", ARCHIVE)
+    (tmp_path / f"{hubcache.cache_key(url)}.lock").write_bytes(b"")  # names no holder
+    started = time.monotonic()
+    done = run_cli(["resolve", url], child_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30  # it waited out the whole lease: 120 s
+    assert "the lock is empty" in done.stderr

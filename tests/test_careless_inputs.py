@@ -584,3 +584,17 @@ def test_an_empty_lock_is_broken_within_seconds(model_server: ModelServer, tmp_p
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30  # it waited out the whole lease: 120 s
     assert "the lock is empty" in done.stderr
+
+
+# -- HUBCACHE_HTTP_HEADERS that http.client cannot send (x3) ----------------------------------
+@pytest.mark.parametrize(
+    "headers",
+    ['{"X": "\u20ac"}', '{"\u03a9": "x"}', '{"": "x"}', '{"X:Y": "z"}', '{"A": "\\u0000"}'],
+)
+def test_headers_http_cannot_send_are_a_usage_error(
+    model_server: ModelServer, tmp_path: Path, headers: str
+) -> None:
+    url = serve(model_server, "/headers/1", ARCHIVE)  # each was a traceback at the request
+    done = run_cli(["resolve", url], child_env(tmp_path, HUBCACHE_HTTP_HEADERS=headers))
+    assert done.returncode == 2, done.stderr
+    assert one_line(done).startswith("hubcache: error: HUBCACHE_HTTP_HEADERS: ")

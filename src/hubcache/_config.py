@@ -19,6 +19,7 @@ and ``_errors``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -136,7 +137,23 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
             "HUBCACHE_HTTP_HEADERS must be a JSON object of header names to string values, "
             'e.g. {"Authorization": "Bearer ..."}'
         )
+    for name, value in parsed.items():
+        # what http.client would refuse at the first request with a traceback: an empty
+        # name or one with ':' or non-ASCII letters, a value outside Latin-1 or with controls
+        if not _TOKEN.fullmatch(name):
+            raise ConfigurationError(
+                f"HUBCACHE_HTTP_HEADERS: {name!r} is not an HTTP header name (ASCII letters, "
+                "digits and !#$%&'*+-.^_`|~ only), e.g. Authorization"
+            )
+        if not all((" " <= c <= "\xff" and c != "\x7f") or c == "\t" for c in value):
+            raise ConfigurationError(
+                f"HUBCACHE_HTTP_HEADERS: the value of {name} holds a character HTTP cannot "
+                "send (a control character, or one outside Latin-1); fix or unset it"
+            )
     return tuple(parsed.items())
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token: a header name
 
 
 def _absl_cache_dir() -> Optional[str]:

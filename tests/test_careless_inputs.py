@@ -233,7 +233,15 @@ def test_importing_a_wrong_file_never_shows_its_bytes(
 
 # -- 9: Kaggle credential files that are there but unusable -----------------------------------
 @pytest.mark.parametrize(
-    "case", ["kaggle.json folder", "token names a folder", "empty access_token", "token file gone"]
+    "case",
+    [
+        "kaggle.json folder",
+        "token names a folder",
+        "empty access_token",
+        "token file gone",
+        "token with a euro sign",  # a UnicodeEncodeError traceback at the first request (x3)
+        "access_token with a euro sign",
+    ],
 )
 def test_an_unusable_kaggle_credential_is_a_usage_error_naming_it(
     tmp_path: Path, case: str
@@ -252,6 +260,13 @@ def test_an_unusable_kaggle_credential_is_a_usage_error_naming_it(
         named = home / ".kaggle" / "access_token"
         named.write_text("\n")
         named.chmod(0o600)
+    elif case == "token with a euro sign":
+        named = Path("KAGGLE_API_TOKEN")  # the variable, as the line names it
+        variables["KAGGLE_API_TOKEN"] = "KGAT_0123\u20ac"
+    elif case == "access_token with a euro sign":
+        named = home / ".kaggle" / "access_token"
+        named.write_text("KGAT_0123\u20ac\n", encoding="utf-8")
+        named.chmod(0o600)
     else:
         named = tmp_path / "no-such-token-file"
         variables["KAGGLE_API_TOKEN"] = str(named)
@@ -268,7 +283,7 @@ def test_an_unusable_kaggle_credential_is_a_usage_error_naming_it(
         **variables,
     )
     assert done.returncode == 2, (done.returncode, done.stderr)
-    assert str(named) in one_line(done)
+    assert str(named) in one_line(done) and "KGAT" not in done.stderr
 
 
 # -- 16: gc --grace takes durations as every other option does --------------------------------

@@ -73,15 +73,16 @@ def find_credential(settings: KaggleSettings) -> Optional[Credential]:
             value = _read_token(token, " named by KAGGLE_API_TOKEN")
             if not value:  # kagglesdk's reading: no token, and on to the username and key
                 return _username_and_key(settings)
-            return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
-        return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
+            where = f"KAGGLE_API_TOKEN (file {token})"
+            return Credential(where, _bearer(value, f"the Kaggle token file {token}"))
+        return Credential("KAGGLE_API_TOKEN", _bearer(token, "KAGGLE_API_TOKEN"))
     kaggle_dir = os.path.join(settings.home, ".kaggle")
     for name in ("access_token", "access_token.txt"):
         path = os.path.join(kaggle_dir, name)
         if os.path.lexists(path):
             value = _read_token(path)
             if value:
-                return Credential(f"~/.kaggle/{name}", "Bearer " + value)
+                return Credential(f"~/.kaggle/{name}", _bearer(value, path))
     return _username_and_key(settings)
 
 
@@ -99,6 +100,17 @@ def _username_and_key(settings: KaggleSettings) -> Optional[Credential]:
 def _looks_like_path(value: str) -> bool:
     """A token has no slashes and no leading ``~``; a value that does meant a file."""
     return "/" in value or "\\" in value or value.startswith("~")
+
+
+def _bearer(token: str, where: str) -> str:
+    """The Authorization value of a token. A Kaggle token is printable ASCII; anything else
+    (a '€' pasted with it) made http.client raise UnicodeEncodeError at the first request."""
+    if not (token.isascii() and token.isprintable()):
+        raise ConfigurationError(
+            f"{where} holds a character no Kaggle token has (non-ASCII or a control "
+            "character); copy the token again from kaggle.com, or unset it"
+        )
+    return "Bearer " + token
 
 
 def _basic(username: str, key: str) -> str:

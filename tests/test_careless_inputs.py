@@ -613,3 +613,16 @@ def test_headers_http_cannot_send_are_a_usage_error(
     done = run_cli(["resolve", url], child_env(tmp_path, HUBCACHE_HTTP_HEADERS=headers))
     assert done.returncode == 2, done.stderr
     assert one_line(done).startswith("hubcache: error: HUBCACHE_HTTP_HEADERS: ")
+
+
+# -- a proxy variable urllib3 cannot use (x3) -------------------------------------------------
+@pytest.mark.parametrize(
+    "proxy", ["garbage", "ftp://127.0.0.1:1", "http://[::1", "http://u:pw@:80"]
+)
+def test_an_unusable_proxy_variable_is_a_usage_error(
+    model_server: ModelServer, tmp_path: Path, proxy: str
+) -> None:
+    url = serve(model_server, "/proxied/1", ARCHIVE)  # each was a traceback at the request
+    done = run_cli(["resolve", url], child_env(tmp_path, http_proxy=proxy, no_proxy=""))
+    assert done.returncode == 2, done.stderr
+    assert "is not an http:// or https:// proxy URL" in one_line(done) and "pw" not in done.stderr

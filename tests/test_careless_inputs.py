@@ -626,3 +626,12 @@ def test_an_unusable_proxy_variable_is_a_usage_error(
     done = run_cli(["resolve", url], child_env(tmp_path, http_proxy=proxy, no_proxy=""))
     assert done.returncode == 2, done.stderr
     assert "is not an http:// or https:// proxy URL" in one_line(done) and "pw" not in done.stderr
+
+
+def test_prefetch_of_a_tar_is_not_a_text_file(tmp_path: Path) -> None:
+    listing = tmp_path / "models.tar"  # valid UTF-8 (NULs and ASCII): it passed for text
+    listing.write_bytes(make_tar([M("saved_model.pb", b"x")]))
+    done = cli("prefetch", str(listing), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 2, done.stderr
+    line = one_line(done)  # it was one line of some 1500 characters quoting the tar's header
+    assert "is not a text file (it holds NUL bytes)" in line and len(line) < 300

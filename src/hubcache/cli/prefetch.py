@@ -67,7 +67,8 @@ def prefetch_file(
 
     try:
         with open(path, encoding="utf-8-sig") as f:  # a BOM (Windows editors) is not a handle
-            items = parse_list(f.read(), path)
+            text = f.read()
+        items = parse_list(text, path) if "\x00" not in text else None
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -75,6 +76,10 @@ def prefetch_file(
             f"{path} is not a text file (byte {exc.start} is not UTF-8); give a list of "
             "handles, one per line"
         ) from None
+    if items is None:  # valid UTF-8 but binary (a tar): its first "word" was a KB-long line
+        raise ConfigurationError(
+            f"{path} is not a text file (it holds NUL bytes); give a list of handles, one per line"
+        )
     cache = Cache(cache_dir)
     tty = sys.stderr.isatty()
     done, cached, failed = 0, 0, []

@@ -635,3 +635,12 @@ def test_prefetch_of_a_tar_is_not_a_text_file(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     line = one_line(done)  # it was one line of some 1500 characters quoting the tar's header
     assert "is not a text file (it holds NUL bytes)" in line and len(line) < 300
+
+
+def test_a_sha256_pin_on_a_folder_is_a_usage_error(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"x")
+    done = cli("resolve", str(folder), "--sha256", "a" * 64, "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 2, done.stderr  # the pin was silently never checked (x3)
+    assert "is a folder, used as it is" in one_line(done) and done.stdout == ""

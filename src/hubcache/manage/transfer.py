@@ -125,7 +125,14 @@ def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
 
 
 def _write_error(out: str, exc: OSError) -> HubcacheError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno == errno.EFBIG:  # a size limit, not a full disk (as _disk says for the cache)
+        return CacheDirError(
+            f"{out} reached the largest file this process may write ({exc.strerror}: a "
+            "`ulimit -f` limit, or a filesystem such as FAT32 that caps files at 4 GiB); "
+            "raise the limit or export elsewhere",
+            errno=exc.errno,
+        )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return CacheDirError(
             f"no space left to write {out} ({exc.strerror}); free space or export elsewhere",
             errno=exc.errno,

@@ -644,3 +644,15 @@ def test_a_sha256_pin_on_a_folder_is_a_usage_error(tmp_path: Path) -> None:
     done = cli("resolve", str(folder), "--sha256", "a" * 64, "--cache-dir", str(tmp_path / "c"))
     assert done.returncode == 2, done.stderr  # the pin was silently never checked (x3)
     assert "is a folder, used as it is" in one_line(done) and done.stdout == ""
+
+
+def test_a_file_replaced_by_a_folder_is_named_so(tmp_path: Path) -> None:
+    archive = tmp_path / "m.tar"
+    make_tar([M("saved_model.pb", b"x"), M("empty.txt", b"")], dest=archive)
+    done = cli("resolve", str(archive), "--cache-dir", str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    model = Path(done.stdout.strip())
+    (model / "empty.txt").unlink()
+    (model / "empty.txt").mkdir()  # it read "file empty.txt has 4096 bytes instead of 0" (x3)
+    listed = cli("ls", "--cache-dir", str(tmp_path / "c"))
+    assert "damaged (file empty.txt is not a regular file)" in listed.stdout, listed.stdout

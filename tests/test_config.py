@@ -115,14 +115,16 @@ def test_cert_validation_opt_out_has_tensorflow_hub_semantics(
 NUMERIC = [
     ("HUBCACHE_LOCK_TIMEOUT", "0", ["-1"]),
     ("HUBCACHE_LOCK_LEASE", "30", ["0", "-5"]),
-    ("HUBCACHE_CONNECT_TIMEOUT", "2.5", ["0", "-1"]),
-    ("HUBCACHE_READ_TIMEOUT", "7", ["0", "-1"]),
+    # 1e300 is finite but overflowed socket.settimeout() into a traceback; more than a day
+    # of silence is a typo
+    ("HUBCACHE_CONNECT_TIMEOUT", "2.5", ["0", "-1", "1e300", "86401"]),
+    ("HUBCACHE_READ_TIMEOUT", "7", ["0", "-1", "1e300", "86401"]),
     ("HUBCACHE_STALL_TIMEOUT", "0", ["-1"]),
     ("HUBCACHE_MIN_SPEED", "0", ["-1"]),
     ("HUBCACHE_RETRIES", "0", ["-1", "1.5", "101"]),
     ("HUBCACHE_CONNECTIONS", "4", ["-1", "2.5", "9"]),
     ("HUBCACHE_RETRY_BACKOFF", "0", ["-0.5", "61"]),
-    ("HUBCACHE_STORE_TIMEOUT", "3", ["0", "-1"]),
+    ("HUBCACHE_STORE_TIMEOUT", "3", ["0", "-1", "1e300", "86401"]),
     ("HUBCACHE_MAX_BYTES", "1000", ["0", "-1", "1.5"]),
     ("HUBCACHE_MAX_MEMBERS", "10", ["0", "-1"]),
     ("HUBCACHE_MAX_NAME_LENGTH", "100", ["0"]),

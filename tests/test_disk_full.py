@@ -33,13 +33,19 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 from hubcache.cli.main import main
-sys.exit(main(["resolve", sys.argv[2]]))
+sys.exit(main(sys.argv[2:]))
 """
 
 
-def assert_clean_failure(result: subprocess.CompletedProcess[str], root: Path, key: str) -> None:
+def assert_clean_failure(
+    result: subprocess.CompletedProcess[str], root: Path, key: str, *, too_large: bool = False
+) -> None:
     assert result.returncode == 6, result.stderr
-    assert "no space left on the filesystem mounted at" in result.stderr
+    if too_large:  # EFBIG: a file size limit, not a full disk ("no space left" with 70 GB free)
+        assert "reached the largest file this process may write" in result.stderr
+        assert "no space left" not in result.stderr
+    else:
+        assert "no space left on the filesystem mounted at" in result.stderr
     assert "after writing" in result.stderr
     assert result.stdout == ""
     assert not (root / key).exists()
@@ -80,13 +86,13 @@ def test_efbig_under_rlimit_fsize(model_server: ModelServer, cache_root: Path) -
     url = serve(model_server, "/fsize/m/1", BIG)
     key = hubcache.cache_key(url)
     result = subprocess.run(
-        [sys.executable, "-c", LIMITED, "1000000", url],
+        [sys.executable, "-c", LIMITED, "1000000", "resolve", url],
         env=child_env(cache_root),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert_clean_failure(result, cache_root, key)
+    assert_clean_failure(result, cache_root, key, too_large=True)
     assert "File too large" in result.stderr
     written = int(re.search(r"after writing (\d+) bytes", result.stderr).group(1))  # type: ignore[union-attr]
     assert abs(written - 1_000_000) < 50_000  # about the bytes that fit under the limit
@@ -112,7 +118,7 @@ def test_disk_full_at_each_call(
     calls = [line for line in log.read_text().splitlines() if line.startswith(op + " ")]
     k = 1 + next(i for i, line in enumerate(calls) if "variables.data" in line)
     result = run_cli(["resolve", url], child_env(cache_root, f"fs={op}#{k}/{errno_name}"))
-    assert_clean_failure(result, cache_root, key)
+    assert_clean_failure(result, cache_root, key, too_large=errno_name == "EFBIG")
     assert text in result.stderr
     again = run_cli(["resolve", url], child_env(cache_root))
     assert again.returncode == 0, again.stderr
@@ -131,3 +137,21 @@ def test_disk_full_while_publishing_names_the_handle(
     assert line.startswith(f"hubcache: error: cannot store {url}: no space left")
     assert "after writing 0 bytes" not in line
     assert not (cache_root / key).exists() and debris(cache_root, key) == set()
+
+
+def test_export_past_a_file_size_limit_says_so(model_server: ModelServer, cache_root: Path) -> None:
+    """EFBIG while writing an export is a size limit, not "no space left" (x3)."""
+    url = serve(model_server, "/fsize/export/1", BIG)
+    assert run_cli(["resolve", url], child_env(cache_root)).returncode == 0
+    out = cache_root.parent / "out.tar"
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED, "1000000", "export", str(out), "--all"],
+        env=child_env(cache_root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 6, result.stderr
+    assert "reached the largest file this process may write" in result.stderr
+    assert "no space left" not in result.stderr
+    assert not out.exists() and list(cache_root.parent.glob("out.tar.*")) == []

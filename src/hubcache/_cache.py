@@ -163,6 +163,16 @@ class Cache:
                 f"descriptor); remove it with `hubcache rm {result.key}`",
                 key=result.key,
             )
+        if cache_key(result.handle) != result.key:
+            # The handle kept is not the one resolved: its password is hidden as user:***@
+            # (docs/configuration.md). Resolving that would send "***" and fill another key,
+            # after this entry was removed: say so and leave it, as for an unknown handle.
+            raise DamagedEntryError(
+                f"cannot re-download {result.key}: the password in its handle "
+                f"{result.handle} is not stored; resolve the handle with its password again, "
+                f"or remove the entry with `hubcache rm {result.key}`",
+                key=result.key,
+            )
         from ._resolve import resolve
 
         self.execute(self.plan_remove([result.key]), strict=True)
@@ -171,8 +181,8 @@ class Cache:
     # -- moving between machines ---------------------------------------------------------
     def export(self, out: str, handles_or_keys: Sequence[str] = ()) -> list[str]:
         """Write entries (default: every complete one) into the tar ``out``; their handles."""
-        if handles_or_keys:
-            keys = [self.info(h).key for h in handles_or_keys]
+        if handles_or_keys:  # an entry named twice is written once (it went in twice)
+            keys = list(dict.fromkeys(self.info(h).key for h in handles_or_keys))
         else:
             keys = [e.key for e in self.entries() if e.state == "complete"]
         return self._backend.export(keys, out)
@@ -186,8 +196,11 @@ class Cache:
     def plan_remove(self, handles_or_keys: Iterable[str]) -> Plan:
         """Plan the removal of the named entries (each must be cached). The plan's totals
         are the whole cache's, before and after."""
-        named = [self.info(h) for h in handles_or_keys]
-        return plan_remove(named, others=self.entries())
+        named: dict[str, EntryInfo] = {}  # one entry named twice (a handle, then its key)
+        for h in handles_or_keys:  # is removed once: it counted twice, bytes and all
+            info = self.info(h)
+            named.setdefault(info.key, info)
+        return plan_remove(list(named.values()), others=self.entries())
 
     def plan_prune(
         self,
@@ -203,7 +216,9 @@ class Cache:
             now=time.time() if now is None else now,
             older_than=older_than,
             max_size=max_size,
-            keep=frozenset(self.key_of(h) for h in keep),
+            # info(), not key_of(): a --keep naming no entry (a typo) is exit 3 like every
+            # other name, not a silent no-op that lets the entry meant be pruned
+            keep=frozenset(self.info(h).key for h in keep),
         )
 
     def execute(self, plan: Plan, *, strict: bool = False) -> Outcome:

@@ -18,21 +18,24 @@ and ``_errors``.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
-from ._values import NO_WORDS, flag, integer, number
+from ._values import NO_WORDS, flag, integer, number, parse_json
 
 T = TypeVar("T")
 LOAD_FORMATS = ("AUTO", "COMPRESSED", "UNCOMPRESSED")
 MAX_CONNECTIONS = 8  # parallel ranged connections: more only adds load on the server
 MAX_RETRIES = 100
 MAX_BACKOFF = 60.0  # seconds: a first retry delay beyond this is a typo
+# seconds: a socket or store timeout beyond a day is a typo, and 1e300 (a finite decimal)
+# would overflow the C time type under socket.settimeout() and thread waits
+MAX_TIMEOUT = 86400.0
 
 
 class Limits(NamedTuple):
@@ -123,7 +126,7 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     if not raw:
         return ()
     try:
-        parsed = json.loads(raw)
+        parsed = parse_json(raw)
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict) or not all(
@@ -134,7 +137,23 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
             "HUBCACHE_HTTP_HEADERS must be a JSON object of header names to string values, "
             'e.g. {"Authorization": "Bearer ..."}'
         )
+    for name, value in parsed.items():
+        # what http.client would refuse at the first request with a traceback: an empty
+        # name or one with ':' or non-ASCII letters, a value outside Latin-1 or with controls
+        if not _TOKEN.fullmatch(name):
+            raise ConfigurationError(
+                f"HUBCACHE_HTTP_HEADERS: {name!r} is not an HTTP header name (ASCII letters, "
+                "digits and !#$%&'*+-.^_`|~ only), e.g. Authorization"
+            )
+        if not all((" " <= c <= "\xff" and c != "\x7f") or c == "\t" for c in value):
+            raise ConfigurationError(
+                f"HUBCACHE_HTTP_HEADERS: the value of {name} holds a character HTTP cannot "
+                "send (a control character, or one outside Latin-1); fix or unset it"
+            )
     return tuple(parsed.items())
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token: a header name
 
 
 def _absl_cache_dir() -> Optional[str]:
@@ -172,14 +191,26 @@ def select_root(cache_dir: Optional[str], environ: Mapping[str, str]) -> tuple[s
                 "cache_dir is empty; pass a folder (or a gs://, s3:// URL), or leave it out "
                 "to use TFHUB_CACHE_DIR and the default"
             )
-        return expand(text), "argument"
+        return expand(_no_blanks("cache_dir", str(text))), "argument"
     env = environ.get("TFHUB_CACHE_DIR", "")
     if env:
-        return expand(env), "TFHUB_CACHE_DIR"
+        return expand(_no_blanks("TFHUB_CACHE_DIR", env)), "TFHUB_CACHE_DIR"
     flag = _absl_cache_dir()
     if flag:
-        return expand(flag), "--tfhub_cache_dir"
+        return expand(_no_blanks("--tfhub_cache_dir", flag)), "--tfhub_cache_dir"
     return os.path.join(tempfile.gettempdir(), "tfhub_modules"), "default"
+
+
+def _no_blanks(name: str, text: str) -> str:
+    """A root with blanks around it (``TFHUB_CACHE_DIR= /data``, a .env file's ``= /data``)
+    made a cache in a folder named " " under the current one, or one named "data ": refused,
+    as a handle with surrounding blanks is."""
+    if text != text.strip():
+        raise ConfigurationError(
+            f"{name}={text!r} begins or ends with white space, which would name another "
+            "folder; remove it"
+        )
+    return text
 
 
 def _check_mirror_url(item: str, url: str) -> None:
@@ -347,18 +378,14 @@ def _load(  # noqa: PLR0917 - the private body of load_config, same parameters i
         offline=bool(env_offline) if offline is None else offline,
         lock_timeout=number(env, "HUBCACHE_LOCK_TIMEOUT", None),
         lock_lease=number(env, "HUBCACHE_LOCK_LEASE", _DEFAULTS["lock_lease"], low_open=True),
-        connect_timeout=number(
-            env, "HUBCACHE_CONNECT_TIMEOUT", _DEFAULTS["connect_timeout"], low_open=True
-        ),
-        read_timeout=number(env, "HUBCACHE_READ_TIMEOUT", _DEFAULTS["read_timeout"], low_open=True),
+        connect_timeout=_timeout(env, "HUBCACHE_CONNECT_TIMEOUT", _DEFAULTS["connect_timeout"]),
+        read_timeout=_timeout(env, "HUBCACHE_READ_TIMEOUT", _DEFAULTS["read_timeout"]),
         retries=integer(env, "HUBCACHE_RETRIES", _DEFAULTS["retries"], high=MAX_RETRIES),
         connections=integer(env, "HUBCACHE_CONNECTIONS", 0, high=MAX_CONNECTIONS) or None,
         backoff=number(env, "HUBCACHE_RETRY_BACKOFF", _DEFAULTS["backoff"], high=MAX_BACKOFF),
         stall_timeout=number(env, "HUBCACHE_STALL_TIMEOUT", _DEFAULTS["stall_timeout"]),
         min_speed=number(env, "HUBCACHE_MIN_SPEED", _DEFAULTS["min_speed"]),
-        store_timeout=number(
-            env, "HUBCACHE_STORE_TIMEOUT", _DEFAULTS["store_timeout"], low_open=True
-        ),
+        store_timeout=_timeout(env, "HUBCACHE_STORE_TIMEOUT", _DEFAULTS["store_timeout"]),
         fsync=flag(env, "HUBCACHE_FSYNC") is not False,
         headers=_headers(env),
         limits=_limits(env),
@@ -408,6 +435,11 @@ def _mirrors(
         return parse_mirrors(environ.get("HUBCACHE_MIRRORS", ""))
     except ConfigurationError as exc:
         raise ConfigurationError(f"HUBCACHE_MIRRORS: {exc}") from None
+
+
+def _timeout(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A socket or store timeout: more than 0 and at most MAX_TIMEOUT seconds."""
+    return number(environ, name, default, low_open=True, high=MAX_TIMEOUT)
 
 
 def _max_size(environ: Mapping[str, str]) -> Optional[int]:

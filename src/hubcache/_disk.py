@@ -35,10 +35,21 @@ def disk_error(
         need = f", at least {needed} more bytes needed" if needed else ""
         after = f" after writing {written} bytes" if written is not None else ""
         mount, free = _filesystem(where)
+        if exc.errno == errno.EFBIG:  # not a full disk: "no space left (70 GB free)" misled
+            text = (
+                f"{what}{where} reached the largest file this process may write on the "
+                f"filesystem mounted at {mount} (File too large: a `ulimit -f` limit, or a "
+                f"filesystem such as FAT32 that caps files at 4 GiB){after}{need}; raise the "
+                "limit or set TFHUB_CACHE_DIR to another filesystem"
+            )
+        else:
+            text = (
+                f"{what}no space left on the filesystem mounted at {mount} ({free} bytes free) "
+                f"for {where} ({os.strerror(exc.errno or 0)}){after}{need}; "
+                "free space or set TFHUB_CACHE_DIR to a larger disk"
+            )
         return CacheDirError(
-            f"{what}no space left on the filesystem mounted at {mount} ({free} bytes free) for "
-            f"{where} ({os.strerror(exc.errno or 0)}){after}{need}; "
-            "free space or set TFHUB_CACHE_DIR to a larger disk",
+            text,
             handle=handle,
             errno=exc.errno,
             filesystem=mount,

@@ -137,6 +137,12 @@ def check_sha256(sha256: object, handle: Handle) -> str:
             "archive's digest exactly, as `sha256sum` prints it",
             handle=handle.shown,
         )
+    if handle.kind == "directory":  # used as it is: a pin on it was silently never checked
+        raise ConfigurationError(
+            f"a sha256 pin checks a downloaded archive, but {handle.shown} is a folder, used "
+            "as it is; drop the pin, or pin the archive the folder came from",
+            handle=handle.shown,
+        )
     return text.lower()
 
 

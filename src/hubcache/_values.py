@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from ._errors import ConfigurationError
 
@@ -72,7 +72,7 @@ def integer(
         return default
     value = _finite(name, raw)
     if not value.is_integer():
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number")
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number; fix or unset it")
     if value < low or value > high:
         raise ConfigurationError(f"{name}={raw!r} {_range_text(low, high, False)}")
     return int(value)
@@ -92,4 +92,19 @@ def _finite(name: str, raw: str) -> float:
 def _range_text(low: float, high: float, low_open: bool) -> str:
     if high == math.inf:
         return f"must be {'greater than' if low_open else 'at least'} {low:g}; fix or unset it"
-    return f"must be between {low:g} and {high:g}; fix or unset it"
+    if low_open:
+        return f"must be greater than {low:g} and at most {high:.16g}; fix or unset it"
+    return f"must be between {low:g} and {high:.16g}; fix or unset it"
+
+
+def parse_json(text: Union[str, bytes]) -> Any:
+    """``json.loads`` whose every refusal is a ``ValueError``. JSON nested deeper than the
+    interpreter's recursion limit (``[[[[...`` a few thousand deep: a hostile server's
+    answer, an imported manifest, a variable) raises ``RecursionError`` instead, which
+    the callers' ``except ValueError`` let through as a traceback."""
+    import json  # here: the warm resolve path imports this module, not the JSON parser
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import DamagedEntryError
+from .._errors import DamagedEntryError, HubcacheError
 from .._units import format_age, format_size, format_time, parse_duration
 from ..manage.prune import disk_usage
 from .common import (
@@ -197,14 +197,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cache = open_cache(args)
     results = cache.verify(args.targets, deep=args.deep)
     fixed = []
+    failed = 0  # the exit code of the first fix that failed, as prefetch does
     if args.fix:
         for r in results:
             if not r.ok:
                 say(args, f"re-downloading {r.handle or r.key}")
                 try:
                     cache.fix(r)
-                except DamagedEntryError as exc:  # this one cannot be fixed; the others can
+                except HubcacheError as exc:
+                    # this one cannot be fixed (unknown handle, the network, the server, the
+                    # archive); the others still can: a failed download stopped them all
                     print(f"hubcache: error: {exc}", file=sys.stderr)
+                    if not isinstance(exc, DamagedEntryError):
+                        failed = failed or exc.exit_code
                     continue
                 fixed.append(r.key)
     bad = [r for r in results if not r.ok and r.key not in fixed]
@@ -225,4 +230,4 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 f"{status:8} {r.state:11} {r.handle or r.key}" + (f"  ({detail})" if detail else "")
             )
         say(args, f"{plural_entries(len(results))} checked, {len(bad)} damaged, {len(fixed)} fixed")
-    return EXIT_DAMAGED if bad else 0
+    return failed or (EXIT_DAMAGED if bad else 0)

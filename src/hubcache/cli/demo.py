@@ -10,12 +10,13 @@ says so (a printed path that then vanishes would surprise); a given root is kept
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Optional, TextIO
 
 from .common import epilog
@@ -48,7 +49,7 @@ def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
     cache = cache_dir or tempfile.mkdtemp(prefix="hubcache-demo-cache-")
     try:
         shutil.copytree(SAMPLE, os.path.join(served, "demo", "sample", "1"))
-        with ModelHost(served) as host:
+        with ModelHost(served) as host, _unproxied():
             handle = host.url + "demo/sample/1"
             print(f"serving the sample model at {handle}", file=out)
             if cache_dir is None:
@@ -90,3 +91,21 @@ def run_demo(*, cache_dir: Optional[str], out: TextIO) -> int:
     else:
         print(f"kept the cache root {cache}", file=out)
     return 0
+
+
+@contextlib.contextmanager
+def _unproxied() -> Iterator[None]:
+    """The demo's host is this machine: an ``http_proxy`` from the environment (a company
+    proxy) cannot reach it, and the demo failed with a ProxyError, exit 4. 127.0.0.1 joins
+    ``no_proxy`` while the demo runs; the environment is given back after."""
+    saved = {name: os.environ.get(name) for name in ("no_proxy", "NO_PROXY")}
+    listed = saved["no_proxy"] if saved["no_proxy"] is not None else saved["NO_PROXY"]
+    os.environ["no_proxy"] = ",".join(filter(None, [listed or "", "127.0.0.1"]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

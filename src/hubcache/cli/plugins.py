@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -129,31 +130,35 @@ def _cmd_enable(args: argparse.Namespace) -> int:
     if not args.quiet:
         state = api.status(args.site_dir)
         version = f"{p.package} {_version(state, p) or 'not installed yet'}"
+        # the undo names the folder enable wrote into: without it, disable looks elsewhere
+        undo = f"hubcache {p.command} disable" + (
+            f" --site-dir {shlex.quote(args.site_dir)}" if args.site_dir is not None else ""
+        )
         if not state.switch.startswith("on"):
             say(
                 args,
                 f"enabled, but {_switch_words(p)} keeps it off in this shell "
-                f"({version}); undo with `hubcache {p.command} disable`",
+                f"({version}); undo with `{undo}`",
             )
         elif not state.site_dir_read:
             say(
                 args,
                 f"enabled in {args.site_dir}, but this python does not read .pth files from "
                 "there: it takes effect for the python whose site-packages that is; undo "
-                f"with `hubcache {p.command} disable --site-dir`",
+                f"with `{undo}`",
             )
         elif not state.registry.startswith("differs"):
             say(
                 args,
                 f"{p.package} will use hubcache in this environment ({version}); undo with "
-                f"`hubcache {p.command} disable`",
+                f"`{undo}`",
             )
         if state.registry.startswith("differs"):
             say(
                 args,
                 f"warning: this {version} is not one the plug-in knows (registry "
                 f"{state.registry}): {p.package} keeps resolving on its own, with one warning "
-                f"in each process that imports it; undo with `hubcache {p.command} disable`",
+                f"in each process that imports it; undo with `{undo}`",
             )
     return 0
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Optional
 
-from .._errors import ConfigurationError, HubcacheError
+from .._errors import ConfigurationError, HubcacheError, hide_credentials
 from .common import epilog, offline_option, plural
 
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
@@ -67,7 +67,8 @@ def prefetch_file(
 
     try:
         with open(path, encoding="utf-8-sig") as f:  # a BOM (Windows editors) is not a handle
-            items = parse_list(f.read(), path)
+            text = f.read()
+        items = parse_list(text, path) if "\x00" not in text else None
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -75,6 +76,10 @@ def prefetch_file(
             f"{path} is not a text file (byte {exc.start} is not UTF-8); give a list of "
             "handles, one per line"
         ) from None
+    if items is None:  # valid UTF-8 but binary (a tar): its first "word" was a KB-long line
+        raise ConfigurationError(
+            f"{path} is not a text file (it holds NUL bytes); give a list of handles, one per line"
+        )
     cache = Cache(cache_dir)
     tty = sys.stderr.isatty()
     done, cached, failed = 0, 0, []
@@ -82,9 +87,9 @@ def prefetch_file(
         if not quiet:
             end = "\r" if tty else "\n"
             print(
-                f"\x1b[2K[{index}/{len(items)}] {handle}"
+                f"\x1b[2K[{index}/{len(items)}] {_shown(handle)}"
                 if tty
-                else f"hubcache: [{index}/{len(items)}] {handle}",
+                else f"hubcache: [{index}/{len(items)}] {_shown(handle)}",
                 end=end,
                 file=sys.stderr,
                 flush=True,
@@ -106,5 +111,13 @@ def prefetch_file(
             file=sys.stderr,
         )
     for handle, error in failed:
-        print(f"hubcache: failed: {handle}: {error}", file=sys.stderr)
+        print(f"hubcache: failed: {_shown(handle)}: {error}", file=sys.stderr)
     return failed[0][1].exit_code if failed else 0
+
+
+def _shown(handle: str) -> str:
+    """The handle as a line on stderr may show it: a password in it hidden (``user:***@``),
+    as every other line does, and control characters (a terminal's escape sequences in a
+    list file) escaped; the handle's own check refuses those later, with its own line."""
+    shown = hide_credentials(handle)
+    return shown if shown.isprintable() else repr(shown)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
 from .pool import StallError, manager, read_body, split_credentials
-from .retry import RetryBudget, reason, send_with_retries
+from .retry import RetryBudget, attempts_text, reason, send_with_retries
 from .source import CHUNK, CancelledError, RestartDownloadError, Source, redact
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class HTTPSource(Source):
                 if not self.budget.pause(self.display, cause):
                     raise DownloadError(
                         f"the download of {self.display} kept breaking: {cause}, after "
-                        f"{self._offset} of {self.total or '?'} bytes and {resumes} attempts"
+                        f"{self._offset} of {self.total or '?'} bytes and {attempts_text(resumes)}"
                         f"{self.budget.earlier(cause)}; check the network and try again",
                         handle=self.handle,
                         attempts=resumes,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._config import Config
+from .._errors import ConfigurationError, hide_credentials
 
 if TYPE_CHECKING:
     import urllib3
@@ -46,7 +47,25 @@ def proxy_for(url: str) -> str:
     proxy = urllib.request.getproxies().get(parts.scheme, "")
     if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
         return ""
+    if proxy:
+        _check_proxy(proxy, parts.scheme)
     return proxy
+
+
+def _check_proxy(proxy: str, scheme: str) -> None:
+    """A proxy variable urllib3 cannot use (``garbage``, ``ftp://...``, ``http://[::1``)
+    was a ProxySchemeUnknown or ValueError traceback at the first request."""
+    try:
+        parts = urllib.parse.urlsplit(proxy)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ConfigurationError(
+            f"{scheme}_proxy={hide_credentials(proxy)!r} is not an http:// or https:// proxy "
+            "URL with a host; fix it (e.g. http://proxy.example:3128) or unset it"
+        )
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
@@ -109,7 +128,6 @@ def _ssl_context(values: tuple[str, ...]) -> Any:
     import ssl
 
     from .._config import CA_VARIABLES
-    from .._errors import ConfigurationError
 
     context = ssl.create_default_context()
     for name, bundle in zip(CA_VARIABLES[2:], values[2:], strict=True):

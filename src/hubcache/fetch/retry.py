@@ -155,7 +155,7 @@ def send_with_retries(
             response.release_conn()
         if not budget.pause(redact(url()), last, wait=wait, stop=stop):
             raise DownloadError(
-                f"downloading {redact(url())} failed after {attempts} attempts: {last}"
+                f"downloading {redact(url())} failed after {attempts_text(attempts)}: {last}"
                 f"{budget.earlier(last)}{NETWORK_ADVICE}",
                 handle=handle,
                 attempts=attempts,
@@ -186,9 +186,14 @@ def with_restarts(budget: RetryBudget, what: str, attempt: Callable[[], T]) -> T
             cause = f"restarted from the start: {exc}"
             if not budget.pause(what, cause, wait=0.0):
                 raise DownloadError(
-                    f"the download of {what} could not be completed after {attempts} attempts "
-                    f"from the start: {exc}{budget.earlier(cause)}",
+                    f"the download of {what} could not be completed after "
+                    f"{attempts_text(attempts)} from the start: {exc}{budget.earlier(cause)}",
                     attempts=attempts,
                 ) from None
             # info, as every retry: the error that gives up names the causes (``earlier``)
             log.info("restarting the download of %s from the start: %s", what, exc)
+
+
+def attempts_text(count: int) -> str:
+    """``1 attempt``, ``3 attempts``: the count in the one-line errors ("after 1 attempts")."""
+    return f"{count} attempt{'' if count == 1 else 's'}"

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from .._config import Config
-from .._errors import DownloadError, HubcacheError, MissingDependencyError, ModelNotFoundError
+from .._errors import (
+    ConfigurationError,
+    DownloadError,
+    HubcacheError,
+    InvalidHandleError,
+    MissingDependencyError,
+    ModelNotFoundError,
+)
+from .._handles import FSSPEC_SCHEMES
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation on a raw descriptor
 
 
 class RestartDownloadError(Exception):
@@ -129,14 +139,33 @@ class LocalFileSource(FileSource):
 
     def open(self) -> None:
         try:
-            self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+            # O_NONBLOCK: opening a FIFO named like an archive waited for a writer forever
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _BINARY)
         except FileNotFoundError:
             raise ModelNotFoundError(
                 f"archive {self.path!r} does not exist", handle=self.handle
             ) from None
+        except IsADirectoryError:
+            raise self._not_a_file("a folder") from None
         except OSError as exc:
             raise DownloadError(f"cannot read {self.path!r}: {exc}", handle=self.handle) from exc
-        self.total = os.fstat(self._file.fileno()).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise self._not_a_file("a folder" if stat.S_ISDIR(st.st_mode) else "a pipe or a device")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        self._file = os.fdopen(fd, "rb", buffering=0)
+        self.total = st.st_size
+
+    def _not_a_file(self, what: str) -> InvalidHandleError:
+        """A directory (named x.tar.gz) was "cannot read: Is a directory", exit 4 as if the
+        network had failed; a FIFO or a device cannot be an archive either."""
+        return InvalidHandleError(
+            f"{self.path!r} is {what}, not an archive file; give the path of a .tar.gz, .tar "
+            "or .zip file, or of a folder holding a model (without an archive suffix)",
+            handle=self.handle,
+        )
 
     def local_file(self) -> Optional[str]:
         return self.path
@@ -206,6 +235,15 @@ def filesystem(
     from .objectstore import client_options, one_try
 
     scheme = url.split("://", 1)[0]
+    if scheme.lower() not in FSSPEC_SCHEMES:
+        # A cache root or shared tier such as ftp:// or bogus:// would reach fsspec, which
+        # connects in the constructor (no deadline of ours) or raises "Protocol not known":
+        # both were tracebacks. Handles refuse the same schemes in _handles.
+        raise ConfigurationError(
+            f"{url!r} uses the unsupported storage scheme {scheme!r}; use gs://, s3:// or a "
+            "local folder",
+            handle=handle,
+        )
     # The extra that brings everything this scheme needs, named at once (hubcache[gcs]
     # includes fsspec): one round of advice, not "install [remote]", then "install [gcs]".
     extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}.get(scheme)

@@ -27,6 +27,7 @@ from typing import Any, Optional, overload
 
 from .._config import Config
 from .._errors import DownloadError, HTTPStatusError, ModelNotFoundError
+from .._values import parse_json
 from ..fetch.pool import manager, split_credentials
 from ..fetch.retry import NETWORK_ADVICE, RetryBudget, send_with_retries
 from ..fetch.source import redact
@@ -167,7 +168,7 @@ class KaggleApi:
             return None
         self._raise_for_status(response, model)
         try:
-            data = json.loads(response.data)
+            data = parse_json(response.data)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -339,7 +340,7 @@ def _server_message(response: Any) -> str:
     if not _is_json(response):
         return ""
     try:
-        message = json.loads(response.data).get("message", "")
+        message = parse_json(response.data).get("message", "")
     except (ValueError, AttributeError):
         return ""
     return " ".join(str(message).split())[:200]

@@ -23,7 +23,6 @@ import base64
 import contextlib
 import contextvars
 import dataclasses
-import json
 import logging
 import os
 import stat
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from typing import Optional
 
 from .._errors import ConfigurationError
+from .._values import parse_json
 from .settings import KaggleSettings
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,16 @@ def find_credential(settings: KaggleSettings) -> Optional[Credential]:
             value = _read_token(token, " named by KAGGLE_API_TOKEN")
             if not value:  # kagglesdk's reading: no token, and on to the username and key
                 return _username_and_key(settings)
-            return Credential(f"KAGGLE_API_TOKEN (file {token})", "Bearer " + value)
-        return Credential("KAGGLE_API_TOKEN", "Bearer " + token)
+            where = f"KAGGLE_API_TOKEN (file {token})"
+            return Credential(where, _bearer(value, f"the Kaggle token file {token}"))
+        return Credential("KAGGLE_API_TOKEN", _bearer(token, "KAGGLE_API_TOKEN"))
     kaggle_dir = os.path.join(settings.home, ".kaggle")
     for name in ("access_token", "access_token.txt"):
         path = os.path.join(kaggle_dir, name)
         if os.path.lexists(path):
             value = _read_token(path)
             if value:
-                return Credential(f"~/.kaggle/{name}", "Bearer " + value)
+                return Credential(f"~/.kaggle/{name}", _bearer(value, path))
     return _username_and_key(settings)
 
 
@@ -99,6 +100,17 @@ def _username_and_key(settings: KaggleSettings) -> Optional[Credential]:
 def _looks_like_path(value: str) -> bool:
     """A token has no slashes and no leading ``~``; a value that does meant a file."""
     return "/" in value or "\\" in value or value.startswith("~")
+
+
+def _bearer(token: str, where: str) -> str:
+    """The Authorization value of a token. A Kaggle token is printable ASCII; anything else
+    (a '€' pasted with it) made http.client raise UnicodeEncodeError at the first request."""
+    if not (token.isascii() and token.isprintable()):
+        raise ConfigurationError(
+            f"{where} holds a character no Kaggle token has (non-ASCII or a control "
+            "character); copy the token again from kaggle.com, or unset it"
+        )
+    return "Bearer " + token
 
 
 def _basic(username: str, key: str) -> str:
@@ -148,7 +160,7 @@ def _read_kaggle_json(path: str) -> tuple[str, str]:
     _warn_if_loose(path)
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = parse_json(f.read())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
             f"the Kaggle credentials file {path} is not readable JSON ({exc.__class__.__name__}); "

@@ -16,12 +16,12 @@ entry that looks usable is a donor too.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .._values import parse_json
 from ..local.entry import Entry, descriptor_handle, read_quietly
 from . import kagglehub_cache
 from .identity import KAGGLE_HOSTS, KaggleModel, from_url
@@ -51,7 +51,7 @@ def _kaggle_manifests(root: str) -> list[tuple[str, KaggleModel, dict[str, Any]]
             data = read_quietly(os.path.join(root, name))
             if b'"kaggle"' not in data:
                 continue
-            manifest = json.loads(data)
+            manifest = parse_json(data)
             model = KaggleModel.from_record(manifest.get("kaggle"))
             if model is not None and isinstance(manifest.get("files"), dict):
                 found.append((name[:40], model, manifest))

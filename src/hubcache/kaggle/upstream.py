@@ -15,13 +15,13 @@ timeouts and retry budget; the server runs them on worker threads.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._errors import HubcacheError
+from .._values import parse_json
 from .identity import FRAMEWORKS, KAGGLE_HOSTS, KaggleModel, framework_id
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def parse_call(method: str, body: bytes) -> Call:
     if method not in METHODS:
         raise BadCallError(f"this mirror answers {', '.join(METHODS)} of Kaggle's model API only")
     try:
-        data = json.loads(body or b"{}")
+        data = parse_json(body or b"{}")
     except ValueError:
         raise BadCallError("the request body is not JSON") from None
     if not isinstance(data, dict):

@@ -122,7 +122,9 @@ class Entry:
                 st = os.stat(os.path.join(self.path, rel))
             except OSError:
                 return f"file {rel} is missing"
-            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            if not stat.S_ISREG(st.st_mode):  # a folder or a FIFO: its "size" says nothing
+                return f"file {rel} is not a regular file"
+            if st.st_size != size:
                 return f"file {rel} has {st.st_size} bytes instead of {size}"
         _VERIFIED[self.manifest_path] = (signature, tuple(dirs))
         return None

@@ -42,6 +42,9 @@ __all__ += ["is_tfhub_uid", "read_text"]
 log = logging.getLogger(__name__)
 
 _REPORT_EVERY = 5.0  # seconds between "waiting for ..." log lines
+# seconds a lock may stay empty before its taker counts as dead: the contents are written
+# at once after the exclusive create, so only a kill in between leaves it empty for long
+EMPTY_LEASE = 2.0
 
 
 def read_text(path: str) -> Optional[str]:
@@ -169,6 +172,10 @@ class LockBase(abc.ABC):
         if holder is not None and holder.is_dead_here():
             return f"its holder (pid {holder.pid} on this host) is dead"
         idle = self._idle_for(holder, contents)
+        if not contents.strip() and idle > min(self._lease_for(holder), EMPTY_LEASE):
+            # Its taker writes the contents right after creating it (_create): empty for
+            # seconds means it was killed in between. The full lease cost 120 s a resolve.
+            return f"the lock is empty ({self._stale} for {idle:.0f}s): its taker died taking it"
         return f"{self._stale} for {idle:.0f}s" if idle > self._lease_for(holder) else None
 
     def _lease_for(self, holder: Optional[Holder]) -> float:

@@ -20,6 +20,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, Optional
 
+from .._values import parse_json
 from .._version import __version__
 
 MANIFEST_VERSION = 1
@@ -152,7 +153,7 @@ class Manifest(NamedTuple):
     @classmethod
     def from_json(cls, text: bytes | str) -> Optional[Manifest]:
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except ValueError:
             return None
         return cls.from_dict(data) if isinstance(data, dict) else None

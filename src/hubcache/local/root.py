@@ -103,6 +103,8 @@ def ensure_root(root: str, *, private: bool) -> list[str]:
     except OSError as exc:
         if isinstance(exc, CacheDirError):
             raise
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file (or a broken link) in the way
+            raise not_a_folder(root, under_a_file=exc.errno == errno.ENOTDIR) from exc
         raise CacheDirError(f"cannot create the cache folder {root}: {exc}") from exc
     if not os.access(root, os.W_OK | os.X_OK):
         # A read-only cache (a mounted volume, a container image) still serves complete
@@ -156,6 +158,16 @@ def tag_root(root: str, *, fsync: bool) -> None:
     if fsync:
         with contextlib.suppress(OSError):  # a parent we may not read (mode 0711) stays as is
             fsync_dir(os.path.dirname(os.path.abspath(root)))
+
+
+def not_a_folder(root: str, *, under_a_file: bool = False) -> CacheDirError:
+    """The one error for a root that is a file, a broken link, or under a file (a typo in
+    --cache-dir): the OS's own words ("File exists") read as if the cache were fine."""
+    what = "has a file where a folder of its path should be" if under_a_file else "is not a folder"
+    return CacheDirError(
+        f"the cache root {root} {what}; point --cache-dir or TFHUB_CACHE_DIR at a folder "
+        "(it is created when missing)"
+    )
 
 
 def write_atomic(path: str, text: str, *, fsync: bool = True, suffix: str = "") -> None:

@@ -19,12 +19,13 @@ import shutil
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .._errors import CacheDirError, hide_credentials
+from .._errors import hide_credentials
 from ..local.entry import Entry, descriptor_handle, read_quietly
 from ..local.gc import Debris, DebrisPlan
 from ..local.gc import execute as gc_execute
 from ..local.gc import plan as gc_plan
 from ..local.lock import DownloadLock, break_lock, new_uid, parse_holder, read_text
+from ..local.root import not_a_folder
 from ..local.tree import tree_stats
 from .prune import PlanItem
 from .records import (
@@ -44,10 +45,13 @@ class LocalRoot:
         # with a traceback, or gc report "removed 0 items" as if all were well: say so
         # once, with the exit code a resolve gives for the same root (6).
         if os.path.lexists(root) and not os.path.isdir(root):
-            raise CacheDirError(
-                f"the cache root {root} is not a folder; point --cache-dir or "
-                "TFHUB_CACHE_DIR at a folder (it is created when missing)"
-            )
+            raise not_a_folder(root)
+        try:
+            os.stat(root)
+        except NotADirectoryError:  # a root under a file: listdir would raise it later
+            raise not_a_folder(root, under_a_file=True) from None
+        except OSError:
+            pass  # a missing root is an empty cache
         self.location = root
 
     def keys(self) -> list[str]:

@@ -125,7 +125,14 @@ def write_archive(out: str, add: Callable[[tarfile.TarFile], None]) -> None:
 
 
 def _write_error(out: str, exc: OSError) -> HubcacheError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno == errno.EFBIG:  # a size limit, not a full disk (as _disk says for the cache)
+        return CacheDirError(
+            f"{out} reached the largest file this process may write ({exc.strerror}: a "
+            "`ulimit -f` limit, or a filesystem such as FAT32 that caps files at 4 GiB); "
+            "raise the limit or export elsewhere",
+            errno=exc.errno,
+        )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return CacheDirError(
             f"no space left to write {out} ({exc.strerror}); free space or export elsewhere",
             errno=exc.errno,
@@ -234,6 +241,15 @@ def extract_export(
     try:
         source.open()
         result = extract(source, staging, limits=limits, fsync=fsync, progress=None)
+    except ArchiveError as exc:
+        if archive in exc.message:
+            raise
+        # the extractor's words name a member or the tar's end, not which file was refused
+        raise type(exc)(
+            f"cannot import {archive}: {exc.message}; it is damaged or not what "
+            "`hubcache export` wrote: export it again",
+            **exc.facts,
+        ) from None
     finally:
         source.close()
     keys = sorted({rel.split(".", 1)[0] for rel in result.files if rel.endswith(".manifest.json")})

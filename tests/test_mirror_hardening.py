@@ -412,6 +412,33 @@ def test_f8_shutdown_gives_in_flight_responses_exactly_the_drain_timeout(
         server.stop()
 
 
+def test_a_client_that_leaves_a_waiting_fill_is_not_waited_for_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    """A client waiting on a fill whose upstream has not answered, then gone: the drain does
+    not wait for it (it counted as in flight for the whole --drain-timeout, 30 s here). The
+    fill itself, still waiting for the upstream's first answer, is given the shutdown's 5 s
+    (``Mirror.shutdown``): a request not yet answered has no response to shut."""
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, never answers
+    store = tmp_path / "store"
+    store.mkdir()
+    upstream = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    server = ServeProcess(str(store), "--upstream", upstream, "--drain-timeout", "30s")
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /m/1?tf-hub-format=compressed HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # the fill waits on the silent upstream
+        client.close()
+        time.sleep(0.3)
+        began = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+        assert time.monotonic() - began < 10
+    finally:
+        server.stop()
+        silent.close()
+
+
 def test_f13_a_failed_fill_resets_the_connection(model_server: ModelServer, store: Path) -> None:
     body = make_tar([M("x", os.urandom(400_000))], compression=None)
     model_server.add("/m/1", body, faults=(Fault(drop_after=100_000),))

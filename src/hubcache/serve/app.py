@@ -556,6 +556,11 @@ async def serve(
         access_log_class=EscapedAccessLogger,
         access_log_format=ACCESS_FORMAT,
         keepalive_timeout=settings.idle_timeout,
+        # a client that leaves ends its handler: it no longer counts as in flight (the drain
+        # waited its whole timeout for a client gone from a fill that had not begun), and
+        # the one sender stops at once. Nothing a handler does needs finishing without its
+        # client: fills and Kaggle calls run on their own, readers are counted in finally
+        handler_cancellation=True,
     )
     if server.store.local and not settings.rate_limit and _platform.CAN_SENDFILE:
         web_server.front = Front(

@@ -334,7 +334,7 @@ class FastConnection(asyncio.Protocol):
         except OSError:
             return None
         finally:
-            self.front.metrics.served_bytes.inc(offset)
+            self.front.metrics.tally(sent=offset)
         return offset
 
     async def _send_rest(self, found: Found, offset: int) -> None:
@@ -375,8 +375,7 @@ class FastConnection(asyncio.Protocol):
         front = self.front
         front.responder.end(found)
         front.on_busy(-1)
-        front.metrics.hits.inc()
-        front.metrics.answered(200)
+        front.metrics.tally(hit=True, ok=True)
         if front.access.enabled:
             front.access.line(
                 self.peer,

@@ -31,6 +31,7 @@ read from the answering worker's store (every worker sees the same DIR).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -102,14 +103,41 @@ class Metrics:
             multiprocess_mode="max",
         )
         r.register(self._stored)
+        # The stored hit's counts, noted in plain numbers on the event loop and moved into
+        # the counters once per turn of the loop (``tally``): three locked counter updates
+        # per request (six with --workers' memory-mapped files) were 4% of a hit's CPU.
+        self._hits = self._ok = self._bytes = 0
+        self._due = False
 
-    def answered(self, status: int) -> None:
+    def tally(self, *, hit: bool = False, ok: bool = False, sent: int = 0) -> None:
+        """Count a stored hit, a 200 answered, body bytes sent: on the event loop's thread
+        only; in the counters by the end of this turn of the loop (before any scrape)."""
+        self._hits += hit
+        self._ok += ok
+        self._bytes += sent
+        if not self._due:
+            self._due = True
+            asyncio.get_running_loop().call_soon(self.settle)
+
+    def settle(self) -> None:
+        """Move what ``tally`` noted into the counters."""
+        self._due = False
+        hits, ok, sent = self._hits, self._ok, self._bytes
+        self._hits = self._ok = self._bytes = 0
+        if hits:
+            self.hits.inc(hits)
+        if ok:
+            self.answered(200, ok)
+        if sent:
+            self.served_bytes.inc(sent)
+
+    def answered(self, status: int, count: int = 1) -> None:
         """One request answered with ``status`` (its counter child is looked up once:
         ``labels()`` takes a lock and builds a key, and this runs on every request)."""
         child = self._by_status.get(status)
         if child is None:
             child = self._by_status[status] = self.requests.labels(str(status))
-        child.inc()
+        child.inc(count)
 
     def event(self, what: str) -> None:
         """Fill and eviction events from the pull-through side."""
@@ -126,6 +154,7 @@ class Metrics:
         every worker's values summed from the shared folder."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+        self.settle()
         if self.shared is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         from prometheus_client.multiprocess import MultiProcessCollector

@@ -201,7 +201,7 @@ class Responder:
                     raise ConnectionResetError("the stored file shrank while being sent")
                 if sent > 0:
                     offset += sent
-                    self.metrics.served_bytes.inc(sent)
+                    self.metrics.tally(sent=sent)
                     if offset - mark >= SLICE:
                         mark, since = offset, loop.time()
                     continue

@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
+from .. import _platform
 from .._config import Config
 from .._errors import (
     ConfigurationError,
@@ -29,7 +30,6 @@ from .._handles import FSSPEC_SCHEMES
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation on a raw descriptor
 
 
 class RestartDownloadError(Exception):
@@ -140,7 +140,7 @@ class LocalFileSource(FileSource):
     def open(self) -> None:
         try:
             # O_NONBLOCK: opening a FIFO named like an archive waited for a writer forever
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _BINARY)
+            fd = os.open(self.path, _platform.READ | _platform.O_NONBLOCK)
         except FileNotFoundError:
             raise ModelNotFoundError(
                 f"archive {self.path!r} does not exist", handle=self.handle
@@ -153,8 +153,7 @@ class LocalFileSource(FileSource):
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise self._not_a_file("a folder" if stat.S_ISDIR(st.st_mode) else "a pipe or a device")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
+        _platform.make_blocking(fd)
         self._file = os.fdopen(fd, "rb", buffering=0)
         self.total = st.st_size
 

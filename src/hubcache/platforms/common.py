@@ -23,6 +23,7 @@ O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: no newline translation, n
 O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)  # Windows: descriptors are not inherited anyway
 O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)  # Windows: O_EXCL alone refuses a link there
 O_NOATIME: int = getattr(os, "O_NOATIME", 0)  # Linux only: reading must not look like use
+O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO returns at once (none on Windows)
 READ = os.O_RDONLY | O_BINARY | O_CLOEXEC
 CREATE_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY | O_CLOEXEC
 CREATE_NEW_FILE = CREATE_EXCLUSIVE | O_NOFOLLOW  # a member file: never follow, never overwrite
@@ -125,6 +126,12 @@ def writeback(fd: int) -> None:
         _faults.fs.fdatasync(fd)
     else:
         _faults.fs.fsync(fd)
+
+
+def make_blocking(fd: int) -> None:
+    """Undo ``O_NONBLOCK`` on a descriptor opened with it (nothing to undo on Windows)."""
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
 
 
 def read_only_fs(path: str) -> Optional[bool]:

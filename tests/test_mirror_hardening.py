@@ -598,6 +598,27 @@ def test_startup_refuses_a_kaggle_api_mirror_that_is_the_server_itself(served: P
         assert "s3cret" not in result.stderr
 
 
+def test_a_kaggle_call_nested_past_the_recursion_limit_is_a_400_not_a_500(
+    tmp_path: Path,
+) -> None:
+    """A POSTed body of 100,000 ``[`` was a RecursionError and a 500 (found from the
+    outside; ``_values.parse_json`` now refuses it like any bad JSON)."""
+    import urllib.request
+
+    env = dict(os.environ, HUBCACHE_KAGGLE_API="http://127.0.0.1:9", KAGGLE_API_TOKEN="unused")
+    with ServeProcess(str(tmp_path), "--upstream", KAGGLE_UP, env=env) as server:
+        for body in (b"[" * 100_000, b'{"a": ' * 50_000):
+            request = urllib.request.Request(server.url.rstrip("/") + INSTANCE_CALL, data=body)
+            try:
+                urllib.request.urlopen(request, timeout=20).read()
+                status, answer = 200, b""
+            except urllib.error.HTTPError as exc:
+                status, answer = exc.code, exc.read()
+                exc.close()
+            assert status == 400 and b'"code": 400' in answer, (status, answer[:200])
+        assert "Traceback" not in server.stderr and "RecursionError" not in server.stderr
+
+
 def test_two_kaggle_mirrors_pointed_at_each_other_answer_at_once(tmp_path: Path) -> None:
     """A's Kaggle calls go to B (its HUBCACHE_KAGGLE_API) and B's to A: the calls carry the
     mirror's Via, so the loop is a 508 where it closes and a quick error for the client,

@@ -604,7 +604,16 @@ def test_an_empty_lock_is_broken_within_seconds(model_server: ModelServer, tmp_p
 # -- HUBCACHE_HTTP_HEADERS that http.client cannot send (x3) ----------------------------------
 @pytest.mark.parametrize(
     "headers",
-    ['{"X": "\u20ac"}', '{"\u03a9": "x"}', '{"": "x"}', '{"X:Y": "z"}', '{"A": "\\u0000"}'],
+    [
+        '{"X": "\u20ac"}',
+        '{"\u03a9": "x"}',
+        '{"": "x"}',
+        '{"X:Y": "z"}',
+        '{"A": "\\u0000"}',
+        '{"Range": "bytes=5-"}',  # accepted, then every archive was "not an archive" (exit 5)
+        '{"accept-encoding": "gzip"}',
+        '{"Host": "elsewhere"}',
+    ],
 )
 def test_headers_http_cannot_send_are_a_usage_error(
     model_server: ModelServer, tmp_path: Path, headers: str

@@ -145,6 +145,12 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
                 f"HUBCACHE_HTTP_HEADERS: {name!r} is not an HTTP header name (ASCII letters, "
                 "digits and !#$%&'*+-.^_`|~ only), e.g. Authorization"
             )
+        if name.lower() in _SET_PER_REQUEST:
+            raise ConfigurationError(
+                f"HUBCACHE_HTTP_HEADERS: {name} is set by hubcache itself for each request "
+                "(resumes, parallel parts, the body's framing); one given here would break "
+                "every download. Remove it"
+            )
         if not all((" " <= c <= "\xff" and c != "\x7f") or c == "\t" for c in value):
             raise ConfigurationError(
                 f"HUBCACHE_HTTP_HEADERS: the value of {name} holds a character HTTP cannot "
@@ -154,6 +160,21 @@ def _headers(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token: a header name
+# headers each request sets for itself: a fixed one (Range: every archive "not an archive")
+_SET_PER_REQUEST = frozenset(
+    {
+        "range",
+        "if-range",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "host",
+        "connection",
+        "accept-encoding",
+        "expect",
+        "upgrade",
+    }
+)
 
 
 def _absl_cache_dir() -> Optional[str]:

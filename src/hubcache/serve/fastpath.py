@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
-from .. import _platform
 from ..serve.accesslog import AccessLog
 from ..serve.archives import ArchiveStore, Found
 from ..serve.metrics import Metrics
@@ -45,8 +44,8 @@ from ..serve.static import is_archive_name, request_parts, wanted_format
 CLOSE = "Connection: close\r\n"
 MAX_HEAD = 8190  # a longer request head is aiohttp's to refuse
 MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: the headers wait for the body's bytes
-# headers whose presence means "not a plain GET of a whole archive": aiohttp's to answer
 log = logging.getLogger(__name__)
+# headers whose presence means "not a plain GET of a whole archive": aiohttp's to answer
 HANDED_OVER = frozenset(
     {
         "content-length",
@@ -321,21 +320,10 @@ class FastConnection(asyncio.Protocol):
         if n < len(head):
             self.transport.write(head[n:])
             return 0
-        size, offset = found.stored.size, 0
-        source = found.file.fileno()
         try:
-            while offset < size:
-                sent = _platform.sendfile(self.fd, source, offset, size - offset)
-                if sent == 0:
-                    break  # the file shrank under us: the rest errs in _send_rest
-                offset += sent
-        except BlockingIOError:
-            pass
+            return self.front.responder.push(self.fd, found.file.fileno(), 0, found.stored.size)
         except OSError:
             return None
-        finally:
-            self.front.metrics.tally(sent=offset)
-        return offset
 
     async def _send_rest(self, found: Found, offset: int) -> None:
         """The rest of the body, by the server's one sender (``Responder.sendfile``)."""

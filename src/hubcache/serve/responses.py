@@ -191,20 +191,12 @@ class Responder:
             while offset < end:
                 if transport.is_closing():
                     raise ConnectionResetError("the client went away")
-                sent = -1
                 if not transport.get_write_buffer_size():
-                    try:
-                        sent = _platform.sendfile(fd, src, offset, end - offset)
-                    except BlockingIOError:
-                        pass
-                if sent == 0:
-                    raise ConnectionResetError("the stored file shrank while being sent")
-                if sent > 0:
-                    offset += sent
-                    self.metrics.tally(sent=sent)
+                    offset = self.push(fd, src, offset, end)
                     if offset - mark >= SLICE:
                         mark, since = offset, loop.time()
-                    continue
+                    if offset >= end:
+                        break
                 left = since + self.stall - loop.time()
                 if left <= 0:
                     abort_transport(transport)
@@ -218,6 +210,22 @@ class Responder:
         finally:
             loop.remove_writer(fd)
             os.close(fd)
+
+    def push(self, fd: int, source: int, offset: int, end: int) -> int:
+        """``os.sendfile`` from ``offset`` towards ``end`` as long as the socket takes bytes
+        without waiting; the new offset, each piece counted as sent. The fast path's first
+        try at a body and every wake-up of ``sendfile``. ConnectionResetError when the file
+        shrank under us; any other OSError as raised (the connection is broken)."""
+        while offset < end:
+            try:
+                sent = _platform.sendfile(fd, source, offset, end - offset)
+            except BlockingIOError:
+                break
+            if sent == 0:
+                raise ConnectionResetError("the stored file shrank while being sent")
+            offset += sent
+            self.metrics.tally(sent=sent)
+        return offset
 
     async def _write(
         self, request: web.BaseRequest, response: web.StreamResponse, data: bytes

@@ -27,6 +27,7 @@ from tests.support.procs import (
     debris,
     finish,
     lock_holder_pid,
+    outputs,
     run_cli,
     staging_bytes,
     start_cli,
@@ -45,12 +46,7 @@ def race(url: str, root: Path, tmp_path: Path, n: int, faults: str = "") -> list
     workers = [start_worker(url, env, str(go)) for _ in range(n)]
     time.sleep(0.3)  # let them import; a late one only takes the fast path
     go.touch()
-    paths = []
-    for worker in workers:
-        code, out, err = finish(worker)
-        assert code == 0, err
-        paths.append(out.strip())
-    return paths
+    return outputs(workers)
 
 
 @pytest.mark.parametrize("n", [8, 16])

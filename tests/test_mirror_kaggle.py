@@ -24,7 +24,7 @@ import urllib3
 
 from tests.support.kaggle import KaggleModel, KaggleWorld, saved_model_files
 from tests.support.mirror import ServeProcess
-from tests.support.procs import finish, start_cli
+from tests.support.procs import finish, outputs, start_cli
 from tests.support.trees import tree
 
 pytest.importorskip("aiohttp")
@@ -114,13 +114,7 @@ def client_env(tmp_path: Path, mirror: ServeProcess, name: str, **extra: str) ->
 
 
 def resolve_all(handle: str, envs: list[dict[str, str]]) -> list[str]:
-    procs = [start_cli(["-q", "resolve", handle], env) for env in envs]
-    paths = []
-    for proc in procs:
-        code, out, err = finish(proc)
-        assert code == 0, err
-        paths.append(out.strip())
-    return paths
+    return outputs([start_cli(["-q", "resolve", handle], env) for env in envs])
 
 
 def kagglehub_call(

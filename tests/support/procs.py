@@ -126,6 +126,16 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
     return proc.returncode, out, err
 
 
+def outputs(procs: list[subprocess.Popen[str]]) -> list[str]:
+    """Each process's stdout, stripped, once all have finished; each must exit 0."""
+    found = []
+    for proc in procs:
+        code, out, err = finish(proc)
+        assert code == 0, err
+        found.append(out.strip())
+    return found
+
+
 def debris(root: Path, key: str) -> set[str]:
     """Names in ``root`` other than a published entry's (and CACHEDIR.TAG)."""
     ok = ENTRY_FILES | {key, f"{key}.descriptor.txt", f"{key}.manifest.json"}

@@ -705,6 +705,22 @@ def sample(text: str, name: str) -> float:
     return float(found.group(1))
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_inherited_prometheus_multiproc_dir_is_not_used(
+    served: Path, tmp_path: Path, workers: str
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR set for another program (or to no folder) is not the
+    server's: it starts, counts, and writes nothing there (it was a traceback at start)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for value in (str(tmp_path / "missing"), str(other)):
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=value)
+        with ServeProcess(str(served), "--workers", workers, env=env) as server:
+            assert server.get("/small.tar").status == 200
+            assert sample(server.get("/metrics").data.decode(), "hubcache_mirror_hits_total") == 1
+        assert not list(other.iterdir())
+
+
 def test_workers_metrics_are_the_whole_servers(served: Path, tmp_path: Path) -> None:
     """With --workers, /metrics sums every worker's counts, whichever worker answers the
     scrape (a scraper's rate() would otherwise see counters jump between workers), and the

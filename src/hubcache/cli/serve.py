@@ -218,6 +218,12 @@ def run(args: argparse.Namespace) -> int:
     # workers, after the parent has chosen its multiprocess mode (serve.metrics)
     if any(importlib.util.find_spec(name) is None for name in ("aiohttp", "prometheus_client")):
         raise ServeError("hubcache serve needs the server extra: pip install 'hubcache[server]'")
+    from ..serve.metrics import MULTIPROC_ENV
+
+    # prometheus_client's multiprocess switch is the server's own (--workers sets a private
+    # folder): one inherited from the environment pointed the counters at another program's
+    # folder, or at none (a traceback at start)
+    os.environ.pop(MULTIPROC_ENV, None)
     from .._config import load_config
     from ..serve.pullthrough import parse_upstream
 
